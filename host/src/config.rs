@@ -1,0 +1,288 @@
+//! Host configuration (TOML). Every key has a default; unknown keys and bad
+//! values are errors that name the key. The documented reference is
+//! `examples/wicket.toml`; `wicket config` prints the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::Limits;
+use crate::state::AppSettings;
+
+/// The whole host configuration.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The users' side: listen address and ticket timing.
+    pub proxy: ProxyConfig,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
+    /// Policy limits and the optional policy file.
+    pub policy: PolicyConfig,
+    /// Connections to the pods.
+    pub backend: BackendConfig,
+    /// `wicket demo`: the local app and its pods.
+    pub demo: DemoConfig,
+}
+
+/// `[proxy]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Shared port: every app at `/<app>/`.
+    pub listen: SocketAddr,
+    /// A ticket unused for this long is freed (k8sTicket: 3000).
+    pub ticket_expiry_ms: u64,
+    /// Ping interval on the ticket WebSocket (k8sTicket: 5000).
+    pub ws_ping_ms: u64,
+    /// How often waiting users get the waiting message (k8sTicket: 10000).
+    pub waiting_message_ms: u64,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9001)),
+            ticket_expiry_ms: 3000,
+            ws_ping_ms: 5000,
+            waiting_message_ms: 10_000,
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serves `/metrics` and `/healthz` (k8sTicket: port 9999).
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 9999)) }
+    }
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// A policy component to use instead of the embedded default; watched and
+    /// hot-swapped when it changes. Empty: the embedded default.
+    pub file: Option<PathBuf>,
+    /// How often the file is checked for changes.
+    pub watch_interval_ms: u64,
+    /// Deadline of one policy call.
+    pub timeout_ms: u64,
+    /// Memory cap of one policy instance.
+    pub memory_mib: u64,
+    /// Log lines one policy call may write.
+    pub log_lines_per_call: u32,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        Self {
+            file: None,
+            watch_interval_ms: 1000,
+            timeout_ms: l.timeout.as_millis() as u64,
+            memory_mib: (l.memory_bytes >> 20) as u64,
+            log_lines_per_call: l.log_lines_per_call,
+        }
+    }
+}
+
+/// `[backend]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    /// Dial timeout to a pod (k8sTicket: 5000).
+    pub connect_timeout_ms: u64,
+    /// Idle keep-alive connections are closed after this long.
+    pub pool_idle_timeout_ms: u64,
+    /// Most idle keep-alive connections kept per pod.
+    pub pool_max_idle_per_pod: usize,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self { connect_timeout_ms: 5000, pool_idle_timeout_ms: 90_000, pool_max_idle_per_pod: 512 }
+    }
+}
+
+/// `[demo]`: the app `wicket demo` serves, with settings that make scaling
+/// visible.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    /// App name (URL prefix).
+    pub app: String,
+    /// Pods of the app's own (never deleted by the policy).
+    pub replicas: u32,
+    /// Tickets per pod.
+    pub tickets_max: u32,
+    /// Free tickets kept ahead of demand.
+    pub tickets_spare: u32,
+    /// Most autoscaled pods.
+    pub pods_max: u32,
+    /// Seconds an autoscaled pod must be idle before deletion.
+    pub cooldown_seconds: u64,
+    /// Opaque string handed to the policy.
+    pub policy_config: String,
+    /// How long a new pod takes to become ready (simulates booting).
+    pub pod_start_delay_ms: u64,
+    /// Serve at `<pod>.<uid>.<host>/<app>/` (k8sTicket's ingress.dns).
+    pub dns: bool,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self {
+            app: "demo".into(),
+            replicas: 1,
+            tickets_max: 2,
+            tickets_spare: 2,
+            pods_max: 4,
+            cooldown_seconds: 10,
+            policy_config: String::new(),
+            pod_start_delay_ms: 1500,
+            dns: false,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a value of the wrong type.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (it names the key and line).
+        message: String,
+    },
+    /// A value of the right type that cannot work.
+    #[error("{path}: `{key}` {problem}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key, e.g. `policy.timeout_ms`.
+        key: &'static str,
+        /// What is wrong.
+        problem: &'static str,
+    },
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates TOML text (`path` only names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        config.validate().map_err(|(key, problem)| ConfigError::Invalid { path: path.into(), key, problem })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        let checks: [(bool, &'static str, &'static str); 10] = [
+            (self.proxy.ticket_expiry_ms >= 100, "proxy.ticket_expiry_ms", "must be at least 100"),
+            (self.proxy.ws_ping_ms >= 100, "proxy.ws_ping_ms", "must be at least 100"),
+            (self.proxy.waiting_message_ms >= 100, "proxy.waiting_message_ms", "must be at least 100"),
+            (self.policy.timeout_ms >= 1 && self.policy.timeout_ms <= 10_000, "policy.timeout_ms", "must be between 1 and 10000"),
+            (self.policy.memory_mib >= 1 && self.policy.memory_mib <= 4096, "policy.memory_mib", "must be between 1 and 4096"),
+            (self.policy.watch_interval_ms >= 50, "policy.watch_interval_ms", "must be at least 50"),
+            (self.backend.connect_timeout_ms >= 1, "backend.connect_timeout_ms", "must be at least 1"),
+            (self.demo.tickets_max >= 1, "demo.tickets_max", "must be at least 1"),
+            (self.demo.cooldown_seconds >= 1, "demo.cooldown_seconds", "must be at least 1"),
+            (routes_valid(&self.demo.app), "demo.app", "must be a name of letters, digits, '-', '_' or '.'"),
+        ];
+        match checks.into_iter().find(|(ok, _, _)| !ok) {
+            Some((_, key, problem)) => Err((key, problem)),
+            None => Ok(()),
+        }
+    }
+
+    /// Policy limits from `[policy]`.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            timeout: Duration::from_millis(self.policy.timeout_ms),
+            memory_bytes: (self.policy.memory_mib as usize) << 20,
+            log_lines_per_call: self.policy.log_lines_per_call,
+        }
+    }
+
+    /// The demo app's scaling settings.
+    pub fn demo_settings(&self) -> AppSettings {
+        let d = &self.demo;
+        AppSettings {
+            tickets_max: d.tickets_max,
+            tickets_spare: d.tickets_spare,
+            pods_max: d.pods_max,
+            cooldown: Duration::from_secs(d.cooldown_seconds),
+            policy_config: d.policy_config.clone(),
+        }
+    }
+}
+
+fn routes_valid(name: &str) -> bool {
+    crate::proxy::routes::valid_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse("").expect("defaults"), Config::default());
+    }
+
+    #[test]
+    fn documented_example_matches_defaults() {
+        let example = include_str!("../../examples/wicket.toml");
+        assert_eq!(parse(example).expect("example parses"), Config::default());
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases = [
+            ("[proxy]\nlisten = \"not an address\"", "listen"),
+            ("[proxy]\nticket_expiry_ms = -1", "ticket_expiry_ms"),
+            ("[proxy]\nticket_expiry_ms = \"3s\"", "ticket_expiry_ms"),
+            ("[policy]\ntimeout_ms = 0", "policy.timeout_ms"),
+            ("[policy]\nmemory_mib = 100000", "policy.memory_mib"),
+            ("[demo]\ntickets_max = 0", "demo.tickets_max"),
+            ("[demo]\napp = \"a b\"", "demo.app"),
+            ("[demo]\nbogus = 1", "bogus"),
+            ("[nonsense]", "nonsense"),
+            ("[proxy\n", "test.toml"),
+        ];
+        for (text, key) in cases {
+            let err = parse(text).expect_err(text).to_string();
+            assert!(err.contains(key), "{text:?}: error {err:?} should name {key:?}");
+        }
+    }
+}

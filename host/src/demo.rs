@@ -1,0 +1,142 @@
+//! `wicket demo`: the whole host with the local provider — real proxy, real
+//! policy, real backend processes — and no cluster.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::app::{App, Routing};
+use crate::apps::Apps;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::policy::{self, PolicyEngine, PolicyRunner, PolicySource};
+use crate::provider::local::LocalProvider;
+use crate::provider::{PodEvent, PodProvider};
+use crate::proxy::forward::{Forwarder, PoolSettings};
+use crate::proxy::ticket_ws::WsTiming;
+use crate::proxy::{self, Proxy};
+
+/// A running demo host. Dropping it stops everything, pods included.
+#[derive(Debug)]
+pub struct Demo {
+    /// Where users connect.
+    pub proxy_addr: SocketAddr,
+    /// Where `/metrics` is served.
+    pub metrics_addr: SocketAddr,
+    /// The apps (one: the demo app).
+    pub apps: Arc<Apps>,
+    /// The metrics registry.
+    pub metrics: Metrics,
+    /// The policy source the app follows.
+    pub source: Arc<PolicySource>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The proxy's settings from the config.
+pub fn forwarder(config: &Config) -> Forwarder {
+    Forwarder::new(PoolSettings {
+        connect_timeout: Duration::from_millis(config.backend.connect_timeout_ms),
+        idle_timeout: Duration::from_millis(config.backend.pool_idle_timeout_ms),
+        max_idle_per_host: config.backend.pool_max_idle_per_pod,
+    })
+}
+
+/// WebSocket timing from the config.
+pub fn ws_timing(config: &Config) -> WsTiming {
+    WsTiming {
+        ping: Duration::from_millis(config.proxy.ws_ping_ms),
+        message: Duration::from_millis(config.proxy.waiting_message_ms),
+    }
+}
+
+/// Starts the demo host. `exe` is the wicket binary (pods run `exe demo-app`).
+pub async fn start(config: Config, exe: PathBuf) -> anyhow::Result<Demo> {
+    let metrics = Metrics::new().context("creating metrics")?;
+    let engine = PolicyEngine::new(config.limits())?;
+    let eng = Arc::clone(&engine);
+    let default = tokio::task::spawn_blocking(move || policy::load_default(&eng))
+        .await?
+        .context("the embedded default policy failed validation (a build problem)")?;
+    let mut tasks = Vec::new();
+    let source = match &config.policy.file {
+        None => PolicySource::new("embedded:spare-tickets", Arc::clone(&default)),
+        Some(path) => {
+            let (eng, p) = (Arc::clone(&engine), path.clone());
+            let first = tokio::task::spawn_blocking(move || policy::load_file(&eng, &p)).await??;
+            tracing::info!(path = %path.display(), digest = first.short_digest(), "policy loaded from file");
+            let source = PolicySource::new(path.display().to_string(), first);
+            let interval = Duration::from_millis(config.policy.watch_interval_ms);
+            tasks.push(policy::watch_file(Arc::clone(&engine), Arc::clone(&source), path.clone(), interval, metrics.clone()));
+            source
+        }
+    };
+
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let delay = Duration::from_millis(config.demo.pod_start_delay_ms);
+    let provider = Arc::new(LocalProvider::new(exe, delay, events_tx));
+    let name = config.demo.app.clone();
+    let runner = PolicyRunner::new(&name, Arc::clone(&engine), Arc::clone(&source), default, metrics.clone());
+    let app = App::new(
+        Routing { name: name.clone(), dns: config.demo.dns },
+        config.demo_settings(),
+        Duration::from_millis(config.proxy.ticket_expiry_ms),
+        runner,
+        Arc::clone(&provider) as Arc<dyn PodProvider>,
+        metrics.clone(),
+    );
+    let apps = Arc::new(Apps::default());
+    apps.insert(Arc::clone(&app));
+
+    for _ in 0..config.demo.replicas {
+        let pod = provider.start_replica(&name).await.context("starting a demo replica")?;
+        app.apply(PodEvent::Upsert { app: name.clone(), pod });
+    }
+    let table = Arc::clone(&apps);
+    tasks.push(tokio::spawn(async move {
+        // One writer applies pod events to the apps' state.
+        while let Some(event) = events_rx.recv().await {
+            let app_name = match &event {
+                PodEvent::Upsert { app, .. } | PodEvent::Gone { app, .. } => app.clone(),
+            };
+            if let Some(app) = table.get(&app_name) {
+                app.apply(event);
+            }
+        }
+    }));
+    tasks.push(tokio::spawn(Arc::clone(&app).run()));
+    // Keep the provider (and so the pod processes) alive as long as the demo.
+    let keep = Arc::clone(&provider);
+    tasks.push(tokio::spawn(async move {
+        std::future::pending::<()>().await;
+        drop(keep);
+    }));
+
+    let listener = TcpListener::bind(config.proxy.listen)
+        .await
+        .with_context(|| format!("binding proxy.listen {}", config.proxy.listen))?;
+    let proxy_addr = listener.local_addr()?;
+    let proxy = Proxy::new(Arc::clone(&apps), forwarder(&config), ws_timing(&config));
+    tasks.push(tokio::spawn(proxy::serve(listener, proxy)));
+
+    let admin = TcpListener::bind(config.metrics.listen)
+        .await
+        .with_context(|| format!("binding metrics.listen {}", config.metrics.listen))?;
+    let metrics_addr = admin.local_addr()?;
+    tasks.push(tokio::spawn(crate::admin::serve(admin, metrics.clone())));
+
+    Ok(Demo { proxy_addr, metrics_addr, apps, metrics, source, tasks })
+}

@@ -1,0 +1,152 @@
+//! The built-in demo app: a tiny stateful web app that shows which pod and
+//! ticket served you, with a WebSocket counter kept per session so that
+//! stickiness is visible. `wicket demo` runs one process of it per "pod".
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+/// Marker line printed on stdout once the app listens (read by the local
+/// provider to learn the port).
+pub const LISTENING: &str = "LISTENING";
+
+struct Demo {
+    pod: String,
+    /// Session counters, keyed by the proxy prefix (one per ticket).
+    counters: Mutex<HashMap<String, u64>>,
+}
+
+/// Serves the demo app on `listen` until the process ends.
+pub async fn serve(listen: SocketAddr, pod: String) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
+    let addr = listener.local_addr()?;
+    println!("{LISTENING} {addr}");
+    let demo = Arc::new(Demo { pod, counters: Mutex::new(HashMap::new()) });
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let demo = Arc::clone(&demo);
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let demo = Arc::clone(&demo);
+                async move { Ok::<_, Infallible>(demo.handle(req)) }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn text(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ctype));
+    r
+}
+
+impl Demo {
+    fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
+        if path.ends_with("/hello") {
+            return text(StatusCode::OK, "text/plain", "hello, world\n");
+        }
+        if path.ends_with("/healthz") {
+            return text(StatusCode::OK, "text/plain", "ok\n");
+        }
+        let prefix = req
+            .headers()
+            .get("x-forwarded-prefix")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("(direct)")
+            .to_owned();
+        if path.ends_with("/counter") && req.headers().contains_key(header::UPGRADE) {
+            return self.counter(req, prefix);
+        }
+        let count = self.counters.lock().get(&prefix).copied().unwrap_or(0);
+        let page = PAGE
+            .replace("{{POD}}", &html_escape(&self.pod))
+            .replace("{{PREFIX}}", &html_escape(&prefix))
+            .replace("{{PATH}}", &html_escape(path))
+            .replace("{{COUNT}}", &count.to_string());
+        text(StatusCode::OK, "text/html; charset=utf-8", page)
+    }
+
+    /// WebSocket: each "inc" message bumps the session's counter and answers
+    /// its new value.
+    fn counter(self: Arc<Self>, mut req: Request<Incoming>, session: String) -> Response<Full<Bytes>> {
+        let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
+            return text(StatusCode::BAD_REQUEST, "text/plain", "missing Sec-WebSocket-Key\n");
+        };
+        let accept = derive_accept_key(key.as_bytes());
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let Ok(upgraded) = on_upgrade.await else { return };
+            let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            while let Some(Ok(msg)) = ws.next().await {
+                if let Message::Text(t) = msg
+                    && t.as_str() == "inc"
+                {
+                    let n = {
+                        let mut c = self.counters.lock();
+                        let n = c.entry(session.clone()).or_insert(0);
+                        *n += 1;
+                        *n
+                    };
+                    if ws.send(Message::text(n.to_string())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut r = text(StatusCode::SWITCHING_PROTOCOLS, "text/plain", Bytes::new());
+        let h = r.headers_mut();
+        h.remove(header::CONTENT_TYPE);
+        h.insert(header::CONNECTION, header::HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, header::HeaderValue::from_static("websocket"));
+        if let Ok(v) = header::HeaderValue::from_str(&accept) {
+            h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+        }
+        r
+    }
+}
+
+/// Minimal HTML escaping for text and attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const PAGE: &str = include_str!("static/demo_app.html");

@@ -1,0 +1,128 @@
+//! The `wicket` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use wicket::config::Config;
+
+/// wicket: every user of a stateful web app gets a slot of their own.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the host locally with the built-in demo app as pods (no cluster).
+    Demo {
+        /// Host configuration (TOML); see examples/wicket.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override proxy.listen.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Override metrics.listen.
+        #[arg(long)]
+        metrics: Option<SocketAddr>,
+        /// Override policy.file.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Work with policy components.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Print the default configuration.
+    Config,
+    /// Run the built-in demo app (what a demo "pod" runs).
+    DemoApp {
+        /// Address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Pod name to show.
+        #[arg(long, default_value = "demo-app")]
+        pod: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate a component against the contract and dry-run it.
+    Check {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// The policy-config string to pass in the samples.
+        #[arg(long, default_value = "")]
+        config: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::DemoApp { .. }) { "warn" } else { "info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Demo { config, listen, metrics, policy } => {
+            let mut config = match config {
+                Some(path) => Config::load(&path)?,
+                None => Config::default(),
+            };
+            if let Some(l) = listen {
+                config.proxy.listen = l;
+            }
+            if let Some(m) = metrics {
+                config.metrics.listen = m;
+            }
+            if policy.is_some() {
+                config.policy.file = policy;
+            }
+            let exe = std::env::current_exe().context("locating the wicket binary")?;
+            runtime()?.block_on(async move {
+                let demo = wicket::demo::start(config.clone(), exe).await?;
+                let app = &config.demo.app;
+                println!("wicket demo is running");
+                println!("  app      http://{}/{app}/", demo.proxy_addr);
+                println!("  metrics  http://{}/metrics", demo.metrics_addr);
+                println!("  policy   {}", demo.source.name());
+                println!(
+                    "  tickets.max {}, tickets.spare {}, pods.max {}, cooldown {} s — open several browser tabs to see pods come and go",
+                    config.demo.tickets_max, config.demo.tickets_spare, config.demo.pods_max, config.demo.cooldown_seconds
+                );
+                println!("Press Ctrl-C to stop.");
+                tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+                drop(demo);
+                Ok(())
+            })
+        }
+        Command::Policy { command: PolicyCommand::Check { file, config } } => wicket::policy_check::run(&file, &config),
+        Command::Config => {
+            print!("{}", toml::to_string_pretty(&Config::default()).context("rendering the defaults")?);
+            Ok(())
+        }
+        Command::DemoApp { listen, pod } => runtime()?.block_on(wicket::demo_app::serve(listen, pod)),
+    }
+}

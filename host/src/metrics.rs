@@ -1,0 +1,101 @@
+//! Prometheus metrics: k8sTicket's four (same names, label `application`)
+//! plus wicket's own.
+
+use prometheus::{
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric the host exports, registered in one registry.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Tickets in use (k8sTicket).
+    pub current_users: GaugeVec,
+    /// Free tickets on ready pods (k8sTicket).
+    pub free_tickets: GaugeVec,
+    /// Autoscaled pods (k8sTicket).
+    pub scaled_pods: GaugeVec,
+    /// Tickets issued (k8sTicket).
+    pub users_total: CounterVec,
+    /// Users waiting for a ticket.
+    pub waiting_users: IntGaugeVec,
+    /// Time from asking for a ticket to receiving it.
+    pub ticket_wait: HistogramVec,
+    /// Duration of policy calls, by call (`assign`, `scale`).
+    pub policy_call: HistogramVec,
+    /// Policy faults, by kind (trap, timeout, memory, invariant, instantiate).
+    pub policy_faults: IntCounterVec,
+    /// Decisions answered by a fallback policy after a fault.
+    pub policy_fallbacks: IntCounterVec,
+    /// The active policy of each app (value 1).
+    pub policy_info: IntGaugeVec,
+    /// Policy versions refused when loading (hot swap kept the last good one).
+    pub policy_load_errors: IntCounterVec,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help)
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> prometheus::Result<Self> {
+        let app = &["application"];
+        let m = Self {
+            registry: Registry::new(),
+            current_users: GaugeVec::new(opts("k8sticket_current_users_total", "Tickets in use"), app)?,
+            free_tickets: GaugeVec::new(opts("k8sticket_current_free_tickets_total", "Free tickets on ready pods"), app)?,
+            scaled_pods: GaugeVec::new(opts("k8sticket_scaled_pods_total", "Pods created by the autoscaler"), app)?,
+            users_total: CounterVec::new(opts("k8sticket_users_total", "Tickets issued"), app)?,
+            waiting_users: IntGaugeVec::new(opts("wicket_waiting_users", "Users waiting for a ticket"), app)?,
+            ticket_wait: HistogramVec::new(
+                HistogramOpts::new("wicket_ticket_wait_seconds", "Time from asking for a ticket to receiving it")
+                    .buckets(vec![0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
+                app,
+            )?,
+            policy_call: HistogramVec::new(
+                HistogramOpts::new("wicket_policy_call_seconds", "Duration of policy calls")
+                    .buckets(vec![1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2]),
+                &["application", "call"],
+            )?,
+            policy_faults: IntCounterVec::new(
+                opts("wicket_policy_faults_total", "Policy calls that trapped, timed out, ran out of memory or broke an invariant"),
+                &["application", "kind"],
+            )?,
+            policy_fallbacks: IntCounterVec::new(
+                opts("wicket_policy_fallbacks_total", "Decisions answered by the last good policy after a fault"),
+                app,
+            )?,
+            policy_info: IntGaugeVec::new(
+                opts("wicket_policy_info", "The active policy of each app"),
+                &["application", "source", "digest"],
+            )?,
+            policy_load_errors: IntCounterVec::new(
+                opts("wicket_policy_load_errors_total", "Policy versions refused at load (the last good one was kept)"),
+                &["source"],
+            )?,
+        };
+        let r = &m.registry;
+        r.register(Box::new(m.current_users.clone()))?;
+        r.register(Box::new(m.free_tickets.clone()))?;
+        r.register(Box::new(m.scaled_pods.clone()))?;
+        r.register(Box::new(m.users_total.clone()))?;
+        r.register(Box::new(m.waiting_users.clone()))?;
+        r.register(Box::new(m.ticket_wait.clone()))?;
+        r.register(Box::new(m.policy_call.clone()))?;
+        r.register(Box::new(m.policy_faults.clone()))?;
+        r.register(Box::new(m.policy_fallbacks.clone()))?;
+        r.register(Box::new(m.policy_info.clone()))?;
+        r.register(Box::new(m.policy_load_errors.clone()))?;
+        Ok(m)
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!("encoding metrics: {e}");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

@@ -1,0 +1,260 @@
+//! The shared wasmtime engine: configuration, linker, limits, and the per-store
+//! host state (deny-by-default WASI, rate-limited logging, memory cap).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, ResourceLimiter, Store};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::{self, LogLevel};
+
+/// How often the epoch advances; deadlines are whole ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Longest log line a policy may write; longer ones are cut.
+const MAX_LOG_LINE: usize = 512;
+
+/// Limits applied to every policy call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock deadline of one call.
+    pub timeout: Duration,
+    /// Most linear memory one policy instance may use.
+    pub memory_bytes: usize,
+    /// Log lines (from `log` or stdout/stderr) one call may write.
+    pub log_lines_per_call: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { timeout: Duration::from_millis(10), memory_bytes: 16 << 20, log_lines_per_call: 8 }
+    }
+}
+
+impl Limits {
+    /// The deadline in epoch ticks; one extra tick because the first may be
+    /// nearly over when the call starts.
+    pub fn deadline_ticks(&self) -> u64 {
+        (self.timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
+    }
+}
+
+/// Where a store's log lines go: the host's `tracing` log, tagged with the
+/// policy, within a per-call budget shared by `log` and stdout/stderr.
+#[derive(Debug, Clone)]
+pub struct LogSink {
+    policy: Arc<str>,
+    budget: Arc<AtomicU32>,
+    per_call: u32,
+}
+
+impl LogSink {
+    fn new(policy: &str, per_call: u32) -> Self {
+        Self { policy: policy.into(), budget: Arc::new(AtomicU32::new(per_call)), per_call }
+    }
+
+    /// Restores the per-call budget (before each call).
+    pub fn reset(&self) {
+        self.budget.store(self.per_call, Ordering::Relaxed);
+    }
+
+    fn emit(&self, level: LogLevel, message: &str) {
+        let took = self.budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1));
+        if took.is_err() {
+            return;
+        }
+        let message = truncate(message.trim_end(), MAX_LOG_LINE);
+        let policy = &*self.policy;
+        match level {
+            LogLevel::Debug => tracing::debug!(target: "wicket::policy::guest", policy, "{message}"),
+            LogLevel::Info => tracing::info!(target: "wicket::policy::guest", policy, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "wicket::policy::guest", policy, "{message}"),
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A guest's stdout or stderr: each line becomes a log line of the host.
+#[derive(Debug, Clone)]
+struct GuestOutput {
+    sink: LogSink,
+    level: LogLevel,
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        // Only WASI 0.3 guests use this path; the contract is WASI 0.2.
+        Box::new(tokio::io::sink())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for GuestOutput {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for GuestOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        for line in String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()) {
+            self.sink.emit(self.level, line);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+/// Per-store data: WASI context (nothing granted), resource table, memory
+/// limiter and log sink.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    memory_cap: usize,
+    /// Epoch ticks each call may run.
+    pub deadline_ticks: u64,
+    /// Set when the memory cap refused a growth during the current call.
+    pub memory_denied: bool,
+    /// Where guest logs go.
+    pub log: LogSink,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            self.memory_denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl bindings::wicket::policy::types::Host for HostState {}
+
+impl bindings::wicket::policy::host::Host for HostState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        self.log.emit(level, &message);
+    }
+}
+
+/// The engine and linker shared by every policy, with the epoch ticker that
+/// enforces call deadlines.
+pub struct PolicyEngine {
+    engine: Engine,
+    linker: Linker<HostState>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+impl PolicyEngine {
+    /// Creates the engine and starts its epoch ticker thread (which stops
+    /// when the engine is dropped).
+    pub fn new(limits: Limits) -> anyhow::Result<Arc<Self>> {
+        let mut config = Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
+        bindings::Policy::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("linking the policy host interface: {e}"))?;
+        let this = Arc::new(Self { engine, linker, limits });
+        start_ticker(Arc::downgrade(&this));
+        Ok(this)
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The linker with WASI and the host interface.
+    pub fn linker(&self) -> &Linker<HostState> {
+        &self.linker
+    }
+
+    /// Limits applied to each call.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// A fresh store for one instance of the policy `name`.
+    pub fn new_store(&self, name: &str) -> Store<HostState> {
+        let log = LogSink::new(name, self.limits.log_lines_per_call);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(GuestOutput { sink: log.clone(), level: LogLevel::Info })
+            .stderr(GuestOutput { sink: log.clone(), level: LogLevel::Warn });
+        let state = HostState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            memory_cap: self.limits.memory_bytes,
+            deadline_ticks: self.limits.deadline_ticks(),
+            memory_denied: false,
+            log,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| s as &mut dyn ResourceLimiter);
+        store.set_epoch_deadline(self.limits.deadline_ticks());
+        store
+    }
+}
+
+fn start_ticker(engine: Weak<PolicyEngine>) {
+    let spawned = std::thread::Builder::new().name("wicket-epoch".into()).spawn(move || {
+        while let Some(e) = engine.upgrade() {
+            e.engine.increment_epoch();
+            drop(e);
+            std::thread::sleep(EPOCH_TICK);
+        }
+    });
+    if let Err(e) = spawned {
+        // Without the ticker a looping policy would hang its caller; there is
+        // no safe way to run policies, so say so loudly.
+        tracing::error!("cannot start the policy deadline thread: {e}");
+    }
+}

@@ -1,0 +1,18 @@
+//! The policy runtime: untrusted Wasm components that decide who gets a
+//! ticket and how to scale, run under deadlines and memory caps, checked
+//! against the host's invariants, hot-swapped without dropping anything.
+
+pub mod bindings;
+mod engine;
+pub mod invariants;
+mod live;
+mod loaded;
+mod runner;
+pub mod samples;
+mod source;
+
+pub use engine::{Limits, PolicyEngine};
+pub use live::{CallError, Live};
+pub use loaded::{LoadError, LoadedPolicy};
+pub use runner::PolicyRunner;
+pub use source::{DEFAULT_POLICY, FileError, PolicySource, load_default, load_file, watch_file};

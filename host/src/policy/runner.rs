@@ -1,0 +1,211 @@
+//! Per-app policy execution with fallback: the active policy answers; if it
+//! faults, the last good one answers instead and the faulty one is retired.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use super::bindings;
+use super::engine::PolicyEngine;
+use super::invariants::{self, Violation};
+use super::live::{CallError, Live};
+use super::loaded::LoadedPolicy;
+use super::source::PolicySource;
+use crate::metrics::Metrics;
+use crate::state::{ScaleDecision, Snapshot};
+
+/// Why a call's answer was not used.
+#[derive(Debug, thiserror::Error)]
+enum Fault {
+    #[error("{0}")]
+    Call(#[from] CallError),
+    #[error("broke an invariant: {0}")]
+    Invariant(#[from] Violation),
+}
+
+impl Fault {
+    fn kind(&self) -> &'static str {
+        match self {
+            Fault::Call(e) => e.kind(),
+            Fault::Invariant(_) => "invariant",
+        }
+    }
+}
+
+struct Slot {
+    policy: Arc<LoadedPolicy>,
+    live: Option<Live>,
+}
+
+impl Slot {
+    fn new(policy: Arc<LoadedPolicy>) -> Self {
+        Self { policy, live: None }
+    }
+}
+
+struct Inner {
+    source: Arc<PolicySource>,
+    active: Slot,
+    /// The last good policy before the active one (the default if none).
+    fallback: Option<Arc<LoadedPolicy>>,
+    /// Digest retired after a fault: not taken back from the source until the
+    /// source publishes another version.
+    retired: Option<String>,
+    buf: bindings::Snapshot,
+}
+
+/// Runs one app's policy calls. Calls are short and synchronous; the mutex
+/// is never held across an await.
+pub struct PolicyRunner {
+    app: String,
+    engine: Arc<PolicyEngine>,
+    default: Arc<LoadedPolicy>,
+    metrics: Metrics,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for PolicyRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyRunner").field("app", &self.app).finish_non_exhaustive()
+    }
+}
+
+impl PolicyRunner {
+    /// A runner for `app` that follows `source`, with `default` as the last resort.
+    pub fn new(
+        app: &str,
+        engine: Arc<PolicyEngine>,
+        source: Arc<PolicySource>,
+        default: Arc<LoadedPolicy>,
+        metrics: Metrics,
+    ) -> Self {
+        let current = source.current();
+        let this = Self {
+            app: app.to_owned(),
+            engine,
+            default,
+            metrics,
+            inner: Mutex::new(Inner {
+                source,
+                active: Slot::new(Arc::clone(&current)),
+                fallback: None,
+                retired: None,
+                buf: bindings::Snapshot::empty(),
+            }),
+        };
+        this.publish_info(None, &current);
+        this
+    }
+
+    /// Follows another source from now on (e.g. the app's annotation changed).
+    pub fn set_source(&self, source: Arc<PolicySource>) {
+        self.inner.lock().source = source;
+    }
+
+    /// The policy currently answering.
+    pub fn active(&self) -> Arc<LoadedPolicy> {
+        let mut inner = self.inner.lock();
+        self.sync(&mut inner);
+        Arc::clone(&inner.active.policy)
+    }
+
+    /// Which pod gets the next ticket, if any.
+    pub fn assign(&self, snap: &Snapshot) -> Option<u32> {
+        self.decide(snap, "assign", None, Live::assign, |s, a| invariants::check_assign(s, *a))
+    }
+
+    /// What to create and delete now.
+    pub fn scale(&self, snap: &Snapshot) -> ScaleDecision {
+        self.decide(snap, "scale", ScaleDecision::default(), Live::scale, invariants::check_scale)
+    }
+
+    fn decide<T>(
+        &self,
+        snap: &Snapshot,
+        call: &'static str,
+        conservative: T,
+        f: impl Fn(&mut Live, &bindings::Snapshot) -> Result<T, CallError>,
+        check: impl Fn(&Snapshot, &T) -> Result<(), Violation>,
+    ) -> T {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        self.sync(inner);
+        inner.buf.fill_from(snap);
+        let histogram = self.metrics.policy_call.with_label_values(&[self.app.as_str(), call]);
+        let mut faulted = false;
+        loop {
+            let started = Instant::now();
+            let result = call_slot(&self.engine, &mut inner.active, &inner.buf, &f);
+            histogram.observe(started.elapsed().as_secs_f64());
+            let fault = match result {
+                Ok(answer) => match check(snap, &answer) {
+                    Ok(()) => {
+                        if faulted {
+                            self.metrics.policy_fallbacks.with_label_values(&[&self.app]).inc();
+                        }
+                        return answer;
+                    }
+                    Err(v) => Fault::from(v),
+                },
+                Err(e) => Fault::from(e),
+            };
+            faulted = true;
+            // A faulted instance is poisoned (or untrustworthy): drop it.
+            inner.active.live = None;
+            self.metrics.policy_faults.with_label_values(&[self.app.as_str(), fault.kind()]).inc();
+            let bad = Arc::clone(&inner.active.policy);
+            if bad.digest == self.default.digest {
+                tracing::error!(app = %self.app, call, "the default policy faulted ({fault}); taking no action");
+                return conservative;
+            }
+            let next = inner.fallback.take().unwrap_or_else(|| Arc::clone(&self.default));
+            tracing::warn!(
+                app = %self.app, call, policy = %bad.source, digest = bad.short_digest(),
+                fallback = next.short_digest(),
+                "policy faulted ({fault}); retiring it and answering from the last good policy"
+            );
+            inner.retired = Some(bad.digest.clone());
+            inner.active = Slot::new(Arc::clone(&next));
+            self.publish_info(Some(&bad), &next);
+        }
+    }
+
+    /// Switches to the source's current version if it is new (and not retired).
+    fn sync(&self, inner: &mut Inner) {
+        let current = inner.source.current();
+        if current.digest == inner.active.policy.digest || inner.retired.as_deref() == Some(current.digest.as_str()) {
+            return;
+        }
+        let previous = std::mem::replace(&mut inner.active, Slot::new(Arc::clone(&current)));
+        tracing::info!(
+            app = %self.app, policy = %current.source, digest = current.short_digest(),
+            previous = previous.policy.short_digest(), "policy switched"
+        );
+        self.publish_info(Some(&previous.policy), &current);
+        inner.fallback = Some(previous.policy);
+        inner.retired = None;
+    }
+
+    fn publish_info(&self, old: Option<&LoadedPolicy>, new: &LoadedPolicy) {
+        if let Some(old) = old {
+            let _ = self.metrics.policy_info.remove_label_values(&[&self.app, &old.source, &old.digest]);
+        }
+        self.metrics.policy_info.with_label_values(&[&self.app, &new.source, &new.digest]).set(1);
+    }
+}
+
+fn call_slot<T>(
+    engine: &PolicyEngine,
+    slot: &mut Slot,
+    snap: &bindings::Snapshot,
+    f: &impl Fn(&mut Live, &bindings::Snapshot) -> Result<T, CallError>,
+) -> Result<T, CallError> {
+    if slot.live.is_none() {
+        slot.live = Some(slot.policy.instantiate(engine)?);
+    }
+    match slot.live.as_mut() {
+        Some(live) => f(live, snap),
+        None => Err(CallError::Instantiate("no instance".into())),
+    }
+}

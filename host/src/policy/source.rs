@@ -1,0 +1,142 @@
+//! Where a policy comes from, and hot swap: a source publishes validated
+//! versions atomically; runners pick the new version up on their next call.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+
+use super::engine::PolicyEngine;
+use super::loaded::{LoadError, LoadedPolicy};
+use crate::metrics::Metrics;
+
+/// The default policy (`policies/spare-tickets`), built by `build.rs`.
+pub const DEFAULT_POLICY: &[u8] = include_bytes!(env!("WICKET_POLICY_SPARE_TICKETS"));
+
+/// A named place policies come from, holding its latest good version.
+#[derive(Debug)]
+pub struct PolicySource {
+    name: String,
+    current: ArcSwap<LoadedPolicy>,
+}
+
+impl PolicySource {
+    /// A source whose first version is `policy`.
+    pub fn new(name: impl Into<String>, policy: Arc<LoadedPolicy>) -> Arc<Self> {
+        Arc::new(Self { name: name.into(), current: ArcSwap::new(policy) })
+    }
+
+    /// The source's name (file path, `embedded:…`, ConfigMap key).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The latest good version.
+    pub fn current(&self) -> Arc<LoadedPolicy> {
+        self.current.load_full()
+    }
+
+    /// Publishes a validated version; calls in flight finish on the old one.
+    pub fn publish(&self, policy: Arc<LoadedPolicy>) {
+        self.current.store(policy);
+    }
+}
+
+/// Loads the embedded default policy.
+pub fn load_default(engine: &PolicyEngine) -> Result<Arc<LoadedPolicy>, LoadError> {
+    LoadedPolicy::load(engine, DEFAULT_POLICY, "embedded:spare-tickets")
+}
+
+/// Errors reading a policy file.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// The file could not be read.
+    #[error("cannot read policy file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid policy.
+    #[error("policy file {path} refused: {source}")]
+    Load {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: LoadError,
+    },
+}
+
+/// Loads a policy from a file (blocking: compiles).
+pub fn load_file(engine: &PolicyEngine, path: &Path) -> Result<Arc<LoadedPolicy>, FileError> {
+    let bytes = std::fs::read(path).map_err(|source| FileError::Read { path: path.to_owned(), source })?;
+    LoadedPolicy::load(engine, &bytes, &path.display().to_string())
+        .map_err(|source| FileError::Load { path: path.to_owned(), source })
+}
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(Stamp { modified: meta.modified().ok(), len: meta.len() })
+}
+
+/// Watches `path` and publishes each new valid version into `source`.
+/// Invalid versions are logged and counted; the last good one stays.
+pub fn watch_file(
+    engine: Arc<PolicyEngine>,
+    source: Arc<PolicySource>,
+    path: PathBuf,
+    interval: Duration,
+    metrics: Metrics,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = stamp(&path);
+        let mut refused: Option<String> = None;
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = stamp(&path);
+            if now == last {
+                continue;
+            }
+            last = now;
+            let Ok(bytes) = tokio::fs::read(&path).await else {
+                tracing::warn!(path = %path.display(), "policy file unreadable; keeping the last good policy");
+                continue;
+            };
+            let digest = hex::encode(Sha256::digest(&bytes));
+            if digest == source.current().digest || refused.as_deref() == Some(digest.as_str()) {
+                continue;
+            }
+            let (eng, name) = (Arc::clone(&engine), path.display().to_string());
+            let loaded = tokio::task::spawn_blocking(move || LoadedPolicy::load(&eng, &bytes, &name)).await;
+            match loaded {
+                Ok(Ok(policy)) => {
+                    tracing::info!(
+                        path = %path.display(), digest = policy.short_digest(),
+                        load_ms = policy.load_time.as_millis() as u64, "new policy version validated; swapping"
+                    );
+                    source.publish(policy);
+                    refused = None;
+                }
+                Ok(Err(e)) => {
+                    metrics.policy_load_errors.with_label_values(&[source.name()]).inc();
+                    tracing::warn!(path = %path.display(), "policy version refused, keeping the last good one: {e}");
+                    refused = Some(digest);
+                }
+                Err(e) => tracing::error!("policy loader task failed: {e}"),
+            }
+        }
+    })
+}

@@ -1,0 +1,258 @@
+//! Forwarding a ticketed request to its pod over pooled keep-alive
+//! connections, WebSocket upgrades included.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::state::{Backend, TicketGuard};
+
+/// The body of every proxy response: a backend's streamed body (keeping its
+/// ticket alive until fully sent) or a small local one.
+pub type ProxyBody = Either<GuardedBody, Full<Bytes>>;
+
+/// A backend response body that holds its ticket open while it streams.
+#[derive(Debug)]
+pub struct GuardedBody {
+    inner: Incoming,
+    _guard: TicketGuard,
+}
+
+impl Body for GuardedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A small local response.
+pub fn local(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<ProxyBody> {
+    let mut r = Response::new(Either::Right(Full::new(body.into())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// Headers that describe one hop and are never forwarded as they are.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::try_from(n.trim()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in &HOP_BY_HOP {
+        h.remove(n);
+    }
+    h.remove(header::UPGRADE);
+}
+
+/// Is this an HTTP/1.1 upgrade request (e.g. a WebSocket)?
+pub fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+/// What a forwarded request needs besides the request itself.
+#[derive(Debug)]
+pub struct Target<'a> {
+    /// The pod.
+    pub backend: &'a Backend,
+    /// Path after the ticket prefix (no leading `/`).
+    pub rest: &'a str,
+    /// The ticket prefix the user sees (`/<app>/<pod>/<uid>`), for
+    /// `X-Forwarded-Prefix`.
+    pub prefix: &'a str,
+    /// The user's address.
+    pub client: SocketAddr,
+}
+
+/// Pooled HTTP client to the pods.
+#[derive(Debug, Clone)]
+pub struct Forwarder {
+    client: Client<HttpConnector, Incoming>,
+}
+
+/// Connection pool settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// Backend dial timeout (k8sTicket: 5 s).
+    pub connect_timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    pub idle_timeout: Duration,
+    /// Most idle connections kept per pod.
+    pub max_idle_per_host: usize,
+}
+
+impl Forwarder {
+    /// A forwarder with its own connection pool.
+    pub fn new(pool: PoolSettings) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(pool.connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(pool.idle_timeout)
+            .pool_max_idle_per_host(pool.max_idle_per_host)
+            .build(connector);
+        Self { client }
+    }
+
+    /// Forwards `req` to the target; the guard keeps the ticket alive until
+    /// the response (or the upgraded connection) ends.
+    pub async fn forward(&self, mut req: Request<Incoming>, target: Target<'_>, guard: TicketGuard) -> Response<ProxyBody> {
+        let upgrade = is_upgrade(&req);
+        let uri = match upstream_uri(target.backend, target.rest, req.uri().query()) {
+            Some(u) => u,
+            None => return local(StatusCode::BAD_REQUEST, "text/plain", "Bad request path.\n"),
+        };
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let upgrade_proto = req.headers().get(header::UPGRADE).cloned();
+        let (mut parts, body) = req.into_parts();
+        parts.uri = uri;
+        parts.version = http::Version::HTTP_11;
+        let h = &mut parts.headers;
+        strip_hop_by_hop(h);
+        if let Some(proto) = upgrade_proto {
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            h.insert(header::UPGRADE, proto);
+        }
+        add_forwarded(h, &target);
+
+        let mut resp = match self.client.request(Request::from_parts(parts, body)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(backend = %target.backend.addr, "backend request failed: {e}");
+                return local(StatusCode::BAD_GATEWAY, "text/plain", "The application pod did not answer.\n");
+            }
+        };
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_upgrade) = client_upgrade
+        {
+            let backend_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                let (Ok(client), Ok(backend)) = tokio::join!(client_upgrade, backend_upgrade) else { return };
+                let (mut c, mut b) = (TokioIo::new(client), TokioIo::new(backend));
+                // The guard lives as long as the tunnel: the ticket stays.
+                let _ = tokio::io::copy_bidirectional(&mut c, &mut b).await;
+                drop(guard);
+            });
+            let (parts, _) = resp.into_parts();
+            return Response::from_parts(parts, Either::Right(Full::new(Bytes::new())));
+        }
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Response::from_parts(parts, Either::Left(GuardedBody { inner: body, _guard: guard }))
+    }
+}
+
+fn upstream_uri(backend: &Backend, rest: &str, query: Option<&str>) -> Option<Uri> {
+    let mut pq = String::with_capacity(backend.base_path.len() + rest.len() + query.map_or(0, |q| q.len() + 1));
+    pq.push_str(&backend.base_path);
+    pq.push_str(rest);
+    if let Some(q) = query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(backend.authority.clone())
+        .path_and_query(PathAndQuery::try_from(pq).ok()?)
+        .build()
+        .ok()
+}
+
+fn add_forwarded(h: &mut HeaderMap, target: &Target<'_>) {
+    static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+    static XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
+    static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    static XOH: HeaderName = HeaderName::from_static("x-origin-host");
+    static XPREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+    let ip = target.client.ip().to_string();
+    let xff = match h.get(&XFF).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert(XFF.clone(), v);
+    }
+    if let Some(host) = h.get(header::HOST).cloned() {
+        h.insert(XFH.clone(), host.clone());
+        h.insert(XOH.clone(), host);
+    }
+    if !h.contains_key(&XFP) {
+        h.insert(XFP.clone(), HeaderValue::from_static("http"));
+    }
+    if let Ok(v) = HeaderValue::from_str(target.prefix) {
+        h.insert(XPREFIX.clone(), v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_rewrites_to_pod_path() {
+        let b = Backend::new(SocketAddr::from(([10, 0, 0, 7], 3838)), "/app");
+        let u = upstream_uri(&b, "x/y.js", Some("v=1")).expect("uri");
+        assert_eq!(u.to_string(), "http://10.0.0.7:3838/app/x/y.js?v=1");
+        let b = Backend::new(SocketAddr::from(([10, 0, 0, 7], 80)), "/");
+        assert_eq!(upstream_uri(&b, "", None).expect("uri").to_string(), "http://10.0.0.7:80/");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-app", HeaderValue::from_static("stays"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-app"));
+    }
+}

@@ -1,0 +1,652 @@
+//! The serverlist: one app's pods, their tickets and the waiting queue.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::uri::Authority;
+
+use super::settings::AppSettings;
+use super::snapshot::{Phase, SnapPod, Snapshot};
+use super::ticket::{Grant, Ticket, Token};
+
+/// Stable numeric id of a pod within its app (what policies name pods by).
+pub type PodId = u32;
+
+/// Id of a user waiting in the queue.
+pub type WaiterId = u64;
+
+/// Where a pod's app listens: `addr` plus the path requests are rewritten to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// Pod IP and app port.
+    pub addr: SocketAddr,
+    /// `addr` as a URI authority, built once.
+    pub authority: Authority,
+    /// `pod.path`, always starting and ending with `/`.
+    pub base_path: String,
+}
+
+impl Backend {
+    /// A backend at `addr` serving under `path` (normalised to `/…/`).
+    pub fn new(addr: SocketAddr, path: &str) -> Self {
+        let trimmed = path.trim_matches('/');
+        let base_path = if trimmed.is_empty() { "/".to_owned() } else { format!("/{trimmed}/") };
+        let authority = Authority::try_from(addr.to_string()).unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
+        Self { addr, authority, base_path }
+    }
+}
+
+/// What the pod source (informer or local provider) knows about a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    /// Pod name.
+    pub name: String,
+    /// Address, once the pod has one.
+    pub backend: Option<Backend>,
+    /// Running and Ready.
+    pub ready: bool,
+    /// Created by wicket.
+    pub autoscaled: bool,
+}
+
+/// Why a ticket could not be issued on a pod.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IssueError {
+    /// The app is disabled or being removed.
+    #[error("the app is not accepting new users")]
+    NotAccepting,
+    /// No pod with that id.
+    #[error("unknown pod id {0}")]
+    UnknownPod(PodId),
+    /// The pod is starting or draining.
+    #[error("pod {0} is not ready")]
+    NotReady(String),
+    /// Every slot of the pod is taken.
+    #[error("pod {0} is full")]
+    Full(String),
+}
+
+/// What a sweep changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Tickets freed because nobody used them for the expiry time.
+    pub expired: u32,
+    /// Draining pods removed because their last ticket ended.
+    pub removed_pods: Vec<String>,
+}
+
+#[derive(Debug)]
+struct PodEntry {
+    id: PodId,
+    backend: Option<Arc<Backend>>,
+    capacity: u32,
+    phase: Phase,
+    autoscaled: bool,
+    tickets: HashMap<String, Arc<Ticket>>,
+    /// Since when the pod has held no ticket (or became ready).
+    idle_since: Instant,
+}
+
+impl PodEntry {
+    fn is_full(&self) -> bool {
+        self.tickets.len() as u32 >= self.capacity
+    }
+}
+
+/// One app's pods, tickets and FIFO waiting queue. Pure: no I/O, no clock.
+#[derive(Debug)]
+pub struct Serverlist {
+    origin: Instant,
+    settings: AppSettings,
+    accepting: bool,
+    pods: BTreeMap<String, PodEntry>,
+    /// Placeholders for pods whose creation was requested but not yet answered.
+    creating: Vec<PodId>,
+    next_pod_id: PodId,
+    queue: VecDeque<WaiterId>,
+    next_waiter: WaiterId,
+}
+
+impl Serverlist {
+    /// An empty serverlist; `now` anchors the tickets' clocks.
+    pub fn new(settings: AppSettings, now: Instant) -> Self {
+        Self {
+            origin: now,
+            settings,
+            accepting: true,
+            pods: BTreeMap::new(),
+            creating: Vec::new(),
+            next_pod_id: 0,
+            queue: VecDeque::new(),
+            next_waiter: 0,
+        }
+    }
+
+    /// The app's settings.
+    pub fn settings(&self) -> &AppSettings {
+        &self.settings
+    }
+
+    /// Applies new settings; pods take the new tickets.max as capacity.
+    pub fn set_settings(&mut self, settings: AppSettings) {
+        for pod in self.pods.values_mut() {
+            pod.capacity = settings.tickets_max;
+        }
+        self.settings = settings;
+    }
+
+    /// Whether new tickets may be issued at all.
+    pub fn accepting(&self) -> bool {
+        self.accepting
+    }
+
+    /// Enables or disables (drains) the app. Existing tickets are kept.
+    pub fn set_accepting(&mut self, accepting: bool) {
+        self.accepting = accepting;
+    }
+
+    fn alloc_id(&mut self) -> PodId {
+        let id = self.next_pod_id;
+        self.next_pod_id = self.next_pod_id.wrapping_add(1);
+        id
+    }
+
+    /// Adds or updates a pod from the pod source. A ready pod whose address
+    /// changed, or that stopped being ready, drains; a draining pod never
+    /// returns to service (it is re-added once removed).
+    pub fn upsert_pod(&mut self, info: PodInfo, now: Instant) {
+        let capacity = self.settings.tickets_max;
+        let ready = info.ready && info.backend.is_some();
+        match self.pods.get_mut(&info.name) {
+            None => {
+                let id = self.alloc_id();
+                let phase = if ready { Phase::Ready } else { Phase::Starting };
+                self.pods.insert(
+                    info.name,
+                    PodEntry {
+                        id,
+                        backend: info.backend.map(Arc::new),
+                        capacity,
+                        phase,
+                        autoscaled: info.autoscaled,
+                        tickets: HashMap::new(),
+                        idle_since: now,
+                    },
+                );
+            }
+            Some(pod) => {
+                pod.autoscaled |= info.autoscaled;
+                let moved = match (&pod.backend, &info.backend) {
+                    (Some(old), Some(new)) => **old != *new,
+                    _ => false,
+                };
+                match pod.phase {
+                    Phase::Draining => {}
+                    Phase::Starting if ready => {
+                        pod.phase = Phase::Ready;
+                        pod.idle_since = now;
+                        pod.backend = info.backend.map(Arc::new);
+                    }
+                    Phase::Starting => {
+                        if info.backend.is_some() {
+                            pod.backend = info.backend.map(Arc::new);
+                        }
+                    }
+                    Phase::Ready if !ready || moved => pod.phase = Phase::Draining,
+                    Phase::Ready => {}
+                }
+            }
+        }
+    }
+
+    /// The pod is gone (deleted) or must not be used: drain it, or remove it
+    /// at once if it holds no tickets. Returns whether it was known.
+    pub fn drain_pod(&mut self, name: &str) -> bool {
+        let Some(pod) = self.pods.get_mut(name) else { return false };
+        if pod.tickets.is_empty() {
+            self.pods.remove(name);
+        } else {
+            pod.phase = Phase::Draining;
+        }
+        true
+    }
+
+    /// Reserves a placeholder for a pod about to be created, so that scale
+    /// decisions made while the creation is in flight count it.
+    pub fn begin_create(&mut self) -> PodId {
+        let id = self.alloc_id();
+        self.creating.push(id);
+        id
+    }
+
+    /// Ends a creation: the placeholder turns into the created pod (starting),
+    /// or disappears if creation failed.
+    pub fn end_create(&mut self, placeholder: PodId, created: Option<PodInfo>, now: Instant) {
+        self.creating.retain(|&id| id != placeholder);
+        if let Some(info) = created {
+            self.upsert_pod(info, now);
+        }
+    }
+
+    /// Starts deleting pod `id`: allowed only for an autoscaled pod with no
+    /// tickets that is not starting. The pod stops getting tickets at once and
+    /// leaves the list; returns its name for the provider.
+    pub fn begin_delete(&mut self, id: PodId) -> Option<String> {
+        let name = self
+            .pods
+            .iter()
+            .find(|(_, p)| p.id == id && p.autoscaled && p.tickets.is_empty() && p.phase != Phase::Starting)
+            .map(|(name, _)| name.clone())?;
+        self.pods.remove(&name);
+        Some(name)
+    }
+
+    /// Fills `out` with the current state (reusing its allocations).
+    pub fn snapshot_into(&self, now: Instant, out: &mut Snapshot) {
+        let s = &self.settings;
+        out.tickets_max = s.tickets_max;
+        out.tickets_spare = s.tickets_spare;
+        out.pods_max = s.pods_max;
+        out.cooldown_seconds = s.cooldown.as_secs().min(u32::MAX as u64) as u32;
+        if out.config != s.policy_config {
+            out.config.clone_from(&s.policy_config);
+        }
+        out.waiting = self.queue.len() as u32;
+        out.pods.clear();
+        out.pods.extend(self.pods.values().map(|p| SnapPod {
+            id: p.id,
+            capacity: p.capacity,
+            tickets: p.tickets.len() as u32,
+            phase: p.phase,
+            autoscaled: p.autoscaled,
+            idle_seconds: if p.tickets.is_empty() {
+                now.saturating_duration_since(p.idle_since).as_secs().min(u32::MAX as u64) as u32
+            } else {
+                0
+            },
+        }));
+        out.pods.extend(self.creating.iter().map(|&id| SnapPod {
+            id,
+            capacity: s.tickets_max,
+            tickets: 0,
+            phase: Phase::Starting,
+            autoscaled: true,
+            idle_seconds: 0,
+        }));
+    }
+
+    /// A fresh snapshot.
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        let mut s = Snapshot::default();
+        self.snapshot_into(now, &mut s);
+        s
+    }
+
+    /// Issues a ticket on pod `id` with a fresh token and uid.
+    pub fn issue(&mut self, id: PodId, now: Instant) -> Result<Grant, IssueError> {
+        if !self.accepting {
+            return Err(IssueError::NotAccepting);
+        }
+        let origin = self.origin;
+        let (name, pod) = self
+            .pods
+            .iter_mut()
+            .find(|(_, p)| p.id == id)
+            .ok_or(IssueError::UnknownPod(id))?;
+        let backend = match (&pod.backend, pod.phase) {
+            (Some(b), Phase::Ready) => Arc::clone(b),
+            _ => return Err(IssueError::NotReady(name.clone())),
+        };
+        if pod.is_full() {
+            return Err(IssueError::Full(name.clone()));
+        }
+        let uid = loop {
+            // 48 random bits: unique on the pod is all a uid must be.
+            let candidate = hex::encode(&rand::random::<[u8; 6]>());
+            if !pod.tickets.contains_key(&candidate) {
+                break candidate;
+            }
+        };
+        let token = Token::generate();
+        let ticket = Arc::new(Ticket::new(token, uid.clone(), backend, origin, now));
+        pod.tickets.insert(uid.clone(), ticket);
+        Ok(Grant { token, pod: name.clone(), uid })
+    }
+
+    /// The live ticket `uid` on pod `pod`.
+    pub fn ticket(&self, pod: &str, uid: &str) -> Option<&Arc<Ticket>> {
+        self.pods.get(pod)?.tickets.get(uid)
+    }
+
+    /// Does a pod of this name exist (in any phase)?
+    pub fn has_pod(&self, pod: &str) -> bool {
+        self.pods.contains_key(pod)
+    }
+
+    /// Frees a ticket at once (e.g. it was issued to a user who left before
+    /// receiving it). Returns whether it existed.
+    pub fn release(&mut self, pod: &str, uid: &str, now: Instant) -> bool {
+        let Some(entry) = self.pods.get_mut(pod) else { return false };
+        let removed = entry.tickets.remove(uid).is_some();
+        if removed && entry.tickets.is_empty() {
+            entry.idle_since = now;
+        }
+        removed
+    }
+
+    /// Frees expired tickets and removes draining pods that hold none.
+    pub fn sweep(&mut self, now: Instant, expiry: Duration) -> Sweep {
+        let mut sweep = Sweep::default();
+        for pod in self.pods.values_mut() {
+            let before = pod.tickets.len();
+            pod.tickets.retain(|_, t| !t.is_expired(now, expiry));
+            let freed = before - pod.tickets.len();
+            if freed > 0 && pod.tickets.is_empty() {
+                pod.idle_since = now;
+            }
+            sweep.expired += freed as u32;
+        }
+        self.pods.retain(|name, pod| {
+            let keep = pod.phase != Phase::Draining || !pod.tickets.is_empty();
+            if !keep {
+                sweep.removed_pods.push(name.clone());
+            }
+            keep
+        });
+        sweep
+    }
+
+    /// Adds a user to the back of the queue.
+    pub fn enqueue(&mut self) -> WaiterId {
+        let id = self.next_waiter;
+        self.next_waiter += 1;
+        self.queue.push_back(id);
+        id
+    }
+
+    /// Removes a user from the queue (they left). Returns whether they were in it.
+    pub fn cancel(&mut self, waiter: WaiterId) -> bool {
+        match self.queue.iter().position(|&w| w == waiter) {
+            Some(i) => {
+                self.queue.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// 0-based position of a waiting user.
+    pub fn position(&self, waiter: WaiterId) -> Option<usize> {
+        self.queue.iter().position(|&w| w == waiter)
+    }
+
+    /// The user to serve next.
+    pub fn queue_front(&self) -> Option<WaiterId> {
+        self.queue.front().copied()
+    }
+
+    /// Removes the user at the front of the queue.
+    pub fn pop_front(&mut self) -> Option<WaiterId> {
+        self.queue.pop_front()
+    }
+
+    /// Users waiting.
+    pub fn waiting(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Name of the pod with this id.
+    pub fn pod_name(&self, id: PodId) -> Option<&str> {
+        self.pods.iter().find(|(_, p)| p.id == id).map(|(n, _)| n.as_str())
+    }
+
+    /// Tickets held across all pods.
+    pub fn tickets_in_use(&self) -> u32 {
+        self.pods.values().map(|p| p.tickets.len() as u32).sum()
+    }
+
+    /// Free slots on ready pods (k8sTicket's "free tickets").
+    pub fn free_tickets(&self) -> u32 {
+        self.pods
+            .values()
+            .filter(|p| p.phase == Phase::Ready)
+            .map(|p| p.capacity.saturating_sub(p.tickets.len() as u32))
+            .sum()
+    }
+
+    /// Autoscaled pods, including those being created.
+    pub fn autoscaled_pods(&self) -> u32 {
+        self.pods.values().filter(|p| p.autoscaled).count() as u32 + self.creating.len() as u32
+    }
+
+    /// Autoscaled pods that exist (named), for adoption and cleanup.
+    pub fn autoscaled_names(&self) -> impl Iterator<Item = &str> {
+        self.pods.iter().filter(|(_, p)| p.autoscaled).map(|(n, _)| n.as_str())
+    }
+
+    /// Pods starting (created or booting, including placeholders).
+    pub fn starting_pods(&self) -> u32 {
+        self.pods.values().filter(|p| p.phase == Phase::Starting).count() as u32 + self.creating.len() as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(t: u32) -> AppSettings {
+        AppSettings { tickets_max: t, ..AppSettings::default() }
+    }
+
+    fn pod(name: &str, port: u16, ready: bool, autoscaled: bool) -> PodInfo {
+        PodInfo {
+            name: name.into(),
+            backend: Some(Backend::new(SocketAddr::from(([127, 0, 0, 1], port)), "/")),
+            ready,
+            autoscaled,
+        }
+    }
+
+    fn id_of(list: &Serverlist, name: &str, now: Instant) -> PodId {
+        let snap = list.snapshot(now);
+        let idx = list.pods.keys().position(|n| n == name).expect("pod exists");
+        snap.pods[idx].id
+    }
+
+    #[test]
+    fn ready_pod_takes_tickets_up_to_capacity() {
+        let now = Instant::now();
+        let mut list = Serverlist::new(settings(2), now);
+        list.upsert_pod(pod("a", 1, true, false), now);
+        let a = id_of(&list, "a", now);
+        let g1 = list.issue(a, now).expect("first");
+        let g2 = list.issue(a, now).expect("second");
+        assert_ne!(g1.uid, g2.uid);
+        assert_eq!(list.issue(a, now).map(|_| ()), Err(IssueError::Full("a".into())));
+        assert_eq!(list.tickets_in_use(), 2);
+        assert_eq!(list.free_tickets(), 0);
+        assert!(list.ticket("a", &g1.uid).is_some_and(|t| t.accepts(&g1.token)));
+        assert!(!list.ticket("a", &g1.uid).is_some_and(|t| t.accepts(&g2.token)));
+    }
+
+    #[test]
+    fn starting_pods_get_no_tickets_until_ready() {
+        let now = Instant::now();
+        let mut list = Serverlist::new(settings(1), now);
+        list.upsert_pod(pod("a", 1, false, true), now);
+        let a = id_of(&list, "a", now);
+        assert!(matches!(list.issue(a, now), Err(IssueError::NotReady(_))));
+        assert_eq!(list.starting_pods(), 1);
+        list.upsert_pod(pod("a", 1, true, true), now);
+        assert!(list.issue(a, now).is_ok());
+        assert_eq!(list.starting_pods(), 0);
+    }
+
+    #[test]
+    fn unused_ticket_expires_but_open_one_does_not() {
+        let t0 = Instant::now();
+        let expiry = Duration::from_secs(3);
+        let mut list = Serverlist::new(settings(2), t0);
+        list.upsert_pod(pod("a", 1, true, false), t0);
+        let a = id_of(&list, "a", t0);
+        let idle = list.issue(a, t0).expect("idle");
+        let busy = list.issue(a, t0).expect("busy");
+        let guard = list.ticket("a", &busy.uid).expect("busy ticket").open();
+        assert_eq!(list.sweep(t0 + Duration::from_millis(2900), expiry).expired, 0);
+        let sweep = list.sweep(t0 + Duration::from_secs(10), expiry);
+        assert_eq!(sweep.expired, 1);
+        assert!(list.ticket("a", &idle.uid).is_none());
+        assert!(list.ticket("a", &busy.uid).is_some());
+        drop(guard);
+        // Dropping the guard counts as a use "now" (real clock), so the ticket
+        // lives at least `expiry` past that.
+        assert_eq!(list.sweep(Instant::now() + Duration::from_secs(1), expiry).expired, 0);
+        assert_eq!(list.sweep(Instant::now() + Duration::from_secs(4), expiry).expired, 1);
+    }
+
+    #[test]
+    fn touch_keeps_ticket_alive() {
+        let t0 = Instant::now();
+        let expiry = Duration::from_secs(3);
+        let mut list = Serverlist::new(settings(1), t0);
+        list.upsert_pod(pod("a", 1, true, false), t0);
+        let g = list.issue(id_of(&list, "a", t0), t0).expect("ticket");
+        list.ticket("a", &g.uid).expect("t").touch_at(t0 + Duration::from_secs(2));
+        assert_eq!(list.sweep(t0 + Duration::from_secs(4), expiry).expired, 0);
+        assert_eq!(list.sweep(t0 + Duration::from_secs(5), expiry).expired, 1);
+    }
+
+    #[test]
+    fn draining_pod_keeps_tickets_then_leaves() {
+        let t0 = Instant::now();
+        let mut list = Serverlist::new(settings(2), t0);
+        list.upsert_pod(pod("a", 1, true, false), t0);
+        let a = id_of(&list, "a", t0);
+        let g = list.issue(a, t0).expect("ticket");
+        // Not ready any more: drains, keeps the ticket, gives no new ones.
+        list.upsert_pod(pod("a", 1, false, false), t0);
+        assert!(list.ticket("a", &g.uid).is_some());
+        assert!(matches!(list.issue(a, t0), Err(IssueError::NotReady(_))));
+        assert_eq!(list.free_tickets(), 0);
+        // Ready again does not un-drain.
+        list.upsert_pod(pod("a", 1, true, false), t0);
+        assert!(matches!(list.issue(a, t0), Err(IssueError::NotReady(_))));
+        let sweep = list.sweep(t0 + Duration::from_secs(5), Duration::from_secs(3));
+        assert_eq!(sweep.removed_pods, vec!["a".to_string()]);
+        assert!(!list.has_pod("a"));
+    }
+
+    #[test]
+    fn address_change_drains() {
+        let t0 = Instant::now();
+        let mut list = Serverlist::new(settings(1), t0);
+        list.upsert_pod(pod("a", 1, true, false), t0);
+        let _g = list.issue(id_of(&list, "a", t0), t0).expect("ticket");
+        list.upsert_pod(pod("a", 2, true, false), t0);
+        assert_eq!(list.snapshot(t0).pods[0].phase, Phase::Draining);
+    }
+
+    #[test]
+    fn drain_removes_idle_pod_at_once() {
+        let t0 = Instant::now();
+        let mut list = Serverlist::new(settings(1), t0);
+        list.upsert_pod(pod("a", 1, true, false), t0);
+        assert!(list.drain_pod("a"));
+        assert!(!list.has_pod("a"));
+        assert!(!list.drain_pod("a"));
+    }
+
+    #[test]
+    fn queue_is_fifo_and_cancellable() {
+        let t0 = Instant::now();
+        let mut list = Serverlist::new(settings(1), t0);
+        let w1 = list.enqueue();
+        let w2 = list.enqueue();
+        let w3 = list.enqueue();
+        assert_eq!(list.position(w3), Some(2));
+        assert!(list.cancel(w2));
+        assert!(!list.cancel(w2));
+        assert_eq!(list.position(w3), Some(1));
+        assert_eq!(list.snapshot(t0).waiting, 2);
+        assert_eq!(list.pop_front(), Some(w1));
+        assert_eq!(list.queue_front(), Some(w3));
+    }
+
+    #[test]
+    fn placeholders_count_as_starting_autoscaled() {
+        let t0 = Instant::now();
+        let mut list = Serverlist::new(settings(2), t0);
+        let p = list.begin_create();
+        let snap = list.snapshot(t0);
+        assert_eq!(snap.pods.len(), 1);
+        assert_eq!(snap.pods[0].phase, Phase::Starting);
+        assert!(snap.pods[0].autoscaled);
+        assert_eq!(list.autoscaled_pods(), 1);
+        list.end_create(p, Some(pod("x", 1, false, true)), t0);
+        assert_eq!(list.autoscaled_pods(), 1);
+        assert_eq!(list.snapshot(t0).pods.len(), 1);
+        let q = list.begin_create();
+        list.end_create(q, None, t0);
+        assert_eq!(list.autoscaled_pods(), 1);
+    }
+
+    #[test]
+    fn delete_refuses_replicas_busy_and_starting_pods() {
+        let t0 = Instant::now();
+        let mut list = Serverlist::new(settings(1), t0);
+        list.upsert_pod(pod("replica", 1, true, false), t0);
+        list.upsert_pod(pod("busy", 2, true, true), t0);
+        list.upsert_pod(pod("boot", 3, false, true), t0);
+        list.upsert_pod(pod("idle", 4, true, true), t0);
+        let _g = list.issue(id_of(&list, "busy", t0), t0).expect("ticket");
+        for name in ["replica", "busy", "boot"] {
+            assert_eq!(list.begin_delete(id_of(&list, name, t0)), None, "{name}");
+        }
+        assert_eq!(list.begin_delete(id_of(&list, "idle", t0)), Some("idle".into()));
+        assert!(!list.has_pod("idle"));
+    }
+
+    #[test]
+    fn idle_seconds_count_from_last_ticket() {
+        let t0 = Instant::now();
+        let mut list = Serverlist::new(settings(1), t0);
+        list.upsert_pod(pod("a", 1, true, true), t0);
+        let g = list.issue(id_of(&list, "a", t0), t0).expect("ticket");
+        assert_eq!(list.snapshot(t0 + Duration::from_secs(5)).pods[0].idle_seconds, 0);
+        assert!(list.release("a", &g.uid, t0 + Duration::from_secs(5)));
+        assert_eq!(list.snapshot(t0 + Duration::from_secs(12)).pods[0].idle_seconds, 7);
+    }
+
+    #[test]
+    fn settings_change_updates_capacity() {
+        let t0 = Instant::now();
+        let mut list = Serverlist::new(settings(1), t0);
+        list.upsert_pod(pod("a", 1, true, false), t0);
+        assert_eq!(list.free_tickets(), 1);
+        list.set_settings(settings(3));
+        assert_eq!(list.free_tickets(), 3);
+    }
+
+    #[test]
+    fn disabled_app_issues_nothing_but_keeps_tickets() {
+        let t0 = Instant::now();
+        let mut list = Serverlist::new(settings(2), t0);
+        list.upsert_pod(pod("a", 1, true, false), t0);
+        let a = id_of(&list, "a", t0);
+        let g = list.issue(a, t0).expect("ticket");
+        list.set_accepting(false);
+        assert_eq!(list.issue(a, t0).map(|_| ()), Err(IssueError::NotAccepting));
+        assert!(list.ticket("a", &g.uid).is_some());
+    }
+
+    #[test]
+    fn backend_path_is_normalised() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 80));
+        assert_eq!(Backend::new(addr, "").base_path, "/");
+        assert_eq!(Backend::new(addr, "/").base_path, "/");
+        assert_eq!(Backend::new(addr, "app").base_path, "/app/");
+        assert_eq!(Backend::new(addr, "/a/b/").base_path, "/a/b/");
+    }
+}

@@ -1,0 +1,189 @@
+//! Tickets: an exclusive slot of one user on one pod, and its secret token.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use subtle::ConstantTimeEq;
+
+use super::serverlist::Backend;
+
+/// A ticket's secret: 128 bits from a CSPRNG, shown as 32 lower-case hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Token([u8; 16]);
+
+/// A string that is not a well-formed token.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed ticket token")]
+pub struct TokenParseError;
+
+impl Token {
+    /// A fresh random token (`rand`'s thread RNG is a reseeding CSPRNG).
+    pub fn generate() -> Self {
+        Self(rand::random())
+    }
+
+    /// Parses the hex form; anything else (length, case, characters) is refused.
+    pub fn parse(s: &str) -> Result<Self, TokenParseError> {
+        let mut out = [0u8; 16];
+        if s.len() != 32 {
+            return Err(TokenParseError);
+        }
+        hex::decode_to_slice(s, &mut out).map_err(|_| TokenParseError)?;
+        Ok(Self(out))
+    }
+
+    /// Compares in constant time, so response timing leaks nothing about the
+    /// secret.
+    pub fn matches(&self, other: &Token) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 32];
+        // Cannot fail: the buffer is exactly twice the input.
+        let _ = hex::encode_to_slice(self.0, &mut buf);
+        f.write_str(std::str::from_utf8(&buf).unwrap_or_default())
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print secrets into logs.
+        f.write_str("Token(…)")
+    }
+}
+
+/// A live ticket. Shared (`Arc`) between the serverlist and the proxy's
+/// in-flight requests; only the atomics change after issue.
+#[derive(Debug)]
+pub struct Ticket {
+    token: Token,
+    uid: String,
+    backend: Arc<Backend>,
+    origin: Instant,
+    /// Milliseconds since `origin` of the last use.
+    last_used: AtomicU64,
+    /// Proxied requests/connections in flight (a WebSocket counts while open).
+    open: AtomicU32,
+    /// When the ticket was issued.
+    pub issued_at: Instant,
+}
+
+impl Ticket {
+    pub(super) fn new(token: Token, uid: String, backend: Arc<Backend>, origin: Instant, now: Instant) -> Self {
+        let t = Self {
+            token,
+            uid,
+            backend,
+            origin,
+            last_used: AtomicU64::new(0),
+            open: AtomicU32::new(0),
+            issued_at: now,
+        };
+        t.touch_at(now);
+        t
+    }
+
+    /// The per-browser id that tells several tickets of one browser apart.
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// Where the ticket's requests go.
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+
+    /// Does `token` open this ticket? Constant time.
+    pub fn accepts(&self, token: &Token) -> bool {
+        self.token.matches(token)
+    }
+
+    /// Records a use at `now`.
+    pub fn touch_at(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.origin).as_millis() as u64;
+        self.last_used.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// Marks a proxied request as started; the ticket cannot expire until the
+    /// guard is dropped (which counts as a use).
+    pub fn open(self: &Arc<Self>) -> TicketGuard {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        TicketGuard(Arc::clone(self))
+    }
+
+    /// True when nothing uses the ticket and its last use is at least `expiry` ago.
+    pub fn is_expired(&self, now: Instant, expiry: Duration) -> bool {
+        if self.open.load(Ordering::Acquire) > 0 {
+            return false;
+        }
+        let now_ms = now.saturating_duration_since(self.origin).as_millis() as u64;
+        now_ms.saturating_sub(self.last_used.load(Ordering::Relaxed)) >= expiry.as_millis() as u64
+    }
+
+    /// Connections/requests currently open on this ticket.
+    pub fn open_count(&self) -> u32 {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+/// Keeps a ticket alive while a proxied request or connection is in flight.
+#[derive(Debug)]
+pub struct TicketGuard(Arc<Ticket>);
+
+impl TicketGuard {
+    /// Refreshes the ticket during a long-lived connection.
+    pub fn touch(&self) {
+        self.0.touch_at(Instant::now());
+    }
+}
+
+impl Drop for TicketGuard {
+    fn drop(&mut self) {
+        self.0.touch_at(Instant::now());
+        self.0.open.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// What a user receives when a ticket is issued: enough to build the
+/// `tkn#<token>@<pod>@<uid>` message and the cookie.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// The secret.
+    pub token: Token,
+    /// Pod name.
+    pub pod: String,
+    /// Ticket uid.
+    pub uid: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_round_trips_and_rejects_garbage() {
+        let t = Token::generate();
+        let s = t.to_string();
+        assert_eq!(s.len(), 32);
+        assert_eq!(Token::parse(&s), Ok(t));
+        for bad in ["", "abc", &"g".repeat(32), &"a".repeat(33), &"é".repeat(16), "../../etc/passwd"] {
+            assert_eq!(Token::parse(bad), Err(TokenParseError), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tokens_differ() {
+        assert_ne!(Token::generate(), Token::generate());
+    }
+
+    #[test]
+    fn debug_hides_secret() {
+        let t = Token::generate();
+        assert!(!format!("{t:?}").contains(&t.to_string()));
+    }
+}

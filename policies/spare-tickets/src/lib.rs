@@ -1,0 +1,72 @@
+//! wicket's default policy, as a WebAssembly component.
+//!
+//! It keeps `tickets.spare` free tickets, plus one per waiting user, on ready
+//! or starting pods; gives each new ticket to the fullest ready pod, so the
+//! others go idle; and deletes autoscaled pods idle for the cooldown while
+//! the spare stays covered. The decisions are in [`logic`]; this file only
+//! maps the component's types onto them.
+//!
+//! Only WebAssembly builds have the component's exports (native linkers
+//! reject their names); natively, for the tests, the crate is [`logic`].
+
+pub mod logic;
+
+#[cfg(target_family = "wasm")]
+mod component {
+    use crate::logic::{self, Phase, ToPod};
+    use bindings::exports::wicket::policy::decide::Guest;
+    use bindings::wicket::policy::types::{Pod, PodPhase, ScaleDecision, Snapshot};
+
+    #[allow(unsafe_code, reason = "wit-bindgen's generated ABI glue")]
+    mod bindings {
+        wit_bindgen::generate!({ path: "../../wit", world: "policy" });
+        use super::SpareTickets;
+        export!(SpareTickets);
+    }
+
+    struct SpareTickets;
+
+    impl Guest for SpareTickets {
+        fn assign(snapshot: Snapshot) -> Option<u32> {
+            logic::assign(&view(&snapshot))
+        }
+
+        fn scale(snapshot: Snapshot) -> ScaleDecision {
+            let logic::ScaleDecision { create, delete } = logic::scale(&view(&snapshot));
+            ScaleDecision { create, delete }
+        }
+    }
+
+    /// The snapshot as [`logic`] takes it, borrowing the pod list as is
+    /// (`settings.config` is not used: this policy has no parameters).
+    fn view(snapshot: &Snapshot) -> logic::Snapshot<'_, Pod> {
+        let settings = &snapshot.settings;
+        logic::Snapshot {
+            settings: logic::Settings {
+                tickets_max: settings.tickets_max,
+                tickets_spare: settings.tickets_spare,
+                pods_max: settings.pods_max,
+                cooldown_seconds: settings.cooldown_seconds,
+            },
+            pods: &snapshot.pods,
+            waiting: snapshot.waiting,
+        }
+    }
+
+    impl ToPod for Pod {
+        fn to_pod(&self) -> logic::Pod {
+            logic::Pod {
+                id: self.id,
+                capacity: self.capacity,
+                tickets: self.tickets,
+                phase: match self.phase {
+                    PodPhase::Starting => Phase::Starting,
+                    PodPhase::Ready => Phase::Ready,
+                    PodPhase::Draining => Phase::Draining,
+                },
+                autoscaled: self.autoscaled,
+                idle_seconds: self.idle_seconds,
+            }
+        }
+    }
+}

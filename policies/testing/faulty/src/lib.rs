@@ -1,0 +1,196 @@
+//! A deliberately misbehaving policy, for the host's fault tests.
+//!
+//! With an empty or unknown `settings.config` it answers exactly like the
+//! default policy (`wicket-policy-spare-tickets`), whose logic it compiles
+//! in. Otherwise `settings.config` names the fault to commit:
+//!
+//! - `trap`: panics, which traps (the `policy` profile aborts on panic).
+//! - `loop`: loops forever.
+//! - `alloc`: allocates until memory runs out.
+//! - `log-spam`: logs 10 000 lines of 2 KB through the host, then answers
+//!   sanely.
+//! - `assign-full`, `assign` only: the id of the first full or non-ready pod,
+//!   or if there is none, the lowest id no pod has.
+//! - `assign-unknown`, `assign` only: 4 000 000 000, an id no pod has.
+//! - `delete-busy`, `scale` only: deletes every pod holding tickets, or if
+//!   none does, every Deployment replica (and creates what the default
+//!   policy would).
+//! - `overscale`, `scale` only: creates `pods_max + 5` pods.
+//!
+//! The other call of the `assign`/`scale`-only faults answers sanely.
+//!
+//! Only WebAssembly builds have the exports (native linkers reject their
+//! names); natively the crate is empty.
+
+/// The default policy's decisions, compiled into this component as well.
+/// A dependency on its crate would not do: whenever Cargo builds both
+/// components in one go, the dependency is that very build, exports included,
+/// and two sets of exports of one interface do not link.
+#[cfg(target_family = "wasm")]
+#[path = "../../../spare-tickets/src/logic.rs"]
+mod logic;
+
+#[cfg(target_family = "wasm")]
+mod component {
+    use crate::logic::{self, Phase, ToPod};
+    use bindings::exports::wicket::policy::decide::Guest;
+    use bindings::wicket::policy::host::log;
+    use bindings::wicket::policy::types::{LogLevel, Pod, PodPhase, ScaleDecision, Snapshot};
+    use std::hint::black_box;
+
+    #[allow(unsafe_code, reason = "wit-bindgen's generated ABI glue")]
+    mod bindings {
+        wit_bindgen::generate!({ path: "../../../wit", world: "policy" });
+        use super::Faulty;
+        export!(Faulty);
+    }
+
+    /// The faults `settings.config` can ask for (see the crate documentation).
+    #[derive(Clone, Copy)]
+    enum Fault {
+        Trap,
+        Loop,
+        Alloc,
+        LogSpam,
+        AssignFull,
+        AssignUnknown,
+        DeleteBusy,
+        Overscale,
+    }
+
+    impl Fault {
+        /// The fault `config` names, if any.
+        fn named(config: &str) -> Option<Self> {
+            Some(match config {
+                "trap" => Self::Trap,
+                "loop" => Self::Loop,
+                "alloc" => Self::Alloc,
+                "log-spam" => Self::LogSpam,
+                "assign-full" => Self::AssignFull,
+                "assign-unknown" => Self::AssignUnknown,
+                "delete-busy" => Self::DeleteBusy,
+                "overscale" => Self::Overscale,
+                _ => return None,
+            })
+        }
+
+        /// Commits the faults that both calls share (returning only from
+        /// `log-spam`), then hands back the fault for the call to apply.
+        fn commit(config: &str) -> Option<Self> {
+            let fault = Self::named(config);
+            match fault {
+                Some(Self::Trap) => panic!("faulty policy: trap as configured"),
+                // `black_box` keeps the optimizer from proving the loop
+                // useless and removing it.
+                Some(Self::Loop) => loop {
+                    black_box(());
+                },
+                Some(Self::Alloc) => {
+                    let mut hoard = Vec::new();
+                    loop {
+                        // Observed through `black_box`, so never elided.
+                        hoard.push(black_box(vec![0xA5_u8; 1 << 20]));
+                    }
+                }
+                Some(Self::LogSpam) => {
+                    let line = format!("faulty policy: log-spam {}", "spam ".repeat(400));
+                    for _ in 0..10_000 {
+                        log(LogLevel::Info, &line);
+                    }
+                }
+                _ => {}
+            }
+            fault
+        }
+    }
+
+    struct Faulty;
+
+    impl Guest for Faulty {
+        fn assign(snapshot: Snapshot) -> Option<u32> {
+            match Fault::commit(&snapshot.settings.config) {
+                Some(Fault::AssignFull) => Some(unassignable_id(&snapshot.pods)),
+                Some(Fault::AssignUnknown) => Some(4_000_000_000),
+                _ => logic::assign(&view(&snapshot)),
+            }
+        }
+
+        fn scale(snapshot: Snapshot) -> ScaleDecision {
+            let fault = Fault::commit(&snapshot.settings.config);
+            let logic::ScaleDecision { create, delete } = logic::scale(&view(&snapshot));
+            match fault {
+                Some(Fault::DeleteBusy) => ScaleDecision {
+                    create,
+                    delete: busy_ids(&snapshot.pods),
+                },
+                Some(Fault::Overscale) => ScaleDecision {
+                    create: snapshot.settings.pods_max.saturating_add(5),
+                    delete: Vec::new(),
+                },
+                _ => ScaleDecision { create, delete },
+            }
+        }
+    }
+
+    /// A full or non-ready pod's id, else the lowest id no pod has.
+    fn unassignable_id(pods: &[Pod]) -> u32 {
+        let closed = pods
+            .iter()
+            .find(|pod| pod.phase != PodPhase::Ready || pod.tickets >= pod.capacity);
+        match closed {
+            Some(pod) => pod.id,
+            // There are fewer pods than ids, so one is always free.
+            None => (0..=u32::MAX)
+                .find(|&id| pods.iter().all(|pod| pod.id != id))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The ids of the pods holding tickets, or if none does, of the
+    /// Deployment's replicas: pods no policy may delete.
+    fn busy_ids(pods: &[Pod]) -> Vec<u32> {
+        let any_busy = pods.iter().any(|pod| pod.tickets > 0);
+        pods.iter()
+            .filter(|pod| {
+                if any_busy {
+                    pod.tickets > 0
+                } else {
+                    !pod.autoscaled
+                }
+            })
+            .map(|pod| pod.id)
+            .collect()
+    }
+
+    /// The snapshot as the default policy's logic takes it.
+    fn view(snapshot: &Snapshot) -> logic::Snapshot<'_, Pod> {
+        let settings = &snapshot.settings;
+        logic::Snapshot {
+            settings: logic::Settings {
+                tickets_max: settings.tickets_max,
+                tickets_spare: settings.tickets_spare,
+                pods_max: settings.pods_max,
+                cooldown_seconds: settings.cooldown_seconds,
+            },
+            pods: &snapshot.pods,
+            waiting: snapshot.waiting,
+        }
+    }
+
+    impl ToPod for Pod {
+        fn to_pod(&self) -> logic::Pod {
+            logic::Pod {
+                id: self.id,
+                capacity: self.capacity,
+                tickets: self.tickets,
+                phase: match self.phase {
+                    PodPhase::Starting => Phase::Starting,
+                    PodPhase::Ready => Phase::Ready,
+                    PodPhase::Draining => Phase::Draining,
+                },
+                autoscaled: self.autoscaled,
+                idle_seconds: self.idle_seconds,
+            }
+        }
+    }
+}
