@@ -139,10 +139,10 @@ impl App {
 
     /// Asks the policy for a pod and issues a ticket on it.
     fn try_issue(&self, inner: &mut Inner, now: Instant) -> Option<Grant> {
-        let Inner { list, snap, .. } = inner;
-        list.snapshot_into(now, snap);
-        let id = self.policy.assign(snap)?;
-        match list.issue(id, now) {
+        inner.list.snapshot_into(now, &mut inner.snap);
+        let (id, snap) = self.policy.assign(std::mem::take(&mut inner.snap));
+        inner.snap = snap;
+        match inner.list.issue(id?, now) {
             Ok(grant) => {
                 self.metrics.users_total.with_label_values(&[self.name()]).inc();
                 Some(grant)
@@ -244,22 +244,20 @@ impl App {
     /// and start the actions it approved.
     fn step(self: &Arc<Self>) {
         let now = Instant::now();
-        let mut inner = self.inner.lock();
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
         let sweep = inner.list.sweep(now, self.expiry);
         if sweep.expired > 0 {
             tracing::debug!(app = %self.name(), expired = sweep.expired, "tickets expired");
         }
-        self.serve_queue(&mut inner, now);
-        let Inner { list, snap, .. } = &mut *inner;
-        list.snapshot_into(now, snap);
-        let decision = self.policy.scale(snap);
-        let mut creates = Vec::new();
-        for _ in 0..decision.create {
-            creates.push(inner.list.begin_create());
-        }
+        self.serve_queue(inner, now);
+        inner.list.snapshot_into(now, &mut inner.snap);
+        let (decision, snap) = self.policy.scale(std::mem::take(&mut inner.snap));
+        inner.snap = snap;
+        let creates: Vec<u32> = (0..decision.create).map(|_| inner.list.begin_create()).collect();
         let deletes: Vec<String> = decision.delete.iter().filter_map(|&id| inner.list.begin_delete(id)).collect();
         self.publish(&inner.list);
-        drop(inner);
+        drop(guard);
         for placeholder in creates {
             let app = Arc::clone(self);
             tokio::spawn(async move { app.create_pod(placeholder).await });

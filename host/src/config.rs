@@ -137,6 +137,10 @@ pub struct DemoConfig {
     pub pod_start_delay_ms: u64,
     /// Serve at `<pod>.<uid>.<host>/<app>/` (k8sTicket's ingress.dns).
     pub dns: bool,
+    /// Addresses of app instances that already run, served as extra
+    /// replicas (ready at once, never deleted). For benchmarks and for
+    /// trying wicket in front of your own app.
+    pub static_backends: Vec<SocketAddr>,
 }
 
 impl Default for DemoConfig {
@@ -151,6 +155,7 @@ impl Default for DemoConfig {
             policy_config: String::new(),
             pod_start_delay_ms: 1500,
             dns: false,
+            static_backends: Vec::new(),
         }
     }
 }

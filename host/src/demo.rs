@@ -21,6 +21,7 @@ use crate::provider::{PodEvent, PodProvider};
 use crate::proxy::forward::{Forwarder, PoolSettings};
 use crate::proxy::ticket_ws::WsTiming;
 use crate::proxy::{self, Proxy};
+use crate::state::{Backend, PodInfo};
 
 /// A running demo host. Dropping it stops everything, pods included.
 #[derive(Debug)]
@@ -103,6 +104,15 @@ pub async fn start(config: Config, exe: PathBuf) -> anyhow::Result<Demo> {
 
     for _ in 0..config.demo.replicas {
         let pod = provider.start_replica(&name).await.context("starting a demo replica")?;
+        app.apply(PodEvent::Upsert { app: name.clone(), pod });
+    }
+    for (i, addr) in config.demo.static_backends.iter().enumerate() {
+        let pod = PodInfo {
+            name: format!("{name}-static-{i}"),
+            backend: Some(Backend::new(*addr, "/")),
+            ready: true,
+            autoscaled: false,
+        };
         app.apply(PodEvent::Upsert { app: name.clone(), pod });
     }
     let table = Arc::clone(&apps);

@@ -47,12 +47,14 @@ stop_heartbeat() {
 }
 
 # Prints "still running" every HEARTBEAT_SECONDS while a step runs, with the
-# number of packages `go build -v` has reported so far in the step's log.
+# number of lines in the step's log: for `go build -v` that is one line per
+# package compiled, out of STEP_TOTAL (packages not yet in GOCACHE) if known.
+STEP_TOTAL=""
 start_heartbeat() {
   local what="$1" logfile="$2"
   (
     while sleep "$HEARTBEAT_SECONDS"; do
-      log "  ... still ${what} ($(wc -l <"$logfile" 2>/dev/null || echo 0) log lines so far)"
+      log "  ... still running: ${what} ($(wc -l <"$logfile" 2>/dev/null || echo 0)${STEP_TOTAL:+ of ~${STEP_TOTAL}} lines)"
     done
   ) &
   HEARTBEAT_PID=$!
@@ -185,10 +187,20 @@ make_harness() {
     log "harness ${dir}: $(grep -c '=>' <<<"$replaces" || true) replace directives"
     rm -f "${dir}/.tidy-ok" "${dir}/go.sum"
     cp "${dir}/go.mod.in" "${dir}/go.mod"
+    # shellcheck disable=SC2016  # $1 expands in the inner bash
     run_step "resolve modules for ${name##*/} (go mod tidy; downloads on a cold cache)" \
       "${CP_DIR}/logs/tidy-${name##*/}.log" \
       bash -c 'cd "$1" && nice -n 19 go mod tidy' _ "$dir"
     touch "${dir}/.tidy-ok"
+  fi
+}
+
+# Prints how many packages PKG's build still has to compile (those GOCACHE
+# lacks), for the progress report; prints nothing if `go list` fails.
+count_stale_packages() {
+  local dir="$1" pkg="$2" list
+  if list="$(cd "$dir" && CGO_ENABLED=0 nice -n 19 go list -trimpath -deps -f '{{if .Stale}}x{{end}}' "$pkg" 2>/dev/null)"; then
+    grep -c x <<<"$list" || true
   fi
 }
 
@@ -200,9 +212,12 @@ go_build() {
     log "already built: ${out##*/}"
     return 0
   fi
+  STEP_TOTAL="$(count_stale_packages "$dir" "$pkg")"
+  # shellcheck disable=SC2016  # $1..$4 expand in the inner bash
   run_step "compile ${pkg}" "${CP_DIR}/logs/build-${out##*/}.log" \
     bash -c 'cd "$1" && CGO_ENABLED=0 nice -n 19 go build -v -trimpath -ldflags "$2" -o "$3.tmp" "$4" && mv "$3.tmp" "$3"' \
     _ "$dir" "$ldflags" "$out" "$pkg"
+  STEP_TOTAL=""
 }
 
 # Linker flags that stamp the real version into the Kubernetes binaries, as

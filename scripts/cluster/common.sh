@@ -64,7 +64,8 @@ env_get() {
 
 # Replaces (or appends) KEY=VALUE in a run directory's env file.
 env_set() {
-  local run_dir="$1" key="$2" value="$3" file="${run_dir}/${ENV_FILE_NAME}"
+  local run_dir="$1" key="$2" value="$3" file
+  file="${run_dir}/${ENV_FILE_NAME}"
   if grep -q "^${key}=" "$file"; then
     sed -i "s|^${key}=.*|${key}=${value}|" "$file"
   else

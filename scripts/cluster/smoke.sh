@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Step functions run indirectly (through `step` and the EXIT trap):
+# shellcheck disable=SC2317
 # smoke.sh — end-to-end check of the test control plane with kubectl:
 # build (cached), start, RBAC + TokenRequest, workloads, pod status
 # subresource, apiserver restart on the same etcd, stop.
@@ -45,10 +47,10 @@ step() {
   shift
   if "$@" >"$STEP_LOG" 2>&1; then
     PASSED=$((PASSED + 1))
-    printf 'PASS  %-58s %3ss\n' "$name" "$((SECONDS - start))"
+    printf 'PASS  %-68s %3ss\n' "$name" "$((SECONDS - start))"
   else
     FAILED=$((FAILED + 1))
-    printf 'FAIL  %-58s %3ss\n' "$name" "$((SECONDS - start))"
+    printf 'FAIL  %-68s %3ss\n' "$name" "$((SECONDS - start))"
     sed 's/^/      | /' "$STEP_LOG"
     exit 1
   fi

@@ -51,9 +51,9 @@ STARTED_OK=0
 # $CHOSEN_PORTS (ports already picked by this script).
 CHOSEN_PORTS=" "
 free_port() {
-  local port attempt
+  local port _
   # 200 random tries are plenty: the range has 12000 ports.
-  for attempt in $(seq 200); do
+  for _ in $(seq 200); do
     port=$((PORT_MIN + RANDOM % (PORT_MAX - PORT_MIN)))
     [[ "$CHOSEN_PORTS" == *" ${port} "* ]] && continue
     if [[ -z "$(ss -Htan "sport = :${port}" 2>/dev/null)" ]]; then
@@ -152,6 +152,10 @@ write_apiserver_args() {
     # so the ServiceAccount admission plugin would reject every Pod
     # (envtest and kube's own integration tests disable it too).
     --disable-admission-plugins=ServiceAccount
+    # The `kubernetes` Service's endpoint reconciler refuses a loopback
+    # advertise address ("may not be in the loopback range") and the
+    # apiserver exits; nothing here needs that Service's endpoints.
+    --endpoint-reconciler-type=none
     --allow-privileged=true
   )
   # Extra flags for experiments, e.g. APISERVER_EXTRA_ARGS="--v=4".
@@ -211,6 +215,7 @@ KUBECONFIG
 }
 
 # On failure, stop what was started; the run dir stays for its logs.
+# shellcheck disable=SC2317  # runs from the EXIT trap
 cleanup_on_error() {
   ((STARTED_OK == 0)) || return 0
   if [[ -n "$ETCD_PID" ]]; then

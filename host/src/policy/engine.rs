@@ -184,7 +184,11 @@ pub struct PolicyEngine {
     engine: Engine,
     linker: Linker<HostState>,
     limits: Limits,
+    /// Jobs for the policy thread (see [`PolicyEngine::run_on_policy_thread`]).
+    jobs: std::sync::mpsc::Sender<Job>,
 }
+
+type Job = Box<dyn FnOnce() + Send>;
 
 impl std::fmt::Debug for PolicyEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -203,9 +207,31 @@ impl PolicyEngine {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
         bindings::Policy::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("linking the policy host interface: {e}"))?;
-        let this = Arc::new(Self { engine, linker, limits });
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("wicket-policy".into())
+            .spawn(move || {
+                // Ends when the engine (the only sender) is dropped.
+                while let Ok(job) = queue.recv() {
+                    job();
+                }
+            })
+            .map_err(|e| anyhow::anyhow!("cannot start the policy thread: {e}"))?;
+        let this = Arc::new(Self { engine, linker, limits, jobs });
         start_ticker(Arc::downgrade(&this));
         Ok(this)
+    }
+
+    /// Runs `f` on the policy thread and waits for its answer; None if the
+    /// thread is gone. The thread is outside any tokio runtime, where WASI's
+    /// synchronous host functions may block on their own runtime.
+    pub fn run_on_policy_thread<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        self.jobs.send(job).ok()?;
+        rx.recv().ok()
     }
 
     /// The wasmtime engine.
@@ -239,7 +265,6 @@ impl PolicyEngine {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s as &mut dyn ResourceLimiter);
-        store.set_epoch_deadline(self.limits.deadline_ticks());
         store
     }
 }

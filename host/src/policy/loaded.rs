@@ -91,6 +91,8 @@ impl LoadedPolicy {
     /// A fresh instance in a fresh store.
     pub fn instantiate(&self, engine: &PolicyEngine) -> Result<Live, CallError> {
         let mut store = engine.new_store(&format!("{}@{}", self.source, self.short_digest()));
+        // Instantiation runs guest code too: bound it like a call.
+        store.set_epoch_deadline(engine.limits().deadline_ticks());
         let bindings = self.pre.instantiate(&mut store).map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
         Ok(Live::new(store, bindings))
     }

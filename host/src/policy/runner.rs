@@ -57,7 +57,9 @@ struct Inner {
 
 /// Runs one app's policy calls. Calls are short and synchronous; the mutex
 /// is never held across an await.
-pub struct PolicyRunner {
+pub struct PolicyRunner(Arc<Core>);
+
+struct Core {
     app: String,
     engine: Arc<PolicyEngine>,
     default: Arc<LoadedPolicy>,
@@ -67,7 +69,7 @@ pub struct PolicyRunner {
 
 impl std::fmt::Debug for PolicyRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicyRunner").field("app", &self.app).finish_non_exhaustive()
+        f.debug_struct("PolicyRunner").field("app", &self.0.app).finish_non_exhaustive()
     }
 }
 
@@ -81,7 +83,7 @@ impl PolicyRunner {
         metrics: Metrics,
     ) -> Self {
         let current = source.current();
-        let this = Self {
+        let core = Core {
             app: app.to_owned(),
             engine,
             default,
@@ -94,32 +96,66 @@ impl PolicyRunner {
                 buf: bindings::Snapshot::empty(),
             }),
         };
-        this.publish_info(None, &current);
-        this
+        core.publish_info(None, &current);
+        Self(Arc::new(core))
     }
 
     /// Follows another source from now on (e.g. the app's annotation changed).
     pub fn set_source(&self, source: Arc<PolicySource>) {
-        self.inner.lock().source = source;
+        self.0.inner.lock().source = source;
     }
 
     /// The policy currently answering.
     pub fn active(&self) -> Arc<LoadedPolicy> {
-        let mut inner = self.inner.lock();
-        self.sync(&mut inner);
+        let mut inner = self.0.inner.lock();
+        self.0.sync(&mut inner);
         Arc::clone(&inner.active.policy)
     }
 
-    /// Which pod gets the next ticket, if any.
-    pub fn assign(&self, snap: &Snapshot) -> Option<u32> {
-        self.decide(snap, "assign", None, Live::assign, |s, a| invariants::check_assign(s, *a))
+    /// Which pod gets the next ticket, if any. Takes the snapshot by value
+    /// and gives it back, so the caller's buffer is reused.
+    pub fn assign(&self, snap: Snapshot) -> (Option<u32>, Snapshot) {
+        self.on_policy_thread(snap, None, |core, snap| {
+            core.decide(snap, "assign", None, Live::assign, |s, a| invariants::check_assign(s, *a))
+        })
     }
 
-    /// What to create and delete now.
-    pub fn scale(&self, snap: &Snapshot) -> ScaleDecision {
-        self.decide(snap, "scale", ScaleDecision::default(), Live::scale, invariants::check_scale)
+    /// What to create and delete now (snapshot given back as for `assign`).
+    pub fn scale(&self, snap: Snapshot) -> (ScaleDecision, Snapshot) {
+        self.on_policy_thread(snap, ScaleDecision::default(), |core, snap| {
+            core.decide(snap, "scale", ScaleDecision::default(), Live::scale, invariants::check_scale)
+        })
     }
 
+    /// WASI's synchronous host functions (a guest writing to stderr, say)
+    /// block on an internal runtime, which must not happen on a tokio worker
+    /// thread. Inside tokio, calls therefore run on the engine's policy
+    /// thread; elsewhere (benchmarks, `policy check`) inline.
+    fn on_policy_thread<T: Send + 'static>(
+        &self,
+        snap: Snapshot,
+        conservative: T,
+        f: fn(&Core, &Snapshot) -> T,
+    ) -> (T, Snapshot) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            let answer = f(&self.0, &snap);
+            return (answer, snap);
+        }
+        let core = Arc::clone(&self.0);
+        self.0
+            .engine
+            .run_on_policy_thread(move || {
+                let answer = f(&core, &snap);
+                (answer, snap)
+            })
+            .unwrap_or_else(|| {
+                tracing::error!("the policy thread is gone; taking no decision");
+                (conservative, Snapshot::default())
+            })
+    }
+}
+
+impl Core {
     fn decide<T>(
         &self,
         snap: &Snapshot,

@@ -2,8 +2,9 @@
 //!
 //! Nothing here knows about WebAssembly: the component glue in `lib.rs` feeds
 //! these functions the host's snapshot, and the native tests feed them plain
-//! [`Pod`]s. Every call is O(pods), `assign` never allocates and `scale`
-//! allocates only the list of pods it deletes. No input can make them panic.
+//! [`Pod`]s. Both make one pass over the pods; `scale` also sorts the idle
+//! pods it may delete. `assign` never allocates and `scale` allocates only
+//! the list of pods it deletes. No input can make them panic.
 
 use std::cmp::Reverse;
 
@@ -147,8 +148,9 @@ fn pods_to_create(shortfall: u64, settings: &Settings, autoscaled: u32) -> u32 {
 }
 
 /// The ids of the autoscaled, ready, empty pods idle for at least the
-/// cooldown that can go while the `free` tickets left on ready pods still
-/// cover `needed`; most idle first, ties in list order.
+/// cooldown to delete, most idle first (ties in list order). Each goes if the
+/// `free` tickets on ready pods still cover `needed` without it; one that
+/// cannot go (a large pod) does not keep the next, smaller one.
 fn idle_pods_to_delete<P: ToPod>(
     pods: &[P],
     settings: &Settings,

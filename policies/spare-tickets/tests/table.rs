@@ -71,8 +71,11 @@ impl From<&CasePod> for Pod {
 }
 
 fn cases() -> Vec<Case> {
-    let table: Result<Table, _> = toml::from_str(include_str!("cases.toml"));
-    table.unwrap_or_else(|error| panic!("cases.toml: {error}")).case
+    match toml::from_str::<Table>(include_str!("cases.toml")) {
+        Ok(table) => table.case,
+        // Display, unlike Debug, shows the offending line instead of the file.
+        Err(error) => panic!("cases.toml: {error}"),
+    }
 }
 
 #[test]
