@@ -140,7 +140,7 @@ pub async fn start(config: Config, exe: PathBuf) -> anyhow::Result<Demo> {
         .with_context(|| format!("binding proxy.listen {}", config.proxy.listen))?;
     let proxy_addr = listener.local_addr()?;
     let proxy = Proxy::new(Arc::clone(&apps), forwarder(&config), ws_timing(&config));
-    tasks.push(tokio::spawn(proxy::serve(listener, proxy)));
+    tasks.push(tokio::spawn(proxy::serve(listener, proxy, None)));
 
     let admin = TcpListener::bind(config.metrics.listen)
         .await

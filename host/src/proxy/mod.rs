@@ -61,7 +61,9 @@ impl Proxy {
     }
 
     /// Handles one request. Never fails: every error is a response.
-    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<ProxyBody> {
+    /// `scope` limits a listener to one app (k8sTicket's per-app ports);
+    /// None serves every app (the shared port).
+    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr, scope: Option<&str>) -> Response<ProxyBody> {
         let route = match routes::parse(req.uri().path()) {
             Ok(r) => r,
             Err(RouteError::NotFound) => return local(StatusCode::NOT_FOUND, "text/plain", "Not found.\n"),
@@ -75,7 +77,11 @@ impl Proxy {
             | Route::PodOnly { app }
             | Route::Ticketed { app, .. } => app,
         };
-        let Some(app) = self.apps.get(app_name) else {
+        let app = match scope {
+            Some(only) if only != app_name => None,
+            _ => self.apps.get(app_name),
+        };
+        let Some(app) = app else {
             return local(StatusCode::NOT_FOUND, "text/plain", "No such application.\n");
         };
         if app.routing().dns
@@ -192,8 +198,9 @@ fn claim(app: &App, pod: &str, uid: &str, req: &Request<Incoming>, home: &str, d
     r
 }
 
-/// Serves `proxy` on `listener` until the task is aborted.
-pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) {
+/// Serves `proxy` on `listener` until the task is aborted; with `scope`,
+/// only that app.
+pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, scope: Option<Arc<str>>) {
     loop {
         let (stream, client) = match listener.accept().await {
             Ok(c) => c,
@@ -205,10 +212,11 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) {
         };
         let _ = stream.set_nodelay(true);
         let proxy = Arc::clone(&proxy);
+        let scope = scope.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let proxy = Arc::clone(&proxy);
-                async move { Ok::<_, Infallible>(proxy.handle(req, client).await) }
+                let (proxy, scope) = (Arc::clone(&proxy), scope.clone());
+                async move { Ok::<_, Infallible>(proxy.handle(req, client, scope.as_deref()).await) }
             });
             if let Err(e) = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(stream), svc)

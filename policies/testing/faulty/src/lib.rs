@@ -16,6 +16,9 @@
 //!   none does, every Deployment replica (and creates what the default
 //!   policy would).
 //! - `overscale`, `scale` only: creates `pods_max + 5` pods.
+//! - `spread`, not a fault: `assign` picks the ready pod with the most free
+//!   slots (the opposite of the default's packing), so a test can tell which
+//!   policy decided.
 //!
 //! The other call of the `assign`/`scale`-only faults answers sanely.
 //!
@@ -56,6 +59,7 @@ mod component {
         AssignUnknown,
         DeleteBusy,
         Overscale,
+        Spread,
     }
 
     impl Fault {
@@ -70,6 +74,7 @@ mod component {
                 "assign-unknown" => Self::AssignUnknown,
                 "delete-busy" => Self::DeleteBusy,
                 "overscale" => Self::Overscale,
+                "spread" => Self::Spread,
                 _ => return None,
             })
         }
@@ -111,6 +116,7 @@ mod component {
             match Fault::commit(&snapshot.settings.config) {
                 Some(Fault::AssignFull) => Some(unassignable_id(&snapshot.pods)),
                 Some(Fault::AssignUnknown) => Some(4_000_000_000),
+                Some(Fault::Spread) => emptiest(&snapshot.pods),
                 _ => logic::assign(&view(&snapshot)),
             }
         }
@@ -130,6 +136,17 @@ mod component {
                 _ => ScaleDecision { create, delete },
             }
         }
+    }
+
+    /// The ready pod with the most free slots (first in name order on ties).
+    fn emptiest(pods: &[Pod]) -> Option<u32> {
+        pods.iter()
+            .filter(|pod| pod.phase == PodPhase::Ready && pod.tickets < pod.capacity)
+            .fold(None, |best: Option<&Pod>, pod| match best {
+                Some(b) if b.capacity - b.tickets >= pod.capacity - pod.tickets => Some(b),
+                _ => Some(pod),
+            })
+            .map(|pod| pod.id)
     }
 
     /// A full or non-ready pod's id, else the lowest id no pod has.
