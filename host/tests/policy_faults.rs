@@ -95,7 +95,7 @@ async fn log_spam_cannot_stall_the_host() {
 async fn other_major_version_is_refused_with_a_clear_message() {
     let mut cfg = config();
     cfg.policy.file = Some(policy_path("other-major"));
-    let err = wicket::demo::start(cfg, exe()).await.expect_err("refused").to_string();
+    let err = format!("{:#}", wicket::demo::start(cfg, exe()).await.expect_err("refused"));
     assert!(err.contains("@1.0.0") && err.contains("@0.1.0") && err.contains("major"), "{err}");
 }
 
@@ -106,7 +106,7 @@ async fn garbage_is_refused() {
     std::fs::write(&path, b"\0asm this is not a component").expect("write");
     let mut cfg = config();
     cfg.policy.file = Some(path);
-    let err = wicket::demo::start(cfg, exe()).await.expect_err("refused").to_string();
+    let err = format!("{:#}", wicket::demo::start(cfg, exe()).await.expect_err("refused"));
     assert!(err.contains("not a valid WebAssembly component"), "{err}");
 }
 

@@ -53,7 +53,7 @@ pub fn load_default(engine: &PolicyEngine) -> Result<Arc<LoadedPolicy>, LoadErro
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     /// The file could not be read.
-    #[error("cannot read policy file {path}: {source}")]
+    #[error("cannot read policy file {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -62,7 +62,7 @@ pub enum FileError {
         source: std::io::Error,
     },
     /// The file is not a valid policy.
-    #[error("policy file {path} refused: {source}")]
+    #[error("policy file {path} refused")]
     Load {
         /// The file.
         path: PathBuf,
