@@ -37,16 +37,31 @@ fn run() -> Result<(), String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
-        .args(["build", "--profile", "policy", "--target", WASM_TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--profile",
+            "policy",
+            "--target",
+            WASM_TARGET,
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for (pkg, _) in POLICIES {
         cmd.args(["-p", pkg]);
     }
     // Flags meant for the host (e.g. target-cpu=native) must not reach wasm.
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER"] {
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().map_err(|e| format!("cannot run cargo for the policies: {e}"))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run cargo for the policies: {e}"))?;
     if !status.success() {
         return Err(format!(
             "building the policy components failed ({status}). Is the target installed? \

@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_rust
+# A real kube-apiserver + etcd for the cluster tests, built from their Go
+# modules once and cached outside the repo (~15 min cold, < 1 s cached).
+step "control plane" scripts/cluster/build.sh
+# Debian's Chromium and ChromeDriver for the browser tests.
+step "browser" scripts/browser-deps.sh
 step "format" cargo fmt --all --check
 step "lint" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests" cargo test --workspace --locked

@@ -17,24 +17,39 @@ use crate::metrics::Metrics;
 pub async fn serve(listener: TcpListener, metrics: Metrics) {
     let metrics = Arc::new(metrics);
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let metrics = Arc::clone(&metrics);
                 async move {
                     let (status, ctype, body) = match req.uri().path() {
-                        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", metrics.render()),
+                        "/metrics" => (
+                            StatusCode::OK,
+                            "text/plain; version=0.0.4",
+                            metrics.render(),
+                        ),
                         "/healthz" | "/readyz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
-                        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
+                        _ => (
+                            StatusCode::NOT_FOUND,
+                            "text/plain",
+                            "not found\n".to_owned(),
+                        ),
                     };
                     let mut r = Response::new(Full::new(Bytes::from(body)));
                     *r.status_mut() = status;
-                    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ctype));
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        header::HeaderValue::from_static(ctype),
+                    );
                     Ok::<_, Infallible>(r)
                 }
             });
-            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }

@@ -25,6 +25,8 @@ pub struct Config {
     pub backend: BackendConfig,
     /// `wicket demo`: the local app and its pods.
     pub demo: DemoConfig,
+    /// `wicket run`: the Kubernetes controller.
+    pub kubernetes: KubernetesConfig,
 }
 
 /// `[proxy]`
@@ -62,7 +64,9 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 9999)) }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9999)),
+        }
     }
 }
 
@@ -110,7 +114,11 @@ pub struct BackendConfig {
 
 impl Default for BackendConfig {
     fn default() -> Self {
-        Self { connect_timeout_ms: 5000, pool_idle_timeout_ms: 90_000, pool_max_idle_per_pod: 512 }
+        Self {
+            connect_timeout_ms: 5000,
+            pool_idle_timeout_ms: 90_000,
+            pool_max_idle_per_pod: 512,
+        }
     }
 }
 
@@ -160,11 +168,39 @@ impl Default for DemoConfig {
     }
 }
 
+/// `[kubernetes]`: `wicket run`, the drop-in replacement for k8sTicket.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// Namespaces to watch; empty: the one the host runs in.
+    pub namespaces: Vec<String>,
+    /// Open each app's own port (k8sTicket's deployment.port annotation).
+    pub app_ports: bool,
+    /// First delay when retrying a failed API call or watch.
+    pub retry_initial_ms: u64,
+    /// Longest delay between retries.
+    pub retry_max_ms: u64,
+    /// How long one pod creation or deletion is retried before it is given up.
+    pub action_timeout_ms: u64,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        Self {
+            namespaces: Vec::new(),
+            app_ports: true,
+            retry_initial_ms: 250,
+            retry_max_ms: 5000,
+            action_timeout_ms: 120_000,
+        }
+    }
+}
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -195,30 +231,96 @@ pub enum ConfigError {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
     /// Parses and validates TOML text (`path` only names it in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Config =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
-        config.validate().map_err(|(key, problem)| ConfigError::Invalid { path: path.into(), key, problem })?;
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        config
+            .validate()
+            .map_err(|(key, problem)| ConfigError::Invalid {
+                path: path.into(),
+                key,
+                problem,
+            })?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), (&'static str, &'static str)> {
-        let checks: [(bool, &'static str, &'static str); 10] = [
-            (self.proxy.ticket_expiry_ms >= 100, "proxy.ticket_expiry_ms", "must be at least 100"),
-            (self.proxy.ws_ping_ms >= 100, "proxy.ws_ping_ms", "must be at least 100"),
-            (self.proxy.waiting_message_ms >= 100, "proxy.waiting_message_ms", "must be at least 100"),
-            (self.policy.timeout_ms >= 1 && self.policy.timeout_ms <= 10_000, "policy.timeout_ms", "must be between 1 and 10000"),
-            (self.policy.memory_mib >= 1 && self.policy.memory_mib <= 4096, "policy.memory_mib", "must be between 1 and 4096"),
-            (self.policy.watch_interval_ms >= 50, "policy.watch_interval_ms", "must be at least 50"),
-            (self.backend.connect_timeout_ms >= 1, "backend.connect_timeout_ms", "must be at least 1"),
-            (self.demo.tickets_max >= 1, "demo.tickets_max", "must be at least 1"),
-            (self.demo.cooldown_seconds >= 1, "demo.cooldown_seconds", "must be at least 1"),
-            (routes_valid(&self.demo.app), "demo.app", "must be a name of letters, digits, '-', '_' or '.'"),
+        let checks: [(bool, &'static str, &'static str); 13] = [
+            (
+                self.proxy.ticket_expiry_ms >= 100,
+                "proxy.ticket_expiry_ms",
+                "must be at least 100",
+            ),
+            (
+                self.proxy.ws_ping_ms >= 100,
+                "proxy.ws_ping_ms",
+                "must be at least 100",
+            ),
+            (
+                self.proxy.waiting_message_ms >= 100,
+                "proxy.waiting_message_ms",
+                "must be at least 100",
+            ),
+            (
+                self.policy.timeout_ms >= 1 && self.policy.timeout_ms <= 10_000,
+                "policy.timeout_ms",
+                "must be between 1 and 10000",
+            ),
+            (
+                self.policy.memory_mib >= 1 && self.policy.memory_mib <= 4096,
+                "policy.memory_mib",
+                "must be between 1 and 4096",
+            ),
+            (
+                self.policy.watch_interval_ms >= 50,
+                "policy.watch_interval_ms",
+                "must be at least 50",
+            ),
+            (
+                self.backend.connect_timeout_ms >= 1,
+                "backend.connect_timeout_ms",
+                "must be at least 1",
+            ),
+            (
+                self.demo.tickets_max >= 1,
+                "demo.tickets_max",
+                "must be at least 1",
+            ),
+            (
+                self.demo.cooldown_seconds >= 1,
+                "demo.cooldown_seconds",
+                "must be at least 1",
+            ),
+            (
+                routes_valid(&self.demo.app),
+                "demo.app",
+                "must be a name of letters, digits, '-', '_' or '.'",
+            ),
+            (
+                self.kubernetes.retry_initial_ms >= 10,
+                "kubernetes.retry_initial_ms",
+                "must be at least 10",
+            ),
+            (
+                self.kubernetes.retry_max_ms >= self.kubernetes.retry_initial_ms,
+                "kubernetes.retry_max_ms",
+                "must be at least kubernetes.retry_initial_ms",
+            ),
+            (
+                self.kubernetes.action_timeout_ms >= 1000,
+                "kubernetes.action_timeout_ms",
+                "must be at least 1000",
+            ),
         ];
         match checks.into_iter().find(|(ok, _, _)| !ok) {
             Some((_, key, problem)) => Err((key, problem)),
@@ -282,12 +384,24 @@ mod tests {
             ("[demo]\ntickets_max = 0", "demo.tickets_max"),
             ("[demo]\napp = \"a b\"", "demo.app"),
             ("[demo]\nbogus = 1", "bogus"),
+            (
+                "[kubernetes]\nretry_initial_ms = 1",
+                "kubernetes.retry_initial_ms",
+            ),
+            (
+                "[kubernetes]\nretry_initial_ms = 500\nretry_max_ms = 100",
+                "kubernetes.retry_max_ms",
+            ),
+            ("[kubernetes]\nnamespaces = \"ns\"", "namespaces"),
             ("[nonsense]", "nonsense"),
             ("[proxy\n", "test.toml"),
         ];
         for (text, key) in cases {
             let err = parse(text).expect_err(text).to_string();
-            assert!(err.contains(key), "{text:?}: error {err:?} should name {key:?}");
+            assert!(
+                err.contains(key),
+                "{text:?}: error {err:?} should name {key:?}"
+            );
         }
     }
 }

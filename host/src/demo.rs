@@ -15,7 +15,7 @@ use crate::app::{App, Routing};
 use crate::apps::Apps;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::policy::{self, PolicyEngine, PolicyRunner, PolicySource};
+use crate::policy::{PolicyRunner, PolicySetup, PolicySource};
 use crate::provider::local::LocalProvider;
 use crate::provider::{PodEvent, PodProvider};
 use crate::proxy::forward::{Forwarder, PoolSettings};
@@ -67,32 +67,30 @@ pub fn ws_timing(config: &Config) -> WsTiming {
 /// Starts the demo host. `exe` is the wicket binary (pods run `exe demo-app`).
 pub async fn start(config: Config, exe: PathBuf) -> anyhow::Result<Demo> {
     let metrics = Metrics::new().context("creating metrics")?;
-    let engine = PolicyEngine::new(config.limits())?;
-    let eng = Arc::clone(&engine);
-    let default = tokio::task::spawn_blocking(move || policy::load_default(&eng))
-        .await?
-        .context("the embedded default policy failed validation (a build problem)")?;
-    let mut tasks = Vec::new();
-    let source = match &config.policy.file {
-        None => PolicySource::new("embedded:spare-tickets", Arc::clone(&default)),
-        Some(path) => {
-            let (eng, p) = (Arc::clone(&engine), path.clone());
-            let first = tokio::task::spawn_blocking(move || policy::load_file(&eng, &p)).await??;
-            tracing::info!(path = %path.display(), digest = first.short_digest(), "policy loaded from file");
-            let source = PolicySource::new(path.display().to_string(), first);
-            let interval = Duration::from_millis(config.policy.watch_interval_ms);
-            tasks.push(policy::watch_file(Arc::clone(&engine), Arc::clone(&source), path.clone(), interval, metrics.clone()));
-            source
-        }
-    };
+    let PolicySetup {
+        engine,
+        default,
+        source,
+        watcher,
+    } = PolicySetup::start(&config, &metrics).await?;
+    let mut tasks: Vec<JoinHandle<()>> = watcher.into_iter().collect();
 
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let delay = Duration::from_millis(config.demo.pod_start_delay_ms);
     let provider = Arc::new(LocalProvider::new(exe, delay, events_tx));
     let name = config.demo.app.clone();
-    let runner = PolicyRunner::new(&name, Arc::clone(&engine), Arc::clone(&source), default, metrics.clone());
+    let runner = PolicyRunner::new(
+        &name,
+        Arc::clone(&engine),
+        Arc::clone(&source),
+        default,
+        metrics.clone(),
+    );
     let app = App::new(
-        Routing { name: name.clone(), dns: config.demo.dns },
+        Routing {
+            name: name.clone(),
+            dns: config.demo.dns,
+        },
         config.demo_settings(),
         Duration::from_millis(config.proxy.ticket_expiry_ms),
         runner,
@@ -103,8 +101,14 @@ pub async fn start(config: Config, exe: PathBuf) -> anyhow::Result<Demo> {
     apps.insert(Arc::clone(&app));
 
     for _ in 0..config.demo.replicas {
-        let pod = provider.start_replica(&name).await.context("starting a demo replica")?;
-        app.apply(PodEvent::Upsert { app: name.clone(), pod });
+        let pod = provider
+            .start_replica(&name)
+            .await
+            .context("starting a demo replica")?;
+        app.apply(PodEvent::Upsert {
+            app: name.clone(),
+            pod,
+        });
     }
     for (i, addr) in config.demo.static_backends.iter().enumerate() {
         let pod = PodInfo {
@@ -113,7 +117,10 @@ pub async fn start(config: Config, exe: PathBuf) -> anyhow::Result<Demo> {
             ready: true,
             autoscaled: false,
         };
-        app.apply(PodEvent::Upsert { app: name.clone(), pod });
+        app.apply(PodEvent::Upsert {
+            app: name.clone(),
+            pod,
+        });
     }
     let table = Arc::clone(&apps);
     tasks.push(tokio::spawn(async move {
@@ -148,5 +155,12 @@ pub async fn start(config: Config, exe: PathBuf) -> anyhow::Result<Demo> {
     let metrics_addr = admin.local_addr()?;
     tasks.push(tokio::spawn(crate::admin::serve(admin, metrics.clone())));
 
-    Ok(Demo { proxy_addr, metrics_addr, apps, metrics, source, tasks })
+    Ok(Demo {
+        proxy_addr,
+        metrics_addr,
+        apps,
+        metrics,
+        source,
+        tasks,
+    })
 }

@@ -34,10 +34,15 @@ struct Demo {
 
 /// Serves the demo app on `listen` until the process ends.
 pub async fn serve(listen: SocketAddr, pod: String) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     println!("{LISTENING} {addr}");
-    let demo = Arc::new(Demo { pod, counters: Mutex::new(HashMap::new()) });
+    let demo = Arc::new(Demo {
+        pod,
+        counters: Mutex::new(HashMap::new()),
+    });
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(c) => c,
@@ -63,7 +68,10 @@ pub async fn serve(listen: SocketAddr, pod: String) -> anyhow::Result<()> {
 fn text(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ctype));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(ctype),
+    );
     r
 }
 
@@ -96,15 +104,26 @@ impl Demo {
 
     /// WebSocket: each "inc" message bumps the session's counter and answers
     /// its new value.
-    fn counter(self: Arc<Self>, mut req: Request<Incoming>, session: String) -> Response<Full<Bytes>> {
+    fn counter(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        session: String,
+    ) -> Response<Full<Bytes>> {
         let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
-            return text(StatusCode::BAD_REQUEST, "text/plain", "missing Sec-WebSocket-Key\n");
+            return text(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                "missing Sec-WebSocket-Key\n",
+            );
         };
         let accept = derive_accept_key(key.as_bytes());
         let on_upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
-            let Ok(upgraded) = on_upgrade.await else { return };
-            let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            let Ok(upgraded) = on_upgrade.await else {
+                return;
+            };
+            let mut ws =
+                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
             while let Some(Ok(msg)) = ws.next().await {
                 if let Message::Text(t) = msg
                     && t.as_str() == "inc"
@@ -124,8 +143,14 @@ impl Demo {
         let mut r = text(StatusCode::SWITCHING_PROTOCOLS, "text/plain", Bytes::new());
         let h = r.headers_mut();
         h.remove(header::CONTENT_TYPE);
-        h.insert(header::CONNECTION, header::HeaderValue::from_static("upgrade"));
-        h.insert(header::UPGRADE, header::HeaderValue::from_static("websocket"));
+        h.insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("upgrade"),
+        );
+        h.insert(
+            header::UPGRADE,
+            header::HeaderValue::from_static("websocket"),
+        );
         if let Ok(v) = header::HeaderValue::from_str(&accept) {
             h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
         }

@@ -34,6 +34,19 @@ enum Command {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
+    /// Run the host in Kubernetes: the drop-in replacement for k8sTicket
+    /// (in-cluster config, or KUBECONFIG outside a cluster).
+    Run {
+        /// Host configuration (TOML); see examples/wicket.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override proxy.listen.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Override metrics.listen.
+        #[arg(long)]
+        metrics: Option<SocketAddr>,
+    },
     /// Work with policy components.
     Policy {
         #[command(subcommand)]
@@ -66,9 +79,15 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::DemoApp { .. }) { "warn" } else { "info" };
+    let default_level = if matches!(cli.command, Command::DemoApp { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
         .with_writer(std::io::stderr)
         .init();
     match run(cli) {
@@ -81,12 +100,30 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Ctrl-C, or SIGTERM (what Kubernetes sends to stop a pod).
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C"),
+        _ = term.recv() => Ok(()),
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Demo { config, listen, metrics, policy } => {
+        Command::Demo {
+            config,
+            listen,
+            metrics,
+            policy,
+        } => {
             let mut config = match config {
                 Some(path) => Config::load(&path)?,
                 None => Config::default(),
@@ -118,11 +155,46 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             })
         }
-        Command::Policy { command: PolicyCommand::Check { file, config } } => wicket::policy_check::run(&file, &config),
+        Command::Run {
+            config,
+            listen,
+            metrics,
+        } => {
+            let mut config = match config {
+                Some(path) => Config::load(&path)?,
+                None => Config::default(),
+            };
+            if let Some(l) = listen {
+                config.proxy.listen = l;
+            }
+            if let Some(m) = metrics {
+                config.metrics.listen = m;
+            }
+            runtime()?.block_on(async move {
+                let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+                let running = wicket::run::start(config, client).await?;
+                tracing::info!(
+                    proxy = %running.proxy_addr, metrics = %running.metrics_addr, namespaces = ?running.namespaces,
+                    "wicket is running"
+                );
+                shutdown_signal().await?;
+                tracing::info!("shutting down");
+                drop(running);
+                Ok(())
+            })
+        }
+        Command::Policy {
+            command: PolicyCommand::Check { file, config },
+        } => wicket::policy_check::run(&file, &config),
         Command::Config => {
-            print!("{}", toml::to_string_pretty(&Config::default()).context("rendering the defaults")?);
+            print!(
+                "{}",
+                toml::to_string_pretty(&Config::default()).context("rendering the defaults")?
+            );
             Ok(())
         }
-        Command::DemoApp { listen, pod } => runtime()?.block_on(wicket::demo_app::serve(listen, pod)),
+        Command::DemoApp { listen, pod } => {
+            runtime()?.block_on(wicket::demo_app::serve(listen, pod))
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! plus wicket's own.
 
 use prometheus::{
-    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric the host exports, registered in one registry.
@@ -43,27 +44,58 @@ impl Metrics {
         let app = &["application"];
         let m = Self {
             registry: Registry::new(),
-            current_users: GaugeVec::new(opts("k8sticket_current_users_total", "Tickets in use"), app)?,
-            free_tickets: GaugeVec::new(opts("k8sticket_current_free_tickets_total", "Free tickets on ready pods"), app)?,
-            scaled_pods: GaugeVec::new(opts("k8sticket_scaled_pods_total", "Pods created by the autoscaler"), app)?,
+            current_users: GaugeVec::new(
+                opts("k8sticket_current_users_total", "Tickets in use"),
+                app,
+            )?,
+            free_tickets: GaugeVec::new(
+                opts(
+                    "k8sticket_current_free_tickets_total",
+                    "Free tickets on ready pods",
+                ),
+                app,
+            )?,
+            scaled_pods: GaugeVec::new(
+                opts(
+                    "k8sticket_scaled_pods_total",
+                    "Pods created by the autoscaler",
+                ),
+                app,
+            )?,
             users_total: CounterVec::new(opts("k8sticket_users_total", "Tickets issued"), app)?,
-            waiting_users: IntGaugeVec::new(opts("wicket_waiting_users", "Users waiting for a ticket"), app)?,
+            waiting_users: IntGaugeVec::new(
+                opts("wicket_waiting_users", "Users waiting for a ticket"),
+                app,
+            )?,
             ticket_wait: HistogramVec::new(
-                HistogramOpts::new("wicket_ticket_wait_seconds", "Time from asking for a ticket to receiving it")
-                    .buckets(vec![0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
+                HistogramOpts::new(
+                    "wicket_ticket_wait_seconds",
+                    "Time from asking for a ticket to receiving it",
+                )
+                .buckets(vec![
+                    0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                ]),
                 app,
             )?,
             policy_call: HistogramVec::new(
                 HistogramOpts::new("wicket_policy_call_seconds", "Duration of policy calls")
-                    .buckets(vec![1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2]),
+                    .buckets(vec![
+                        1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2,
+                    ]),
                 &["application", "call"],
             )?,
             policy_faults: IntCounterVec::new(
-                opts("wicket_policy_faults_total", "Policy calls that trapped, timed out, ran out of memory or broke an invariant"),
+                opts(
+                    "wicket_policy_faults_total",
+                    "Policy calls that trapped, timed out, ran out of memory or broke an invariant",
+                ),
                 &["application", "kind"],
             )?,
             policy_fallbacks: IntCounterVec::new(
-                opts("wicket_policy_fallbacks_total", "Decisions answered by the last good policy after a fault"),
+                opts(
+                    "wicket_policy_fallbacks_total",
+                    "Decisions answered by the last good policy after a fault",
+                ),
                 app,
             )?,
             policy_info: IntGaugeVec::new(
@@ -71,7 +103,10 @@ impl Metrics {
                 &["application", "source", "digest"],
             )?,
             policy_load_errors: IntCounterVec::new(
-                opts("wicket_policy_load_errors_total", "Policy versions refused at load (the last good one was kept)"),
+                opts(
+                    "wicket_policy_load_errors_total",
+                    "Policy versions refused at load (the last good one was kept)",
+                ),
                 &["source"],
             )?,
         };

@@ -17,7 +17,11 @@ fn median_cost(live: &mut Live, snap: &bindings::Snapshot, assign: bool) -> Dura
     let mut times: Vec<Duration> = (0..ROUNDS)
         .map(|_| {
             let t = Instant::now();
-            let _ = if assign { live.assign(snap).map(|_| ()) } else { live.scale(snap).map(|_| ()) };
+            let _ = if assign {
+                live.assign(snap).map(|_| ())
+            } else {
+                live.scale(snap).map(|_| ())
+            };
             t.elapsed()
         })
         .collect();
@@ -26,8 +30,16 @@ fn median_cost(live: &mut Live, snap: &bindings::Snapshot, assign: bool) -> Dura
 }
 
 fn describe(snap: &Snapshot) -> String {
-    let ready = snap.pods.iter().filter(|p| p.phase == crate::state::Phase::Ready).count();
-    format!("{} pods ({ready} ready), {} waiting", snap.pods.len(), snap.waiting)
+    let ready = snap
+        .pods
+        .iter()
+        .filter(|p| p.phase == crate::state::Phase::Ready)
+        .count();
+    format!(
+        "{} pods ({ready} ready), {} waiting",
+        snap.pods.len(),
+        snap.waiting
+    )
 }
 
 /// Runs the check and prints a report; Err if the component is refused.
@@ -35,24 +47,41 @@ pub fn run(file: &Path, config: &str) -> anyhow::Result<()> {
     let engine = PolicyEngine::new(Limits::default())?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let started = Instant::now();
-    let loaded = LoadedPolicy::load(&engine, &bytes, &file.display().to_string())
-        .with_context(|| format!("{} is not a usable policy for this host ({DECIDE_INTERFACE}@{CONTRACT_VERSION})", file.display()))?;
+    let loaded =
+        LoadedPolicy::load(&engine, &bytes, &file.display().to_string()).with_context(|| {
+            format!(
+                "{} is not a usable policy for this host ({DECIDE_INTERFACE}@{CONTRACT_VERSION})",
+                file.display()
+            )
+        })?;
     println!("{}", file.display());
-    println!("  contract   {DECIDE_INTERFACE}@{} (host speaks @{CONTRACT_VERSION})", loaded.version);
+    println!(
+        "  contract   {DECIDE_INTERFACE}@{} (host speaks @{CONTRACT_VERSION})",
+        loaded.version
+    );
     println!("  sha256     {}", loaded.digest);
     println!("  size       {} bytes", bytes.len());
-    println!("  validated  in {:.1} ms (compile, link, dry run on every sample)", started.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "  validated  in {:.1} ms (compile, link, dry run on every sample)",
+        started.elapsed().as_secs_f64() * 1e3
+    );
     let default = policy::load_default(&engine).context("loading the embedded default")?;
     let mut live = loaded.instantiate(&engine).context("instantiating")?;
-    let mut reference = default.instantiate(&engine).context("instantiating the default")?;
+    let mut reference = default
+        .instantiate(&engine)
+        .context("instantiating the default")?;
     let mut buf = bindings::Snapshot::empty();
     println!();
-    for (name, mut snap) in policy::samples::samples().into_iter().chain([("1000 pods", policy::samples::mixed(1000))]) {
+    for (name, mut snap) in policy::samples::samples()
+        .into_iter()
+        .chain([("1000 pods", policy::samples::mixed(1000))])
+    {
         snap.config = config.to_owned();
         buf.fill_from(&snap);
         let assign = live.assign(&buf).context("assign")?;
         let scale = live.scale(&buf).context("scale")?;
-        let same = reference.assign(&buf).ok() == Some(assign) && reference.scale(&buf).ok().as_ref() == Some(&scale);
+        let same = reference.assign(&buf).ok() == Some(assign)
+            && reference.scale(&buf).ok().as_ref() == Some(&scale);
         let a_cost = median_cost(&mut live, &buf, true);
         let s_cost = median_cost(&mut live, &buf, false);
         println!("sample {name:?}: {}", describe(&snap));
@@ -61,9 +90,17 @@ pub fn run(file: &Path, config: &str) -> anyhow::Result<()> {
             assign.map_or("none".to_owned(), |id| format!("pod {id}")),
             scale.create,
             scale.delete,
-            if same { "" } else { "   (differs from the default policy)" }
+            if same {
+                ""
+            } else {
+                "   (differs from the default policy)"
+            }
         );
-        println!("  cost     assign {:.2} µs, scale {:.2} µs (median of {ROUNDS})", a_cost.as_secs_f64() * 1e6, s_cost.as_secs_f64() * 1e6);
+        println!(
+            "  cost     assign {:.2} µs, scale {:.2} µs (median of {ROUNDS})",
+            a_cost.as_secs_f64() * 1e6,
+            s_cost.as_secs_f64() * 1e6
+        );
     }
     Ok(())
 }

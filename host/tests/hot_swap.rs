@@ -23,7 +23,9 @@ fn install(src: &std::path::Path, dest: &std::path::Path) {
 }
 
 async fn active_digest(demo: &wicket::demo::Demo) -> String {
-    let body = get(&client(), demo.metrics_addr, "/metrics", None, &[]).await.body;
+    let body = get(&client(), demo.metrics_addr, "/metrics", None, &[])
+        .await
+        .body;
     body.lines()
         .find(|l| l.starts_with("wicket_policy_info{"))
         .and_then(|l| l.split("digest=\"").nth(1))
@@ -64,7 +66,11 @@ async fn swap_under_load_loses_nothing() {
             let c = client();
             while !stop.load(Ordering::Relaxed) {
                 let r = get(&c, addr, &format!("{path}hello"), Some(&cookie), &[]).await;
-                let counter = if r.status == StatusCode::OK { &ok } else { &failed };
+                let counter = if r.status == StatusCode::OK {
+                    &ok
+                } else {
+                    &failed
+                };
                 counter.fetch_add(1, Ordering::Relaxed);
             }
         }));
@@ -74,7 +80,10 @@ async fn swap_under_load_loses_nothing() {
     let new = policy_path("faulty");
     let new_digest = hex::encode(Sha256::digest(std::fs::read(&new).expect("read")));
     install(&new, &policy);
-    wait_for(Duration::from_secs(15), || async { active_digest(&demo).await == new_digest }).await;
+    wait_for(Duration::from_secs(15), || async {
+        active_digest(&demo).await == new_digest
+    })
+    .await;
 
     // The new policy decides now: the next user goes to the emptier pod.
     let t3 = ticket(addr, APP, Duration::from_secs(5)).await;
@@ -98,11 +107,22 @@ async fn swap_under_load_loses_nothing() {
         l.await.expect("load task");
     }
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    assert_eq!(failed, 0, "{failed} of {} requests failed during the swaps", ok + failed);
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed during the swaps",
+        ok + failed
+    );
     assert!(ok > 50, "the load really ran ({ok} requests)");
     let c = client();
     for t in [&t1, &t2] {
-        assert_eq!(get(&c, addr, &t.prefix(APP), Some(&t.cookie()), &[]).await.status, StatusCode::OK, "ticket kept");
+        assert_eq!(
+            get(&c, addr, &t.prefix(APP), Some(&t.cookie()), &[])
+                .await
+                .status,
+            StatusCode::OK,
+            "ticket kept"
+        );
     }
     assert_eq!(metric(&demo, "wicket_policy_faults_total").await, 0.0);
 }

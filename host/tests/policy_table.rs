@@ -78,7 +78,10 @@ fn snapshot(c: &Case) -> Snapshot {
 fn compiled_default_policy_matches_the_table() {
     let text = include_str!("../../policies/spare-tickets/tests/cases.toml");
     let table: Table = toml::from_str(text).expect("cases.toml parses");
-    assert!(table.case.len() >= 20, "the table should cover the behaviour");
+    assert!(
+        table.case.len() >= 20,
+        "the table should cover the behaviour"
+    );
     let engine = PolicyEngine::new(Limits::default()).expect("engine");
     let default = policy::load_default(&engine).expect("the embedded default loads");
     let mut live = default.instantiate(&engine).expect("instance");
@@ -89,15 +92,29 @@ fn compiled_default_policy_matches_the_table() {
         buf.fill_from(&snap);
         let assign = live.assign(&buf).expect("assign answers");
         let scale = live.scale(&buf).expect("scale answers");
-        if assign != case.expect_assign || scale.create != case.expect_create || scale.delete != case.expect_delete {
+        if assign != case.expect_assign
+            || scale.create != case.expect_create
+            || scale.delete != case.expect_delete
+        {
             failures.push(format!(
                 "{:?}: got assign {assign:?}, create {}, delete {:?}; want {:?}, {}, {:?}",
-                case.name, scale.create, scale.delete, case.expect_assign, case.expect_create, case.expect_delete
+                case.name,
+                scale.create,
+                scale.delete,
+                case.expect_assign,
+                case.expect_create,
+                case.expect_delete
             ));
         }
         // Whatever the table says, the host's invariants must hold.
         invariants::check_assign(&snap, assign).unwrap_or_else(|v| panic!("{:?}: {v}", case.name));
         invariants::check_scale(&snap, &scale).unwrap_or_else(|v| panic!("{:?}: {v}", case.name));
     }
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), table.case.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        table.case.len(),
+        failures.join("\n")
+    );
 }

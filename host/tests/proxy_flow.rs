@@ -20,19 +20,48 @@ async fn ticket_then_proxied_request_with_cookie_checks() {
 
     let page = get(&c, addr, "/demo/", None, &[]).await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.body.contains("/ws"), "waiting page opens the ticket socket");
-    assert_eq!(get(&c, addr, "/demo", None, &[]).await.status, StatusCode::OK);
+    assert!(
+        page.body.contains("/ws"),
+        "waiting page opens the ticket socket"
+    );
+    assert_eq!(
+        get(&c, addr, "/demo", None, &[]).await.status,
+        StatusCode::OK
+    );
 
     let t = ticket(addr, APP, Duration::from_secs(5)).await;
     assert_eq!(t.token.len(), 32, "128-bit token in hex");
 
     // k8sTicket's JavaScript cookie scheme.
-    let ok = get(&c, addr, &t.prefix(APP), Some(&t.cookie()), &[("host", "users.example")]).await;
+    let ok = get(
+        &c,
+        addr,
+        &t.prefix(APP),
+        Some(&t.cookie()),
+        &[("host", "users.example")],
+    )
+    .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
-    assert!(ok.body.contains(&t.pod), "the demo page names the pod that served it");
-    assert!(ok.body.contains(&format!("/{APP}/{}/{}", t.pod, t.uid)), "X-Forwarded-Prefix reached the backend");
-    let hello = get(&c, addr, &format!("{}hello?x=1", t.prefix(APP)), Some(&t.cookie()), &[]).await;
-    assert_eq!(hello.body, "hello, world\n", "prefix stripped and path forwarded");
+    assert!(
+        ok.body.contains(&t.pod),
+        "the demo page names the pod that served it"
+    );
+    assert!(
+        ok.body.contains(&format!("/{APP}/{}/{}", t.pod, t.uid)),
+        "X-Forwarded-Prefix reached the backend"
+    );
+    let hello = get(
+        &c,
+        addr,
+        &format!("{}hello?x=1", t.prefix(APP)),
+        Some(&t.cookie()),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        hello.body, "hello, world\n",
+        "prefix stripped and path forwarded"
+    );
 
     // Missing cookie, forged token, wrong uid, unknown pod.
     let none = get(&c, addr, &t.prefix(APP), None, &[]).await;
@@ -43,20 +72,49 @@ async fn ticket_then_proxied_request_with_cookie_checks() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(r.body.contains("You do not have access"));
     let garbage = format!("{}-{}-stoken=%00%zz<script>", t.pod, t.uid);
-    assert_eq!(get(&c, addr, &t.prefix(APP), Some(&garbage), &[]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        get(&c, addr, &t.prefix(APP), Some(&garbage), &[])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
     let wrong_uid = format!("/{APP}/{}/ffffffffffff/", t.pod);
     let cookie_for_wrong = format!("{}-ffffffffffff-stoken={}", t.pod, t.token);
-    assert_eq!(get(&c, addr, &wrong_uid, Some(&cookie_for_wrong), &[]).await.status, StatusCode::FORBIDDEN);
-    let unknown_pod = get(&c, addr, &format!("/{APP}/no-such-pod/{}/", t.uid), Some(&t.cookie()), &[]).await;
+    assert_eq!(
+        get(&c, addr, &wrong_uid, Some(&cookie_for_wrong), &[])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let unknown_pod = get(
+        &c,
+        addr,
+        &format!("/{APP}/no-such-pod/{}/", t.uid),
+        Some(&t.cookie()),
+        &[],
+    )
+    .await;
     assert_eq!(unknown_pod.status, StatusCode::FOUND);
     assert_eq!(unknown_pod.headers["location"], "/demo/");
 
     // Malformed and hostile paths: clear 4xx, never a 5xx.
     for (path, want) in [
-        (format!("{}..%2f..%2fetc/passwd", t.prefix(APP)), StatusCode::BAD_REQUEST),
-        (format!("{}%2e%2e/secret", t.prefix(APP)), StatusCode::BAD_REQUEST),
-        (format!("/{APP}/{}/{}/", "p".repeat(300), t.uid), StatusCode::BAD_REQUEST),
-        (format!("/{APP}/{}", "x/".repeat(5000)), StatusCode::URI_TOO_LONG),
+        (
+            format!("{}..%2f..%2fetc/passwd", t.prefix(APP)),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("{}%2e%2e/secret", t.prefix(APP)),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/{APP}/{}/{}/", "p".repeat(300), t.uid),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/{APP}/{}", "x/".repeat(5000)),
+            StatusCode::URI_TOO_LONG,
+        ),
         ("/no-such-app/".to_owned(), StatusCode::NOT_FOUND),
         ("/".to_owned(), StatusCode::NOT_FOUND),
     ] {
@@ -65,7 +123,11 @@ async fn ticket_then_proxied_request_with_cookie_checks() {
     }
     let huge_cookie = format!("{}; pad={}", t.cookie(), "x".repeat(20_000));
     let r = get(&c, addr, &t.prefix(APP), Some(&huge_cookie), &[]).await;
-    assert!(r.status.is_client_error(), "oversized cookie header: {}", r.status);
+    assert!(
+        r.status.is_client_error(),
+        "oversized cookie header: {}",
+        r.status
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,9 +141,16 @@ async fn claim_sets_http_only_cookie() {
     assert_eq!(r.headers["location"], t.prefix(APP));
     let set = r.headers["set-cookie"].to_str().expect("ascii");
     assert!(set.starts_with(&t.cookie()), "{set}");
-    assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains(&format!("Path={}", t.prefix(APP))));
+    assert!(
+        set.contains("HttpOnly")
+            && set.contains("SameSite=Lax")
+            && set.contains(&format!("Path={}", t.prefix(APP)))
+    );
     let bad = format!("{}.wicket/claim?token={}", t.prefix(APP), "1".repeat(32));
-    assert_eq!(get(&c, demo.proxy_addr, &bad, None, &[]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        get(&c, demo.proxy_addr, &bad, None, &[]).await.status,
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,10 +162,18 @@ async fn unused_ticket_expires_and_frees_its_slot() {
     // Used now and then: stays.
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(get(&c, demo.proxy_addr, &t.prefix(APP), Some(&t.cookie()), &[]).await.status, StatusCode::OK);
+        assert_eq!(
+            get(&c, demo.proxy_addr, &t.prefix(APP), Some(&t.cookie()), &[])
+                .await
+                .status,
+            StatusCode::OK
+        );
     }
     // Unused for longer than the expiry (600 ms here): gone.
-    wait_for(Duration::from_secs(5), || async { metric(&demo, "k8sticket_current_users_total").await == 0.0 }).await;
+    wait_for(Duration::from_secs(5), || async {
+        metric(&demo, "k8sticket_current_users_total").await == 0.0
+    })
+    .await;
     let r = get(&c, demo.proxy_addr, &t.prefix(APP), Some(&t.cookie()), &[]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(metric(&demo, "k8sticket_users_total").await, 1.0);
@@ -107,21 +184,42 @@ async fn websocket_through_proxy_keeps_ticket_alive() {
     let demo = start(config(), 2).await;
     let t = ticket(demo.proxy_addr, APP, Duration::from_secs(5)).await;
     let url = format!("ws://{}{}counter", demo.proxy_addr, t.prefix(APP));
-    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).expect("request");
-    req.headers_mut().insert("cookie", t.cookie().parse().expect("header"));
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("websocket through the proxy");
+    let mut req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
+            .expect("request");
+    req.headers_mut()
+        .insert("cookie", t.cookie().parse().expect("header"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket through the proxy");
     // Three expiry periods with an open socket and sparse traffic.
     for expected in 1..=3u64 {
         ws.send(Message::text("inc")).await.expect("send");
         let reply = ws.next().await.expect("reply").expect("frame");
-        assert_eq!(reply.to_text().expect("text"), expected.to_string(), "the backend session counter");
+        assert_eq!(
+            reply.to_text().expect("text"),
+            expected.to_string(),
+            "the backend session counter"
+        );
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
-    assert_eq!(metric(&demo, "k8sticket_current_users_total").await, 1.0, "open socket keeps the ticket");
+    assert_eq!(
+        metric(&demo, "k8sticket_current_users_total").await,
+        1.0,
+        "open socket keeps the ticket"
+    );
     let c = client();
-    assert_eq!(get(&c, demo.proxy_addr, &t.prefix(APP), Some(&t.cookie()), &[]).await.status, StatusCode::OK);
+    assert_eq!(
+        get(&c, demo.proxy_addr, &t.prefix(APP), Some(&t.cookie()), &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
     drop(ws);
-    wait_for(Duration::from_secs(5), || async { metric(&demo, "k8sticket_current_users_total").await == 0.0 }).await;
+    wait_for(Duration::from_secs(5), || async {
+        metric(&demo, "k8sticket_current_users_total").await == 0.0
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,14 +230,35 @@ async fn dns_mode_routes_by_host() {
     let c = client();
     let t = ticket(demo.proxy_addr, APP, Duration::from_secs(5)).await;
     let host = format!("{}.{}.wicket.test", t.pod, t.uid);
-    let r = get(&c, demo.proxy_addr, "/demo/hello", Some(&t.cookie()), &[("host", &host)]).await;
+    let r = get(
+        &c,
+        demo.proxy_addr,
+        "/demo/hello",
+        Some(&t.cookie()),
+        &[("host", &host)],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body, "hello, world\n");
     let claim = format!("/demo/.wicket/claim?token={}", t.token);
     let r = get(&c, demo.proxy_addr, &claim, None, &[("host", &host)]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let set = r.headers["set-cookie"].to_str().expect("ascii");
-    assert!(set.contains("Domain=wicket.test") && set.contains("Path=/demo/"), "{set}");
+    assert!(
+        set.contains("Domain=wicket.test") && set.contains("Path=/demo/"),
+        "{set}"
+    );
     // The base host still serves the waiting page.
-    assert_eq!(get(&c, demo.proxy_addr, "/demo/", None, &[("host", "wicket.test")]).await.status, StatusCode::OK);
+    assert_eq!(
+        get(
+            &c,
+            demo.proxy_addr,
+            "/demo/",
+            None,
+            &[("host", "wicket.test")]
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
 }

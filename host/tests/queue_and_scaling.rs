@@ -26,7 +26,13 @@ async fn full_app_queues_first_come_first_served() {
     let mut second = connect_ws(addr, APP).await;
     let s = read_ticket(&mut second, Duration::from_millis(400)).await;
     assert!(s.ticket.is_none(), "the only slot is taken");
-    assert!(s.messages.iter().any(|m| m.starts_with("msg#Waiting for a free application slot")), "{:?}", s.messages);
+    assert!(
+        s.messages
+            .iter()
+            .any(|m| m.starts_with("msg#Waiting for a free application slot")),
+        "{:?}",
+        s.messages
+    );
     assert!(s.messages.iter().any(|m| m == "pos#1"), "{:?}", s.messages);
     let mut third = connect_ws(addr, APP).await;
     let s = read_ticket(&mut third, Duration::from_millis(400)).await;
@@ -34,15 +40,28 @@ async fn full_app_queues_first_come_first_served() {
     assert_eq!(metric(&demo, "wicket_waiting_users").await, 2.0);
 
     // While the first user is active nobody is admitted.
-    assert!(read_ticket(&mut second, Duration::from_secs(1)).await.ticket.is_none());
+    assert!(
+        read_ticket(&mut second, Duration::from_secs(1))
+            .await
+            .ticket
+            .is_none()
+    );
     drop(keeper);
     // The first user leaves (stops using the ticket): the second is served, not the third.
     let s2 = read_ticket(&mut second, Duration::from_secs(5)).await;
     let t2 = s2.ticket.expect("second user admitted when the slot frees");
     let s3 = read_ticket(&mut third, Duration::from_millis(200)).await;
     assert!(s3.ticket.is_none(), "third still waits");
-    assert_eq!(get(&c, addr, &t2.prefix(APP), Some(&t2.cookie()), &[]).await.status, StatusCode::OK);
-    let t3 = read_ticket(&mut third, Duration::from_secs(5)).await.ticket.expect("third admitted later");
+    assert_eq!(
+        get(&c, addr, &t2.prefix(APP), Some(&t2.cookie()), &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let t3 = read_ticket(&mut third, Duration::from_secs(5))
+        .await
+        .ticket
+        .expect("third admitted later");
     assert_eq!(t3.pod, first.pod);
     assert_eq!(metric(&demo, "wicket_waiting_users").await, 0.0);
 }
@@ -59,7 +78,10 @@ async fn waiting_user_who_leaves_loses_the_place() {
     let _ = read_ticket(&mut second, Duration::from_millis(300)).await;
     assert_eq!(metric(&demo, "wicket_waiting_users").await, 1.0);
     drop(second);
-    wait_for(Duration::from_secs(5), || async { metric(&demo, "wicket_waiting_users").await == 0.0 }).await;
+    wait_for(Duration::from_secs(5), || async {
+        metric(&demo, "wicket_waiting_users").await == 0.0
+    })
+    .await;
     // The freed slot goes to the next user, not to the one who left.
     let third = ticket(demo.proxy_addr, APP, Duration::from_secs(5)).await;
     assert!(!third.pod.is_empty());
@@ -76,16 +98,32 @@ async fn draining_pod_serves_its_users_but_takes_no_new_ones() {
     let c = client();
     let app = demo.apps.get(APP).expect("app");
     let t = ticket(demo.proxy_addr, APP, Duration::from_secs(5)).await;
-    app.apply(PodEvent::Gone { app: APP.into(), name: t.pod.clone() });
-    assert_eq!(metric(&demo, "k8sticket_current_free_tickets_total").await, 0.0);
+    app.apply(PodEvent::Gone {
+        app: APP.into(),
+        name: t.pod.clone(),
+    });
+    assert_eq!(
+        metric(&demo, "k8sticket_current_free_tickets_total").await,
+        0.0
+    );
     // The user on the draining pod keeps being served.
     for _ in 0..3 {
-        assert_eq!(get(&c, demo.proxy_addr, &t.prefix(APP), Some(&t.cookie()), &[]).await.status, StatusCode::OK);
+        assert_eq!(
+            get(&c, demo.proxy_addr, &t.prefix(APP), Some(&t.cookie()), &[])
+                .await
+                .status,
+            StatusCode::OK
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // A new user gets nothing from it.
     let mut other = connect_ws(demo.proxy_addr, APP).await;
-    assert!(read_ticket(&mut other, Duration::from_millis(500)).await.ticket.is_none());
+    assert!(
+        read_ticket(&mut other, Duration::from_millis(500))
+            .await
+            .ticket
+            .is_none()
+    );
     // When the last ticket ends the pod leaves the list.
     wait_for(Duration::from_secs(5), || async { !app.has_pod(&t.pod) }).await;
 }
@@ -103,25 +141,45 @@ async fn spare_tickets_scale_up_and_idle_pods_scale_down() {
     let c = client();
     let scaled = || async { metric(&demo, "k8sticket_scaled_pods_total").await };
     let free = || async { metric(&demo, "k8sticket_current_free_tickets_total").await };
-    wait_for(Duration::from_secs(10), || async { scaled().await == 0.0 && free().await == 1.0 }).await;
+    wait_for(Duration::from_secs(10), || async {
+        scaled().await == 0.0 && free().await == 1.0
+    })
+    .await;
 
     // One user takes the replica's slot: the spare is gone, a pod is created.
     let a = ticket(addr, APP, Duration::from_secs(5)).await;
     let _ka = keep_alive(addr, APP, &a);
-    wait_for(Duration::from_secs(10), || async { scaled().await == 1.0 && free().await == 1.0 }).await;
+    wait_for(Duration::from_secs(10), || async {
+        scaled().await == 1.0 && free().await == 1.0
+    })
+    .await;
     let b = ticket(addr, APP, Duration::from_secs(5)).await;
     let _kb = keep_alive(addr, APP, &b);
     assert_ne!(a.pod, b.pod, "one ticket per pod");
     assert!(b.pod.contains("-k8sticket-autoscaled-"), "{}", b.pod);
     // pods.max = 2 is the ceiling, whatever the demand.
-    wait_for(Duration::from_secs(10), || async { scaled().await == 2.0 && free().await == 1.0 }).await;
+    wait_for(Duration::from_secs(10), || async {
+        scaled().await == 2.0 && free().await == 1.0
+    })
+    .await;
     let c3 = ticket(addr, APP, Duration::from_secs(5)).await;
     let _kc = keep_alive(addr, APP, &c3);
     let mut d = connect_ws(addr, APP).await;
-    assert!(read_ticket(&mut d, Duration::from_millis(700)).await.ticket.is_none(), "full at pods.max");
+    assert!(
+        read_ticket(&mut d, Duration::from_millis(700))
+            .await
+            .ticket
+            .is_none(),
+        "full at pods.max"
+    );
     assert_eq!(scaled().await, 2.0);
     drop(d);
-    assert_eq!(get(&c, addr, &b.prefix(APP), Some(&b.cookie()), &[]).await.status, StatusCode::OK);
+    assert_eq!(
+        get(&c, addr, &b.prefix(APP), Some(&b.cookie()), &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
 
     // Everyone leaves: idle autoscaled pods go after the cooldown, the
     // replica stays.

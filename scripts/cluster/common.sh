@@ -162,7 +162,9 @@ apiserver_stop() {
   local run_dir="$1" pid
   pid="$(env_get "$run_dir" APISERVER_PID)"
   if pid_alive "$pid"; then
-    stop_pid "$pid" kube-apiserver
+    # A short grace: kube-apiserver waits for open watches (which never end
+    # on their own) until it is killed; etcd holds the data, so a kill is safe.
+    stop_pid "$pid" kube-apiserver "${APISERVER_STOP_TIMEOUT:-5}"
   else
     log "kube-apiserver is not running"
   fi

@@ -13,7 +13,9 @@ mod generated {
     });
 }
 
-pub use generated::wicket::policy::types::{LogLevel, Pod, PodPhase, ScaleDecision, Settings, Snapshot};
+pub use generated::wicket::policy::types::{
+    LogLevel, Pod, PodPhase, ScaleDecision, Settings, Snapshot,
+};
 pub use generated::{Policy, PolicyPre, wicket};
 
 /// The contract version this host was built with.
@@ -68,6 +70,9 @@ impl Snapshot {
 
 impl From<ScaleDecision> for state::ScaleDecision {
     fn from(d: ScaleDecision) -> Self {
-        state::ScaleDecision { create: d.create, delete: d.delete }
+        state::ScaleDecision {
+            create: d.create,
+            delete: d.delete,
+        }
     }
 }

@@ -33,7 +33,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { timeout: Duration::from_millis(10), memory_bytes: 16 << 20, log_lines_per_call: 8 }
+        Self {
+            timeout: Duration::from_millis(10),
+            memory_bytes: 16 << 20,
+            log_lines_per_call: 8,
+        }
     }
 }
 
@@ -56,7 +60,11 @@ pub struct LogSink {
 
 impl LogSink {
     fn new(policy: &str, per_call: u32) -> Self {
-        Self { policy: policy.into(), budget: Arc::new(AtomicU32::new(per_call)), per_call }
+        Self {
+            policy: policy.into(),
+            budget: Arc::new(AtomicU32::new(per_call)),
+            per_call,
+        }
     }
 
     /// Restores the per-call budget (before each call).
@@ -65,14 +73,18 @@ impl LogSink {
     }
 
     fn emit(&self, level: LogLevel, message: &str) {
-        let took = self.budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1));
+        let took = self
+            .budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1));
         if took.is_err() {
             return;
         }
         let message = truncate(message.trim_end(), MAX_LOG_LINE);
         let policy = &*self.policy;
         match level {
-            LogLevel::Debug => tracing::debug!(target: "wicket::policy::guest", policy, "{message}"),
+            LogLevel::Debug => {
+                tracing::debug!(target: "wicket::policy::guest", policy, "{message}")
+            }
             LogLevel::Info => tracing::info!(target: "wicket::policy::guest", policy, "{message}"),
             LogLevel::Warn => tracing::warn!(target: "wicket::policy::guest", policy, "{message}"),
         }
@@ -121,7 +133,10 @@ impl Pollable for GuestOutput {
 
 impl OutputStream for GuestOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        for line in String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()) {
+        for line in String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+        {
             self.sink.emit(self.level, line);
         }
         Ok(())
@@ -152,12 +167,20 @@ pub struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl ResourceLimiter for HostState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_cap {
             self.memory_denied = true;
             return Ok(false);
@@ -165,7 +188,12 @@ impl ResourceLimiter for HostState {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -192,7 +220,9 @@ type Job = Box<dyn FnOnce() + Send>;
 
 impl std::fmt::Debug for PolicyEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicyEngine").field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("PolicyEngine")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -202,9 +232,11 @@ impl PolicyEngine {
     pub fn new(limits: Limits) -> anyhow::Result<Arc<Self>> {
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
+        let engine = Engine::new(&config)
+            .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
         bindings::Policy::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("linking the policy host interface: {e}"))?;
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
@@ -217,7 +249,12 @@ impl PolicyEngine {
                 }
             })
             .map_err(|e| anyhow::anyhow!("cannot start the policy thread: {e}"))?;
-        let this = Arc::new(Self { engine, linker, limits, jobs });
+        let this = Arc::new(Self {
+            engine,
+            linker,
+            limits,
+            jobs,
+        });
         start_ticker(Arc::downgrade(&this));
         Ok(this)
     }
@@ -225,7 +262,10 @@ impl PolicyEngine {
     /// Runs `f` on the policy thread and waits for its answer; None if the
     /// thread is gone. The thread is outside any tokio runtime, where WASI's
     /// synchronous host functions may block on their own runtime.
-    pub fn run_on_policy_thread<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    pub fn run_on_policy_thread<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Option<R> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let job: Job = Box::new(move || {
             let _ = tx.send(f());
@@ -253,8 +293,14 @@ impl PolicyEngine {
     pub fn new_store(&self, name: &str) -> Store<HostState> {
         let log = LogSink::new(name, self.limits.log_lines_per_call);
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(GuestOutput { sink: log.clone(), level: LogLevel::Info })
-            .stderr(GuestOutput { sink: log.clone(), level: LogLevel::Warn });
+        wasi.stdout(GuestOutput {
+            sink: log.clone(),
+            level: LogLevel::Info,
+        })
+        .stderr(GuestOutput {
+            sink: log.clone(),
+            level: LogLevel::Warn,
+        });
         let state = HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -270,13 +316,15 @@ impl PolicyEngine {
 }
 
 fn start_ticker(engine: Weak<PolicyEngine>) {
-    let spawned = std::thread::Builder::new().name("wicket-epoch".into()).spawn(move || {
-        while let Some(e) = engine.upgrade() {
-            e.engine.increment_epoch();
-            drop(e);
-            std::thread::sleep(EPOCH_TICK);
-        }
-    });
+    let spawned = std::thread::Builder::new()
+        .name("wicket-epoch".into())
+        .spawn(move || {
+            while let Some(e) = engine.upgrade() {
+                e.engine.increment_epoch();
+                drop(e);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
     if let Err(e) = spawned {
         // Without the ticker a looping policy would hang its caller; there is
         // no safe way to run policies, so say so loudly.

@@ -33,7 +33,9 @@ pub enum Violation {
     #[error("scale: pod {0} named twice")]
     DeleteTwice(u32),
     /// Would take the autoscaled pods above pods.max.
-    #[error("scale: creating {create} pods on top of {existing} autoscaled would exceed pods.max {max}")]
+    #[error(
+        "scale: creating {create} pods on top of {existing} autoscaled would exceed pods.max {max}"
+    )]
     ExceedsPodsMax {
         /// Pods the policy asked for.
         create: u32,
@@ -77,7 +79,11 @@ pub fn check_scale(snap: &Snapshot, d: &ScaleDecision) -> Result<(), Violation> 
     }
     let existing = snap.autoscaled_count();
     if d.create > 0 && existing.saturating_add(d.create) > snap.pods_max {
-        return Err(Violation::ExceedsPodsMax { create: d.create, existing, max: snap.pods_max });
+        return Err(Violation::ExceedsPodsMax {
+            create: d.create,
+            existing,
+            max: snap.pods_max,
+        });
     }
     Ok(())
 }
@@ -88,7 +94,14 @@ mod tests {
     use crate::state::SnapPod;
 
     fn snap() -> Snapshot {
-        let pod = |id, tickets, phase, autoscaled| SnapPod { id, capacity: 2, tickets, phase, autoscaled, idle_seconds: 60 };
+        let pod = |id, tickets, phase, autoscaled| SnapPod {
+            id,
+            capacity: 2,
+            tickets,
+            phase,
+            autoscaled,
+            idle_seconds: 60,
+        };
         Snapshot {
             tickets_max: 2,
             tickets_spare: 2,
@@ -120,17 +133,42 @@ mod tests {
     #[test]
     fn scale_rules() {
         let s = snap();
-        let d = |create, delete: &[u32]| ScaleDecision { create, delete: delete.to_vec() };
+        let d = |create, delete: &[u32]| ScaleDecision {
+            create,
+            delete: delete.to_vec(),
+        };
         assert_eq!(check_scale(&s, &d(0, &[4])), Ok(()));
-        assert_eq!(check_scale(&s, &d(0, &[1])), Err(Violation::DeleteNotAutoscaled(1)));
-        assert_eq!(check_scale(&s, &d(0, &[2])), Err(Violation::DeleteBusy(2, 2)));
-        assert_eq!(check_scale(&s, &d(0, &[3])), Err(Violation::DeleteStarting(3)));
-        assert_eq!(check_scale(&s, &d(0, &[4, 4])), Err(Violation::DeleteTwice(4)));
-        assert_eq!(check_scale(&s, &d(0, &[42])), Err(Violation::DeleteUnknown(42)));
+        assert_eq!(
+            check_scale(&s, &d(0, &[1])),
+            Err(Violation::DeleteNotAutoscaled(1))
+        );
+        assert_eq!(
+            check_scale(&s, &d(0, &[2])),
+            Err(Violation::DeleteBusy(2, 2))
+        );
+        assert_eq!(
+            check_scale(&s, &d(0, &[3])),
+            Err(Violation::DeleteStarting(3))
+        );
+        assert_eq!(
+            check_scale(&s, &d(0, &[4, 4])),
+            Err(Violation::DeleteTwice(4))
+        );
+        assert_eq!(
+            check_scale(&s, &d(0, &[42])),
+            Err(Violation::DeleteUnknown(42))
+        );
         // 4 autoscaled pods exist, pods.max is 3: nothing more may be created,
         // but an over-the-limit app may still shrink.
-        assert_eq!(check_scale(&s, &d(1, &[])), Err(Violation::ExceedsPodsMax { create: 1, existing: 4, max: 3 }));
+        assert_eq!(
+            check_scale(&s, &d(1, &[])),
+            Err(Violation::ExceedsPodsMax {
+                create: 1,
+                existing: 4,
+                max: 3
+            })
+        );
         assert_eq!(check_scale(&s, &d(0, &[])), Ok(()));
-        assert_eq!(check_scale(&s, &d(u32::MAX, &[])).is_err(), true);
+        assert!(check_scale(&s, &d(u32::MAX, &[])).is_err());
     }
 }

@@ -71,14 +71,20 @@ impl Live {
     /// Calls `assign`.
     pub fn assign(&mut self, snap: &bindings::Snapshot) -> Result<Option<u32>, CallError> {
         self.prepare(self.ticks());
-        let r = self.bindings.wicket_policy_decide().call_assign(&mut self.store, snap);
+        let r = self
+            .bindings
+            .wicket_policy_decide()
+            .call_assign(&mut self.store, snap);
         r.map_err(|e| self.classify(e))
     }
 
     /// Calls `scale`.
     pub fn scale(&mut self, snap: &bindings::Snapshot) -> Result<ScaleDecision, CallError> {
         self.prepare(self.ticks());
-        let r = self.bindings.wicket_policy_decide().call_scale(&mut self.store, snap);
+        let r = self
+            .bindings
+            .wicket_policy_decide()
+            .call_scale(&mut self.store, snap);
         r.map(Into::into).map_err(|e| self.classify(e))
     }
 }

@@ -73,14 +73,26 @@ impl LoadedPolicy {
     pub fn load(engine: &PolicyEngine, bytes: &[u8], source: &str) -> Result<Arc<Self>, LoadError> {
         let started = Instant::now();
         let digest = hex::encode(Sha256::digest(bytes));
-        let component =
-            Component::new(engine.engine(), bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let component = Component::new(engine.engine(), bytes)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let version = contract_version(engine, &component)?;
-        let instance_pre = engine.linker().instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let instance_pre = engine
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = PolicyPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let policy = Self { digest, source: source.to_owned(), version, load_time: Duration::ZERO, pre };
+        let policy = Self {
+            digest,
+            source: source.to_owned(),
+            version,
+            load_time: Duration::ZERO,
+            pre,
+        };
         policy.dry_run(engine)?;
-        Ok(Arc::new(Self { load_time: started.elapsed(), ..policy }))
+        Ok(Arc::new(Self {
+            load_time: started.elapsed(),
+            ..policy
+        }))
     }
 
     /// First 12 hex digits of the digest, for logs.
@@ -93,19 +105,26 @@ impl LoadedPolicy {
         let mut store = engine.new_store(&format!("{}@{}", self.source, self.short_digest()));
         // Instantiation runs guest code too: bound it like a call.
         store.set_epoch_deadline(engine.limits().deadline_ticks());
-        let bindings = self.pre.instantiate(&mut store).map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
         Ok(Live::new(store, bindings))
     }
 
     /// Runs both functions on every sample and checks the invariants.
     fn dry_run(&self, engine: &PolicyEngine) -> Result<(), LoadError> {
-        let mut live = self.instantiate(engine).map_err(|e| LoadError::DryRun { sample: "instantiate", reason: e.to_string() })?;
+        let mut live = self.instantiate(engine).map_err(|e| LoadError::DryRun {
+            sample: "instantiate",
+            reason: e.to_string(),
+        })?;
         let mut buf = bindings::Snapshot::empty();
         for (sample, snap) in samples::samples() {
             buf.fill_from(&snap);
             let fail = |reason: String| LoadError::DryRun { sample, reason };
             let assigned = live.assign(&buf).map_err(|e| fail(e.to_string()))?;
-            invariants::check_assign(&snap, assigned).map_err(|v: Violation| fail(v.to_string()))?;
+            invariants::check_assign(&snap, assigned)
+                .map_err(|v: Violation| fail(v.to_string()))?;
             let scale = live.scale(&buf).map_err(|e| fail(e.to_string()))?;
             invariants::check_scale(&snap, &scale).map_err(|v| fail(v.to_string()))?;
         }
@@ -129,10 +148,16 @@ fn contract_version(engine: &PolicyEngine, component: &Component) -> Result<Stri
         return if compatible(version, CONTRACT_VERSION) {
             Ok(version.to_owned())
         } else {
-            Err(LoadError::WrongVersion { found: version.to_owned() })
+            Err(LoadError::WrongVersion {
+                found: version.to_owned(),
+            })
         };
     }
-    Err(LoadError::NotAPolicy(if names.is_empty() { "none".into() } else { names.join(", ") }))
+    Err(LoadError::NotAPolicy(if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }))
 }
 
 /// Semver compatibility: same major, and for 0.x the same minor.

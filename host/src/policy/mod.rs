@@ -15,4 +15,6 @@ pub use engine::{Limits, PolicyEngine};
 pub use live::{CallError, Live};
 pub use loaded::{LoadError, LoadedPolicy};
 pub use runner::PolicyRunner;
-pub use source::{DEFAULT_POLICY, FileError, PolicySource, load_default, load_file, watch_file};
+pub use source::{
+    DEFAULT_POLICY, FileError, PolicySetup, PolicySource, load_default, load_file, watch_file,
+};

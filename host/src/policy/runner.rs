@@ -69,7 +69,9 @@ struct Core {
 
 impl std::fmt::Debug for PolicyRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicyRunner").field("app", &self.0.app).finish_non_exhaustive()
+        f.debug_struct("PolicyRunner")
+            .field("app", &self.0.app)
+            .finish_non_exhaustive()
     }
 }
 
@@ -116,14 +118,22 @@ impl PolicyRunner {
     /// and gives it back, so the caller's buffer is reused.
     pub fn assign(&self, snap: Snapshot) -> (Option<u32>, Snapshot) {
         self.on_policy_thread(snap, None, |core, snap| {
-            core.decide(snap, "assign", None, Live::assign, |s, a| invariants::check_assign(s, *a))
+            core.decide(snap, "assign", None, Live::assign, |s, a| {
+                invariants::check_assign(s, *a)
+            })
         })
     }
 
     /// What to create and delete now (snapshot given back as for `assign`).
     pub fn scale(&self, snap: Snapshot) -> (ScaleDecision, Snapshot) {
         self.on_policy_thread(snap, ScaleDecision::default(), |core, snap| {
-            core.decide(snap, "scale", ScaleDecision::default(), Live::scale, invariants::check_scale)
+            core.decide(
+                snap,
+                "scale",
+                ScaleDecision::default(),
+                Live::scale,
+                invariants::check_scale,
+            )
         })
     }
 
@@ -168,7 +178,10 @@ impl Core {
         let inner = &mut *guard;
         self.sync(inner);
         inner.buf.fill_from(snap);
-        let histogram = self.metrics.policy_call.with_label_values(&[self.app.as_str(), call]);
+        let histogram = self
+            .metrics
+            .policy_call
+            .with_label_values(&[self.app.as_str(), call]);
         let mut faulted = false;
         loop {
             let started = Instant::now();
@@ -178,7 +191,10 @@ impl Core {
                 Ok(answer) => match check(snap, &answer) {
                     Ok(()) => {
                         if faulted {
-                            self.metrics.policy_fallbacks.with_label_values(&[&self.app]).inc();
+                            self.metrics
+                                .policy_fallbacks
+                                .with_label_values(&[&self.app])
+                                .inc();
                         }
                         return answer;
                     }
@@ -189,13 +205,19 @@ impl Core {
             faulted = true;
             // A faulted instance is poisoned (or untrustworthy): drop it.
             inner.active.live = None;
-            self.metrics.policy_faults.with_label_values(&[self.app.as_str(), fault.kind()]).inc();
+            self.metrics
+                .policy_faults
+                .with_label_values(&[self.app.as_str(), fault.kind()])
+                .inc();
             let bad = Arc::clone(&inner.active.policy);
             if bad.digest == self.default.digest {
                 tracing::error!(app = %self.app, call, "the default policy faulted ({fault}); taking no action");
                 return conservative;
             }
-            let next = inner.fallback.take().unwrap_or_else(|| Arc::clone(&self.default));
+            let next = inner
+                .fallback
+                .take()
+                .unwrap_or_else(|| Arc::clone(&self.default));
             tracing::warn!(
                 app = %self.app, call, policy = %bad.source, digest = bad.short_digest(),
                 fallback = next.short_digest(),
@@ -210,7 +232,9 @@ impl Core {
     /// Switches to the source's current version if it is new (and not retired).
     fn sync(&self, inner: &mut Inner) {
         let current = inner.source.current();
-        if current.digest == inner.active.policy.digest || inner.retired.as_deref() == Some(current.digest.as_str()) {
+        if current.digest == inner.active.policy.digest
+            || inner.retired.as_deref() == Some(current.digest.as_str())
+        {
             return;
         }
         let previous = std::mem::replace(&mut inner.active, Slot::new(Arc::clone(&current)));
@@ -225,9 +249,16 @@ impl Core {
 
     fn publish_info(&self, old: Option<&LoadedPolicy>, new: &LoadedPolicy) {
         if let Some(old) = old {
-            let _ = self.metrics.policy_info.remove_label_values(&[&self.app, &old.source, &old.digest]);
+            let _ = self.metrics.policy_info.remove_label_values(&[
+                &self.app,
+                &old.source,
+                &old.digest,
+            ]);
         }
-        self.metrics.policy_info.with_label_values(&[&self.app, &new.source, &new.digest]).set(1);
+        self.metrics
+            .policy_info
+            .with_label_values(&[&self.app, &new.source, &new.digest])
+            .set(1);
     }
 }
 

@@ -4,7 +4,14 @@
 use crate::state::{Phase, SnapPod, Snapshot};
 
 fn pod(id: u32, tickets: u32, phase: Phase, autoscaled: bool, idle_seconds: u32) -> SnapPod {
-    SnapPod { id, capacity: 2, tickets, phase, autoscaled, idle_seconds }
+    SnapPod {
+        id,
+        capacity: 2,
+        tickets,
+        phase,
+        autoscaled,
+        idle_seconds,
+    }
 }
 
 fn base(pods: Vec<SnapPod>, waiting: u32) -> Snapshot {
@@ -29,24 +36,49 @@ pub fn mixed(n: u32) -> Snapshot {
                 _ => Phase::Ready,
             };
             let tickets = if phase == Phase::Starting { 0 } else { i % 3 };
-            SnapPod { id: i, capacity: 2, tickets: tickets.min(2), phase, autoscaled: i % 4 != 0, idle_seconds: (i * 7) % 40 }
+            SnapPod {
+                id: i,
+                capacity: 2,
+                tickets: tickets.min(2),
+                phase,
+                autoscaled: i % 4 != 0,
+                idle_seconds: (i * 7) % 40,
+            }
         })
         .collect();
-    Snapshot { pods_max: n.saturating_add(4), ..base(pods, 3) }
+    Snapshot {
+        pods_max: n.saturating_add(4),
+        ..base(pods, 3)
+    }
 }
 
 /// The named samples, in order.
 pub fn samples() -> Vec<(&'static str, Snapshot)> {
     vec![
         ("no pods yet", base(vec![], 0)),
-        ("one replica with free slots", base(vec![pod(0, 1, Phase::Ready, false, 0)], 0)),
+        (
+            "one replica with free slots",
+            base(vec![pod(0, 1, Phase::Ready, false, 0)], 0),
+        ),
         (
             "all full, users waiting",
-            base(vec![pod(0, 2, Phase::Ready, false, 0), pod(1, 2, Phase::Ready, true, 0)], 3),
+            base(
+                vec![
+                    pod(0, 2, Phase::Ready, false, 0),
+                    pod(1, 2, Phase::Ready, true, 0),
+                ],
+                3,
+            ),
         ),
         (
             "pods starting",
-            base(vec![pod(0, 2, Phase::Ready, false, 0), pod(1, 0, Phase::Starting, true, 0)], 1),
+            base(
+                vec![
+                    pod(0, 2, Phase::Ready, false, 0),
+                    pod(1, 0, Phase::Starting, true, 0),
+                ],
+                1,
+            ),
         ),
         (
             "idle autoscaled pods above spare",
@@ -62,9 +94,22 @@ pub fn samples() -> Vec<(&'static str, Snapshot)> {
         ),
         (
             "draining pods",
-            base(vec![pod(0, 1, Phase::Draining, false, 0), pod(5, 1, Phase::Draining, true, 0), pod(9, 0, Phase::Ready, true, 0)], 0),
+            base(
+                vec![
+                    pod(0, 1, Phase::Draining, false, 0),
+                    pod(5, 1, Phase::Draining, true, 0),
+                    pod(9, 0, Phase::Ready, true, 0),
+                ],
+                0,
+            ),
         ),
-        ("at pods.max", Snapshot { pods_max: 1, ..base(vec![pod(0, 2, Phase::Ready, true, 0)], 2) }),
+        (
+            "at pods.max",
+            Snapshot {
+                pods_max: 1,
+                ..base(vec![pod(0, 2, Phase::Ready, true, 0)], 2)
+            },
+        ),
         ("100 pods", mixed(100)),
     ]
 }

@@ -25,7 +25,10 @@ pub struct PolicySource {
 impl PolicySource {
     /// A source whose first version is `policy`.
     pub fn new(name: impl Into<String>, policy: Arc<LoadedPolicy>) -> Arc<Self> {
-        Arc::new(Self { name: name.into(), current: ArcSwap::new(policy) })
+        Arc::new(Self {
+            name: name.into(),
+            current: ArcSwap::new(policy),
+        })
     }
 
     /// The source's name (file path, `embedded:…`, ConfigMap key).
@@ -74,9 +77,16 @@ pub enum FileError {
 
 /// Loads a policy from a file (blocking: compiles).
 pub fn load_file(engine: &PolicyEngine, path: &Path) -> Result<Arc<LoadedPolicy>, FileError> {
-    let bytes = std::fs::read(path).map_err(|source| FileError::Read { path: path.to_owned(), source })?;
-    LoadedPolicy::load(engine, &bytes, &path.display().to_string())
-        .map_err(|source| FileError::Load { path: path.to_owned(), source })
+    let bytes = std::fs::read(path).map_err(|source| FileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    LoadedPolicy::load(engine, &bytes, &path.display().to_string()).map_err(|source| {
+        FileError::Load {
+            path: path.to_owned(),
+            source,
+        }
+    })
 }
 
 #[derive(PartialEq, Eq, Clone, Copy)]
@@ -87,7 +97,10 @@ struct Stamp {
 
 fn stamp(path: &Path) -> Option<Stamp> {
     let meta = std::fs::metadata(path).ok()?;
-    Some(Stamp { modified: meta.modified().ok(), len: meta.len() })
+    Some(Stamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+    })
 }
 
 /// Watches `path` and publishes each new valid version into `source`.
@@ -120,7 +133,8 @@ pub fn watch_file(
                 continue;
             }
             let (eng, name) = (Arc::clone(&engine), path.display().to_string());
-            let loaded = tokio::task::spawn_blocking(move || LoadedPolicy::load(&eng, &bytes, &name)).await;
+            let loaded =
+                tokio::task::spawn_blocking(move || LoadedPolicy::load(&eng, &bytes, &name)).await;
             match loaded {
                 Ok(Ok(policy)) => {
                     tracing::info!(
@@ -131,7 +145,10 @@ pub fn watch_file(
                     refused = None;
                 }
                 Ok(Err(e)) => {
-                    metrics.policy_load_errors.with_label_values(&[source.name()]).inc();
+                    metrics
+                        .policy_load_errors
+                        .with_label_values(&[source.name()])
+                        .inc();
                     tracing::warn!(path = %path.display(), "policy version refused, keeping the last good one: {e}");
                     refused = Some(digest);
                 }
@@ -139,4 +156,57 @@ pub fn watch_file(
             }
         }
     })
+}
+
+/// The policy set-up every host mode shares: the engine, the embedded
+/// default, and the source apps follow unless told otherwise (the default,
+/// or `policy.file` — watched and hot-swapped).
+pub struct PolicySetup {
+    /// The shared engine.
+    pub engine: Arc<PolicyEngine>,
+    /// The embedded default (the last resort of every app).
+    pub default: Arc<LoadedPolicy>,
+    /// What apps follow by default.
+    pub source: Arc<PolicySource>,
+    /// The file watcher, when `policy.file` is set.
+    pub watcher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl PolicySetup {
+    /// Builds it from the config; a bad `policy.file` is an error.
+    pub async fn start(config: &crate::config::Config, metrics: &Metrics) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let engine = PolicyEngine::new(config.limits())?;
+        let eng = Arc::clone(&engine);
+        let default = tokio::task::spawn_blocking(move || load_default(&eng))
+            .await?
+            .context("the embedded default policy failed validation (a build problem)")?;
+        let Some(path) = &config.policy.file else {
+            let source = PolicySource::new("embedded:spare-tickets", Arc::clone(&default));
+            return Ok(Self {
+                engine,
+                default,
+                source,
+                watcher: None,
+            });
+        };
+        let (eng, p) = (Arc::clone(&engine), path.clone());
+        let first = tokio::task::spawn_blocking(move || load_file(&eng, &p)).await??;
+        tracing::info!(path = %path.display(), digest = first.short_digest(), "policy loaded from file");
+        let source = PolicySource::new(path.display().to_string(), first);
+        let interval = Duration::from_millis(config.policy.watch_interval_ms);
+        let watcher = watch_file(
+            Arc::clone(&engine),
+            Arc::clone(&source),
+            path.clone(),
+            interval,
+            metrics.clone(),
+        );
+        Ok(Self {
+            engine,
+            default,
+            source,
+            watcher: Some(watcher),
+        })
+    }
 }

@@ -35,19 +35,34 @@ pub struct LocalProvider {
 
 impl std::fmt::Debug for LocalProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalProvider").field("exe", &self.exe).finish_non_exhaustive()
+        f.debug_struct("LocalProvider")
+            .field("exe", &self.exe)
+            .finish_non_exhaustive()
     }
 }
 
 fn suffix(n: usize) -> String {
-    rand::rng().sample_iter(&Alphanumeric).take(n).map(|c| (c as char).to_ascii_lowercase()).collect()
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(n)
+        .map(|c| (c as char).to_ascii_lowercase())
+        .collect()
 }
 
 impl LocalProvider {
     /// A provider that starts `exe demo-app …` processes, reports them ready
     /// `start_delay` after they listen, and sends pod events to `events`.
-    pub fn new(exe: PathBuf, start_delay: Duration, events: mpsc::UnboundedSender<PodEvent>) -> Self {
-        Self { exe, start_delay, events, running: Arc::default() }
+    pub fn new(
+        exe: PathBuf,
+        start_delay: Duration,
+        events: mpsc::UnboundedSender<PodEvent>,
+    ) -> Self {
+        Self {
+            exe,
+            start_delay,
+            events,
+            running: Arc::default(),
+        }
     }
 
     /// Starts a pod that belongs to the app's own replicas (never deleted by
@@ -57,8 +72,17 @@ impl LocalProvider {
         self.spawn(app, name, false).await
     }
 
-    async fn spawn(&self, app: &str, name: String, autoscaled: bool) -> Result<PodInfo, ProviderError> {
-        let fail = |reason: String| ProviderError { action: "create pod".into(), app: app.into(), reason };
+    async fn spawn(
+        &self,
+        app: &str,
+        name: String,
+        autoscaled: bool,
+    ) -> Result<PodInfo, ProviderError> {
+        let fail = |reason: String| ProviderError {
+            action: "create pod".into(),
+            app: app.into(),
+            reason,
+        };
         let mut child = Command::new(&self.exe)
             .args(["demo-app", "--listen", "127.0.0.1:0", "--pod", &name])
             .stdout(Stdio::piped())
@@ -66,7 +90,10 @@ impl LocalProvider {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| fail(format!("cannot start {}: {e}", self.exe.display())))?;
-        let stdout = child.stdout.take().ok_or_else(|| fail("no stdout".into()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| fail("no stdout".into()))?;
         let mut lines = BufReader::new(stdout).lines();
         let first = tokio::time::timeout(SPAWN_TIMEOUT, lines.next_line())
             .await
@@ -77,12 +104,25 @@ impl LocalProvider {
             .strip_prefix(LISTENING)
             .and_then(|a| a.trim().parse().ok())
             .ok_or_else(|| fail(format!("unexpected first line from the pod: {first:?}")))?;
-        let info = PodInfo { name: name.clone(), backend: Some(Backend::new(addr, "/")), ready: false, autoscaled };
+        let info = PodInfo {
+            name: name.clone(),
+            backend: Some(Backend::new(addr, "/")),
+            ready: false,
+            autoscaled,
+        };
 
         let (kill_tx, kill_rx) = oneshot::channel();
         self.running.lock().insert(name.clone(), kill_tx);
-        let (events, running, delay, app) = (self.events.clone(), Arc::clone(&self.running), self.start_delay, app.to_owned());
-        let ready = PodInfo { ready: true, ..info.clone() };
+        let (events, running, delay, app) = (
+            self.events.clone(),
+            Arc::clone(&self.running),
+            self.start_delay,
+            app.to_owned(),
+        );
+        let ready = PodInfo {
+            ready: true,
+            ..info.clone()
+        };
         tokio::spawn(async move {
             // Keep draining stdout so the child never blocks on a full pipe.
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -121,7 +161,11 @@ impl PodProvider for LocalProvider {
         })
     }
 
-    fn delete<'a>(&'a self, app: &'a str, pod: &'a str) -> BoxFuture<'a, Result<(), ProviderError>> {
+    fn delete<'a>(
+        &'a self,
+        app: &'a str,
+        pod: &'a str,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
             match self.running.lock().remove(pod) {
                 Some(kill) => {

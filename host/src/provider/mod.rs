@@ -2,6 +2,7 @@
 //! provider: the local one (processes on loopback, for `wicket demo`) and
 //! the Kubernetes one.
 
+pub mod kube;
 pub mod local;
 
 use std::future::Future;
@@ -49,5 +50,6 @@ pub trait PodProvider: Send + Sync + 'static {
     fn create<'a>(&'a self, app: &'a str) -> BoxFuture<'a, Result<PodInfo, ProviderError>>;
 
     /// Deletes an autoscaled pod this provider created.
-    fn delete<'a>(&'a self, app: &'a str, pod: &'a str) -> BoxFuture<'a, Result<(), ProviderError>>;
+    fn delete<'a>(&'a self, app: &'a str, pod: &'a str)
+    -> BoxFuture<'a, Result<(), ProviderError>>;
 }

@@ -32,7 +32,9 @@ fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
 
 /// The value of the ticket cookie for (`pod`, `uid`), if sent.
 pub fn find<'h>(headers: &'h HeaderMap, pod: &str, uid: &str) -> Option<&'h str> {
-    pairs(headers).find(|(k, _)| is_ticket_cookie(k, pod, uid)).map(|(_, v)| v)
+    pairs(headers)
+        .find(|(k, _)| is_ticket_cookie(k, pod, uid))
+        .map(|(_, v)| v)
 }
 
 /// Removes the ticket cookie from the Cookie headers (the backend has no use
@@ -41,8 +43,10 @@ pub fn strip(headers: &mut HeaderMap, pod: &str, uid: &str) {
     if find(headers, pod, uid).is_none() {
         return;
     }
-    let kept: Vec<String> =
-        pairs(headers).filter(|(k, _)| !is_ticket_cookie(k, pod, uid)).map(|(k, v)| format!("{k}={v}")).collect();
+    let kept: Vec<String> = pairs(headers)
+        .filter(|(k, _)| !is_ticket_cookie(k, pod, uid))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     headers.remove(COOKIE);
     if !kept.is_empty()
         && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
@@ -63,8 +67,17 @@ pub struct CookieScope<'a> {
 }
 
 /// `Set-Cookie` value: HttpOnly (scripts cannot read it) and SameSite=Lax.
-pub fn set_cookie(pod: &str, uid: &str, token: &str, scope: CookieScope<'_>) -> Option<HeaderValue> {
-    let mut s = format!("{}={token}; Path={}; HttpOnly; SameSite=Lax", name(pod, uid), scope.path);
+pub fn set_cookie(
+    pod: &str,
+    uid: &str,
+    token: &str,
+    scope: CookieScope<'_>,
+) -> Option<HeaderValue> {
+    let mut s = format!(
+        "{}={token}; Path={}; HttpOnly; SameSite=Lax",
+        name(pod, uid),
+        scope.path
+    );
     if let Some(d) = scope.domain {
         s.push_str("; Domain=");
         s.push_str(d);
@@ -89,11 +102,18 @@ mod tests {
 
     #[test]
     fn finds_the_right_cookie() {
-        let h = headers(&["a=1; demo-p1-u1-stoken=tok1", "demo-p1-u2-stoken=tok2; x=\"y\""]);
+        let h = headers(&[
+            "a=1; demo-p1-u1-stoken=tok1",
+            "demo-p1-u2-stoken=tok2; x=\"y\"",
+        ]);
         assert_eq!(find(&h, "demo-p1", "u1"), Some("tok1"));
         assert_eq!(find(&h, "demo-p1", "u2"), Some("tok2"));
         assert_eq!(find(&h, "demo-p1", "u3"), None);
-        assert_eq!(find(&h, "demo", "p1-u1"), Some("tok1"), "names are ambiguous; the token decides");
+        assert_eq!(
+            find(&h, "demo", "p1-u1"),
+            Some("tok1"),
+            "names are ambiguous; the token decides"
+        );
         assert_eq!(find(&headers(&[]), "p", "u"), None);
         assert_eq!(find(&headers(&[";;;=;==; p-u-stoken"]), "p", "u"), None);
     }
@@ -108,7 +128,10 @@ mod tests {
     fn strip_keeps_other_cookies() {
         let mut h = headers(&["a=1; p-u-stoken=t; b=2"]);
         strip(&mut h, "p", "u");
-        assert_eq!(h.get(COOKIE).map(|v| v.to_str().ok()), Some(Some("a=1; b=2")));
+        assert_eq!(
+            h.get(COOKIE).map(|v| v.to_str().ok()),
+            Some(Some("a=1; b=2"))
+        );
         let mut h = headers(&["p-u-stoken=t"]);
         strip(&mut h, "p", "u");
         assert!(h.get(COOKIE).is_none());
@@ -116,10 +139,32 @@ mod tests {
 
     #[test]
     fn set_cookie_is_http_only() {
-        let v = set_cookie("p", "u", "t", CookieScope { path: "/demo/p/u/", domain: None, secure: false }).expect("value");
+        let v = set_cookie(
+            "p",
+            "u",
+            "t",
+            CookieScope {
+                path: "/demo/p/u/",
+                domain: None,
+                secure: false,
+            },
+        )
+        .expect("value");
         assert_eq!(v, "p-u-stoken=t; Path=/demo/p/u/; HttpOnly; SameSite=Lax");
-        let v = set_cookie("p", "u", "t", CookieScope { path: "/demo/", domain: Some("wicket.test"), secure: true })
-            .expect("value");
-        assert!(v.to_str().is_ok_and(|s| s.ends_with("; Domain=wicket.test; Secure")));
+        let v = set_cookie(
+            "p",
+            "u",
+            "t",
+            CookieScope {
+                path: "/demo/",
+                domain: Some("wicket.test"),
+                secure: true,
+            },
+        )
+        .expect("value");
+        assert!(
+            v.to_str()
+                .is_ok_and(|s| s.ends_with("; Domain=wicket.test; Secure"))
+        );
     }
 }

@@ -33,7 +33,10 @@ impl Body for GuardedBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 
@@ -47,10 +50,15 @@ impl Body for GuardedBody {
 }
 
 /// A small local response.
-pub fn local(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<ProxyBody> {
+pub fn local(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<ProxyBody> {
     let mut r = Response::new(Either::Right(Full::new(body.into())));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -92,7 +100,10 @@ pub fn is_upgrade<B>(req: &Request<B>) -> bool {
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
 }
 
 /// What a forwarded request needs besides the request itself.
@@ -142,7 +153,12 @@ impl Forwarder {
 
     /// Forwards `req` to the target; the guard keeps the ticket alive until
     /// the response (or the upgraded connection) ends.
-    pub async fn forward(&self, mut req: Request<Incoming>, target: Target<'_>, guard: TicketGuard) -> Response<ProxyBody> {
+    pub async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        target: Target<'_>,
+        guard: TicketGuard,
+    ) -> Response<ProxyBody> {
         let upgrade = is_upgrade(&req);
         let uri = match upstream_uri(target.backend, target.rest, req.uri().query()) {
             Some(u) => u,
@@ -165,7 +181,11 @@ impl Forwarder {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(backend = %target.backend.addr, "backend request failed: {e}");
-                return local(StatusCode::BAD_GATEWAY, "text/plain", "The application pod did not answer.\n");
+                return local(
+                    StatusCode::BAD_GATEWAY,
+                    "text/plain",
+                    "The application pod did not answer.\n",
+                );
             }
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -173,7 +193,10 @@ impl Forwarder {
         {
             let backend_upgrade = hyper::upgrade::on(&mut resp);
             tokio::spawn(async move {
-                let (Ok(client), Ok(backend)) = tokio::join!(client_upgrade, backend_upgrade) else { return };
+                let (Ok(client), Ok(backend)) = tokio::join!(client_upgrade, backend_upgrade)
+                else {
+                    return;
+                };
                 let (mut c, mut b) = (TokioIo::new(client), TokioIo::new(backend));
                 // The guard lives as long as the tunnel: the ticket stays.
                 let _ = tokio::io::copy_bidirectional(&mut c, &mut b).await;
@@ -184,12 +207,20 @@ impl Forwarder {
         }
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        Response::from_parts(parts, Either::Left(GuardedBody { inner: body, _guard: guard }))
+        Response::from_parts(
+            parts,
+            Either::Left(GuardedBody {
+                inner: body,
+                _guard: guard,
+            }),
+        )
     }
 }
 
 fn upstream_uri(backend: &Backend, rest: &str, query: Option<&str>) -> Option<Uri> {
-    let mut pq = String::with_capacity(backend.base_path.len() + rest.len() + query.map_or(0, |q| q.len() + 1));
+    let mut pq = String::with_capacity(
+        backend.base_path.len() + rest.len() + query.map_or(0, |q| q.len() + 1),
+    );
     pq.push_str(&backend.base_path);
     pq.push_str(rest);
     if let Some(q) = query {
@@ -240,13 +271,19 @@ mod tests {
         let u = upstream_uri(&b, "x/y.js", Some("v=1")).expect("uri");
         assert_eq!(u.to_string(), "http://10.0.0.7:3838/app/x/y.js?v=1");
         let b = Backend::new(SocketAddr::from(([10, 0, 0, 7], 80)), "/");
-        assert_eq!(upstream_uri(&b, "", None).expect("uri").to_string(), "http://10.0.0.7:80/");
+        assert_eq!(
+            upstream_uri(&b, "", None).expect("uri").to_string(),
+            "http://10.0.0.7:80/"
+        );
     }
 
     #[test]
     fn hop_by_hop_headers_go() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));

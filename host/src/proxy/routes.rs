@@ -69,7 +69,8 @@ pub fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_SEGMENT
         && !s.starts_with('.')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 /// Parses `/<app>[/…]`.
@@ -85,7 +86,9 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
     if !valid_name(app) {
         return Err(RouteError::BadSegment);
     }
-    let Some(after) = after else { return Ok(Route::Waiting { app }) };
+    let Some(after) = after else {
+        return Ok(Route::Waiting { app });
+    };
     let (second, after) = split_segment(after);
     match (second, after) {
         ("", None) => return Ok(Route::Waiting { app }),
@@ -109,7 +112,12 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
     }
     let rest = rest.unwrap_or("");
     check_rest(rest)?;
-    Ok(Route::Ticketed { app, pod, uid, rest })
+    Ok(Route::Ticketed {
+        app,
+        pod,
+        uid,
+        rest,
+    })
 }
 
 /// Splits at the first `/`: (segment, remainder after the slash).
@@ -124,7 +132,9 @@ fn split_segment(s: &str) -> (&str, Option<&str>) {
 /// request cannot climb out of `pod.path` on the backend.
 pub fn check_rest(rest: &str) -> Result<(), RouteError> {
     let lower_has = |needle: &str| {
-        rest.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+        rest.as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
     };
     if rest.contains('\0') || lower_has("%00") {
         return Err(RouteError::Traversal);
@@ -138,10 +148,14 @@ pub fn check_rest(rest: &str) -> Result<(), RouteError> {
         // segment after the backend decodes it.
         let lowered = seg.to_ascii_lowercase();
         if (lowered.contains("%2f") || lowered.contains("%5c"))
-            && lowered.replace("%2f", "/").replace("%5c", "/").split('/').any(|s| {
-                let s = s.replace("%2e", ".");
-                s == ".." || s == "."
-            })
+            && lowered
+                .replace("%2f", "/")
+                .replace("%5c", "/")
+                .split('/')
+                .any(|s| {
+                    let s = s.replace("%2e", ".");
+                    s == ".." || s == "."
+                })
         {
             return Err(RouteError::Traversal);
         }
@@ -165,24 +179,50 @@ mod tests {
         assert_eq!(parse("/demo"), Ok(Route::Waiting { app: "demo" }));
         assert_eq!(parse("/demo/"), Ok(Route::Waiting { app: "demo" }));
         assert_eq!(parse("/demo/ws"), Ok(Route::TicketSocket { app: "demo" }));
-        assert_eq!(parse("/demo/.wicket/poll"), Ok(Route::Internal { app: "demo", what: "poll" }));
+        assert_eq!(
+            parse("/demo/.wicket/poll"),
+            Ok(Route::Internal {
+                app: "demo",
+                what: "poll"
+            })
+        );
         assert_eq!(parse("/demo/pod-1"), Ok(Route::PodOnly { app: "demo" }));
         assert_eq!(parse("/demo/pod-1/"), Ok(Route::PodOnly { app: "demo" }));
         assert_eq!(
             parse("/demo/pod-1/ab12/"),
-            Ok(Route::Ticketed { app: "demo", pod: "pod-1", uid: "ab12", rest: "" })
+            Ok(Route::Ticketed {
+                app: "demo",
+                pod: "pod-1",
+                uid: "ab12",
+                rest: ""
+            })
         );
         assert_eq!(
             parse("/demo/pod-1/ab12"),
-            Ok(Route::Ticketed { app: "demo", pod: "pod-1", uid: "ab12", rest: "" })
+            Ok(Route::Ticketed {
+                app: "demo",
+                pod: "pod-1",
+                uid: "ab12",
+                rest: ""
+            })
         );
         assert_eq!(
             parse("/demo/pod-1/ab12/shared/shiny.js"),
-            Ok(Route::Ticketed { app: "demo", pod: "pod-1", uid: "ab12", rest: "shared/shiny.js" })
+            Ok(Route::Ticketed {
+                app: "demo",
+                pod: "pod-1",
+                uid: "ab12",
+                rest: "shared/shiny.js"
+            })
         );
         assert_eq!(
             parse("/demo/pod-1/ab12/api/contents/a%2Fb"),
-            Ok(Route::Ticketed { app: "demo", pod: "pod-1", uid: "ab12", rest: "api/contents/a%2Fb" })
+            Ok(Route::Ticketed {
+                app: "demo",
+                pod: "pod-1",
+                uid: "ab12",
+                rest: "api/contents/a%2Fb"
+            })
         );
     }
 
@@ -195,15 +235,32 @@ mod tests {
         assert_eq!(parse("/demo/<script>/x/"), Err(RouteError::BadSegment));
         assert_eq!(parse("/demo/../x/"), Err(RouteError::BadSegment));
         assert_eq!(parse("/demo/p/%2e%2e/"), Err(RouteError::BadSegment));
-        assert_eq!(parse(&format!("/demo/{}/u/", "a".repeat(300))), Err(RouteError::BadSegment));
-        assert_eq!(parse(&format!("/demo/p/u/{}", "a".repeat(MAX_PATH))), Err(RouteError::TooLong));
+        assert_eq!(
+            parse(&format!("/demo/{}/u/", "a".repeat(300))),
+            Err(RouteError::BadSegment)
+        );
+        assert_eq!(
+            parse(&format!("/demo/p/u/{}", "a".repeat(MAX_PATH))),
+            Err(RouteError::TooLong)
+        );
     }
 
     #[test]
     fn traversal_in_rest_is_refused() {
         for rest in [
-            "..", "../etc/passwd", "a/../../b", "./x", "%2e%2e/x", "%2E%2e/x", ".%2e/x", "a/%2e%2E",
-            "a\\..\\b", "x%00y", "a%2f..%2fb", "a%5c..%5cb", "%2e%2e%2fsecret",
+            "..",
+            "../etc/passwd",
+            "a/../../b",
+            "./x",
+            "%2e%2e/x",
+            "%2E%2e/x",
+            ".%2e/x",
+            "a/%2e%2E",
+            "a\\..\\b",
+            "x%00y",
+            "a%2f..%2fb",
+            "a%5c..%5cb",
+            "%2e%2e%2fsecret",
         ] {
             assert_eq!(
                 parse(&format!("/demo/p/u/{rest}")),
@@ -218,7 +275,10 @@ mod tests {
 
     #[test]
     fn dns_hosts() {
-        assert_eq!(parse_dns_host("pod-1.ab12.wicket.test:9001"), Some(("pod-1", "ab12", "wicket.test:9001")));
+        assert_eq!(
+            parse_dns_host("pod-1.ab12.wicket.test:9001"),
+            Some(("pod-1", "ab12", "wicket.test:9001"))
+        );
         assert_eq!(parse_dns_host("wicket.test"), None);
         assert_eq!(parse_dns_host("localhost:9001"), None);
         assert_eq!(parse_dns_host("a b.c.d"), None);

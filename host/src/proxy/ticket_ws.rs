@@ -1,6 +1,16 @@
 //! The ticket WebSocket at `/<app>/ws`, k8sTicket-compatible: `msg#<text>`
 //! while waiting, then `tkn#<token>@<pod>@<uid>` and a normal close.
-//! Extra message kinds (`pos#<n>`) are ignored by k8sTicket's page.
+//!
+//! Extra message kinds, which k8sTicket's page ignores:
+//! - `pos#<n>`: the user's 1-based place in line (sent when it changes);
+//! - `eta#<seconds>@<basis>`: the estimated wait (`?` when unknown), basis
+//!   `queue` (users ahead must leave) or `starting` (a new pod is starting
+//!   for this user);
+//! - `rid#<id>`: the resume id, sent to clients that connect with
+//!   `/<app>/ws?resume` (or `?resume=<id>` to come back to their old place
+//!   after a disconnect, within the app's grace period);
+//! - `sta#closed`: the app takes no users (disabled or draining), sent
+//!   before the closing `msg#`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,13 +28,21 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
 use super::forward::{ProxyBody, is_upgrade, local};
-use crate::app::{App, TicketRequest};
-use crate::state::Grant;
+use crate::app::{App, Join, WaitStatus};
+use crate::state::{Grant, Token};
 
 /// The waiting message k8sTicket repeats.
 pub const WAITING_MESSAGE: &str = "Waiting for a free application slot. Please be patient.";
 /// Sent when the app does not accept users.
-pub const CLOSED_MESSAGE: &str = "This application is not available right now. Please try again later.";
+pub const CLOSED_MESSAGE: &str =
+    "This application is not available right now. Please try again later.";
+
+/// How often a waiting user's place and estimate are looked at (sent only
+/// when they changed).
+const STATUS_CHECK: Duration = Duration::from_secs(1);
+/// Every this many checks the estimate is recomputed even if nothing in
+/// the app changed (time passes: starting pods near readiness, sessions age).
+const STATUS_REFRESH_CHECKS: u32 = 5;
 
 /// Timing of the ticket WebSocket.
 #[derive(Debug, Clone, Copy)]
@@ -37,21 +55,62 @@ pub struct WsTiming {
 
 type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
+/// How a client joins: k8sTicket's way, or resumable (`?resume[=<id>]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Joining {
+    /// Leaving the socket leaves the queue.
+    Plain,
+    /// Keep the place after a disconnect; come back with the id if given.
+    Resumable(Option<Token>),
+}
+
+fn joining(query: Option<&str>) -> Joining {
+    let Some(q) = query else {
+        return Joining::Plain;
+    };
+    for pair in q.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == "resume" {
+            return Joining::Resumable(Token::parse(v).ok());
+        }
+    }
+    Joining::Plain
+}
+
 /// Accepts the WebSocket handshake and runs the ticket session in a task.
 pub fn accept(app: Arc<App>, mut req: Request<Incoming>, timing: WsTiming) -> Response<ProxyBody> {
     let is_ws = is_upgrade(&req)
-        && req.headers().get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).filter(|_| is_ws) else {
-        return local(StatusCode::BAD_REQUEST, "text/plain", "This endpoint speaks WebSocket only.\n");
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let Some(key) = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|_| is_ws)
+    else {
+        return local(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "This endpoint speaks WebSocket only.\n",
+        );
     };
     let accept = derive_accept_key(key.as_bytes());
+    let joining = joining(req.uri().query());
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let config = WebSocketConfig::default().max_message_size(Some(64 << 10)).max_frame_size(Some(64 << 10));
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-                session(app, ws, timing).await;
+                let config = WebSocketConfig::default()
+                    .max_message_size(Some(64 << 10))
+                    .max_frame_size(Some(64 << 10));
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
+                session(app, ws, timing, joining).await;
             }
             Err(e) => tracing::debug!("ticket websocket upgrade failed: {e}"),
         }
@@ -72,10 +131,22 @@ async fn send_text(ws: &mut Ws, text: String) -> bool {
 }
 
 async fn close(mut ws: Ws) {
-    let frame = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+    let frame = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    };
     let _ = ws.send(Message::Close(Some(frame))).await;
     // Let the client answer the close so it sees a clean close, briefly.
-    let _ = tokio::time::timeout(Duration::from_secs(1), async { while ws.next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while ws.next().await.is_some() {}
+    })
+    .await;
+}
+
+async fn closed(mut ws: Ws) {
+    let _ = send_text(&mut ws, "sta#closed".to_owned()).await;
+    let _ = send_text(&mut ws, format!("msg#{CLOSED_MESSAGE}")).await;
+    close(ws).await;
 }
 
 /// Sends the ticket; if the user is gone, frees it at once.
@@ -88,35 +159,79 @@ async fn deliver(app: &App, mut ws: Ws, grant: Grant) {
     }
 }
 
-async fn session(app: Arc<App>, mut ws: Ws, timing: WsTiming) {
-    let (waiter, mut grant_rx) = match app.request_ticket() {
-        TicketRequest::Granted(grant) => return deliver(&app, ws, grant).await,
-        TicketRequest::Closed => {
-            let _ = send_text(&mut ws, format!("msg#{CLOSED_MESSAGE}")).await;
-            return close(ws).await;
-        }
-        TicketRequest::Queued { waiter, rx } => (waiter, rx),
+/// `eta#<seconds or ?>@<basis>`.
+pub fn eta_message(status: &WaitStatus) -> String {
+    let basis = status.estimate.basis.as_str();
+    match status.estimate.wait {
+        Some(w) => format!("eta#{}@{basis}", w.as_secs()),
+        None => format!("eta#?@{basis}"),
+    }
+}
+
+async fn session(app: Arc<App>, mut ws: Ws, timing: WsTiming, joining: Joining) {
+    let (resume, resumable) = match joining {
+        Joining::Plain => (None, false),
+        Joining::Resumable(rid) => (rid, true),
     };
+    let mut changes = app.subscribe();
+    let (mut waiting, rid) = match app.join(resume.as_ref(), resumable) {
+        Join::Granted(grant) => return deliver(&app, ws, grant).await,
+        Join::Closed => return closed(ws).await,
+        Join::Queued { waiting, rid, .. } => (waiting, rid),
+    };
+    if let Some(rid) = rid
+        && !send_text(&mut ws, format!("rid#{rid}")).await
+    {
+        return;
+    }
     let mut message = tokio::time::interval(timing.message);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + timing.ping, timing.ping);
+    let mut check = tokio::time::interval(STATUS_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let (mut last_pos, mut last_eta) = (String::new(), String::new());
+    let (mut dirty, mut checks) = (true, 0u32);
     loop {
         tokio::select! {
-            grant = &mut grant_rx => {
+            grant = waiting.granted() => {
+                drop(changes);
                 match grant {
-                    Ok(grant) => deliver(&app, ws, grant).await,
-                    Err(_) => {
-                        let _ = send_text(&mut ws, format!("msg#{CLOSED_MESSAGE}")).await;
-                        close(ws).await;
+                    Ok(grant) => {
+                        // The user holds the ticket now, not a place in line.
+                        drop(waiting);
+                        deliver(&app, ws, grant).await;
                     }
+                    Err(_) => closed(ws).await,
                 }
                 return;
             }
             _ = message.tick() => {
-                let pos = app.position(waiter).map_or(0, |p| p + 1);
-                if !send_text(&mut ws, format!("msg#{WAITING_MESSAGE}")).await
-                    || !send_text(&mut ws, format!("pos#{pos}")).await
-                {
+                if !send_text(&mut ws, format!("msg#{WAITING_MESSAGE}")).await {
                     break;
+                }
+                dirty = true;
+                checks = STATUS_REFRESH_CHECKS;
+            }
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                dirty = true;
+            }
+            _ = check.tick() => {
+                checks += 1;
+                if dirty || checks >= STATUS_REFRESH_CHECKS {
+                    dirty = false;
+                    checks = 0;
+                    if let Some(status) = waiting.status() {
+                        let (pos, eta) = (format!("pos#{}", status.position), eta_message(&status));
+                        if pos != last_pos && !send_text(&mut ws, pos.clone()).await {
+                            break;
+                        }
+                        if eta != last_eta && !send_text(&mut ws, eta.clone()).await {
+                            break;
+                        }
+                        (last_pos, last_eta) = (pos, eta);
+                    }
                 }
             }
             _ = ping.tick() => {
@@ -130,9 +245,25 @@ async fn session(app: Arc<App>, mut ws: Ws, timing: WsTiming) {
             },
         }
     }
-    app.leave_queue(waiter);
-    // A grant may have raced the departure: give it back.
-    if let Ok(grant) = grant_rx.try_recv() {
-        app.release(&grant);
+    // Dropping `waiting` leaves the queue (or steps away, if resumable) and
+    // gives back a grant that raced the departure.
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_query() {
+        let t = Token::generate();
+        assert_eq!(joining(None), Joining::Plain);
+        assert_eq!(joining(Some("x=1")), Joining::Plain);
+        assert_eq!(joining(Some("resume")), Joining::Resumable(None));
+        assert_eq!(joining(Some("resume=")), Joining::Resumable(None));
+        assert_eq!(joining(Some("resume=garbage")), Joining::Resumable(None));
+        assert_eq!(
+            joining(Some(&format!("a=b&resume={t}"))),
+            Joining::Resumable(Some(t))
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use http::uri::Authority;
 
+use super::observed::{self, Capacity, Estimate, Observed};
 use super::settings::AppSettings;
 use super::snapshot::{Phase, SnapPod, Snapshot};
 use super::ticket::{Grant, Ticket, Token};
@@ -32,9 +33,18 @@ impl Backend {
     /// A backend at `addr` serving under `path` (normalised to `/…/`).
     pub fn new(addr: SocketAddr, path: &str) -> Self {
         let trimmed = path.trim_matches('/');
-        let base_path = if trimmed.is_empty() { "/".to_owned() } else { format!("/{trimmed}/") };
-        let authority = Authority::try_from(addr.to_string()).unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
-        Self { addr, authority, base_path }
+        let base_path = if trimmed.is_empty() {
+            "/".to_owned()
+        } else {
+            format!("/{trimmed}/")
+        };
+        let authority = Authority::try_from(addr.to_string())
+            .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
+        Self {
+            addr,
+            authority,
+            base_path,
+        }
     }
 }
 
@@ -87,12 +97,24 @@ struct PodEntry {
     tickets: HashMap<String, Arc<Ticket>>,
     /// Since when the pod has held no ticket (or became ready).
     idle_since: Instant,
+    /// While starting: since when (its creation was asked for, or it was
+    /// first seen), to observe start times.
+    starting_since: Option<Instant>,
 }
 
 impl PodEntry {
     fn is_full(&self) -> bool {
         self.tickets.len() as u32 >= self.capacity
     }
+}
+
+/// A user in the waiting queue.
+#[derive(Debug, Clone, Copy)]
+struct QueueEntry {
+    id: WaiterId,
+    /// Set while the user is disconnected (and may come back): they keep
+    /// their place but are skipped when slots are given out.
+    away_since: Option<Instant>,
 }
 
 /// One app's pods, tickets and FIFO waiting queue. Pure: no I/O, no clock.
@@ -102,11 +124,13 @@ pub struct Serverlist {
     settings: AppSettings,
     accepting: bool,
     pods: BTreeMap<String, PodEntry>,
-    /// Placeholders for pods whose creation was requested but not yet answered.
-    creating: Vec<PodId>,
+    /// Placeholders for pods whose creation was requested but not yet
+    /// answered, with when it was requested (if known).
+    creating: Vec<(PodId, Option<Instant>)>,
     next_pod_id: PodId,
-    queue: VecDeque<WaiterId>,
+    queue: VecDeque<QueueEntry>,
     next_waiter: WaiterId,
+    observed: Observed,
 }
 
 impl Serverlist {
@@ -121,6 +145,7 @@ impl Serverlist {
             next_pod_id: 0,
             queue: VecDeque::new(),
             next_waiter: 0,
+            observed: Observed::default(),
         }
     }
 
@@ -173,6 +198,7 @@ impl Serverlist {
                         autoscaled: info.autoscaled,
                         tickets: HashMap::new(),
                         idle_since: now,
+                        starting_since: (!ready).then_some(now),
                     },
                 );
             }
@@ -188,6 +214,10 @@ impl Serverlist {
                         pod.phase = Phase::Ready;
                         pod.idle_since = now;
                         pod.backend = info.backend.map(Arc::new);
+                        if let Some(since) = pod.starting_since.take() {
+                            self.observed
+                                .record_start(now.saturating_duration_since(since));
+                        }
                     }
                     Phase::Starting => {
                         if info.backend.is_some() {
@@ -204,7 +234,9 @@ impl Serverlist {
     /// The pod is gone (deleted) or must not be used: drain it, or remove it
     /// at once if it holds no tickets. Returns whether it was known.
     pub fn drain_pod(&mut self, name: &str) -> bool {
-        let Some(pod) = self.pods.get_mut(name) else { return false };
+        let Some(pod) = self.pods.get_mut(name) else {
+            return false;
+        };
         if pod.tickets.is_empty() {
             self.pods.remove(name);
         } else {
@@ -217,16 +249,35 @@ impl Serverlist {
     /// decisions made while the creation is in flight count it.
     pub fn begin_create(&mut self) -> PodId {
         let id = self.alloc_id();
-        self.creating.push(id);
+        self.creating.push((id, None));
+        id
+    }
+
+    /// [`begin_create`](Self::begin_create) at `now`: the pod's start time
+    /// is then observed from the request on.
+    pub fn begin_create_at(&mut self, now: Instant) -> PodId {
+        let id = self.alloc_id();
+        self.creating.push((id, Some(now)));
         id
     }
 
     /// Ends a creation: the placeholder turns into the created pod (starting),
     /// or disappears if creation failed.
     pub fn end_create(&mut self, placeholder: PodId, created: Option<PodInfo>, now: Instant) {
-        self.creating.retain(|&id| id != placeholder);
+        let asked = self
+            .creating
+            .iter()
+            .find(|(id, _)| *id == placeholder)
+            .and_then(|(_, t)| *t);
+        self.creating.retain(|&(id, _)| id != placeholder);
         if let Some(info) = created {
+            let name = info.name.clone();
             self.upsert_pod(info, now);
+            if let (Some(asked), Some(pod)) = (asked, self.pods.get_mut(&name))
+                && let Some(since) = pod.starting_since.as_mut()
+            {
+                *since = (*since).min(asked);
+            }
         }
     }
 
@@ -237,7 +288,9 @@ impl Serverlist {
         let name = self
             .pods
             .iter()
-            .find(|(_, p)| p.id == id && p.autoscaled && p.tickets.is_empty() && p.phase != Phase::Starting)
+            .find(|(_, p)| {
+                p.id == id && p.autoscaled && p.tickets.is_empty() && p.phase != Phase::Starting
+            })
             .map(|(name, _)| name.clone())?;
         self.pods.remove(&name);
         Some(name)
@@ -262,19 +315,22 @@ impl Serverlist {
             phase: p.phase,
             autoscaled: p.autoscaled,
             idle_seconds: if p.tickets.is_empty() {
-                now.saturating_duration_since(p.idle_since).as_secs().min(u32::MAX as u64) as u32
+                now.saturating_duration_since(p.idle_since)
+                    .as_secs()
+                    .min(u32::MAX as u64) as u32
             } else {
                 0
             },
         }));
-        out.pods.extend(self.creating.iter().map(|&id| SnapPod {
-            id,
-            capacity: s.tickets_max,
-            tickets: 0,
-            phase: Phase::Starting,
-            autoscaled: true,
-            idle_seconds: 0,
-        }));
+        out.pods
+            .extend(self.creating.iter().map(|&(id, _)| SnapPod {
+                id,
+                capacity: s.tickets_max,
+                tickets: 0,
+                phase: Phase::Starting,
+                autoscaled: true,
+                idle_seconds: 0,
+            }));
     }
 
     /// A fresh snapshot.
@@ -304,7 +360,7 @@ impl Serverlist {
         }
         let uid = loop {
             // 48 random bits: unique on the pod is all a uid must be.
-            let candidate = hex::encode(&rand::random::<[u8; 6]>());
+            let candidate = hex::encode(rand::random::<[u8; 6]>());
             if !pod.tickets.contains_key(&candidate) {
                 break candidate;
             }
@@ -312,7 +368,11 @@ impl Serverlist {
         let token = Token::generate();
         let ticket = Arc::new(Ticket::new(token, uid.clone(), backend, origin, now));
         pod.tickets.insert(uid.clone(), ticket);
-        Ok(Grant { token, pod: name.clone(), uid })
+        Ok(Grant {
+            token,
+            pod: name.clone(),
+            uid,
+        })
     }
 
     /// The live ticket `uid` on pod `pod`.
@@ -328,7 +388,9 @@ impl Serverlist {
     /// Frees a ticket at once (e.g. it was issued to a user who left before
     /// receiving it). Returns whether it existed.
     pub fn release(&mut self, pod: &str, uid: &str, now: Instant) -> bool {
-        let Some(entry) = self.pods.get_mut(pod) else { return false };
+        let Some(entry) = self.pods.get_mut(pod) else {
+            return false;
+        };
         let removed = entry.tickets.remove(uid).is_some();
         if removed && entry.tickets.is_empty() {
             entry.idle_since = now;
@@ -337,11 +399,19 @@ impl Serverlist {
     }
 
     /// Frees expired tickets and removes draining pods that hold none.
+    /// How long each freed ticket held its slot is observed.
     pub fn sweep(&mut self, now: Instant, expiry: Duration) -> Sweep {
         let mut sweep = Sweep::default();
+        let observed = &mut self.observed;
         for pod in self.pods.values_mut() {
             let before = pod.tickets.len();
-            pod.tickets.retain(|_, t| !t.is_expired(now, expiry));
+            pod.tickets.retain(|_, t| {
+                let expired = t.is_expired(now, expiry);
+                if expired {
+                    observed.record_session(now.saturating_duration_since(t.issued_at));
+                }
+                !expired
+            });
             let freed = before - pod.tickets.len();
             if freed > 0 && pod.tickets.is_empty() {
                 pod.idle_since = now;
@@ -362,13 +432,20 @@ impl Serverlist {
     pub fn enqueue(&mut self) -> WaiterId {
         let id = self.next_waiter;
         self.next_waiter += 1;
-        self.queue.push_back(id);
+        self.queue.push_back(QueueEntry {
+            id,
+            away_since: None,
+        });
         id
+    }
+
+    fn index(&self, waiter: WaiterId) -> Option<usize> {
+        self.queue.iter().position(|e| e.id == waiter)
     }
 
     /// Removes a user from the queue (they left). Returns whether they were in it.
     pub fn cancel(&mut self, waiter: WaiterId) -> bool {
-        match self.queue.iter().position(|&w| w == waiter) {
+        match self.index(waiter) {
             Some(i) => {
                 self.queue.remove(i);
                 true
@@ -377,19 +454,106 @@ impl Serverlist {
         }
     }
 
-    /// 0-based position of a waiting user.
+    /// 0-based position of a waiting user (users away count: they keep
+    /// their places).
     pub fn position(&self, waiter: WaiterId) -> Option<usize> {
-        self.queue.iter().position(|&w| w == waiter)
+        self.index(waiter)
     }
 
     /// The user to serve next.
     pub fn queue_front(&self) -> Option<WaiterId> {
-        self.queue.front().copied()
+        self.queue.front().map(|e| e.id)
     }
 
     /// Removes the user at the front of the queue.
     pub fn pop_front(&mut self) -> Option<WaiterId> {
-        self.queue.pop_front()
+        self.queue.pop_front().map(|e| e.id)
+    }
+
+    /// The user lost their connection at `now` but may come back: they keep
+    /// their place and are skipped when slots are given out. Returns whether
+    /// they were in the queue.
+    pub fn set_away(&mut self, waiter: WaiterId, now: Instant) -> bool {
+        let Some(i) = self.index(waiter) else {
+            return false;
+        };
+        let entry = &mut self.queue[i];
+        entry.away_since.get_or_insert(now);
+        true
+    }
+
+    /// The user is connected again. Returns whether they were in the queue.
+    pub fn set_present(&mut self, waiter: WaiterId) -> bool {
+        let Some(i) = self.index(waiter) else {
+            return false;
+        };
+        self.queue[i].away_since = None;
+        true
+    }
+
+    /// Is the user in the queue and connected?
+    pub fn is_present(&self, waiter: WaiterId) -> bool {
+        self.index(waiter)
+            .is_some_and(|i| self.queue[i].away_since.is_none())
+    }
+
+    /// The first connected user: the next to be given a slot.
+    pub fn next_present(&self) -> Option<WaiterId> {
+        self.queue
+            .iter()
+            .find(|e| e.away_since.is_none())
+            .map(|e| e.id)
+    }
+
+    /// Removes the users away for `grace` or longer, appending them to `gone`.
+    pub fn drop_away(&mut self, now: Instant, grace: Duration, gone: &mut Vec<WaiterId>) {
+        self.queue.retain(|e| match e.away_since {
+            Some(since) if now.saturating_duration_since(since) >= grace => {
+                gone.push(e.id);
+                false
+            }
+            _ => true,
+        });
+    }
+
+    /// About how long the user at 0-based `position` still waits, from the
+    /// current capacity and what was observed of turnover and pod starts.
+    pub fn estimate(&self, position: usize, now: Instant) -> Estimate {
+        let mut starting: Vec<Duration> = self
+            .pods
+            .values()
+            .filter(|p| p.phase == Phase::Starting)
+            .map(|p| {
+                p.starting_since
+                    .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
+            })
+            .chain(
+                self.creating
+                    .iter()
+                    .map(|(_, t)| t.map_or(Duration::ZERO, |s| now.saturating_duration_since(s))),
+            )
+            .collect();
+        starting.sort_unstable_by(|a, b| b.cmp(a));
+        let (mut busy, mut live) = (0u32, Duration::ZERO);
+        for pod in self.pods.values().filter(|p| p.phase == Phase::Ready) {
+            busy += pod.tickets.len() as u32;
+            for t in pod.tickets.values() {
+                live = live.saturating_add(now.saturating_duration_since(t.issued_at));
+            }
+        }
+        let cap = Capacity {
+            free: self.free_tickets(),
+            per_pod: self.settings.tickets_max,
+            starting: &starting,
+            busy,
+            live,
+        };
+        observed::estimate(position, cap, &self.observed)
+    }
+
+    /// What was observed of turnover and pod starts.
+    pub fn observed(&self) -> &Observed {
+        &self.observed
     }
 
     /// Users waiting.
@@ -399,7 +563,10 @@ impl Serverlist {
 
     /// Name of the pod with this id.
     pub fn pod_name(&self, id: PodId) -> Option<&str> {
-        self.pods.iter().find(|(_, p)| p.id == id).map(|(n, _)| n.as_str())
+        self.pods
+            .iter()
+            .find(|(_, p)| p.id == id)
+            .map(|(n, _)| n.as_str())
     }
 
     /// Tickets held across all pods.
@@ -423,12 +590,19 @@ impl Serverlist {
 
     /// Autoscaled pods that exist (named), for adoption and cleanup.
     pub fn autoscaled_names(&self) -> impl Iterator<Item = &str> {
-        self.pods.iter().filter(|(_, p)| p.autoscaled).map(|(n, _)| n.as_str())
+        self.pods
+            .iter()
+            .filter(|(_, p)| p.autoscaled)
+            .map(|(n, _)| n.as_str())
     }
 
     /// Pods starting (created or booting, including placeholders).
     pub fn starting_pods(&self) -> u32 {
-        self.pods.values().filter(|p| p.phase == Phase::Starting).count() as u32 + self.creating.len() as u32
+        self.pods
+            .values()
+            .filter(|p| p.phase == Phase::Starting)
+            .count() as u32
+            + self.creating.len() as u32
     }
 }
 
@@ -437,7 +611,10 @@ mod tests {
     use super::*;
 
     fn settings(t: u32) -> AppSettings {
-        AppSettings { tickets_max: t, ..AppSettings::default() }
+        AppSettings {
+            tickets_max: t,
+            ..AppSettings::default()
+        }
     }
 
     fn pod(name: &str, port: u16, ready: bool, autoscaled: bool) -> PodInfo {
@@ -451,7 +628,11 @@ mod tests {
 
     fn id_of(list: &Serverlist, name: &str, now: Instant) -> PodId {
         let snap = list.snapshot(now);
-        let idx = list.pods.keys().position(|n| n == name).expect("pod exists");
+        let idx = list
+            .pods
+            .keys()
+            .position(|n| n == name)
+            .expect("pod exists");
         snap.pods[idx].id
     }
 
@@ -464,11 +645,21 @@ mod tests {
         let g1 = list.issue(a, now).expect("first");
         let g2 = list.issue(a, now).expect("second");
         assert_ne!(g1.uid, g2.uid);
-        assert_eq!(list.issue(a, now).map(|_| ()), Err(IssueError::Full("a".into())));
+        assert_eq!(
+            list.issue(a, now).map(|_| ()),
+            Err(IssueError::Full("a".into()))
+        );
         assert_eq!(list.tickets_in_use(), 2);
         assert_eq!(list.free_tickets(), 0);
-        assert!(list.ticket("a", &g1.uid).is_some_and(|t| t.accepts(&g1.token)));
-        assert!(!list.ticket("a", &g1.uid).is_some_and(|t| t.accepts(&g2.token)));
+        assert!(
+            list.ticket("a", &g1.uid)
+                .is_some_and(|t| t.accepts(&g1.token))
+        );
+        assert!(
+            !list
+                .ticket("a", &g1.uid)
+                .is_some_and(|t| t.accepts(&g2.token))
+        );
     }
 
     #[test]
@@ -494,7 +685,10 @@ mod tests {
         let idle = list.issue(a, t0).expect("idle");
         let busy = list.issue(a, t0).expect("busy");
         let guard = list.ticket("a", &busy.uid).expect("busy ticket").open();
-        assert_eq!(list.sweep(t0 + Duration::from_millis(2900), expiry).expired, 0);
+        assert_eq!(
+            list.sweep(t0 + Duration::from_millis(2900), expiry).expired,
+            0
+        );
         let sweep = list.sweep(t0 + Duration::from_secs(10), expiry);
         assert_eq!(sweep.expired, 1);
         assert!(list.ticket("a", &idle.uid).is_none());
@@ -502,8 +696,16 @@ mod tests {
         drop(guard);
         // Dropping the guard counts as a use "now" (real clock), so the ticket
         // lives at least `expiry` past that.
-        assert_eq!(list.sweep(Instant::now() + Duration::from_secs(1), expiry).expired, 0);
-        assert_eq!(list.sweep(Instant::now() + Duration::from_secs(4), expiry).expired, 1);
+        assert_eq!(
+            list.sweep(Instant::now() + Duration::from_secs(1), expiry)
+                .expired,
+            0
+        );
+        assert_eq!(
+            list.sweep(Instant::now() + Duration::from_secs(4), expiry)
+                .expired,
+            1
+        );
     }
 
     #[test]
@@ -513,7 +715,9 @@ mod tests {
         let mut list = Serverlist::new(settings(1), t0);
         list.upsert_pod(pod("a", 1, true, false), t0);
         let g = list.issue(id_of(&list, "a", t0), t0).expect("ticket");
-        list.ticket("a", &g.uid).expect("t").touch_at(t0 + Duration::from_secs(2));
+        list.ticket("a", &g.uid)
+            .expect("t")
+            .touch_at(t0 + Duration::from_secs(2));
         assert_eq!(list.sweep(t0 + Duration::from_secs(4), expiry).expired, 0);
         assert_eq!(list.sweep(t0 + Duration::from_secs(5), expiry).expired, 1);
     }
@@ -604,7 +808,10 @@ mod tests {
         for name in ["replica", "busy", "boot"] {
             assert_eq!(list.begin_delete(id_of(&list, name, t0)), None, "{name}");
         }
-        assert_eq!(list.begin_delete(id_of(&list, "idle", t0)), Some("idle".into()));
+        assert_eq!(
+            list.begin_delete(id_of(&list, "idle", t0)),
+            Some("idle".into())
+        );
         assert!(!list.has_pod("idle"));
     }
 
@@ -614,9 +821,15 @@ mod tests {
         let mut list = Serverlist::new(settings(1), t0);
         list.upsert_pod(pod("a", 1, true, true), t0);
         let g = list.issue(id_of(&list, "a", t0), t0).expect("ticket");
-        assert_eq!(list.snapshot(t0 + Duration::from_secs(5)).pods[0].idle_seconds, 0);
+        assert_eq!(
+            list.snapshot(t0 + Duration::from_secs(5)).pods[0].idle_seconds,
+            0
+        );
         assert!(list.release("a", &g.uid, t0 + Duration::from_secs(5)));
-        assert_eq!(list.snapshot(t0 + Duration::from_secs(12)).pods[0].idle_seconds, 7);
+        assert_eq!(
+            list.snapshot(t0 + Duration::from_secs(12)).pods[0].idle_seconds,
+            7
+        );
     }
 
     #[test]
@@ -639,6 +852,101 @@ mod tests {
         list.set_accepting(false);
         assert_eq!(list.issue(a, t0).map(|_| ()), Err(IssueError::NotAccepting));
         assert!(list.ticket("a", &g.uid).is_some());
+    }
+
+    #[test]
+    fn away_users_keep_their_place_but_are_skipped() {
+        let t0 = Instant::now();
+        let grace = Duration::from_secs(30);
+        let mut list = Serverlist::new(settings(1), t0);
+        let (w1, w2, w3) = (list.enqueue(), list.enqueue(), list.enqueue());
+        assert!(list.set_away(w1, t0));
+        assert_eq!(
+            list.position(w2),
+            Some(1),
+            "the away user still counts ahead"
+        );
+        assert_eq!(list.next_present(), Some(w2), "but is not served");
+        assert!(!list.is_present(w1) && list.is_present(w2));
+        // Back in time: first again.
+        assert!(list.set_present(w1));
+        assert_eq!(list.next_present(), Some(w1));
+        // Away past the grace period: gone.
+        list.set_away(w1, t0);
+        list.set_away(w3, t0 + Duration::from_secs(20));
+        let mut gone = Vec::new();
+        list.drop_away(t0 + Duration::from_secs(29), grace, &mut gone);
+        assert!(gone.is_empty());
+        list.drop_away(t0 + Duration::from_secs(31), grace, &mut gone);
+        assert_eq!(gone, vec![w1]);
+        assert_eq!(list.position(w2), Some(0));
+        assert_eq!(list.waiting(), 2);
+        // Going away twice keeps the first time.
+        list.set_away(w3, t0 + Duration::from_secs(40));
+        list.drop_away(t0 + Duration::from_secs(51), grace, &mut gone);
+        assert_eq!(gone, vec![w1, w3]);
+        assert!(!list.set_away(w1, t0) && !list.set_present(w1));
+        assert_eq!(list.next_present(), Some(w2));
+    }
+
+    #[test]
+    fn turnover_and_start_times_are_observed() {
+        let t0 = Instant::now();
+        let mut list = Serverlist::new(settings(1), t0);
+        let p = list.begin_create_at(t0);
+        list.end_create(
+            p,
+            Some(pod("a", 1, false, true)),
+            t0 + Duration::from_secs(2),
+        );
+        assert_eq!(list.observed().mean_start(), None);
+        list.upsert_pod(pod("a", 1, true, true), t0 + Duration::from_secs(12));
+        assert_eq!(
+            list.observed().mean_start(),
+            Some(Duration::from_secs(12)),
+            "from the request, not the first sight"
+        );
+        let g = list
+            .issue(id_of(&list, "a", t0), t0 + Duration::from_secs(12))
+            .expect("ticket");
+        // Not yet ended: no session observed.
+        assert_eq!(list.observed().sessions_seen(), 0);
+        list.ticket("a", &g.uid)
+            .expect("t")
+            .touch_at(t0 + Duration::from_secs(40));
+        list.sweep(t0 + Duration::from_secs(45), Duration::from_secs(3));
+        assert_eq!(list.observed().sessions_seen(), 1);
+        // Held from issue (12 s) until the sweep freed it (45 s): 33 s, plus the prior, over 2.
+        assert_eq!(
+            list.observed().mean_session(Duration::ZERO),
+            (Duration::from_secs(33) + observed::PRIOR_SESSION) / 2
+        );
+    }
+
+    #[test]
+    fn estimates_follow_capacity() {
+        let t0 = Instant::now();
+        let mut list = Serverlist::new(settings(1), t0);
+        list.upsert_pod(pod("a", 1, true, false), t0);
+        let w = list.enqueue();
+        let e = list.estimate(list.position(w).expect("queued"), t0);
+        assert_eq!(e.wait, Some(Duration::ZERO), "a free slot: any moment");
+        let _g = list.issue(id_of(&list, "a", t0), t0).expect("ticket");
+        let e = list.estimate(0, t0 + Duration::from_secs(10));
+        assert_eq!(e.basis, observed::Basis::Queue);
+        assert_eq!(
+            e.wait,
+            Some(Duration::from_secs(10) + observed::PRIOR_SESSION)
+        );
+        // A pod being created takes the first waiter.
+        list.begin_create_at(t0 + Duration::from_secs(10));
+        let e = list.estimate(0, t0 + Duration::from_secs(11));
+        assert_eq!(e.basis, observed::Basis::Starting);
+        assert_eq!(e.wait, None, "no start time observed yet");
+        assert_eq!(
+            list.estimate(1, t0 + Duration::from_secs(11)).basis,
+            observed::Basis::Queue
+        );
     }
 
     #[test]

@@ -74,7 +74,13 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    pub(super) fn new(token: Token, uid: String, backend: Arc<Backend>, origin: Instant, now: Instant) -> Self {
+    pub(super) fn new(
+        token: Token,
+        uid: String,
+        backend: Arc<Backend>,
+        origin: Instant,
+        now: Instant,
+    ) -> Self {
         let t = Self {
             token,
             uid,
@@ -171,7 +177,14 @@ mod tests {
         let s = t.to_string();
         assert_eq!(s.len(), 32);
         assert_eq!(Token::parse(&s), Ok(t));
-        for bad in ["", "abc", &"g".repeat(32), &"a".repeat(33), &"é".repeat(16), "../../etc/passwd"] {
+        for bad in [
+            "",
+            "abc",
+            &"g".repeat(32),
+            &"a".repeat(33),
+            &"é".repeat(16),
+            "../../etc/passwd",
+        ] {
             assert_eq!(Token::parse(bad), Err(TokenParseError), "{bad:?}");
         }
     }

@@ -42,12 +42,18 @@ pub fn config() -> Config {
     c.proxy.waiting_message_ms = 200;
     c.demo.pod_start_delay_ms = 100;
     c.policy.watch_interval_ms = 100;
+    // The deadline is wall-clock: on a loaded 2-core CI machine a thread can
+    // be descheduled for longer than the 10 ms default. The endless-loop
+    // test still proves the deadline works.
+    c.policy.timeout_ms = 100;
     c
 }
 
 /// Starts a demo host and waits until `ready_pods` pods serve.
 pub async fn start(config: Config, free_tickets: u32) -> Demo {
-    let demo = wicket::demo::start(config, exe()).await.expect("demo starts");
+    let demo = wicket::demo::start(config, exe())
+        .await
+        .expect("demo starts");
     wait_for(Duration::from_secs(20), || async {
         metric(&demo, "k8sticket_current_free_tickets_total").await >= f64::from(free_tickets)
     })
@@ -63,7 +69,10 @@ where
 {
     let start = Instant::now();
     while !cond().await {
-        assert!(start.elapsed() < limit, "condition not met within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -93,11 +102,14 @@ pub struct Session {
     pub ticket: Option<Ticket>,
 }
 
-pub type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens the ticket WebSocket.
 pub async fn connect_ws(addr: SocketAddr, app: &str) -> WsStream {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/{app}/ws")).await.expect("ws connects");
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/{app}/ws"))
+        .await
+        .expect("ws connects");
     ws
 }
 
@@ -113,7 +125,11 @@ pub async fn read_ticket(ws: &mut WsStream, limit: Duration) -> Session {
             if let Some(rest) = t.strip_prefix("tkn#") {
                 let parts: Vec<&str> = rest.split('@').collect();
                 assert_eq!(parts.len(), 3, "ticket message {t:?}");
-                s.ticket = Some(Ticket { token: parts[0].into(), pod: parts[1].into(), uid: parts[2].into() });
+                s.ticket = Some(Ticket {
+                    token: parts[0].into(),
+                    pod: parts[1].into(),
+                    uid: parts[2].into(),
+                });
             }
             s.messages.push(t);
             if s.ticket.is_some() {
@@ -157,10 +173,21 @@ pub async fn get(
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let resp = c.request(b.body(Empty::new()).expect("request")).await.expect("response");
+    let resp = c
+        .request(b.body(Empty::new()).expect("request"))
+        .await
+        .expect("response");
     let (parts, body) = resp.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    Resp { status: parts.status, headers: parts.headers, body: String::from_utf8_lossy(&body).into_owned() }
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    Resp {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
 }
 
 /// Sum of a metric's samples (all label sets) from /metrics.

@@ -1,0 +1,509 @@
+#!/usr/bin/env bash
+# bench/run.sh — wicket's proxy benchmark, end to end, in one command:
+#
+#   bash bench/run.sh
+#
+# One demo backend (`wicket demo-app`) serves three front doors:
+#   direct  wrk → backend                       GET /hello
+#   nginx   wrk → nginx → backend               GET /hello
+#   wicket  wrk → wicket → backend              GET /<app>/<pod>/<uid>/hello
+# For each connection count, wrk measures req/s and latency; /proc gives the
+# CPU seconds each process used. Then ticket-issue latency (WebSocket) and
+# the policy micro-benchmark. The report goes to bench/RESULTS.md.
+#
+# Every step is bounded in time, and every process started here is stopped
+# on exit (trap). Knobs (environment):
+#   CONNS="64 256"  DURATION=10s (seconds, with the s)  THREADS=2  TICKETS=1000
+#   IDLE_MIN=90 (percent)  IDLE_WAIT_MAX=180 (seconds per wait)
+#   SKIP_BUILD=1 (use the binaries already in target/release)
+#   OUT=bench/RESULTS.md
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The exact command for the report: overridden knobs first, as typed.
+COMMAND_LINE="bash bench/run.sh"
+for v in CONNS DURATION THREADS TICKETS IDLE_MIN IDLE_WAIT_MAX SKIP_BUILD CARGO_TARGET_DIR OUT BENCH_COMMIT; do
+    if [[ -n ${!v+x} ]]; then COMMAND_LINE="$v=\"${!v}\" $COMMAND_LINE"; fi
+done
+CONNS=${CONNS:-"64 256"}
+DURATION=${DURATION:-10s}
+THREADS=${THREADS:-2}
+TICKETS=${TICKETS:-1000}
+IDLE_MIN=${IDLE_MIN:-90}
+IDLE_WAIT_MAX=${IDLE_WAIT_MAX:-180}
+OUT=${OUT:-$ROOT/bench/RESULTS.md}
+APP=bench
+NGINX=/usr/sbin/nginx
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+WICKET=$TARGET_DIR/release/wicket
+BENCH=$TARGET_DIR/release/wicket-bench
+CLK_TCK=$(getconf CLK_TCK)
+
+WORK=$(mktemp -d /tmp/wicket-bench.XXXXXX)
+PIDS=()            # processes to stop on exit, in start order
+BACKEND_PID=""
+NGINX_PID=""
+WICKET_PID=""
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Stops what this script started (by pid, newest first), then removes the
+# temp dir. TERM to nginx's master makes it stop its workers too.
+cleanup() {
+    local pid i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        pid=${PIDS[i]}
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        # Bounded wait, then force.
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wrk and nginx come from Debian; install only when missing (idempotent).
+ensure_tools() {
+    local missing=()
+    command -v wrk >/dev/null || missing+=(wrk)
+    [[ -x $NGINX ]] || missing+=(nginx-light)
+    command -v curl >/dev/null || missing+=(curl)
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]}"
+        apt-get update -qq
+        # No service start inside containers; we run nginx ourselves.
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+# Release builds of the proxy and the client, and the policy bench binary,
+# so no compile happens inside a timed step.
+build() {
+    if [[ -n ${SKIP_BUILD:-} ]]; then
+        [[ -x $WICKET && -x $BENCH ]] || die "SKIP_BUILD set but $WICKET or $BENCH is missing"
+        return
+    fi
+    log "building (release) — slow when cold"
+    (cd "$ROOT" && cargo build --release -p wicket -p wicket-bench-tools)
+    (cd "$ROOT" && cargo bench -p wicket --bench policy --no-run)
+}
+
+# A TCP port on 127.0.0.1 nobody listens on (checked, not reserved: a race
+# with another program is possible but harmless — the start would fail).
+free_port() {
+    local p
+    for _ in $(seq 200); do
+        p=$((20000 + RANDOM % 20000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return
+        fi
+    done
+    die "no free port found"
+}
+
+# Waits (bounded) until something accepts on 127.0.0.1:$1.
+wait_port() {
+    local port=$1 what=$2
+    for _ in $(seq 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    die "$what did not listen on port $port"
+}
+
+start_backend() {
+    local port
+    port=$(free_port)
+    "$WICKET" demo-app --listen "127.0.0.1:$port" --pod bench-backend >"$WORK/backend.log" 2>&1 &
+    BACKEND_PID=$!
+    PIDS+=("$BACKEND_PID")
+    wait_port "$port" backend
+    BACKEND_PORT=$port
+}
+
+# nginx as a non-daemon child with its own prefix: nothing of the system's
+# nginx (config, logs, pid file) is touched.
+start_nginx() {
+    NGINX_PORT=$(free_port)
+    mkdir -p "$WORK/nginx/logs" "$WORK/nginx/tmp"
+    cat >"$WORK/nginx/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes auto;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+$(if ((EUID == 0)); then echo "user root;"; fi)
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/tmp/body;
+    proxy_temp_path $WORK/nginx/tmp/proxy;
+    fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
+    uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
+    scgi_temp_path $WORK/nginx/tmp/scgi;
+    upstream backend {
+        server 127.0.0.1:$BACKEND_PORT;
+        keepalive 256;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+    "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/logs/error.log" 2>"$WORK/nginx/stderr.log" &
+    NGINX_PID=$!
+    PIDS+=("$NGINX_PID")
+    wait_port "$NGINX_PORT" nginx
+}
+
+# wicket's demo host with the backend above as its only (static) pod and
+# room for many tickets, no autoscaling.
+start_wicket() {
+    WICKET_PORT=$(free_port)
+    local metrics_port
+    metrics_port=$(free_port)
+    cat >"$WORK/wicket.toml" <<EOF
+[proxy]
+listen = "127.0.0.1:$WICKET_PORT"
+
+[metrics]
+listen = "127.0.0.1:$metrics_port"
+
+[demo]
+app = "$APP"
+replicas = 0
+tickets_max = 100000
+tickets_spare = 0
+pods_max = 0
+static_backends = ["127.0.0.1:$BACKEND_PORT"]
+EOF
+    RUST_LOG=warn "$WICKET" demo --config "$WORK/wicket.toml" >"$WORK/wicket.log" 2>&1 &
+    WICKET_PID=$!
+    PIDS+=("$WICKET_PID")
+    wait_port "$WICKET_PORT" wicket
+    TICKET_URL="ws://127.0.0.1:$WICKET_PORT/$APP/ws"
+}
+
+# CPU seconds (utime+stime) of the given pids, from /proc/<pid>/stat.
+# Fields are counted after the last ')' because comm may hold spaces.
+cpu_ticks() {
+    local total=0 pid rest
+    for pid in "$@"; do
+        [[ -r /proc/$pid/stat ]] || continue
+        rest=$(<"/proc/$pid/stat")
+        rest=${rest##*) }
+        # shellcheck disable=SC2086
+        set -- $rest
+        # After comm: state(3) ... utime is field 14 → 12th here, stime 13th.
+        total=$((total + ${12} + ${13}))
+    done
+    echo "$total"
+}
+
+# nginx master plus its workers (workers are children of the master).
+nginx_pids() {
+    echo "$NGINX_PID"
+    local f stat
+    for f in /proc/[0-9]*/stat; do
+        { stat=$(<"$f"); } 2>/dev/null || continue
+        stat=${stat##*) }
+        # shellcheck disable=SC2086
+        set -- $stat
+        if [[ $2 == "$NGINX_PID" ]]; then f=${f#/proc/}; echo "${f%/stat}"; fi
+    done
+    return 0
+}
+
+# Reaped-children CPU ticks of the main shell (cutime+cstime; $$, not
+# $BASHPID, since this runs in a command substitution): wrk's CPU is the
+# difference across its run, as it is the only child that ends in between.
+child_ticks() {
+    local rest
+    rest=$(<"/proc/$$/stat")
+    rest=${rest##*) }
+    # shellcheck disable=SC2086
+    set -- $rest
+    echo $((${14} + ${15}))
+}
+
+# Busy CPU ticks of the whole machine (all but idle and iowait), from
+# /proc/stat in USER_HZ: with the per-process figures it shows how much CPU
+# something else (another build on this shared machine) took during a run.
+machine_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) if (i != 5 && i != 6) t += $i; print t }' /proc/stat; }
+
+ticks_to_s() { awk -v t="$1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'; }
+
+# Idle share of all CPUs over 2 s, in percent (idle+iowait, from /proc/stat).
+idle_pct() {
+    local a b
+    a=$(awk '/^cpu /{ t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6 }' /proc/stat)
+    sleep 2
+    b=$(awk '/^cpu /{ t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6 }' /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
+        dt = y[1] - x[1]; printf "%.0f", (dt > 0 ? 100 * (y[2] - x[2]) / dt : 0) }'
+}
+
+# Waits until the machine is idle enough (other builds share it), bounded by
+# IDLE_WAIT_MAX; echoes the last idle value, with "!" when the bound hit.
+wait_idle() {
+    local idle deadline=$((SECONDS + IDLE_WAIT_MAX))
+    while :; do
+        idle=$(idle_pct)
+        if ((idle >= IDLE_MIN)); then echo "$idle"; return; fi
+        if ((SECONDS >= deadline)); then
+            log "machine still busy (idle ${idle}%) after ${IDLE_WAIT_MAX}s; measuring anyway"
+            echo "${idle}!"
+            return
+        fi
+        log "waiting for idle CPU (now ${idle}%, want ${IDLE_MIN}%)"
+    done
+}
+
+# A fresh ticket: sets COOKIE and PREFIX.
+get_ticket() {
+    local out
+    out=$(timeout 15 "$BENCH" ticket --url "$TICKET_URL") || die "could not get a ticket from $TICKET_URL"
+    COOKIE=$(sed -n 1p <<<"$out")
+    PREFIX=$(sed -n 2p <<<"$out")
+}
+
+# wrk latency value ("812.00us", "1.23ms", "2.01s") in milliseconds.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+        else if (v ~ /m$/) { sub(/m$/, "", v); printf "%.3f", v * 60000 }
+        else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+        else printf "nan" }'
+}
+
+# One measured run. Args: target-name connections url proxy-pids...
+# Appends one line to $WORK/results.tsv:
+# target conns idle reqs p50 p90 p99 non2xx sockerr cpu_wrk cpu_backend cpu_proxy
+run_one() {
+    local name=$1 conns=$2 url=$3
+    shift 3
+    local idle
+    idle=$(wait_idle)
+    get_ticket
+    if [[ $name == wicket ]]; then url="http://127.0.0.1:$WICKET_PORT$PREFIX/hello"; fi
+    # Same request headers for all three: only the path differs.
+    local check
+    check=$(curl -s --max-time 5 -H "Cookie: $COOKIE" "$url") || true
+    [[ $check == "hello, world" ]] || die "$name: $url answered '$check', not the backend's hello"
+
+    local proxy_pids=()
+    case $name in
+    nginx) mapfile -t proxy_pids < <(nginx_pids) ;;
+    wicket) proxy_pids=("$WICKET_PID") ;;
+    esac
+    local b0 p0 w0 m0 b1 p1 w1 m1 out
+    b0=$(cpu_ticks "$BACKEND_PID")
+    p0=$(cpu_ticks "${proxy_pids[@]}")
+    w0=$(child_ticks)
+    m0=$(machine_ticks)
+    log "$name, $conns connections: wrk -t$THREADS -c$conns -d$DURATION $url (idle before ${idle}%)"
+    # Bounded: wrk stops itself after DURATION; timeout guards a hang.
+    out=$(timeout 120 wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency -H "Cookie: $COOKIE" "$url")
+    m1=$(machine_ticks)
+    w1=$(child_ticks)
+    b1=$(cpu_ticks "$BACKEND_PID")
+    p1=$(cpu_ticks "${proxy_pids[@]}")
+    printf '%s\n' "$out" >"$WORK/wrk-$name-$conns.txt"
+
+    local reqs p50 p90 p99 non2xx sockerr
+    reqs=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+    p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
+    p90=$(to_ms "$(awk '$1 == "90%" { print $2 }' <<<"$out")")
+    p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$out")
+    sockerr=$(awk '/Socket errors:/ { sub(/.*Socket errors: /, ""); print }' <<<"$out")
+    [[ -n $reqs ]] || die "$name: could not read wrk output: $out"
+    local cpu_proxy="-" ours=$(((w1 - w0) + (b1 - b0)))
+    if ((${#proxy_pids[@]})); then
+        cpu_proxy=$(ticks_to_s $((p1 - p0)))
+        ours=$((ours + p1 - p0))
+    fi
+    # Other processes' CPU during the run (never below 0: rounding of ticks).
+    local others=$(((m1 - m0) - ours))
+    if ((others < 0)); then others=0; fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$idle" "$reqs" "$p50" "$p90" "$p99" \
+        "${non2xx:-0}" "${sockerr:-none}" "$(ticks_to_s $((w1 - w0)))" "$(ticks_to_s $((b1 - b0)))" "$cpu_proxy" \
+        "$(ticks_to_s "$others")" >>"$WORK/results.tsv"
+    log "$name, $conns connections: $reqs req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx ${non2xx:-0}"
+}
+
+# Ticket issue latency, sequential and with a few sockets in flight.
+ticket_latency() {
+    local c idle out
+    for c in 1 4; do
+        idle=$(wait_idle)
+        log "ticket latency: $TICKETS tickets, concurrency $c (idle before ${idle}%)"
+        out=$(timeout 300 "$BENCH" ticket-latency --url "$TICKET_URL" --count "$TICKETS" --concurrency "$c" --kv)
+        printf '%s idle=%s\n' "$out" "$idle" >>"$WORK/tickets.txt"
+        log "ticket latency: $out"
+        # Let the unused tickets expire (3 s) before the next batch.
+        sleep 4
+    done
+}
+
+policy_bench() {
+    local idle
+    idle=$(wait_idle)
+    log "policy bench (idle before ${idle}%)"
+    POLICY_IDLE=$idle
+    (cd "$ROOT" && timeout 900 cargo bench -q -p wicket --bench policy) >"$WORK/policy.txt" 2>"$WORK/policy.err" \
+        || die "policy bench failed: $(tail -5 "$WORK/policy.err")"
+    cat "$WORK/policy.txt" >&2
+}
+
+# --- report -----------------------------------------------------------------
+
+field() { awk -F'\t' -v t="$1" -v c="$2" -v f="$3" '$1 == t && $2 == c { print $f }' "$WORK/results.tsv"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+verdict() { if "$@"; then echo "**met**"; else echo "**missed**"; fi; }
+both_lt() { awk -v a="$1" -v b="$2" -v l="$3" 'BEGIN { exit !(a < l && b < l) }'; }
+kv() { sed -n "${1}p" "$WORK/tickets.txt" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }'; }
+
+write_report() {
+    local cpu
+    # BENCH_COMMIT names the source when it is not a git checkout (e.g. a
+    # `git archive` snapshot benchmarked away from a busy work tree).
+    local commit dirty=""
+    if [[ -n ${BENCH_COMMIT:-} ]]; then
+        commit=$BENCH_COMMIT
+    else
+        commit=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+        if git -C "$ROOT" status --porcelain 2>/dev/null | grep -q .; then dirty=" (work tree has uncommitted changes)"; fi
+    fi
+    cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+    {
+        echo "# wicket benchmark results"
+        echo
+        echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+        echo "- machine: $(nproc) CPUs, ${cpu:-unknown CPU}, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r)"
+        echo "- commit: \`$commit\`$dirty"
+        echo "- command: \`$COMMAND_LINE\`"
+        echo "- tools: $(wrk -v 2>&1 | head -1 | awk '{ print $1, $2 }'), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(rustc --version 2>/dev/null | awk '{ print $1, $2 }')"
+        echo "- setup: one backend (\`wicket demo-app\`, GET …/hello → 13 bytes) behind each front door; wrk \`-t$THREADS -d$DURATION --latency\`,"
+        echo "  the same \`Cookie: <pod>-<uid>-stoken=<token>\` header on every request (fresh ticket per run); all on one 2-core machine,"
+        echo "  so wrk, proxy and backend share the same cores. nginx: \`worker_processes auto\`, \`access_log off\`, upstream \`keepalive 256\`,"
+        echo "  \`proxy_http_version 1.1\`, \`proxy_set_header Connection \"\"\`. wicket: \`wicket demo\`, the backend as its only static pod."
+        echo "- idle: machine idle share (%) over 2 s before the run (want ≥ $IDLE_MIN%; \`!\` = still busy after ${IDLE_WAIT_MAX} s, measured anyway)."
+        echo "- CPU s: utime+stime during the run from /proc (proxy = nginx master+workers, or the wicket process);"
+        echo "  others = the whole machine's busy CPU during the run minus those three (another build on this shared"
+        echo "  machine: a run with several CPU s of others is disturbed). proxy CPU µs/req = proxy CPU s / (req/s × duration)."
+        echo
+        local c
+        for c in $CONNS; do
+            echo "## $c connections"
+            echo
+            echo "| target | req/s | p50 ms | p90 ms | p99 ms | non-2xx | socket errors | idle % before | CPU s wrk | CPU s backend | CPU s proxy | CPU s others | proxy CPU µs/req |"
+            echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+            awk -F'\t' -v c="$c" -v d="${DURATION%s}" '$2 == c {
+                per = ($12 == "-" || $4 <= 0) ? "-" : sprintf("%.1f", 1e6 * $12 / ($4 * d))
+                printf "| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $4, $5, $6, $7, $8, $9, $3, $10, $11, $12, $13, per }' \
+                "$WORK/results.tsv"
+            local wr nr wp np
+            wr=$(field wicket "$c" 4) nr=$(field nginx "$c" 4) wp=$(field wicket "$c" 7) np=$(field nginx "$c" 7)
+            echo
+            echo "- wicket/nginx req/s: **$(ratio "$wr" "$nr")×** (target ≥ 1.20×: $(verdict ge "$(ratio "$wr" "$nr")" 1.2))"
+            echo "- wicket/nginx p99: **$(ratio "$wp" "$np")×** ($wp ms vs $np ms; target ≤ 1.00×: $(verdict le "$wp" "$np"))"
+            echo "- wicket/direct req/s: $(ratio "$wr" "$(field direct "$c" 4)")×; nginx/direct req/s: $(ratio "$nr" "$(field direct "$c" 4)")×"
+            echo
+        done
+        echo "## Ticket issue latency"
+        echo
+        echo "\`wicket-bench ticket-latency\`: connect start → \`tkn#\` received, one WebSocket per ticket, $TICKETS tickets after 20 untimed."
+        echo
+        echo "| concurrency | count | p50 µs | p90 µs | p99 µs | max µs | idle % | target p99 < 500 µs |"
+        echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+        local line
+        for line in 1 2; do
+            echo "| $(kv "$line" concurrency) | $(kv "$line" count) | $(kv "$line" p50_us) | $(kv "$line" p90_us) | $(kv "$line" p99_us) | $(kv "$line" max_us) | $(kv "$line" idle) | $(verdict lt "$(kv "$line" p99_us)" 500) |"
+        done
+        echo
+        echo "## Policy decision (default policy, \`cargo bench -p wicket --bench policy\`)"
+        echo
+        echo "Idle before: ${POLICY_IDLE}%."
+        echo
+        echo '```'
+        cat "$WORK/policy.txt"
+        echo '```'
+        echo
+        local a100 s100 a1000 s1000
+        # The first table (`call`) has rows named by the pod count alone.
+        a100=$(awk '$1 == "100" { print $2; exit }' "$WORK/policy.txt") s100=$(awk '$1 == "100" { print $4; exit }' "$WORK/policy.txt")
+        a1000=$(awk '$1 == "1000" { print $2; exit }' "$WORK/policy.txt") s1000=$(awk '$1 == "1000" { print $4; exit }' "$WORK/policy.txt")
+        echo "Verdicts use the \`call\` table (the policy call itself); the \`runner thread\` table is the decision as the"
+        echo "running host makes it (plus snapshot conversion, invariant checks and the hop to the policy thread)."
+        echo
+        echo "| pods | assign p50 µs | scale p50 µs | target (median) | verdict |"
+        echo "| ---: | ---: | ---: | --- | --- |"
+        echo "| 100 | $a100 | $s100 | < 5 µs | $(verdict both_lt "$a100" "$s100" 5) |"
+        echo "| 1000 | $a1000 | $s1000 | < 50 µs | $(verdict both_lt "$a1000" "$s1000" 50) |"
+        echo
+        echo "## Targets"
+        echo
+        echo "| target | result |"
+        echo "| --- | --- |"
+        for c in $CONNS; do
+            local wr nr wp np
+            wr=$(field wicket "$c" 4) nr=$(field nginx "$c" 4) wp=$(field wicket "$c" 7) np=$(field nginx "$c" 7)
+            echo "| $c conns: wicket ≥ 1.2× nginx req/s | $(ratio "$wr" "$nr")× — $(verdict ge "$(ratio "$wr" "$nr")" 1.2) |"
+            echo "| $c conns: wicket p99 ≤ nginx p99 | $wp ms vs $np ms — $(verdict le "$wp" "$np") |"
+        done
+        for line in 1 2; do
+            echo "| ticket issue p99 < 0.5 ms (concurrency $(kv "$line" concurrency)) | $(kv "$line" p99_us) µs — $(verdict lt "$(kv "$line" p99_us)" 500) |"
+        done
+        echo "| policy p50 < 5 µs at 100 pods (assign, scale) | $a100 µs, $s100 µs — $(verdict both_lt "$a100" "$s100" 5) |"
+        echo "| policy p50 < 50 µs at 1,000 pods (assign, scale) | $a1000 µs, $s1000 µs — $(verdict both_lt "$a1000" "$s1000" 50) |"
+        if [[ -f $ROOT/bench/NOTES.md ]]; then
+            echo
+            cat "$ROOT/bench/NOTES.md"
+        fi
+    } >"$OUT"
+    log "report written to $OUT"
+}
+
+main() {
+    ensure_tools
+    build
+    [[ -x $WICKET && -x $BENCH ]] || die "missing $WICKET or $BENCH"
+    : >"$WORK/results.tsv"
+    : >"$WORK/tickets.txt"
+    start_backend
+    start_nginx
+    start_wicket
+    log "backend :$BACKEND_PORT, nginx :$NGINX_PORT, wicket :$WICKET_PORT (pids $BACKEND_PID $NGINX_PID $WICKET_PID)"
+    get_ticket # the pod is registered and the policy answers
+
+    local c
+    for c in $CONNS; do
+        run_one direct "$c" "http://127.0.0.1:$BACKEND_PORT/hello"
+        run_one nginx "$c" "http://127.0.0.1:$NGINX_PORT/hello"
+        run_one wicket "$c" "(per ticket)"
+    done
+    ticket_latency
+    policy_bench
+    write_report
+    # Raw wrk outputs, for whoever wants more than the table.
+    mkdir -p "$ROOT/bench/raw"
+    cp "$WORK"/wrk-*.txt "$WORK/tickets.txt" "$WORK/policy.txt" "$ROOT/bench/raw/"
+}
+
+main "$@"

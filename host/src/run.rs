@@ -1,0 +1,165 @@
+//! `wicket run`: the host as a Kubernetes controller (the drop-in
+//! replacement for k8sTicket). Wires the policy engine, the ConfigMap
+//! policies, the controller (Deployments and Pods → apps), the shared proxy
+//! port and the admin endpoint, the way [`crate::demo`] wires the local mode.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+
+use crate::apps::Apps;
+use crate::config::Config;
+use crate::demo::{forwarder, ws_timing};
+use crate::kube::controller::{Controller, Shared, Task};
+use crate::kube::policies::{self, PolicyStore};
+use crate::kube::retry::RetrySettings;
+use crate::kube::{events, namespace};
+use crate::metrics::Metrics;
+use crate::policy::{PolicySetup, PolicySource};
+use crate::proxy::{self, Proxy};
+
+/// A running Kubernetes-mode host. Dropping it stops everything (the pods
+/// it created stay; they are adopted by the next host).
+#[derive(Debug)]
+pub struct Running {
+    /// The shared port: every app at `/<app>/`.
+    pub proxy_addr: SocketAddr,
+    /// `/metrics` and `/healthz`.
+    pub metrics_addr: SocketAddr,
+    /// The apps (read by the proxy).
+    pub apps: Arc<Apps>,
+    /// The metrics registry.
+    pub metrics: Metrics,
+    /// The watched namespaces.
+    pub namespaces: Vec<String>,
+    /// What apps without a `wicket.dev/policy` annotation follow.
+    pub default_source: Arc<PolicySource>,
+    /// The ConfigMap policies.
+    pub policies: Arc<PolicyStore>,
+    ports: Arc<Mutex<HashMap<String, SocketAddr>>>,
+    _tasks: Vec<Task>,
+}
+
+impl Running {
+    /// Where app `name`'s own port (deployment.port) listens, if open.
+    pub fn app_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.ports.lock().get(name).copied()
+    }
+}
+
+/// API retry settings from `[kubernetes]`.
+pub fn retry_settings(config: &Config) -> RetrySettings {
+    let k = &config.kubernetes;
+    RetrySettings {
+        initial: Duration::from_millis(k.retry_initial_ms),
+        max: Duration::from_millis(k.retry_max_ms),
+        deadline: Duration::from_millis(k.action_timeout_ms),
+    }
+}
+
+/// The name events are reported under: the pod name (`POD_NAME`, from the
+/// downward API), else the host name, else `wicket`.
+fn instance() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "wicket".into())
+}
+
+/// Starts the host against the cluster `client` talks to. Returns once the
+/// ports are bound; apps appear as the watches deliver their Deployments.
+pub async fn start(config: Config, client: ::kube::Client) -> anyhow::Result<Running> {
+    let metrics = Metrics::new().context("creating metrics")?;
+    let PolicySetup {
+        engine,
+        default,
+        source: default_source,
+        watcher,
+    } = PolicySetup::start(&config, &metrics).await?;
+    let mut tasks = Vec::new();
+    if let Some(watch) = watcher {
+        tasks.push(Task::spawn(async move {
+            let _ = watch.await;
+        }));
+    }
+    let namespaces =
+        namespace::from_environment(&config.kubernetes.namespaces, client.default_namespace());
+    tracing::info!(?namespaces, "watching namespaces");
+    let retry = retry_settings(&config);
+
+    let (event_sink, event_task) = events::start(client.clone(), instance(), retry);
+    tasks.push(Task::spawn(async move {
+        let _ = event_task.await;
+    }));
+    let store = PolicyStore::new(
+        Arc::clone(&engine),
+        Arc::clone(&default),
+        metrics.clone(),
+        event_sink.clone(),
+    );
+    tasks.push(Task::spawn(policies::watch(
+        Arc::clone(&store),
+        client.clone(),
+        namespaces.clone(),
+        retry,
+    )));
+
+    let listener = TcpListener::bind(config.proxy.listen)
+        .await
+        .with_context(|| format!("binding proxy.listen {}", config.proxy.listen))?;
+    let proxy_addr = listener.local_addr()?;
+    let apps = Arc::new(Apps::default());
+    let proxy = Proxy::new(Arc::clone(&apps), forwarder(&config), ws_timing(&config));
+    tasks.push(Task::spawn(proxy::serve(
+        listener,
+        Arc::clone(&proxy),
+        None,
+    )));
+
+    let admin = TcpListener::bind(config.metrics.listen)
+        .await
+        .with_context(|| format!("binding metrics.listen {}", config.metrics.listen))?;
+    let metrics_addr = admin.local_addr()?;
+    tasks.push(Task::spawn(crate::admin::serve(admin, metrics.clone())));
+
+    let ports = Arc::new(Mutex::new(HashMap::new()));
+    let shared = Shared {
+        client,
+        engine,
+        default_policy: default,
+        default_source: Arc::clone(&default_source),
+        policies: Arc::clone(&store),
+        apps: Arc::clone(&apps),
+        proxy,
+        metrics: metrics.clone(),
+        events: event_sink,
+        retry,
+        expiry: Duration::from_millis(config.proxy.ticket_expiry_ms),
+        app_listen: config.kubernetes.app_ports.then_some(config.proxy.listen),
+        shared_port: proxy_addr.port(),
+        ports: Arc::clone(&ports),
+    };
+    tasks.push(Task::spawn(Controller::run(shared, namespaces.clone())));
+
+    Ok(Running {
+        proxy_addr,
+        metrics_addr,
+        apps,
+        metrics,
+        namespaces,
+        default_source,
+        policies: store,
+        ports,
+        _tasks: tasks,
+    })
+}

@@ -1,0 +1,730 @@
+//! End-to-end tests against a REAL kube-apiserver and etcd (one per test,
+//! from scripts/cluster/). No kubelet: the tests play it (pod status patched
+//! through the status subresource, a real backend on 127.0.x.y). The host
+//! runs in-process with the token of deploy/'s ServiceAccount, so every test
+//! also proves that deploy/'s Role is enough.
+//!
+//! Needs the control-plane binaries: `scripts/cluster/build.sh` (cached).
+
+#![allow(clippy::unwrap_used)] // tests
+
+mod cluster;
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cluster::*;
+use common::{client, get, metric_at, ticket};
+use http::StatusCode;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use wicket::kube::annotations as ann;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// A user who keeps using a ticket (every 100 ms) and counts the answers.
+struct User {
+    ticket: common::Ticket,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl User {
+    fn start(addr: std::net::SocketAddr, app: &str, ticket: common::Ticket) -> Self {
+        let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (path, cookie) = (ticket.prefix(app), ticket.cookie());
+        let (o, f) = (Arc::clone(&ok), Arc::clone(&failed));
+        let pod = ticket.pod.clone();
+        let task = tokio::spawn(async move {
+            let c = client();
+            loop {
+                let r = get(&c, addr, &path, Some(&cookie), &[]).await;
+                if r.status == StatusCode::OK && r.body.contains(&pod) {
+                    o.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    eprintln!(
+                        "user on {pod}: {} {}",
+                        r.status,
+                        r.body.chars().take(200).collect::<String>()
+                    );
+                    f.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Self {
+            ticket,
+            ok,
+            failed,
+            task,
+        }
+    }
+
+    fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// The user leaves (stops using the ticket).
+    fn leave(self) -> (u64, u64) {
+        self.task.abort();
+        (self.ok(), self.failed())
+    }
+}
+
+/// (1) deploy/ and the examples are accepted by a real apiserver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_apply_on_a_real_apiserver() {
+    let c = Cluster::start();
+    c.apply_deploy();
+    for obj in [
+        "serviceaccount/wicket",
+        "role/wicket",
+        "rolebinding/wicket",
+        "configmap/wicket-config",
+        "deployment/wicket",
+        "service/wicket",
+    ] {
+        c.kubectl_ok(&["get", "-n", NS, obj]);
+    }
+    // The shipped host config is a valid wicket config.
+    let toml = c.kubectl_ok(&[
+        "get",
+        "-n",
+        NS,
+        "configmap/wicket-config",
+        "-o",
+        "jsonpath={.data.wicket\\.toml}",
+    ]);
+    let cfg = wicket::config::Config::parse(&toml, std::path::Path::new("deploy/configmap.yaml"))
+        .unwrap();
+    assert_eq!(cfg.proxy.listen.port(), 9001);
+    assert_eq!(cfg.metrics.listen.port(), 9999);
+    // The examples.
+    c.kubectl_ok(&["apply", "-n", NS, "-f", "examples/k8s/simple.yaml"]);
+    c.kubectl_ok(&["apply", "-n", NS, "-f", "examples/k8s/advanced.yaml"]);
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["kustomization.yaml", "app.yaml"] {
+        std::fs::copy(
+            repo_root().join("examples/k8s/custom-policy").join(f),
+            dir.path().join(f),
+        )
+        .unwrap();
+    }
+    std::fs::copy(
+        common::policy_path("spare-tickets"),
+        dir.path().join("policy.wasm"),
+    )
+    .unwrap();
+    c.kubectl_ok(&["apply", "-n", NS, "-k", dir.path().to_str().unwrap()]);
+    let labels = c.kubectl_ok(&[
+        "get",
+        "-n",
+        NS,
+        "configmap/my-policy",
+        "-o",
+        "jsonpath={.metadata.labels}",
+    ]);
+    assert!(labels.contains("wicket.dev/policy"), "{labels}");
+    let names = c.kubectl_ok(&[
+        "get",
+        "-n",
+        NS,
+        "deployments",
+        "-l",
+        "ipb-halle.de/k8sticket=true",
+        "-o",
+        "name",
+    ]);
+    for d in ["shiny-app", "shiny-hello", "shiny-kmeans", "shiny-custom"] {
+        assert!(names.contains(d), "{d} in {names}");
+    }
+    // A broken manifest is refused by the server (so the above was validated).
+    let bad_file = dir.path().join("bad.yaml");
+    std::fs::write(&bad_file, "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: bad\nspec:\n  template:\n    spec:\n      containers: []\n").unwrap();
+    let bad = c.kubectl(&[
+        "apply",
+        "-n",
+        NS,
+        "--dry-run=server",
+        "-f",
+        bad_file.to_str().unwrap(),
+    ]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("Invalid") || err.contains("invalid"), "{err}");
+}
+
+/// (2) The ServiceAccount token (TokenRequest) bound by deploy/'s Role runs
+/// the host, and is refused for Secrets, for writes to Deployments and for
+/// another namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_is_sufficient_and_least_privilege() {
+    let c = Cluster::start();
+    c.apply_deploy();
+    c.kubectl_ok(&["create", "namespace", "other"]);
+    let token = c.service_account_token();
+    let sa = c.client_with_token(&token).await;
+
+    let forbidden = |r: Result<_, kube::Error>| match r {
+        Err(kube::Error::Api(s)) => s.code == 403,
+        _ => false,
+    };
+    let secrets: Api<Secret> = Api::namespaced(sa.clone(), NS);
+    assert!(
+        forbidden(secrets.list(&ListParams::default()).await.map(|_| ())),
+        "secrets must be forbidden"
+    );
+    assert!(forbidden(secrets.get("anything").await.map(|_| ())));
+    let other: Api<Pod> = Api::namespaced(sa.clone(), "other");
+    assert!(
+        forbidden(other.list(&ListParams::default()).await.map(|_| ())),
+        "another namespace must be forbidden"
+    );
+    let other_cm: Api<ConfigMap> = Api::namespaced(sa.clone(), "other");
+    assert!(forbidden(
+        other_cm.list(&ListParams::default()).await.map(|_| ())
+    ));
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(sa.clone(), NS);
+    assert!(
+        forbidden(
+            deployments
+                .delete("wicket", &DeleteParams::default())
+                .await
+                .map(|_| ())
+        ),
+        "no writes to Deployments"
+    );
+    let pods: Api<Pod> = Api::namespaced(sa.clone(), NS);
+    assert!(
+        pods.list(&ListParams::default()).await.is_ok(),
+        "own namespace pods are allowed"
+    );
+    let patch = json!({"metadata": {"labels": {"x": "y"}}});
+    let r = pods
+        .patch("nope", &PatchParams::default(), &Patch::Merge(&patch))
+        .await;
+    assert!(forbidden(r.map(|_| ())), "no update/patch on pods");
+
+    // The host runs with that token: watches, creates pods, records Events.
+    let host = wicket::run::start(host_config(), sa).await.unwrap();
+    let admin = c.admin().await;
+    let d = app_deployment(
+        "rbac",
+        &[(ann::TICKETS_SPARE, "1"), (ann::PODS_MAX, "1")],
+        pod_port(),
+    );
+    Api::namespaced(admin.clone(), NS)
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    wait_for(LIMIT, || async { host.apps.get("rbac").is_some() }).await;
+    let admin_pods: Api<Pod> = Api::namespaced(admin.clone(), NS);
+    let lp = ListParams::default().labels(&format!("{}=true", ann::SCALED_LABEL));
+    wait_for(LIMIT, || async {
+        admin_pods.list(&lp).await.unwrap().items.len() == 1
+    })
+    .await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin, NS);
+    wait_for(LIMIT, || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ScaledUp"))
+    })
+    .await;
+}
+
+/// (3) Annotated Deployment → app → tickets through the proxy → spare
+/// shortfall → autoscaled pods (labels, ownerReference) → ready → more users
+/// → users leave → pods deleted after cooldown; replicas never deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_and_spare_scaling_end_to_end() {
+    let mut config = host_config();
+    config.kubernetes.app_ports = true;
+    let mut env = Env::start(config).await;
+    let app_port = free_port();
+    let d = app_deployment(
+        "shiny",
+        &[
+            (ann::TICKETS_MAX, "1"),
+            (ann::TICKETS_SPARE, "1"),
+            (ann::PODS_MAX, "2"),
+            (ann::COOLDOWN, "2"),
+            (ann::PORT, &app_port.to_string()),
+        ],
+        pod_port(),
+    );
+    // The replica runs before the app appears (as after a host restart).
+    env.kubelet.replica(&d, "shiny-replica-0").await;
+    let d = env
+        .deployments()
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    let app = env.wait_app("shiny").await;
+    wait_for(LIMIT, || async { app.has_pod("shiny-replica-0") }).await;
+    let addr = env.host.proxy_addr;
+    let started = Instant::now();
+
+    // User 1 on the replica, through the shared port.
+    let t1 = ticket(addr, "shiny", LIMIT).await;
+    assert_eq!(t1.pod, "shiny-replica-0");
+    let r = get(
+        &client(),
+        addr,
+        &t1.prefix("shiny"),
+        Some(&t1.cookie()),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("shiny-replica-0"), "{}", r.body);
+    let u1 = User::start(addr, "shiny", t1);
+
+    // No free ticket left < spare 1: one autoscaled pod, from the template.
+    wait_for(LIMIT, || async { env.autoscaled("shiny").await.len() == 1 }).await;
+    let pod = env.autoscaled("shiny").await.remove(0);
+    let name = pod.name_any();
+    assert!(name.starts_with("shiny-k8sticket-autoscaled-"), "{name}");
+    assert_eq!(
+        pod.labels().get(ann::SCALED_LABEL).map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        pod.labels().get(ann::APP_NAME).map(String::as_str),
+        Some("shiny")
+    );
+    assert_eq!(
+        pod.labels().get("app").map(String::as_str),
+        Some("shiny"),
+        "template labels kept"
+    );
+    let owner = &pod.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Deployment", "shiny-deploy")
+    );
+    assert_eq!(Some(&owner.uid), d.metadata.uid.as_ref());
+    assert_eq!(owner.controller, Some(true));
+    assert!(
+        pod.annotations().contains_key(ann::POD_PORT),
+        "template annotations kept"
+    );
+    eprintln!("scale-up seen after {:?}", started.elapsed());
+    // Starting pods count: no second pod while the first boots.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        env.autoscaled("shiny").await.len(),
+        1,
+        "starting pods are counted"
+    );
+    env.kubelet.run(&name).await;
+    wait_for(LIMIT, || async {
+        metric_at(
+            env.host.metrics_addr,
+            "k8sticket_current_free_tickets_total",
+            "shiny",
+        )
+        .await
+            == 1.0
+    })
+    .await;
+
+    // User 2 gets the new pod, through the app's own port as well.
+    let app_addr = env
+        .host
+        .app_addr("shiny")
+        .expect("the app's own port is open");
+    assert_eq!(app_addr.port(), app_port);
+    let t2 = ticket(app_addr, "shiny", LIMIT).await;
+    assert_eq!(t2.pod, name);
+    let u2 = User::start(app_addr, "shiny", t2);
+    // Free 0 again: the second (last, pods.max 2) autoscaled pod.
+    wait_for(LIMIT, || async { env.autoscaled("shiny").await.len() == 2 }).await;
+    let second = env
+        .autoscaled("shiny")
+        .await
+        .into_iter()
+        .map(|p| p.name_any())
+        .find(|n| *n != name)
+        .unwrap();
+    env.kubelet.run(&second).await;
+    let t3 = ticket(addr, "shiny", LIMIT).await;
+    assert_eq!(t3.pod, second);
+    let u3 = User::start(addr, "shiny", t3);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        env.autoscaled("shiny").await.len(),
+        2,
+        "never more than pods.max"
+    );
+    env.wait_event("ScaledUp", &["shiny-k8sticket-autoscaled-"])
+        .await;
+
+    // Everyone leaves: after cooldown the autoscaled pods go, the replica stays.
+    for u in [u1, u2, u3] {
+        let (ok, failed) = u.leave();
+        assert!(ok > 0);
+        assert_eq!(failed, 0);
+    }
+    let left = Instant::now();
+    wait_for(Duration::from_secs(30), || async {
+        env.autoscaled("shiny").await.is_empty()
+    })
+    .await;
+    eprintln!("scale-down after {:?} (cooldown 2 s)", left.elapsed());
+    assert!(
+        left.elapsed() >= Duration::from_secs(2),
+        "not before the cooldown"
+    );
+    env.pods()
+        .get("shiny-replica-0")
+        .await
+        .expect("the Deployment's replica is never deleted");
+    env.wait_event("ScaledDown", &["deleted idle autoscaled pod"])
+        .await;
+
+    // Deleting the Deployment removes the app (no users left).
+    env.deployments()
+        .delete("shiny-deploy", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(LIMIT, || async { env.host.apps.get("shiny").is_none() }).await;
+}
+
+/// (4) Live annotation change (spare 2 → 4) scales without restart; a
+/// malformed annotation → default + Event naming it; label false drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_annotation_changes() {
+    let mut env = Env::start(host_config()).await;
+    let d = app_deployment(
+        "live",
+        &[
+            (ann::TICKETS_MAX, "1"),
+            (ann::TICKETS_SPARE, "2"),
+            (ann::PODS_MAX, "5"),
+        ],
+        pod_port(),
+    );
+    env.kubelet.replica(&d, "live-replica-0").await;
+    env.deployments()
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    let app = env.wait_app("live").await;
+    // Free 1 (the replica) < spare 2: one autoscaled pod; ready → free 2.
+    wait_for(LIMIT, || async { env.autoscaled("live").await.len() == 1 }).await;
+    let first = env.autoscaled("live").await.remove(0).name_any();
+    env.kubelet.run(&first).await;
+    wait_for(LIMIT, || async {
+        metric_at(
+            env.host.metrics_addr,
+            "k8sticket_current_free_tickets_total",
+            "live",
+        )
+        .await
+            == 2.0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(env.autoscaled("live").await.len(), 1);
+
+    let patch = json!({"metadata": {"annotations": {ann::TICKETS_SPARE: "4"}}});
+    env.deployments()
+        .patch(
+            "live-deploy",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    wait_for(LIMIT, || async { env.autoscaled("live").await.len() == 3 }).await;
+    assert!(
+        Arc::ptr_eq(&app, &env.host.apps.get("live").unwrap()),
+        "same app: no restart"
+    );
+
+    // Malformed: the default (1) is used, a warning Event names it.
+    let patch = json!({"metadata": {"annotations": {ann::TICKETS_MAX: "lots"}}});
+    env.deployments()
+        .patch(
+            "live-deploy",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    let e = env
+        .wait_event("InvalidAnnotation", &[ann::TICKETS_MAX, "lots"])
+        .await;
+    assert_eq!(e.type_.as_deref(), Some("Warning"));
+    assert_eq!(
+        e.regarding.as_ref().and_then(|r| r.name.as_deref()),
+        Some("live-deploy")
+    );
+    assert!(Arc::ptr_eq(&app, &env.host.apps.get("live").unwrap()));
+
+    // Label value other than "true": drain — a user keeps the ticket, new
+    // users are refused; when the user leaves, the app goes.
+    let t = ticket(env.host.proxy_addr, "live", LIMIT).await;
+    let u = User::start(env.host.proxy_addr, "live", t);
+    let patch = json!({"metadata": {"labels": {ann::ENABLED_LABEL: "false"}}});
+    env.deployments()
+        .patch(
+            "live-deploy",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    wait_for(LIMIT, || async {
+        let mut ws = common::connect_ws(env.host.proxy_addr, "live").await;
+        common::read_ticket(&mut ws, Duration::from_millis(300))
+            .await
+            .ticket
+            .is_none()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        env.host.apps.get("live").is_some(),
+        "kept while a user is on it"
+    );
+    let (ok, failed) = u.leave();
+    assert!(ok > 0);
+    assert_eq!(failed, 0, "the draining app kept serving its user");
+    wait_for(LIMIT, || async { env.host.apps.get("live").is_none() }).await;
+}
+
+/// (5) Policies from a ConfigMap: create, select, swap under load with no
+/// failed request, broken update refused with an Event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_policy_swap_under_load() {
+    let mut env = Env::start(host_config()).await;
+    let spare = std::fs::read(common::policy_path("spare-tickets")).unwrap();
+    let faulty = std::fs::read(common::policy_path("faulty")).unwrap();
+    let other_major = std::fs::read(common::policy_path("other-major")).unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(env.admin.clone(), NS);
+    let cm = |bytes: &[u8]| -> ConfigMap {
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": "policies", "labels": { ann::POLICY_LABEL: "true" } },
+            "binaryData": { "choice.wasm": k8s_openapi::ByteString(bytes.to_vec()) },
+        }))
+        .unwrap()
+    };
+    cms.create(&PostParams::default(), &cm(&spare))
+        .await
+        .unwrap();
+    // The app packs users with the default logic; `spread` (read only by the
+    // faulty test policy) spreads them: a visible change of behaviour.
+    let d = app_deployment(
+        "swap",
+        &[
+            (ann::TICKETS_MAX, "4"),
+            (ann::TICKETS_SPARE, "0"),
+            (ann::PODS_MAX, "0"),
+            (ann::POLICY, "policies/choice.wasm"),
+            (ann::POLICY_CONFIG, "spread"),
+        ],
+        pod_port(),
+    );
+    env.kubelet.replica(&d, "swap-a").await;
+    env.kubelet.replica(&d, "swap-b").await;
+    env.deployments()
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    let app = env.wait_app("swap").await;
+    wait_for(LIMIT, || async {
+        app.has_pod("swap-a") && app.has_pod("swap-b")
+    })
+    .await;
+    let digest = |b: &[u8]| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b))
+    };
+    wait_for(LIMIT, || async {
+        app.policy().active().digest == digest(&spare)
+    })
+    .await;
+    env.wait_event("PolicyLoaded", &["policies/choice.wasm"])
+        .await;
+
+    let addr = env.host.proxy_addr;
+    let a = ticket(addr, "swap", LIMIT).await;
+    let b = ticket(addr, "swap", LIMIT).await;
+    assert_eq!(
+        (a.pod.as_str(), b.pod.as_str()),
+        ("swap-a", "swap-a"),
+        "packing"
+    );
+    let mut users = vec![User::start(addr, "swap", a), User::start(addr, "swap", b)];
+
+    // Swap to the spreading policy while the users keep going.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cms.replace("policies", &PostParams::default(), &cm(&faulty))
+        .await
+        .unwrap();
+    wait_for(LIMIT, || async {
+        app.policy().active().digest == digest(&faulty)
+    })
+    .await;
+    let c = ticket(addr, "swap", LIMIT).await;
+    assert_eq!(c.pod, "swap-b", "the new policy spreads");
+    users.push(User::start(addr, "swap", c));
+
+    // A broken version: refused, the last good stays, Warning Event.
+    for broken in [other_major.clone(), b"not wasm at all".to_vec()] {
+        cms.replace("policies", &PostParams::default(), &cm(&broken))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let e = env
+        .wait_event(
+            "PolicyRejected",
+            &["policies/choice.wasm", "keeping the last good"],
+        )
+        .await;
+    assert_eq!(e.type_.as_deref(), Some("Warning"));
+    env.wait_event("PolicyRejected", &["not a valid WebAssembly component"])
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.policy().active().digest,
+        digest(&faulty),
+        "last good kept"
+    );
+    let d2 = ticket(addr, "swap", LIMIT).await;
+    assert_eq!(d2.pod, "swap-b", "still spreading (b has 1, a has 2)");
+    users.push(User::start(addr, "swap", d2));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut total = 0;
+    for u in users {
+        let (ok, failed) = u.leave();
+        assert!(ok > 0);
+        assert_eq!(failed, 0, "no failed request across the swaps");
+        total += ok;
+    }
+    eprintln!("{total} requests, 0 failed, across 3 ConfigMap updates");
+    assert!(metric_at(env.host.metrics_addr, "wicket_policy_load_errors_total", "").await >= 2.0);
+}
+
+/// (6) The apiserver is down for 20 s while users hold tickets: proxying
+/// goes on, no ticket is lost, a pod requested meanwhile is created once
+/// the apiserver is back, and the host reconciles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apiserver_outage_keeps_users_served() {
+    let mut env = Env::start(host_config()).await;
+    let d = app_deployment(
+        "outage",
+        &[
+            (ann::TICKETS_MAX, "3"),
+            (ann::TICKETS_SPARE, "1"),
+            (ann::PODS_MAX, "1"),
+        ],
+        pod_port(),
+    );
+    env.kubelet.replica(&d, "outage-0").await;
+    env.deployments()
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    let app = env.wait_app("outage").await;
+    wait_for(LIMIT, || async { app.has_pod("outage-0") }).await;
+    let addr = env.host.proxy_addr;
+    let u1 = User::start(addr, "outage", ticket(addr, "outage", LIMIT).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        env.autoscaled("outage").await.is_empty(),
+        "free 2 >= spare 1"
+    );
+
+    let run_dir = env.cluster.run_dir.clone();
+    let outage = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let ok = std::process::Command::new(repo_root().join("scripts/cluster/apiserver.sh"))
+            .args(["restart"])
+            .arg(&run_dir)
+            .arg("20")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        (ok, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // While the apiserver is down: a new user gets a ticket; the shortfall
+    // (free 0 < spare 1) makes the host try to create a pod (it retries).
+    let u2 = User::start(addr, "outage", ticket(addr, "outage", LIMIT).await);
+    let u3 = User::start(addr, "outage", ticket(addr, "outage", LIMIT).await);
+    let (ok, took) = outage.await.unwrap();
+    assert!(ok, "apiserver restart");
+    eprintln!("apiserver was down for {took:?}");
+    assert!(took >= Duration::from_secs(20));
+    assert!(u1.ok() > 150, "served throughout: {}", u1.ok());
+
+    // Back: the retried creation lands, exactly once.
+    wait_for(Duration::from_secs(30), || async {
+        env.autoscaled("outage").await.len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.autoscaled("outage").await.len(),
+        1,
+        "no duplicate pod from the retries"
+    );
+    // The watches reconnected: a change made now reaches the app.
+    let name = env.autoscaled("outage").await.remove(0).name_any();
+    env.kubelet.run(&name).await;
+    wait_for(LIMIT, || async {
+        metric_at(
+            env.host.metrics_addr,
+            "k8sticket_current_free_tickets_total",
+            "outage",
+        )
+        .await
+            == 3.0
+    })
+    .await;
+    let patch = json!({"metadata": {"annotations": {ann::TICKETS_MAX: "5"}}});
+    env.deployments()
+        .patch(
+            "outage-deploy",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    wait_for(LIMIT, || async {
+        metric_at(
+            env.host.metrics_addr,
+            "k8sticket_current_free_tickets_total",
+            "outage",
+        )
+        .await
+            == 7.0
+    })
+    .await;
+    assert!(Arc::ptr_eq(&app, &env.host.apps.get("outage").unwrap()));
+    for u in [u1, u2, u3] {
+        let t = u.ticket.clone();
+        let (ok, failed) = u.leave();
+        assert!(ok > 0);
+        assert_eq!(failed, 0, "ticket on {} kept through the outage", t.pod);
+    }
+}
