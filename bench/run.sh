@@ -14,6 +14,7 @@
 # Every step is bounded in time, and every process started here is stopped
 # on exit (trap). Knobs (environment):
 #   CONNS="64 256"  DURATION=10s (seconds, with the s)  THREADS=2  TICKETS=1000
+#   REPEAT=3 (runs per target and connection count, interleaved; medians reported)
 #   IDLE_MIN=90 (percent)  IDLE_WAIT_MAX=180 (seconds per wait)
 #   SKIP_BUILD=1 (use the binaries already in target/release)
 #   OUT=bench/RESULTS.md
@@ -22,12 +23,13 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # The exact command for the report: overridden knobs first, as typed.
 COMMAND_LINE="bash bench/run.sh"
-for v in CONNS DURATION THREADS TICKETS IDLE_MIN IDLE_WAIT_MAX SKIP_BUILD CARGO_TARGET_DIR OUT BENCH_COMMIT; do
+for v in CONNS DURATION THREADS REPEAT TICKETS IDLE_MIN IDLE_WAIT_MAX SKIP_BUILD CARGO_TARGET_DIR OUT BENCH_COMMIT; do
     if [[ -n ${!v+x} ]]; then COMMAND_LINE="$v=\"${!v}\" $COMMAND_LINE"; fi
 done
 CONNS=${CONNS:-"64 256"}
 DURATION=${DURATION:-10s}
 THREADS=${THREADS:-2}
+REPEAT=${REPEAT:-3}
 TICKETS=${TICKETS:-1000}
 IDLE_MIN=${IDLE_MIN:-90}
 IDLE_WAIT_MAX=${IDLE_WAIT_MAX:-180}
@@ -288,12 +290,11 @@ to_ms() {
         else printf "nan" }'
 }
 
-# One measured run. Args: target-name connections url proxy-pids...
+# One measured run. Args: target-name connections url repetition.
 # Appends one line to $WORK/results.tsv:
-# target conns idle reqs p50 p90 p99 non2xx sockerr cpu_wrk cpu_backend cpu_proxy
+# target conns idle reqs p50 p90 p99 non2xx sockerr cpu_wrk cpu_backend cpu_proxy cpu_others rep
 run_one() {
-    local name=$1 conns=$2 url=$3
-    shift 3
+    local name=$1 conns=$2 url=$3 rep=$4
     local idle
     idle=$(wait_idle)
     get_ticket
@@ -313,14 +314,14 @@ run_one() {
     p0=$(cpu_ticks "${proxy_pids[@]}")
     w0=$(child_ticks)
     m0=$(machine_ticks)
-    log "$name, $conns connections: wrk -t$THREADS -c$conns -d$DURATION $url (idle before ${idle}%)"
+    log "$name, $conns connections, run $rep/$REPEAT: wrk -t$THREADS -c$conns -d$DURATION $url (idle before ${idle}%)"
     # Bounded: wrk stops itself after DURATION; timeout guards a hang.
     out=$(timeout 120 wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency -H "Cookie: $COOKIE" "$url")
     m1=$(machine_ticks)
     w1=$(child_ticks)
     b1=$(cpu_ticks "$BACKEND_PID")
     p1=$(cpu_ticks "${proxy_pids[@]}")
-    printf '%s\n' "$out" >"$WORK/wrk-$name-$conns.txt"
+    printf '%s\n' "$out" >"$WORK/wrk-$name-$conns-$rep.txt"
 
     local reqs p50 p90 p99 non2xx sockerr
     reqs=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
@@ -338,9 +339,9 @@ run_one() {
     # Other processes' CPU during the run (never below 0: rounding of ticks).
     local others=$(((m1 - m0) - ours))
     if ((others < 0)); then others=0; fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$idle" "$reqs" "$p50" "$p90" "$p99" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$idle" "$reqs" "$p50" "$p90" "$p99" \
         "${non2xx:-0}" "${sockerr:-none}" "$(ticks_to_s $((w1 - w0)))" "$(ticks_to_s $((b1 - b0)))" "$cpu_proxy" \
-        "$(ticks_to_s "$others")" >>"$WORK/results.tsv"
+        "$(ticks_to_s "$others")" "$rep" >>"$WORK/results.tsv"
     log "$name, $conns connections: $reqs req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx ${non2xx:-0}"
 }
 
@@ -370,7 +371,12 @@ policy_bench() {
 
 # --- report -----------------------------------------------------------------
 
-field() { awk -F'\t' -v t="$1" -v c="$2" -v f="$3" '$1 == t && $2 == c { print $f }' "$WORK/results.tsv"; }
+# Median over the repetitions of column $3 for target $1 at $2 connections
+# ("-" when the column has no numbers, e.g. the proxy CPU of "direct").
+field() {
+    awk -F'\t' -v t="$1" -v c="$2" -v f="$3" '$1 == t && $2 == c && $f != "-" { print $f }' "$WORK/results.tsv" |
+        sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
@@ -403,7 +409,7 @@ write_report() {
         echo "  the same \`Cookie: <pod>-<uid>-stoken=<token>\` header on every request (fresh ticket per run); all on one 2-core machine,"
         echo "  so wrk, proxy and backend share the same cores. nginx: \`worker_processes auto\`, \`access_log off\`, upstream \`keepalive 256\`,"
         echo "  \`proxy_http_version 1.1\`, \`proxy_set_header Connection \"\"\`. wicket: \`wicket demo\`, the backend as its only static pod."
-        echo "- idle: machine idle share (%) over 2 s before the run (want ≥ $IDLE_MIN%; \`!\` = still busy after ${IDLE_WAIT_MAX} s, measured anyway)."
+        echo "- before every run the script waits (≤ ${IDLE_WAIT_MAX} s) for ≥ $IDLE_MIN% idle CPU over 2 s; the idle values are in bench/raw/results.tsv."
         echo "- CPU s: utime+stime during the run from /proc (proxy = nginx master+workers, or the wicket process);"
         echo "  others = the whole machine's busy CPU during the run minus those three (another build on this shared"
         echo "  machine: a run with several CPU s of others is disturbed). proxy CPU µs/req = proxy CPU s / (req/s × duration)."
@@ -412,12 +418,22 @@ write_report() {
         for c in $CONNS; do
             echo "## $c connections"
             echo
-            echo "| target | req/s | p50 ms | p90 ms | p99 ms | non-2xx | socket errors | idle % before | CPU s wrk | CPU s backend | CPU s proxy | CPU s others | proxy CPU µs/req |"
-            echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
-            awk -F'\t' -v c="$c" -v d="${DURATION%s}" '$2 == c {
-                per = ($12 == "-" || $4 <= 0) ? "-" : sprintf("%.1f", 1e6 * $12 / ($4 * d))
-                printf "| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $4, $5, $6, $7, $8, $9, $3, $10, $11, $12, $13, per }' \
-                "$WORK/results.tsv"
+            echo "Medians of $REPEAT interleaved runs; the last column lists every run as req/s @ p99 ms [CPU s others]."
+            echo
+            echo "| target | req/s | p50 ms | p90 ms | p99 ms | non-2xx (all runs) | socket errors (runs with any) | CPU s wrk | CPU s backend | CPU s proxy | CPU s others | proxy CPU µs/req | runs |"
+            echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"
+            local t
+            for t in direct nginx wicket; do
+                local reqs proxy per runs non2xx sockerr
+                reqs=$(field "$t" "$c" 4) proxy=$(field "$t" "$c" 12)
+                per=$(awk -v p="$proxy" -v r="$reqs" -v d="${DURATION%s}" 'BEGIN { if (p == "-" || r <= 0) print "-"; else printf "%.1f", 1e6 * p / (r * d) }')
+                non2xx=$(awk -F'\t' -v t="$t" -v c="$c" '$1 == t && $2 == c { n += $8 } END { print n + 0 }' "$WORK/results.tsv")
+                sockerr=$(awk -F'\t' -v t="$t" -v c="$c" '$1 == t && $2 == c && $9 != "none" { printf "%srun %s: %s", sep, $14, $9; sep = "; " } END { if (!sep) print "none" }' "$WORK/results.tsv")
+                runs=$(awk -F'\t' -v t="$t" -v c="$c" '$1 == t && $2 == c { printf "%s%.0f @ %s [%s]", sep, $4, $7, $13; sep = ", " }' "$WORK/results.tsv")
+                printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "$reqs" "$(field "$t" "$c" 5)" \
+                    "$(field "$t" "$c" 6)" "$(field "$t" "$c" 7)" "$non2xx" "$sockerr" "$(field "$t" "$c" 10)" "$(field "$t" "$c" 11)" \
+                    "$proxy" "$(field "$t" "$c" 13)" "$per" "$runs"
+            done
             local wr nr wp np
             wr=$(field wicket "$c" 4) nr=$(field nginx "$c" 4) wp=$(field wicket "$c" 7) np=$(field nginx "$c" 7)
             echo
@@ -484,7 +500,7 @@ main() {
     ensure_tools
     build
     [[ -x $WICKET && -x $BENCH ]] || die "missing $WICKET or $BENCH"
-    : >"$WORK/results.tsv"
+    printf '# target\tconns\tidle%%\treq/s\tp50ms\tp90ms\tp99ms\tnon2xx\tsockerr\tcpu_wrk\tcpu_backend\tcpu_proxy\tcpu_others\trep\n' >"$WORK/results.tsv"
     : >"$WORK/tickets.txt"
     start_backend
     start_nginx
@@ -492,18 +508,23 @@ main() {
     log "backend :$BACKEND_PORT, nginx :$NGINX_PORT, wicket :$WICKET_PORT (pids $BACKEND_PID $NGINX_PID $WICKET_PID)"
     get_ticket # the pod is registered and the policy answers
 
-    local c
+    # Interleaved, so a burst of foreign load hits one run of each target
+    # rather than all runs of one.
+    local c r
     for c in $CONNS; do
-        run_one direct "$c" "http://127.0.0.1:$BACKEND_PORT/hello"
-        run_one nginx "$c" "http://127.0.0.1:$NGINX_PORT/hello"
-        run_one wicket "$c" "(per ticket)"
+        for ((r = 1; r <= REPEAT; r++)); do
+            run_one direct "$c" "http://127.0.0.1:$BACKEND_PORT/hello" "$r"
+            run_one nginx "$c" "http://127.0.0.1:$NGINX_PORT/hello" "$r"
+            run_one wicket "$c" "(per ticket)" "$r"
+        done
     done
     ticket_latency
     policy_bench
     write_report
     # Raw wrk outputs, for whoever wants more than the table.
+    rm -rf "$ROOT/bench/raw"
     mkdir -p "$ROOT/bench/raw"
-    cp "$WORK"/wrk-*.txt "$WORK/tickets.txt" "$WORK/policy.txt" "$ROOT/bench/raw/"
+    cp "$WORK"/wrk-*.txt "$WORK/results.tsv" "$WORK/tickets.txt" "$WORK/policy.txt" "$ROOT/bench/raw/"
 }
 
 main "$@"

@@ -43,13 +43,18 @@ pub fn strip(headers: &mut HeaderMap, pod: &str, uid: &str) {
     if find(headers, pod, uid).is_none() {
         return;
     }
-    let kept: Vec<String> = pairs(headers)
-        .filter(|(k, _)| !is_ticket_cookie(k, pod, uid))
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+    let mut kept = String::new();
+    for (k, v) in pairs(headers).filter(|(k, _)| !is_ticket_cookie(k, pod, uid)) {
+        if !kept.is_empty() {
+            kept.push_str("; ");
+        }
+        kept.push_str(k);
+        kept.push('=');
+        kept.push_str(v);
+    }
     headers.remove(COOKIE);
     if !kept.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+        && let Ok(v) = HeaderValue::from_str(&kept)
     {
         headers.insert(COOKIE, v);
     }

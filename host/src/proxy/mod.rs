@@ -21,9 +21,9 @@ use std::time::Duration;
 use http::header::{self, HeaderMap};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::app::{App, Join};
@@ -129,7 +129,10 @@ impl Proxy {
         client: SocketAddr,
         scope: Option<&str>,
     ) -> Response<ProxyBody> {
-        let route = match routes::parse(req.uri().path()) {
+        // Routes borrow from a cheap clone of the URI, so the request can move
+        // on to the backend without copying its path pieces.
+        let uri = req.uri().clone();
+        let route = match routes::parse(uri.path()) {
             Ok(r) => r,
             Err(RouteError::NotFound) => {
                 return local(StatusCode::NOT_FOUND, "text/plain", "Not found.\n");
@@ -198,9 +201,10 @@ impl Proxy {
                 claim(&app, &pod, &uid, &req, &home, None)
             }
             Route::Ticketed { pod, uid, rest, .. } => {
-                let prefix = format!("/{}/{pod}/{uid}", app.name());
-                let (pod, uid, rest) = (pod.to_owned(), uid.to_owned(), rest.to_owned());
-                self.ticketed(&app, &pod, &uid, &rest, &prefix, req, client)
+                // `rest` ends the path: what precedes it is `/<app>/<pod>/<uid>/`.
+                let path = uri.path();
+                let prefix = path[..path.len() - rest.len()].trim_end_matches('/');
+                self.ticketed(&app, pod, uid, rest, prefix, req, client)
                     .await
             }
         }
@@ -457,8 +461,13 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, scope: Option<Arc<s
                 let (proxy, scope) = (Arc::clone(&proxy), scope.clone());
                 async move { Ok::<_, Infallible>(proxy.handle(req, client, scope.as_deref()).await) }
             });
-            if let Err(e) = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            // HTTP/1.1 only: browsers speak HTTP/2 only over TLS, which an
+            // ingress terminates; skipping protocol sniffing saves work on
+            // every connection.
+            if let Err(e) = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades()
                 .await
             {
                 tracing::debug!(%client, "connection ended: {e}");
