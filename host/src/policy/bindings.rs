@@ -13,10 +13,11 @@ mod generated {
     });
 }
 
-pub use generated::wicket::policy::types::{
-    LogLevel, Pod, PodPhase, ScaleDecision, Settings, Snapshot,
-};
+pub use generated::wicket::policy::types::{LogLevel, PodPhase, ScaleDecision, Settings, Snapshot};
 pub use generated::{Policy, PolicyPre, wicket};
+
+/// Words per pod in the packed `snapshot.pods` list.
+pub const POD_WORDS: usize = 6;
 
 /// The contract version this host was built with.
 pub const CONTRACT_VERSION: &str = "0.1.0";
@@ -52,19 +53,26 @@ impl Snapshot {
             set.config.clone_from(&s.config);
         }
         self.waiting = s.waiting;
+        // Packed as the contract says: 6 words per pod, copied into the
+        // guest in one go.
         self.pods.clear();
-        self.pods.extend(s.pods.iter().map(|p| Pod {
-            id: p.id,
-            capacity: p.capacity,
-            tickets: p.tickets,
-            phase: match p.phase {
-                state::Phase::Starting => PodPhase::Starting,
-                state::Phase::Ready => PodPhase::Ready,
-                state::Phase::Draining => PodPhase::Draining,
-            },
-            autoscaled: p.autoscaled,
-            idle_seconds: p.idle_seconds,
-        }));
+        self.pods.reserve(s.pods.len() * POD_WORDS);
+        for p in &s.pods {
+            // The numbers of `pod-phase` in the WIT file.
+            let phase: u32 = match p.phase {
+                state::Phase::Starting => 0,
+                state::Phase::Ready => 1,
+                state::Phase::Draining => 2,
+            };
+            self.pods.extend_from_slice(&[
+                p.id,
+                p.capacity,
+                p.tickets,
+                phase,
+                u32::from(p.autoscaled),
+                p.idle_seconds,
+            ]);
+        }
     }
 }
 

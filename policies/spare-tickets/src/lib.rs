@@ -13,9 +13,9 @@ pub mod logic;
 
 #[cfg(target_family = "wasm")]
 mod component {
-    use crate::logic::{self, Phase, ToPod};
+    use crate::logic::{self, POD_WORDS};
     use bindings::exports::wicket::policy::decide::Guest;
-    use bindings::wicket::policy::types::{Pod, PodPhase, ScaleDecision, Snapshot};
+    use bindings::wicket::policy::types::{ScaleDecision, Snapshot};
 
     #[allow(unsafe_code, reason = "wit-bindgen's generated ABI glue")]
     mod bindings {
@@ -37,9 +37,9 @@ mod component {
         }
     }
 
-    /// The snapshot as [`logic`] takes it, borrowing the pod list as is
-    /// (`settings.config` is not used: this policy has no parameters).
-    fn view(snapshot: &Snapshot) -> logic::Snapshot<'_, Pod> {
+    /// The snapshot as [`logic`] takes it, reading the packed pod words in
+    /// place (`settings.config` is not used: this policy has no parameters).
+    fn view(snapshot: &Snapshot) -> logic::Snapshot<'_, [u32; POD_WORDS]> {
         let settings = &snapshot.settings;
         logic::Snapshot {
             settings: logic::Settings {
@@ -48,25 +48,8 @@ mod component {
                 pods_max: settings.pods_max,
                 cooldown_seconds: settings.cooldown_seconds,
             },
-            pods: &snapshot.pods,
+            pods: snapshot.pods.as_chunks::<POD_WORDS>().0,
             waiting: snapshot.waiting,
-        }
-    }
-
-    impl ToPod for Pod {
-        fn to_pod(&self) -> logic::Pod {
-            logic::Pod {
-                id: self.id,
-                capacity: self.capacity,
-                tickets: self.tickets,
-                phase: match self.phase {
-                    PodPhase::Starting => Phase::Starting,
-                    PodPhase::Ready => Phase::Ready,
-                    PodPhase::Draining => Phase::Draining,
-                },
-                autoscaled: self.autoscaled,
-                idle_seconds: self.idle_seconds,
-            }
         }
     }
 }

@@ -51,6 +51,30 @@ impl ToPod for Pod {
     }
 }
 
+/// Words per pod in the contract's packed pod list (`snapshot.pods`).
+pub const POD_WORDS: usize = 6;
+
+/// A pod as the contract packs it: id, capacity, tickets, phase (0 starting,
+/// 1 ready, 2 draining), autoscaled (0 or 1), idle seconds. An unknown phase
+/// reads as draining, the phase that allows nothing.
+impl ToPod for [u32; POD_WORDS] {
+    fn to_pod(&self) -> Pod {
+        let [id, capacity, tickets, phase, autoscaled, idle_seconds] = *self;
+        Pod {
+            id,
+            capacity,
+            tickets,
+            phase: match phase {
+                0 => Phase::Starting,
+                1 => Phase::Ready,
+                _ => Phase::Draining,
+            },
+            autoscaled: autoscaled != 0,
+            idle_seconds,
+        }
+    }
+}
+
 /// The app's settings that this policy uses (it has no parameters of its own).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -200,6 +224,37 @@ fn idle_pods_to_delete<P: ToPod>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn packed_pods_decode_as_the_contract_says() {
+        let words: [u32; super::POD_WORDS] = [7, 2, 1, 1, 1, 30];
+        let pod = super::ToPod::to_pod(&words);
+        assert_eq!(
+            pod,
+            super::Pod {
+                id: 7,
+                capacity: 2,
+                tickets: 1,
+                phase: super::Phase::Ready,
+                autoscaled: true,
+                idle_seconds: 30
+            }
+        );
+        assert_eq!(
+            super::ToPod::to_pod(&[0, 0, 0, 0, 0, 0]).phase,
+            super::Phase::Starting
+        );
+        assert_eq!(
+            super::ToPod::to_pod(&[0, 0, 0, 2, 0, 0]).phase,
+            super::Phase::Draining
+        );
+        // Unknown phases allow nothing.
+        assert_eq!(
+            super::ToPod::to_pod(&[0, 0, 0, 9, 7, 0]).phase,
+            super::Phase::Draining
+        );
+        assert!(super::ToPod::to_pod(&[0, 0, 0, 9, 7, 0]).autoscaled);
+    }
+
     use super::*;
 
     const SETTINGS: Settings = Settings {

@@ -35,10 +35,10 @@ mod logic;
 
 #[cfg(target_family = "wasm")]
 mod component {
-    use crate::logic::{self, Phase, ToPod};
+    use crate::logic::{self, POD_WORDS, Phase, Pod, ToPod};
     use bindings::exports::wicket::policy::decide::Guest;
     use bindings::wicket::policy::host::log;
-    use bindings::wicket::policy::types::{LogLevel, Pod, PodPhase, ScaleDecision, Snapshot};
+    use bindings::wicket::policy::types::{LogLevel, ScaleDecision, Snapshot};
     use std::hint::black_box;
 
     #[allow(unsafe_code, reason = "wit-bindgen's generated ABI glue")]
@@ -114,9 +114,9 @@ mod component {
     impl Guest for Faulty {
         fn assign(snapshot: Snapshot) -> Option<u32> {
             match Fault::commit(&snapshot.settings.config) {
-                Some(Fault::AssignFull) => Some(unassignable_id(&snapshot.pods)),
+                Some(Fault::AssignFull) => Some(unassignable_id(&pods(&snapshot))),
                 Some(Fault::AssignUnknown) => Some(4_000_000_000),
-                Some(Fault::Spread) => emptiest(&snapshot.pods),
+                Some(Fault::Spread) => emptiest(&pods(&snapshot)),
                 _ => logic::assign(&view(&snapshot)),
             }
         }
@@ -127,7 +127,7 @@ mod component {
             match fault {
                 Some(Fault::DeleteBusy) => ScaleDecision {
                     create,
-                    delete: busy_ids(&snapshot.pods),
+                    delete: busy_ids(&pods(&snapshot)),
                 },
                 Some(Fault::Overscale) => ScaleDecision {
                     create: snapshot.settings.pods_max.saturating_add(5),
@@ -141,7 +141,7 @@ mod component {
     /// The ready pod with the most free slots (first in name order on ties).
     fn emptiest(pods: &[Pod]) -> Option<u32> {
         pods.iter()
-            .filter(|pod| pod.phase == PodPhase::Ready && pod.tickets < pod.capacity)
+            .filter(|pod| pod.phase == Phase::Ready && pod.tickets < pod.capacity)
             .fold(None, |best: Option<&Pod>, pod| match best {
                 Some(b) if b.capacity - b.tickets >= pod.capacity - pod.tickets => Some(b),
                 _ => Some(pod),
@@ -153,7 +153,7 @@ mod component {
     fn unassignable_id(pods: &[Pod]) -> u32 {
         let closed = pods
             .iter()
-            .find(|pod| pod.phase != PodPhase::Ready || pod.tickets >= pod.capacity);
+            .find(|pod| pod.phase != Phase::Ready || pod.tickets >= pod.capacity);
         match closed {
             Some(pod) => pod.id,
             // There are fewer pods than ids, so one is always free.
@@ -180,7 +180,7 @@ mod component {
     }
 
     /// The snapshot as the default policy's logic takes it.
-    fn view(snapshot: &Snapshot) -> logic::Snapshot<'_, Pod> {
+    fn view(snapshot: &Snapshot) -> logic::Snapshot<'_, [u32; POD_WORDS]> {
         let settings = &snapshot.settings;
         logic::Snapshot {
             settings: logic::Settings {
@@ -189,25 +189,18 @@ mod component {
                 pods_max: settings.pods_max,
                 cooldown_seconds: settings.cooldown_seconds,
             },
-            pods: &snapshot.pods,
+            pods: words(snapshot),
             waiting: snapshot.waiting,
         }
     }
 
-    impl ToPod for Pod {
-        fn to_pod(&self) -> logic::Pod {
-            logic::Pod {
-                id: self.id,
-                capacity: self.capacity,
-                tickets: self.tickets,
-                phase: match self.phase {
-                    PodPhase::Starting => Phase::Starting,
-                    PodPhase::Ready => Phase::Ready,
-                    PodPhase::Draining => Phase::Draining,
-                },
-                autoscaled: self.autoscaled,
-                idle_seconds: self.idle_seconds,
-            }
-        }
+    /// The packed pod words, one array per pod.
+    fn words(snapshot: &Snapshot) -> &[[u32; POD_WORDS]] {
+        snapshot.pods.as_chunks::<POD_WORDS>().0
+    }
+
+    /// The pods, decoded (this test policy may allocate).
+    fn pods(snapshot: &Snapshot) -> Vec<Pod> {
+        words(snapshot).iter().map(ToPod::to_pod).collect()
     }
 }
