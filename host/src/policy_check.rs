@@ -44,7 +44,15 @@ fn describe(snap: &Snapshot) -> String {
 
 /// Runs the check and prints a report; Err if the component is refused.
 pub fn run(file: &Path, config: &str) -> anyhow::Result<()> {
-    let engine = PolicyEngine::new(Limits::default())?;
+    // The deadline is wall-clock: measured under the host's 10 ms, one
+    // descheduled call on a busy machine would poison the instance and fail
+    // the check. Measure under a generous one and report slow samples
+    // against the host's default instead.
+    let host_deadline = Limits::default().timeout;
+    let engine = PolicyEngine::new(Limits {
+        timeout: Duration::from_secs(1),
+        ..Limits::default()
+    })?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let started = Instant::now();
     let loaded =
@@ -101,6 +109,11 @@ pub fn run(file: &Path, config: &str) -> anyhow::Result<()> {
             a_cost.as_secs_f64() * 1e6,
             s_cost.as_secs_f64() * 1e6
         );
+        if a_cost.max(s_cost) > host_deadline {
+            println!(
+                "  WARNING  slower than the host's default deadline ({host_deadline:?}): calls would fault"
+            );
+        }
     }
     Ok(())
 }
