@@ -116,6 +116,25 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     }
 }
 
+/// The config file (or the defaults) with the command line's overrides.
+fn load_config(
+    path: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+) -> anyhow::Result<Config> {
+    let mut config = match path {
+        Some(path) => Config::load(&path)?,
+        None => Config::default(),
+    };
+    if let Some(l) = listen {
+        config.proxy.listen = l;
+    }
+    if let Some(m) = metrics {
+        config.metrics.listen = m;
+    }
+    Ok(config)
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo {
@@ -124,16 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             metrics,
             policy,
         } => {
-            let mut config = match config {
-                Some(path) => Config::load(&path)?,
-                None => Config::default(),
-            };
-            if let Some(l) = listen {
-                config.proxy.listen = l;
-            }
-            if let Some(m) = metrics {
-                config.metrics.listen = m;
-            }
+            let mut config = load_config(config, listen, metrics)?;
             if policy.is_some() {
                 config.policy.file = policy;
             }
@@ -150,7 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     config.demo.tickets_max, config.demo.tickets_spare, config.demo.pods_max, config.demo.cooldown_seconds
                 );
                 println!("Press Ctrl-C to stop.");
-                tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+                shutdown_signal().await?;
                 drop(demo);
                 Ok(())
             })
@@ -160,16 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             metrics,
         } => {
-            let mut config = match config {
-                Some(path) => Config::load(&path)?,
-                None => Config::default(),
-            };
-            if let Some(l) = listen {
-                config.proxy.listen = l;
-            }
-            if let Some(m) = metrics {
-                config.metrics.listen = m;
-            }
+            let config = load_config(config, listen, metrics)?;
             runtime()?.block_on(async move {
                 let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
                 let running = wicket::run::start(config, client).await?;
