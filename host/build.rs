@@ -32,7 +32,19 @@ fn run() -> Result<(), String> {
     let out = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
     // OUT_DIR is <target>/<profile>/build/<pkg>/out: share one policy build
     // between debug, test and release builds of the host.
-    let target_dir = out.ancestors().nth(4).unwrap_or(&out).join("policy-build");
+    // Keyed by the workspace path: two checkouts sharing one target
+    // directory must not embed each other's policies.
+    let tree = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        root.hash(&mut h);
+        h.finish()
+    };
+    let target_dir = out
+        .ancestors()
+        .nth(4)
+        .unwrap_or(&out)
+        .join(format!("policy-build-{tree:016x}"));
 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
