@@ -8,9 +8,9 @@
 //! 2. `runner inline`: `PolicyRunner::assign`/`scale` outside tokio — what
 //!    the host adds around the call (snapshot conversion, invariant checks,
 //!    metrics), no thread hop.
-//! 3. `runner thread`: the same from inside a tokio runtime, where the call
-//!    hops to the engine's policy thread and back — the decision as the
-//!    running host makes it.
+//! 3. `runner thread`: the same awaited inside a tokio runtime, where the
+//!    call hops to the engine's policy thread and its answer comes back
+//!    through a oneshot — the decision as the running host makes it.
 //!
 //! A call that faults (e.g. its 10 ms deadline passes because this shared
 //! machine descheduled the thread) poisons its instance: it is counted in
@@ -20,6 +20,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use wicket::metrics::Metrics;
 use wicket::policy::bindings::Snapshot;
 use wicket::policy::{
@@ -143,7 +144,7 @@ fn bench_runner(
 ) -> anyhow::Result<()> {
     let (title, label) = if on_thread {
         (
-            "runner thread: PolicyRunner from a tokio worker (hop to the policy thread and back)",
+            "runner thread: PolicyRunner awaited in tokio (hop to the policy thread, answer by oneshot)",
             "thread",
         )
     } else {
@@ -168,24 +169,14 @@ fn bench_runner(
         );
         let mut snap = policy::samples::mixed(n);
         let mut measure = |scale: bool, calls: usize| -> Vec<Duration> {
-            let mut go = || {
-                let mut out = Vec::with_capacity(calls);
-                for _ in 0..calls {
-                    let s = std::mem::take(&mut snap);
-                    let t = Instant::now();
-                    snap = if scale {
-                        runner.scale(s).1
-                    } else {
-                        runner.assign(s).1
-                    };
-                    out.push(t.elapsed());
-                }
-                out
-            };
+            let timed = time_calls(&runner, &mut snap, scale, calls);
             if on_thread {
-                rt.block_on(async { go() })
+                rt.block_on(timed)
             } else {
-                go()
+                // Outside tokio the runner answers inline: ready at once.
+                timed
+                    .now_or_never()
+                    .expect("outside tokio the runner answers inline")
             }
         };
         measure(false, WARMUP);
@@ -195,6 +186,27 @@ fn bench_runner(
         row(&format!("{label} {n}"), a, s, None);
     }
     Ok(())
+}
+
+/// Times `calls` decisions of the runner on `snap` (the buffer is reused).
+async fn time_calls(
+    runner: &PolicyRunner,
+    snap: &mut wicket::state::Snapshot,
+    scale: bool,
+    calls: usize,
+) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let s = std::mem::take(snap);
+        let t = Instant::now();
+        *snap = if scale {
+            runner.scale(s).await.1
+        } else {
+            runner.assign(s).await.1
+        };
+        out.push(t.elapsed());
+    }
+    out
 }
 
 fn main() -> anyhow::Result<()> {

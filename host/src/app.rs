@@ -6,17 +6,33 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use tokio::sync::{Notify, oneshot, watch};
 
 use crate::metrics::Metrics;
-use crate::policy::PolicyRunner;
+use crate::policy::{PolicyRunner, invariants};
 use crate::provider::{PodEvent, PodProvider};
-use crate::state::{AppSettings, Estimate, Grant, Serverlist, Snapshot, Ticket, Token, WaiterId};
+use crate::state::{
+    AppSettings, Estimate, Grant, IssueError, Serverlist, Snapshot, Ticket, Token, WaiterId,
+};
 
 /// How often the app's loop runs even when nothing happens (expiry, idle
 /// pods, retries).
 const TICK: Duration = Duration::from_millis(250);
+
+/// Least time between two rounds of the app's loop. Every ticket issued
+/// wakes the loop (to scale), and each round costs a policy call: under
+/// load, one round then answers a burst of wakes rather than one each.
+/// Short next to a pod's start, so scaling and the queue hardly notice.
+const ROUND_GAP: Duration = Duration::from_millis(5);
+
+/// How often one ticket request decides again after the state changed under
+/// its decision (the pod filled or went meanwhile) before it joins the
+/// queue, where the app's loop serves it.
+const ISSUE_ATTEMPTS: u32 = 3;
+
+/// Snapshot buffers kept for reuse: one per decision in flight is enough.
+const SPARE_SNAPSHOTS: usize = 4;
 
 /// How long a waiting user who can resume (see [`App::make_resumable`])
 /// keeps their place after losing the connection, unless
@@ -132,9 +148,21 @@ struct Inner {
     waiters: HashMap<WaiterId, Waiter>,
     /// Resume ids of waiters that may come back.
     resumable: HashMap<Token, WaiterId>,
-    snap: Snapshot,
+    /// Snapshot buffers for reuse; decisions run without the lock, so
+    /// several may be in flight.
+    snaps: Vec<Snapshot>,
     /// Scratch for waiters dropped after their grace period.
     gone: Vec<WaiterId>,
+}
+
+/// What became of an `assign` decision applied to the current state.
+enum Issued {
+    /// The ticket is issued.
+    Granted(Grant),
+    /// The state changed while the policy decided: decide again.
+    Stale,
+    /// The app stopped taking users.
+    Closed,
 }
 
 impl Inner {
@@ -146,6 +174,46 @@ impl Inner {
             self.resumable.remove(&rid);
         }
         self.list.cancel(waiter)
+    }
+
+    /// Removes a waiter entirely, like [`forget`](Self::forget), and
+    /// returns its entry (to hand it a grant).
+    fn take_waiter(&mut self, waiter: WaiterId) -> Option<Waiter> {
+        self.list.cancel(waiter);
+        let w = self.waiters.remove(&waiter)?;
+        if let Some(rid) = w.resume {
+            self.resumable.remove(&rid);
+        }
+        Some(w)
+    }
+
+    /// The current state as a snapshot, in a reused buffer.
+    fn take_snapshot(&mut self, now: Instant) -> Snapshot {
+        let mut snap = self.snaps.pop().unwrap_or_default();
+        self.list.snapshot_into(now, &mut snap);
+        snap
+    }
+
+    /// Keeps a snapshot's buffer for the next decision.
+    fn give_back(&mut self, snap: Snapshot) {
+        if self.snaps.len() < SPARE_SNAPSHOTS {
+            self.snaps.push(snap);
+        }
+    }
+
+    /// Adds a user to the back of the queue.
+    fn enqueue(&mut self, since: Instant) -> (WaiterId, oneshot::Receiver<Grant>) {
+        let waiter = self.list.enqueue();
+        let (tx, rx) = oneshot::channel();
+        self.waiters.insert(
+            waiter,
+            Waiter {
+                tx: Some(tx),
+                since,
+                resume: None,
+            },
+        );
+        (waiter, rx)
     }
 }
 
@@ -191,7 +259,7 @@ impl App {
                 list: Serverlist::new(settings, Instant::now()),
                 waiters: HashMap::new(),
                 resumable: HashMap::new(),
-                snap: Snapshot::default(),
+                snaps: Vec::new(),
                 gone: Vec::new(),
             }),
             policy,
@@ -258,35 +326,66 @@ impl App {
 
     /// Asks for a ticket: granted at once if nobody waits and the policy
     /// assigns a pod, else queued (first come, first served).
-    pub fn request_ticket(&self) -> TicketRequest {
+    ///
+    /// The policy decides without the app's lock held (other users and the
+    /// proxy go on meanwhile), so its answer is checked again against the
+    /// state it finds when it comes back.
+    pub async fn request_ticket(&self) -> TicketRequest {
         let started = Instant::now();
-        let mut inner = self.inner.lock();
+        for _ in 0..ISSUE_ATTEMPTS {
+            let snap = {
+                let mut inner = self.inner.lock();
+                if !inner.list.accepting() {
+                    return TicketRequest::Closed;
+                }
+                // Users away keep their places but do not hold up the others.
+                let now = Instant::now();
+                if Self::next_waiter(&mut inner, now).is_some() {
+                    return self.enqueue(inner, started);
+                }
+                inner.take_snapshot(now)
+            };
+            let (id, snap) = self.policy.assign(snap).await;
+            let mut inner = self.inner.lock();
+            inner.give_back(snap);
+            let now = Instant::now();
+            // No slot, or someone started waiting meanwhile: the queue
+            // serves them first.
+            let Some(id) = id.filter(|_| Self::next_waiter(&mut inner, now).is_none()) else {
+                return if inner.list.accepting() {
+                    self.enqueue(inner, started)
+                } else {
+                    TicketRequest::Closed
+                };
+            };
+            match self.issue_decided(&mut inner, id, now) {
+                Issued::Granted(grant) => {
+                    self.metrics
+                        .ticket_wait
+                        .with_label_values(&[self.name()])
+                        .observe(started.elapsed().as_secs_f64());
+                    self.publish(&inner.list);
+                    drop(inner);
+                    self.wake.notify_one();
+                    return TicketRequest::Granted(grant);
+                }
+                Issued::Closed => return TicketRequest::Closed,
+                Issued::Stale => {}
+            }
+        }
+        // The state kept changing under the decisions: the queue keeps the
+        // user and the app's loop serves them.
+        let inner = self.inner.lock();
         if !inner.list.accepting() {
             return TicketRequest::Closed;
         }
-        // Users away keep their places but do not hold up the others.
-        if inner.list.next_present().is_none()
-            && let Some(grant) = self.try_issue(&mut inner, started)
-        {
-            self.metrics
-                .ticket_wait
-                .with_label_values(&[self.name()])
-                .observe(started.elapsed().as_secs_f64());
-            self.publish(&inner.list);
-            drop(inner);
-            self.wake.notify_one();
-            return TicketRequest::Granted(grant);
-        }
-        let waiter = inner.list.enqueue();
-        let (tx, rx) = oneshot::channel();
-        inner.waiters.insert(
-            waiter,
-            Waiter {
-                tx: Some(tx),
-                since: started,
-                resume: None,
-            },
-        );
+        self.enqueue(inner, started)
+    }
+
+    /// Queues a user who asked for a ticket at `since`, and wakes the loop
+    /// to serve the queue.
+    fn enqueue(&self, mut inner: MutexGuard<'_, Inner>, since: Instant) -> TicketRequest {
+        let (waiter, rx) = inner.enqueue(since);
         self.publish(&inner.list);
         drop(inner);
         self.wake.notify_one();
@@ -298,7 +397,7 @@ impl App {
     /// resume id and keeps the place for the grace period after a
     /// disconnect; otherwise leaving the connection leaves the queue
     /// (k8sTicket's behaviour).
-    pub fn join(self: &Arc<Self>, resume: Option<&Token>, resumable: bool) -> Join {
+    pub async fn join(self: &Arc<Self>, resume: Option<&Token>, resumable: bool) -> Join {
         if let Some(rid) = resume
             && let Some((waiter, rx)) = self.resume(rid)
         {
@@ -313,7 +412,7 @@ impl App {
                 resumed: true,
             };
         }
-        match self.request_ticket() {
+        match self.request_ticket().await {
             TicketRequest::Granted(grant) => Join::Granted(grant),
             TicketRequest::Closed => Join::Closed,
             TicketRequest::Queued { waiter, rx } => {
@@ -336,23 +435,29 @@ impl App {
         }
     }
 
-    /// Asks the policy for a pod and issues a ticket on it.
-    fn try_issue(&self, inner: &mut Inner, now: Instant) -> Option<Grant> {
-        inner.list.snapshot_into(now, &mut inner.snap);
-        let (id, snap) = self.policy.assign(std::mem::take(&mut inner.snap));
-        inner.snap = snap;
-        match inner.list.issue(id?, now) {
+    /// Issues a ticket on the pod the policy chose, if the current state
+    /// still allows it.
+    fn issue_decided(&self, inner: &mut Inner, id: u32, now: Instant) -> Issued {
+        match inner.list.issue(id, now) {
             Ok(grant) => {
                 self.metrics
                     .users_total
                     .with_label_values(&[self.name()])
                     .inc();
-                Some(grant)
+                Issued::Granted(grant)
             }
+            Err(IssueError::NotAccepting) => Issued::Closed,
             Err(e) => {
-                // The invariant check saw the same snapshot, so this is a bug.
-                tracing::error!(app = %self.name(), "issuing an approved ticket failed: {e}");
-                None
+                // The decision passed the invariant check on its snapshot.
+                // If the state now would pass it too, issuing must not fail.
+                let snap = inner.take_snapshot(now);
+                if invariants::check_assign(&snap, Some(id)).is_ok() {
+                    tracing::error!(app = %self.name(), "issuing an approved ticket failed: {e}");
+                } else {
+                    tracing::debug!(app = %self.name(), "the state changed while the policy decided: {e}");
+                }
+                inner.give_back(snap);
+                Issued::Stale
             }
         }
     }
@@ -485,77 +590,146 @@ impl App {
         self.publish(&inner.list);
     }
 
-    /// Gives free slots to waiting users who are connected, first come
-    /// first served; users away past the grace period lose their place.
-    fn serve_queue(&self, inner: &mut Inner, now: Instant) {
-        let mut gone = std::mem::take(&mut inner.gone);
-        inner.list.drop_away(now, self.resume_grace(), &mut gone);
-        for waiter in gone.drain(..) {
-            inner.forget(waiter);
-        }
-        inner.gone = gone;
+    /// The first waiting user who is connected: the next to get a slot.
+    /// Users whose session ended without saying so are treated as
+    /// disconnected on the way (away if resumable, else gone).
+    fn next_waiter(inner: &mut Inner, now: Instant) -> Option<WaiterId> {
         while let Some(waiter) = inner.list.next_present() {
             let connected = inner
                 .waiters
                 .get(&waiter)
                 .and_then(|w| w.tx.as_ref())
                 .is_some_and(|tx| !tx.is_closed());
-            if !connected {
-                // The session ended without saying so: treat it as a disconnect.
-                match inner.waiters.get(&waiter) {
-                    Some(w) if w.resume.is_some() => {
-                        inner.list.set_away(waiter, now);
-                    }
-                    _ => {
-                        inner.forget(waiter);
-                    }
-                }
-                continue;
+            if connected {
+                return Some(waiter);
             }
-            // The user is still counted as waiting while the policy decides.
-            let Some(grant) = self.try_issue(inner, now) else {
-                break;
-            };
-            let w = inner.waiters.remove(&waiter);
-            inner.forget(waiter);
+            match inner.waiters.get(&waiter) {
+                Some(w) if w.resume.is_some() => {
+                    inner.list.set_away(waiter, now);
+                }
+                _ => {
+                    inner.forget(waiter);
+                }
+            }
+        }
+        None
+    }
+
+    /// Hands a fresh grant to the first connected waiting user (who may
+    /// not be the one it was decided for: that one may have left while the
+    /// policy decided); frees it if nobody takes it.
+    fn hand_out(&self, inner: &mut Inner, mut grant: Grant, now: Instant) {
+        while let Some(waiter) = Self::next_waiter(inner, now) {
             let Some(Waiter {
                 tx: Some(tx),
                 since,
                 ..
-            }) = w
+            }) = inner.take_waiter(waiter)
             else {
-                inner.list.release(&grant.pod, &grant.uid, now);
                 continue;
             };
-            let waited = now.saturating_duration_since(since);
-            if let Err(grant) = tx.send(grant) {
-                inner.list.release(&grant.pod, &grant.uid, now);
-            } else {
-                self.metrics
-                    .ticket_wait
-                    .with_label_values(&[self.name()])
-                    .observe(waited.as_secs_f64());
+            match tx.send(grant) {
+                Ok(()) => {
+                    self.metrics
+                        .ticket_wait
+                        .with_label_values(&[self.name()])
+                        .observe(now.saturating_duration_since(since).as_secs_f64());
+                    return;
+                }
+                // Gone between the check and the send: the next one gets it.
+                Err(back) => grant = back,
             }
+        }
+        inner.list.release(&grant.pod, &grant.uid, now);
+    }
+
+    /// Gives free slots to waiting users who are connected, first come
+    /// first served; users away past the grace period lose their place.
+    /// Each slot is one policy decision, made without the lock.
+    async fn serve_queue(&self) {
+        let mut stale = 0;
+        loop {
+            let snap = {
+                let mut guard = self.inner.lock();
+                let inner = &mut *guard;
+                let now = Instant::now();
+                let mut gone = std::mem::take(&mut inner.gone);
+                inner.list.drop_away(now, self.resume_grace(), &mut gone);
+                for waiter in gone.drain(..) {
+                    inner.forget(waiter);
+                }
+                inner.gone = gone;
+                if Self::next_waiter(inner, now).is_none() {
+                    self.publish(&inner.list);
+                    return;
+                }
+                // The user is still counted as waiting while the policy decides.
+                inner.take_snapshot(now)
+            };
+            let (id, snap) = self.policy.assign(snap).await;
+            let mut guard = self.inner.lock();
+            let inner = &mut *guard;
+            inner.give_back(snap);
+            let Some(id) = id else {
+                self.publish(&inner.list);
+                return;
+            };
+            let now = Instant::now();
+            match self.issue_decided(inner, id, now) {
+                Issued::Granted(grant) => self.hand_out(inner, grant, now),
+                Issued::Closed => return,
+                Issued::Stale => {
+                    stale += 1;
+                    // The next round (at the latest the next tick) goes on.
+                    if stale >= ISSUE_ATTEMPTS {
+                        return;
+                    }
+                }
+            }
+            self.publish(&inner.list);
         }
     }
 
-    /// One round: expire tickets, serve the queue, ask the policy to scale
-    /// and start the actions it approved.
-    fn step(self: &Arc<Self>) {
-        let now = Instant::now();
+    /// One round: expire tickets (on the timer tick only: it visits every
+    /// ticket), serve the queue, ask the policy to scale and start the
+    /// actions it approved.
+    async fn step(self: &Arc<Self>, sweep: bool) {
+        if sweep {
+            let mut inner = self.inner.lock();
+            let swept = inner.list.sweep(Instant::now(), self.expiry);
+            if swept.expired > 0 {
+                tracing::debug!(app = %self.name(), expired = swept.expired, "tickets expired");
+            }
+            self.publish(&inner.list);
+        }
+        self.serve_queue().await;
+        self.scale().await;
+    }
+
+    /// Asks the policy to scale and starts the actions it approved that the
+    /// current state still allows.
+    async fn scale(self: &Arc<Self>) {
+        let snap = self.inner.lock().take_snapshot(Instant::now());
+        let (decision, snap) = self.policy.scale(snap).await;
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let sweep = inner.list.sweep(now, self.expiry);
-        if sweep.expired > 0 {
-            tracing::debug!(app = %self.name(), expired = sweep.expired, "tickets expired");
+        inner.give_back(snap);
+        if decision.is_noop() {
+            return;
         }
-        self.serve_queue(inner, now);
-        inner.list.snapshot_into(now, &mut inner.snap);
-        let (decision, snap) = self.policy.scale(std::mem::take(&mut inner.snap));
-        inner.snap = snap;
-        let creates: Vec<u32> = (0..decision.create)
+        let now = Instant::now();
+        // Pods may have been created meanwhile: pods.max holds for the
+        // state now, not only for the snapshot the decision was checked on.
+        let room = inner
+            .list
+            .settings()
+            .pods_max
+            .saturating_sub(inner.list.autoscaled_pods());
+        let creates: Vec<u32> = (0..decision.create.min(room))
             .map(|_| inner.list.begin_create_at(now))
             .collect();
+        // `begin_delete` checks again that each pod is autoscaled, idle and
+        // not starting (it may have taken a ticket meanwhile).
         let deletes: Vec<String> = decision
             .delete
             .iter()
@@ -604,11 +778,12 @@ impl App {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = self.wake.notified() => {}
-            }
-            self.step();
+            let sweep = tokio::select! {
+                _ = tick.tick() => true,
+                _ = self.wake.notified() => false,
+            };
+            self.step(sweep).await;
+            tokio::time::sleep(ROUND_GAP).await;
         }
     }
 
@@ -653,4 +828,141 @@ pub struct Signature {
     free: u32,
     starting: u32,
     accepting: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    //! The app's ticket rules with the real default policy on its thread,
+    //! and no network: requests and loop rounds are called directly.
+    use super::*;
+    use crate::policy::{Limits, PolicyEngine, PolicySource, load_default};
+    use crate::provider::{BoxFuture, ProviderError};
+    use crate::state::{Backend, PodInfo};
+
+    /// A provider that is never asked for anything (pods.max is 0).
+    struct NoProvider;
+
+    impl NoProvider {
+        fn refuse(app: &str) -> ProviderError {
+            ProviderError {
+                action: "anything".into(),
+                app: app.into(),
+                reason: "this test has no pods to create or delete".into(),
+            }
+        }
+    }
+
+    impl PodProvider for NoProvider {
+        fn create<'a>(&'a self, app: &'a str) -> BoxFuture<'a, Result<PodInfo, ProviderError>> {
+            Box::pin(async move { Err(Self::refuse(app)) })
+        }
+
+        fn delete<'a>(
+            &'a self,
+            app: &'a str,
+            _pod: &'a str,
+        ) -> BoxFuture<'a, Result<(), ProviderError>> {
+            Box::pin(async move { Err(Self::refuse(app)) })
+        }
+    }
+
+    /// An app with one ready pod of `tickets_max` slots and no scaling.
+    fn app(tickets_max: u32) -> Arc<App> {
+        let metrics = Metrics::new().expect("metrics");
+        // Debug builds, tests in parallel: no deadline trouble.
+        let limits = Limits {
+            timeout: Duration::from_secs(2),
+            ..Limits::default()
+        };
+        let engine = PolicyEngine::new(limits).expect("engine");
+        let default = load_default(&engine).expect("default policy");
+        let source = PolicySource::new("embedded:spare-tickets", Arc::clone(&default));
+        let runner = PolicyRunner::new("t", engine, source, default, metrics.clone());
+        let settings = AppSettings {
+            tickets_max,
+            tickets_spare: 0,
+            pods_max: 0,
+            ..AppSettings::default()
+        };
+        let routing = Routing {
+            name: "t".into(),
+            dns: false,
+        };
+        let expiry = Duration::from_secs(60);
+        let app = App::new(
+            routing,
+            settings,
+            expiry,
+            runner,
+            Arc::new(NoProvider),
+            metrics,
+        );
+        app.apply(PodEvent::Upsert {
+            app: "t".into(),
+            pod: PodInfo {
+                name: "p".into(),
+                backend: Some(Backend::new(([127, 0, 0, 1], 9).into(), "/")),
+                ready: true,
+                autoscaled: false,
+            },
+        });
+        app
+    }
+
+    fn granted(r: TicketRequest) -> Option<Grant> {
+        match r {
+            TicketRequest::Granted(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn decisions_made_in_parallel_never_overfill_a_pod() {
+        let app = app(3);
+        // All ten decide on snapshots taken before any of them issued, so
+        // most answers are stale by the time they come back.
+        let answers = futures_util::future::join_all((0..10).map(|_| app.request_ticket())).await;
+        let (mut grants, mut queued) = (0, 0);
+        for a in answers {
+            match a {
+                TicketRequest::Granted(_) => grants += 1,
+                TicketRequest::Queued { .. } => queued += 1,
+                TicketRequest::Closed => panic!("the app accepts users"),
+            }
+        }
+        assert_eq!((grants, queued), (3, 7), "every user is granted or waits");
+        let inner = app.inner.lock();
+        assert_eq!(inner.list.tickets_in_use(), 3);
+        assert_eq!(inner.list.waiting(), 7);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_freed_slot_goes_to_the_queue_before_a_newcomer() {
+        let app = app(1);
+        let first = granted(app.request_ticket().await).expect("the free slot");
+        let TicketRequest::Queued { waiter, mut rx } = app.request_ticket().await else {
+            panic!("the pod is full: the second user waits");
+        };
+        let rid = app.make_resumable(waiter).expect("waiting");
+        app.release(&first);
+        // A slot is free, but someone waits: the newcomer queues behind.
+        let third = app.request_ticket().await;
+        assert!(matches!(third, TicketRequest::Queued { .. }), "{third:?}");
+        app.step(false).await;
+        let grant = rx.try_recv().expect("the first in line is served");
+        assert_eq!(grant.pod, "p");
+        let inner = app.inner.lock();
+        assert_eq!(inner.list.waiting(), 1, "the newcomer still waits");
+        assert!(
+            !inner.resumable.contains_key(&rid),
+            "a served user's resume id is forgotten"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_app_answers_closed() {
+        let app = app(1);
+        app.set_accepting(false);
+        assert!(matches!(app.request_ticket().await, TicketRequest::Closed));
+    }
 }

@@ -8,8 +8,17 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::app::DEFAULT_RESUME_GRACE;
 use crate::policy::Limits;
 use crate::state::AppSettings;
+
+/// Shortest resume grace period (`demo.resume_grace`,
+/// `wicket.dev/resume-grace`). The no-JavaScript page polls for half of it,
+/// so a shorter one would have such users poll in a tight loop.
+pub const RESUME_GRACE_MIN: Duration = Duration::from_secs(1);
+/// Longest resume grace period: past an hour a place in line is a
+/// reservation, not a dropped connection.
+pub const RESUME_GRACE_MAX: Duration = Duration::from_secs(3600);
 
 /// The whole host configuration.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -41,6 +50,9 @@ pub struct ProxyConfig {
     pub ws_ping_ms: u64,
     /// How often waiting users get the waiting message (k8sTicket: 10000).
     pub waiting_message_ms: u64,
+    /// Threads serving user connections, each with its own listening
+    /// socket on the port (`SO_REUSEPORT`); 0 is one per CPU.
+    pub threads: usize,
 }
 
 impl Default for ProxyConfig {
@@ -50,6 +62,7 @@ impl Default for ProxyConfig {
             ticket_expiry_ms: 3000,
             ws_ping_ms: 5000,
             waiting_message_ms: 10_000,
+            threads: 0,
         }
     }
 }
@@ -145,6 +158,13 @@ pub struct DemoConfig {
     pub pod_start_delay_ms: u64,
     /// Serve at `<pod>.<uid>.<host>/<app>/` (k8sTicket's ingress.dns).
     pub dns: bool,
+    /// The name on the waiting page (`wicket.dev/display-name`); empty: the
+    /// app name.
+    pub display_name: String,
+    /// How long a waiting user who lost the connection keeps their place
+    /// (`wicket.dev/resume-grace`); written like `30s`.
+    #[serde(with = "duration_text")]
+    pub resume_grace: Duration,
     /// Addresses of app instances that already run, served as extra
     /// replicas (ready at once, never deleted). For benchmarks and for
     /// trying wicket in front of your own app.
@@ -163,6 +183,8 @@ impl Default for DemoConfig {
             policy_config: String::new(),
             pod_start_delay_ms: 1500,
             dns: false,
+            display_name: String::new(),
+            resume_grace: DEFAULT_RESUME_GRACE,
             static_backends: Vec::new(),
         }
     }
@@ -255,7 +277,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), (&'static str, &'static str)> {
-        let checks: [(bool, &'static str, &'static str); 13] = [
+        let checks: [(bool, &'static str, &'static str); 15] = [
             (
                 self.proxy.ticket_expiry_ms >= 100,
                 "proxy.ticket_expiry_ms",
@@ -306,6 +328,18 @@ impl Config {
                 "demo.app",
                 "must be a name of letters, digits, '-', '_' or '.'",
             ),
+            // The messages are static: keep them in step with the bounds.
+            (
+                crate::kube::annotations::valid_display_name(&self.demo.display_name),
+                "demo.display_name",
+                "must be at most 80 characters, without control characters",
+            ),
+            (
+                self.demo.resume_grace >= RESUME_GRACE_MIN
+                    && self.demo.resume_grace <= RESUME_GRACE_MAX,
+                "demo.resume_grace",
+                "must be from 1s to 1h",
+            ),
             (
                 self.kubernetes.retry_initial_ms >= 10,
                 "kubernetes.retry_initial_ms",
@@ -350,8 +384,80 @@ impl Config {
     }
 }
 
+// The messages of `Config::validate` spell these bounds out.
+const _: () = assert!(crate::kube::annotations::DISPLAY_NAME_MAX_CHARS == 80);
+const _: () = assert!(RESUME_GRACE_MIN.as_millis() == 1000);
+const _: () = assert!(RESUME_GRACE_MAX.as_millis() == 3_600_000);
+
 fn routes_valid(name: &str) -> bool {
     crate::proxy::routes::valid_name(name)
+}
+
+/// Parses a duration written as whole numbers with units, largest first:
+/// `ms`, `s`, `m`, `h`, e.g. `15s`, `1500ms`, `1m30s` (surrounding blanks are
+/// ignored). No sign, no fractions, no bare numbers: `15` could mean seconds
+/// or milliseconds, so it is refused rather than guessed. None when `s` is
+/// not such a duration or overflows.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    const UNITS: [(&str, u64); 4] = [("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)];
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: u64 = 0;
+    // Each unit may appear once, after every larger one: "1s1h" is a typo.
+    let mut next_unit = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let letters = rest.bytes().take_while(u8::is_ascii_lowercase).count();
+        let unit = &rest[..letters];
+        rest = &rest[letters..];
+        let i = UNITS.iter().position(|(u, _)| *u == unit)?;
+        if i < next_unit {
+            return None;
+        }
+        next_unit = i + 1;
+        total = total.checked_add(n.checked_mul(UNITS[i].1)?)?;
+    }
+    Some(Duration::from_millis(total))
+}
+
+/// Writes a duration the way [`parse_duration`] reads it, in its largest
+/// exact unit (`30s`, `2m`, `1500ms`); sub-millisecond parts are dropped.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0 => "0s".into(),
+        _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
+        _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
+        _ if ms.is_multiple_of(1000) => format!("{}s", ms / 1000),
+        _ => format!("{ms}ms"),
+    }
+}
+
+/// Serde for durations written like `30s` (see [`parse_duration`]).
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).ok_or_else(|| {
+            de::Error::custom(format!(
+                "{text:?} is not a duration: whole numbers with a unit ms, s, m or h, e.g. \"15s\" or \"1m30s\""
+            ))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -384,6 +490,15 @@ mod tests {
             ("[demo]\ntickets_max = 0", "demo.tickets_max"),
             ("[demo]\napp = \"a b\"", "demo.app"),
             ("[demo]\nbogus = 1", "bogus"),
+            ("[demo]\nresume_grace = \"soon\"", "resume_grace"),
+            ("[demo]\nresume_grace = 30", "resume_grace"),
+            ("[demo]\nresume_grace = \"30\"", "resume_grace"),
+            ("[demo]\nresume_grace = \"0s\"", "demo.resume_grace"),
+            ("[demo]\nresume_grace = \"2h\"", "demo.resume_grace"),
+            (
+                "[demo]\ndisplay_name = \"two\\nlines\"",
+                "demo.display_name",
+            ),
             (
                 "[kubernetes]\nretry_initial_ms = 1",
                 "kubernetes.retry_initial_ms",
@@ -403,5 +518,78 @@ mod tests {
                 "{text:?}: error {err:?} should name {key:?}"
             );
         }
+    }
+
+    #[test]
+    fn display_name_and_resume_grace_are_read() {
+        let c = parse("[demo]\ndisplay_name = \"Gene Atlas\"\nresume_grace = \"1m30s\"")
+            .expect("valid");
+        assert_eq!(c.demo.display_name, "Gene Atlas");
+        assert_eq!(c.demo.resume_grace, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn printed_defaults_parse_back() {
+        // `wicket config` prints this; it must be a valid config itself.
+        let text = toml::to_string_pretty(&Config::default()).expect("renders");
+        assert!(text.contains("resume_grace = \"30s\""), "{text}");
+        assert_eq!(parse(&text).expect("parses"), Config::default());
+    }
+
+    #[test]
+    fn durations_with_units() {
+        for (text, ms) in [
+            ("0s", 0),
+            ("15s", 15_000),
+            ("  15s\t", 15_000),
+            ("250ms", 250),
+            ("2m", 120_000),
+            ("1h", 3_600_000),
+            ("1m30s", 90_000),
+            ("1h2m3s4ms", 3_723_004),
+            ("90s", 90_000),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Some(Duration::from_millis(ms)),
+                "{text:?}"
+            );
+        }
+        for bad in [
+            "",
+            " ",
+            "15",
+            "s",
+            "15 s",
+            "15sec",
+            "15S",
+            "-1s",
+            "+1s",
+            "1.5s",
+            "1s1h",
+            "1s1s",
+            "1ms1s",
+            "1d",
+            "ms",
+            "1s ms",
+            "18446744073709551616ms",
+            "18446744073709551615h",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+        for ms in [
+            0, 1, 999, 1000, 1500, 30_000, 60_000, 90_000, 3_600_000, 5_400_000,
+        ] {
+            let d = Duration::from_millis(ms);
+            assert_eq!(
+                parse_duration(&format_duration(d)),
+                Some(d),
+                "{}",
+                format_duration(d)
+            );
+        }
+        assert_eq!(format_duration(Duration::from_secs(30)), "30s");
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
     }
 }

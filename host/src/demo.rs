@@ -18,8 +18,9 @@ use crate::metrics::Metrics;
 use crate::policy::{PolicyRunner, PolicySetup, PolicySource};
 use crate::provider::local::LocalProvider;
 use crate::provider::{PodEvent, PodProvider};
-use crate::proxy::forward::{Forwarder, PoolSettings};
+use crate::proxy::forward::Forwarder;
 use crate::proxy::ticket_ws::WsTiming;
+use crate::proxy::upstream::PoolSettings;
 use crate::proxy::{self, Proxy};
 use crate::state::{Backend, PodInfo};
 
@@ -97,6 +98,8 @@ pub async fn start(config: Config, exe: PathBuf) -> anyhow::Result<Demo> {
         Arc::clone(&provider) as Arc<dyn PodProvider>,
         metrics.clone(),
     );
+    app.set_display_name(Some(&config.demo.display_name));
+    app.set_resume_grace(config.demo.resume_grace);
     let apps = Arc::new(Apps::default());
     apps.insert(Arc::clone(&app));
 
@@ -142,12 +145,14 @@ pub async fn start(config: Config, exe: PathBuf) -> anyhow::Result<Demo> {
         drop(keep);
     }));
 
-    let listener = TcpListener::bind(config.proxy.listen)
-        .await
-        .with_context(|| format!("binding proxy.listen {}", config.proxy.listen))?;
-    let proxy_addr = listener.local_addr()?;
+    let listeners = proxy::edge::bind(
+        config.proxy.listen,
+        proxy::edge::thread_count(config.proxy.threads),
+    )
+    .with_context(|| format!("binding proxy.listen {}", config.proxy.listen))?;
+    let proxy_addr = listeners.local_addr();
     let proxy = Proxy::new(Arc::clone(&apps), forwarder(&config), ws_timing(&config));
-    tasks.push(tokio::spawn(proxy::serve(listener, proxy, None)));
+    tasks.push(tokio::spawn(proxy::edge::serve(listeners, proxy, None)));
 
     let admin = TcpListener::bind(config.metrics.listen)
         .await

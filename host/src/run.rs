@@ -114,14 +114,14 @@ pub async fn start(config: Config, client: ::kube::Client) -> anyhow::Result<Run
         retry,
     )));
 
-    let listener = TcpListener::bind(config.proxy.listen)
-        .await
+    let threads = proxy::edge::thread_count(config.proxy.threads);
+    let listeners = proxy::edge::bind(config.proxy.listen, threads)
         .with_context(|| format!("binding proxy.listen {}", config.proxy.listen))?;
-    let proxy_addr = listener.local_addr()?;
+    let proxy_addr = listeners.local_addr();
     let apps = Arc::new(Apps::default());
     let proxy = Proxy::new(Arc::clone(&apps), forwarder(&config), ws_timing(&config));
-    tasks.push(Task::spawn(proxy::serve(
-        listener,
+    tasks.push(Task::spawn(proxy::edge::serve(
+        listeners,
         Arc::clone(&proxy),
         None,
     )));
@@ -146,6 +146,7 @@ pub async fn start(config: Config, client: ::kube::Client) -> anyhow::Result<Run
         retry,
         expiry: Duration::from_millis(config.proxy.ticket_expiry_ms),
         app_listen: config.kubernetes.app_ports.then_some(config.proxy.listen),
+        edge_threads: threads,
         shared_port: proxy_addr.port(),
         ports: Arc::clone(&ports),
     };

@@ -56,10 +56,7 @@ async fn a_user_reaches_the_app_and_keeps_a_stateful_session() {
         let b = browser(&driver, Options::default()).await;
 
         // Opens /demo/, is sent to a pod, the page comes through the proxy.
-        b.client
-            .goto(&format!("{base}/{APP}/"))
-            .await
-            .expect("open the app");
+        b.open(&format!("{base}/{APP}/")).await;
         b.until(
             Duration::from_secs(20),
             "redirected to /demo/<pod>/<uid>/",
@@ -96,10 +93,7 @@ async fn a_user_reaches_the_app_and_keeps_a_stateful_session() {
         let tab1 = b.client.window().await.expect("window");
         let tab2 = b.client.new_window(true).await.expect("new tab").handle;
         b.client.switch_to_window(tab2).await.expect("switch");
-        b.client
-            .goto(&format!("{base}/{APP}/"))
-            .await
-            .expect("open in tab 2");
+        b.open(&format!("{base}/{APP}/")).await;
         b.until(Duration::from_secs(20), "tab 2 on a ticket", || async {
             on_ticket(&b.url().await)
         })
@@ -141,7 +135,7 @@ async fn a_user_reaches_the_app_and_keeps_a_stateful_session() {
             metric(&demo, "k8sticket_current_users_total").await == 0.0
         })
         .await;
-        b.client.goto(&old).await.expect("the old address");
+        b.open(&old).await;
         b.until(
             Duration::from_secs(10),
             "back at the waiting room",
@@ -178,11 +172,7 @@ async fn a_full_app_shows_the_place_in_line_and_admits_when_a_tab_closes() {
         let base = format!("http://{}", demo.proxy_addr);
         let driver = chromedriver().await;
         let first = browser(&driver, Options::default()).await;
-        first
-            .client
-            .goto(&format!("{base}/{APP}/"))
-            .await
-            .expect("open");
+        first.open(&format!("{base}/{APP}/")).await;
         first
             .until(Duration::from_secs(20), "first user in", || async {
                 on_ticket(&first.url().await)
@@ -196,24 +186,8 @@ async fn a_full_app_shows_the_place_in_line_and_admits_when_a_tab_closes() {
 
         // A second browser (own profile) waits: place 1 and an estimate.
         let second = browser(&driver, Options::default()).await;
-        second
-            .client
-            .goto(&format!("{base}/{APP}/"))
-            .await
-            .expect("open");
-        second
-            .until(
-                Duration::from_secs(15),
-                "place 1 with an estimate",
-                || async {
-                    second.text("position").await.as_deref() == Some("1")
-                        && second
-                            .text("eta")
-                            .await
-                            .is_some_and(|e| e.starts_with("about "))
-                },
-            )
-            .await;
+        second.open(&format!("{base}/{APP}/")).await;
+        second.until_waiting_at(Duration::from_secs(15), 1).await;
         assert_eq!(
             segments(&second.url().await),
             vec![APP.to_owned()],
@@ -291,13 +265,14 @@ async fn a_full_app_shows_the_place_in_line_and_admits_when_a_tab_closes() {
 async fn without_javascript_the_browser_still_gets_in() {
     let _one = ONE_BROWSER_TEST_AT_A_TIME.lock().await;
     bounded(async {
-        let demo = start(full_app(), 1).await;
-        let addr = demo.proxy_addr;
+        let mut cfg = full_app();
         // Polls hold up to half the grace period (2 s here).
-        demo.apps
-            .get(APP)
-            .expect("app")
-            .set_resume_grace(Duration::from_secs(4));
+        cfg.demo.resume_grace = Duration::from_secs(4);
+        cfg.demo.display_name = "Demo <no script>".into();
+        let demo = start(cfg, 1).await;
+        let addr = demo.proxy_addr;
+        let app = demo.apps.get(APP).expect("app");
+        assert_eq!(app.resume_grace(), Duration::from_secs(4), "from [demo]");
         let holder = ticket(addr, APP, Duration::from_secs(5)).await;
         let keeper = keep_alive(addr, APP, &holder);
 
@@ -310,10 +285,7 @@ async fn without_javascript_the_browser_still_gets_in() {
             },
         )
         .await;
-        b.client
-            .goto(&format!("http://{addr}/{APP}/"))
-            .await
-            .expect("open");
+        b.open(&format!("http://{addr}/{APP}/")).await;
         b.until(
             Duration::from_secs(15),
             "the no-script page shows place 1",
@@ -324,6 +296,11 @@ async fn without_javascript_the_browser_still_gets_in() {
         )
         .await;
         assert!(b.text("eta").await.is_some_and(|e| e.starts_with("about ")));
+        assert_eq!(
+            b.heading().await,
+            "Demo <no script>",
+            "from [demo], escaped"
+        );
         b.screenshot("waiting-nojs").await;
 
         drop(keeper);
@@ -364,10 +341,7 @@ async fn dns_mode_sends_the_browser_to_the_pods_subdomain() {
             },
         )
         .await;
-        b.client
-            .goto(&format!("http://wicket.test:{port}/{APP}/"))
-            .await
-            .expect("open");
+        b.open(&format!("http://wicket.test:{port}/{APP}/")).await;
         let suffix = format!(".wicket.test:{port}");
         b.until(
             Duration::from_secs(20),

@@ -255,26 +255,19 @@ async fn tickets_and_spare_scaling_end_to_end() {
     config.kubernetes.app_ports = true;
     let mut env = Env::start(config).await;
     let app_port = free_port();
-    let d = app_deployment(
-        "shiny",
-        &[
-            (ann::TICKETS_MAX, "1"),
-            (ann::TICKETS_SPARE, "1"),
-            (ann::PODS_MAX, "2"),
-            (ann::COOLDOWN, "2"),
-            (ann::PORT, &app_port.to_string()),
-        ],
-        pod_port(),
-    );
-    // The replica runs before the app appears (as after a host restart).
-    env.kubelet.replica(&d, "shiny-replica-0").await;
-    let d = env
-        .deployments()
-        .create(&PostParams::default(), &d)
-        .await
-        .unwrap();
-    let app = env.wait_app("shiny").await;
-    wait_for(LIMIT, || async { app.has_pod("shiny-replica-0") }).await;
+    let (d, _app) = env
+        .deploy(
+            "shiny",
+            &[
+                (ann::TICKETS_MAX, "1"),
+                (ann::TICKETS_SPARE, "1"),
+                (ann::PODS_MAX, "2"),
+                (ann::COOLDOWN, "2"),
+                (ann::PORT, &app_port.to_string()),
+            ],
+            &["shiny-replica-0"],
+        )
+        .await;
     let addr = env.host.proxy_addr;
     let started = Instant::now();
 
@@ -404,26 +397,23 @@ async fn tickets_and_spare_scaling_end_to_end() {
     wait_for(LIMIT, || async { env.host.apps.get("shiny").is_none() }).await;
 }
 
-/// (4) Live annotation change (spare 2 → 4) scales without restart; a
-/// malformed annotation → default + Event naming it; label false drains.
+/// (4) Live annotation change (spare 2 → 4, display name, resume grace)
+/// applies without restart; a malformed annotation → default + Event naming
+/// it; label false drains.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_annotation_changes() {
     let mut env = Env::start(host_config()).await;
-    let d = app_deployment(
-        "live",
-        &[
-            (ann::TICKETS_MAX, "1"),
-            (ann::TICKETS_SPARE, "2"),
-            (ann::PODS_MAX, "5"),
-        ],
-        pod_port(),
-    );
-    env.kubelet.replica(&d, "live-replica-0").await;
-    env.deployments()
-        .create(&PostParams::default(), &d)
-        .await
-        .unwrap();
-    let app = env.wait_app("live").await;
+    let (_, app) = env
+        .deploy(
+            "live",
+            &[
+                (ann::TICKETS_MAX, "1"),
+                (ann::TICKETS_SPARE, "2"),
+                (ann::PODS_MAX, "5"),
+            ],
+            &["live-replica-0"],
+        )
+        .await;
     // Free 1 (the replica) < spare 2: one autoscaled pod; ready → free 2.
     wait_for(LIMIT, || async { env.autoscaled("live").await.len() == 1 }).await;
     let first = env.autoscaled("live").await.remove(0).name_any();
@@ -441,31 +431,34 @@ async fn live_annotation_changes() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(env.autoscaled("live").await.len(), 1);
 
-    let patch = json!({"metadata": {"annotations": {ann::TICKETS_SPARE: "4"}}});
-    env.deployments()
-        .patch(
-            "live-deploy",
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
+    assert_eq!(
+        &*app.display_name(),
+        "live",
+        "no display name: the app name"
+    );
+    assert_eq!(app.resume_grace(), Duration::from_secs(30));
+    let patch = json!({"metadata": {"annotations": {
+        ann::TICKETS_SPARE: "4",
+        ann::DISPLAY_NAME: "Live Atlas",
+        ann::RESUME_GRACE: "1m30s",
+    }}});
+    env.patch_deployment("live-deploy", &patch).await;
     wait_for(LIMIT, || async { env.autoscaled("live").await.len() == 3 }).await;
     assert!(
         Arc::ptr_eq(&app, &env.host.apps.get("live").unwrap()),
         "same app: no restart"
     );
+    wait_for(LIMIT, || async {
+        &*app.display_name() == "Live Atlas" && app.resume_grace() == Duration::from_secs(90)
+    })
+    .await;
 
-    // Malformed: the default (1) is used, a warning Event names it.
-    let patch = json!({"metadata": {"annotations": {ann::TICKETS_MAX: "lots"}}});
-    env.deployments()
-        .patch(
-            "live-deploy",
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
+    // Malformed: the defaults (1, 30 s) are used, a warning Event names each.
+    let patch = json!({"metadata": {"annotations": {
+        ann::TICKETS_MAX: "lots",
+        ann::RESUME_GRACE: "soon",
+    }}});
+    env.patch_deployment("live-deploy", &patch).await;
     let e = env
         .wait_event("InvalidAnnotation", &[ann::TICKETS_MAX, "lots"])
         .await;
@@ -474,21 +467,24 @@ async fn live_annotation_changes() {
         e.regarding.as_ref().and_then(|r| r.name.as_deref()),
         Some("live-deploy")
     );
+    let e = env
+        .wait_event("InvalidAnnotation", &[ann::RESUME_GRACE, "soon", "30s"])
+        .await;
+    assert_eq!(e.type_.as_deref(), Some("Warning"));
     assert!(Arc::ptr_eq(&app, &env.host.apps.get("live").unwrap()));
+    // The Event is recorded just before the settings are applied.
+    wait_for(LIMIT, || async {
+        app.resume_grace() == Duration::from_secs(30)
+    })
+    .await;
+    assert_eq!(&*app.display_name(), "Live Atlas", "the good one stays");
 
     // Label value other than "true": drain — a user keeps the ticket, new
     // users are refused; when the user leaves, the app goes.
     let t = ticket(env.host.proxy_addr, "live", LIMIT).await;
     let u = User::start(env.host.proxy_addr, "live", t);
     let patch = json!({"metadata": {"labels": {ann::ENABLED_LABEL: "false"}}});
-    env.deployments()
-        .patch(
-            "live-deploy",
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
+    env.patch_deployment("live-deploy", &patch).await;
     wait_for(LIMIT, || async {
         let mut ws = common::connect_ws(env.host.proxy_addr, "live").await;
         common::read_ticket(&mut ws, Duration::from_millis(300))
@@ -530,28 +526,19 @@ async fn configmap_policy_swap_under_load() {
         .unwrap();
     // The app packs users with the default logic; `spread` (read only by the
     // faulty test policy) spreads them: a visible change of behaviour.
-    let d = app_deployment(
-        "swap",
-        &[
-            (ann::TICKETS_MAX, "4"),
-            (ann::TICKETS_SPARE, "0"),
-            (ann::PODS_MAX, "0"),
-            (ann::POLICY, "policies/choice.wasm"),
-            (ann::POLICY_CONFIG, "spread"),
-        ],
-        pod_port(),
-    );
-    env.kubelet.replica(&d, "swap-a").await;
-    env.kubelet.replica(&d, "swap-b").await;
-    env.deployments()
-        .create(&PostParams::default(), &d)
-        .await
-        .unwrap();
-    let app = env.wait_app("swap").await;
-    wait_for(LIMIT, || async {
-        app.has_pod("swap-a") && app.has_pod("swap-b")
-    })
-    .await;
+    let (_, app) = env
+        .deploy(
+            "swap",
+            &[
+                (ann::TICKETS_MAX, "4"),
+                (ann::TICKETS_SPARE, "0"),
+                (ann::PODS_MAX, "0"),
+                (ann::POLICY, "policies/choice.wasm"),
+                (ann::POLICY_CONFIG, "spread"),
+            ],
+            &["swap-a", "swap-b"],
+        )
+        .await;
     let digest = |b: &[u8]| {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(b))
@@ -629,22 +616,17 @@ async fn configmap_policy_swap_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apiserver_outage_keeps_users_served() {
     let mut env = Env::start(host_config()).await;
-    let d = app_deployment(
-        "outage",
-        &[
-            (ann::TICKETS_MAX, "3"),
-            (ann::TICKETS_SPARE, "1"),
-            (ann::PODS_MAX, "1"),
-        ],
-        pod_port(),
-    );
-    env.kubelet.replica(&d, "outage-0").await;
-    env.deployments()
-        .create(&PostParams::default(), &d)
-        .await
-        .unwrap();
-    let app = env.wait_app("outage").await;
-    wait_for(LIMIT, || async { app.has_pod("outage-0") }).await;
+    let (_, app) = env
+        .deploy(
+            "outage",
+            &[
+                (ann::TICKETS_MAX, "3"),
+                (ann::TICKETS_SPARE, "1"),
+                (ann::PODS_MAX, "1"),
+            ],
+            &["outage-0"],
+        )
+        .await;
     let addr = env.host.proxy_addr;
     let u1 = User::start(addr, "outage", ticket(addr, "outage", LIMIT).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -702,14 +684,7 @@ async fn apiserver_outage_keeps_users_served() {
     })
     .await;
     let patch = json!({"metadata": {"annotations": {ann::TICKETS_MAX: "5"}}});
-    env.deployments()
-        .patch(
-            "outage-deploy",
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
+    env.patch_deployment("outage-deploy", &patch).await;
     wait_for(LIMIT, || async {
         metric_at(
             env.host.metrics_addr,

@@ -2,49 +2,14 @@
 //! (`policies/spare-tickets/tests/cases.toml`, also checked natively) through
 //! the compiled component, as the host runs it.
 
-use serde::Deserialize;
+// The table's format, shared with the policy's own native test.
+#[path = "../../policies/spare-tickets/tests/table_format/mod.rs"]
+mod table_format;
+
+use table_format::{Case, CasePhase, cases};
 use wicket::policy::bindings::Snapshot as WitSnapshot;
 use wicket::policy::{self, Limits, PolicyEngine, invariants};
 use wicket::state::{Phase, SnapPod, Snapshot};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Table {
-    case: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Case {
-    name: String,
-    waiting: u32,
-    settings: Settings,
-    pods: Vec<Pod>,
-    expect_assign: Option<u32>,
-    expect_create: u32,
-    expect_delete: Vec<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Settings {
-    tickets_max: u32,
-    tickets_spare: u32,
-    pods_max: u32,
-    cooldown_seconds: u32,
-    config: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Pod {
-    id: u32,
-    capacity: u32,
-    tickets: u32,
-    phase: String,
-    autoscaled: bool,
-    idle_seconds: u32,
-}
 
 fn snapshot(c: &Case) -> Snapshot {
     Snapshot {
@@ -61,11 +26,10 @@ fn snapshot(c: &Case) -> Snapshot {
                 id: p.id,
                 capacity: p.capacity,
                 tickets: p.tickets,
-                phase: match p.phase.as_str() {
-                    "starting" => Phase::Starting,
-                    "ready" => Phase::Ready,
-                    "draining" => Phase::Draining,
-                    other => panic!("case {:?}: unknown phase {other:?}", c.name),
+                phase: match p.phase {
+                    CasePhase::Starting => Phase::Starting,
+                    CasePhase::Ready => Phase::Ready,
+                    CasePhase::Draining => Phase::Draining,
                 },
                 autoscaled: p.autoscaled,
                 idle_seconds: p.idle_seconds,
@@ -76,18 +40,14 @@ fn snapshot(c: &Case) -> Snapshot {
 
 #[test]
 fn compiled_default_policy_matches_the_table() {
-    let text = include_str!("../../policies/spare-tickets/tests/cases.toml");
-    let table: Table = toml::from_str(text).expect("cases.toml parses");
-    assert!(
-        table.case.len() >= 20,
-        "the table should cover the behaviour"
-    );
+    let cases = cases();
+    assert!(cases.len() >= 20, "the table should cover the behaviour");
     let engine = PolicyEngine::new(Limits::default()).expect("engine");
     let default = policy::load_default(&engine).expect("the embedded default loads");
     let mut live = default.instantiate(&engine).expect("instance");
     let mut buf = WitSnapshot::empty();
     let mut failures = Vec::new();
-    for case in &table.case {
+    for case in &cases {
         let snap = snapshot(case);
         buf.fill_from(&snap);
         let assign = live.assign(&buf).expect("assign answers");
@@ -114,7 +74,7 @@ fn compiled_default_policy_matches_the_table() {
         failures.is_empty(),
         "{} of {} cases differ:\n{}",
         failures.len(),
-        table.case.len(),
+        cases.len(),
         failures.join("\n")
     );
 }

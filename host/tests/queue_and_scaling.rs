@@ -188,3 +188,66 @@ async fn spare_tickets_scale_up_and_idle_pods_scale_down() {
     assert_eq!(free().await, 1.0, "the replica is never deleted");
     assert_eq!(metric(&demo, "k8sticket_current_users_total").await, 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_requests_never_overfill_and_the_rest_wait_their_turn() {
+    // Two slots on one pod, eight users at once: decisions made in parallel
+    // pick the same pod, and only the state at issue time may decide.
+    let mut cfg = config();
+    cfg.demo.tickets_max = 2;
+    cfg.demo.tickets_spare = 0;
+    cfg.demo.pods_max = 0;
+    cfg.proxy.ticket_expiry_ms = 1500;
+    let demo = start(cfg, 2).await;
+    let addr = demo.proxy_addr;
+    let mut sockets = futures_util::future::join_all((0..8).map(|_| connect_ws(addr, APP))).await;
+    let first = futures_util::future::join_all(
+        sockets
+            .iter_mut()
+            .map(|ws| read_ticket(ws, Duration::from_millis(500))),
+    )
+    .await;
+    let admitted = first.iter().filter(|s| s.ticket.is_some()).count();
+    assert_eq!(admitted, 2, "exactly the two slots are given out");
+    assert_eq!(metric(&demo, "k8sticket_users_total").await, 2.0);
+    assert_eq!(metric(&demo, "wicket_waiting_users").await, 6.0);
+
+    // The others wait, each at a place of their own.
+    let mut waiting: Vec<(usize, WsStream)> = Vec::new();
+    for (session, ws) in first.iter().zip(sockets) {
+        if session.ticket.is_some() {
+            continue;
+        }
+        let place = session
+            .messages
+            .iter()
+            .rev()
+            .find_map(|m| m.strip_prefix("pos#")?.parse().ok())
+            .expect("a waiting user is told their place");
+        waiting.push((place, ws));
+    }
+    waiting.sort_by_key(|(place, _)| *place);
+    let places: Vec<usize> = waiting.iter().map(|(p, _)| *p).collect();
+    assert_eq!(places, [1, 2, 3, 4, 5, 6]);
+
+    // Unused tickets expire, two at a time: everyone is served, in order.
+    let started = tokio::time::Instant::now();
+    let served = futures_util::future::join_all(waiting.iter_mut().map(|(_, ws)| async {
+        let s = read_ticket(ws, Duration::from_secs(15)).await;
+        (s.ticket.is_some(), started.elapsed())
+    }))
+    .await;
+    assert!(
+        served.iter().all(|(got, _)| *got),
+        "nobody is lost: {served:?}"
+    );
+    // Rounds are an expiry (1.5 s) apart; within one, order may jitter.
+    for pair in served.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].1 + Duration::from_millis(500),
+            "served out of order: {served:?}"
+        );
+    }
+    assert_eq!(metric(&demo, "k8sticket_users_total").await, 8.0);
+    assert_eq!(metric(&demo, "wicket_waiting_users").await, 0.0);
+}

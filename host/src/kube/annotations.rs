@@ -1,10 +1,13 @@
-//! k8sTicket's labels and annotations, parsed into wicket's settings. Pure:
-//! no I/O, no clock. A malformed value falls back to k8sTicket's default and
-//! is reported as a [`Warning`] (the caller logs it and records an Event).
+//! k8sTicket's labels and annotations (and wicket's own `wicket.dev/…`
+//! ones), parsed into wicket's settings. Pure: no I/O, no clock. A malformed
+//! value falls back to the default and is reported as a [`Warning`] (the
+//! caller logs it and records an Event).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::app::DEFAULT_RESUME_GRACE;
+use crate::config::{RESUME_GRACE_MAX, RESUME_GRACE_MIN, format_duration, parse_duration};
 use crate::state::AppSettings;
 
 /// Deployment label that enables an app (`"true"`; any other value drains it).
@@ -36,6 +39,14 @@ pub const POLICY: &str = "wicket.dev/policy";
 pub const POLICY_CONFIG: &str = "wicket.dev/policy-config";
 /// wicket: ConfigMap label marking policy components.
 pub const POLICY_LABEL: &str = "wicket.dev/policy";
+/// wicket: the app's name as users see it on the waiting page.
+pub const DISPLAY_NAME: &str = "wicket.dev/display-name";
+/// wicket: how long a waiting user who lost the connection keeps their place
+/// in line (a duration such as `15s`).
+pub const RESUME_GRACE: &str = "wicket.dev/resume-grace";
+
+/// Longest display name, in characters: it is a heading on a phone screen.
+pub const DISPLAY_NAME_MAX_CHARS: usize = 80;
 
 /// k8sTicket's default per-app port.
 pub const DEFAULT_PORT: u16 = 9001;
@@ -91,6 +102,10 @@ pub struct AppSpec {
     pub dns: bool,
     /// The selected policy; None: the embedded default.
     pub policy: Option<PolicyRef>,
+    /// The name on the waiting page; None: the app name.
+    pub display_name: Option<String>,
+    /// How long a disconnected waiting user keeps their place.
+    pub resume_grace: Duration,
 }
 
 /// Where an app listens inside its pods.
@@ -177,6 +192,29 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A duration such as `15s` or `1m30s` in `min..=max`; else the default.
+    fn duration(&mut self, key: &str, default: Duration, min: Duration, max: Duration) -> Duration {
+        let Some(raw) = self.raw(key) else {
+            return default;
+        };
+        match parse_duration(raw) {
+            Some(d) if d >= min && d <= max => d,
+            _ => {
+                self.warn(
+                    key,
+                    raw,
+                    format!(
+                        "is not a duration from {} to {} (a whole number with a unit ms, s, m or h, e.g. 15s or 1m30s); using the default {}",
+                        format_duration(min),
+                        format_duration(max),
+                        format_duration(default)
+                    ),
+                );
+                default
+            }
+        }
+    }
+
     /// `true`/`false` (any case, like Go's strconv.ParseBool also 1/0/t/f).
     fn boolean(&mut self, key: &str, default: bool) -> bool {
         let Some(raw) = self.raw(key) else {
@@ -200,6 +238,16 @@ impl<'a> Reader<'a> {
 /// Is `s` usable as an app name (one URL path segment)?
 pub fn valid_app_name(s: &str) -> bool {
     crate::proxy::routes::valid_name(s) && s != "ws"
+}
+
+/// Is `s` usable as a display name: at most [`DISPLAY_NAME_MAX_CHARS`]
+/// characters once trimmed, and no control characters (a line break or an
+/// escape sequence has no place in a heading or a log line)? The page
+/// escapes HTML, so any other text is safe. A blank name is valid: it means
+/// the app name.
+pub fn valid_display_name(s: &str) -> bool {
+    let s = s.trim();
+    s.chars().count() <= DISPLAY_NAME_MAX_CHARS && !s.chars().any(char::is_control)
 }
 
 /// Is `s` a valid ConfigMap name or data key?
@@ -258,6 +306,26 @@ pub fn app_spec(deployment: &str, annotations: Option<&Map>) -> (AppSpec, Vec<Wa
         },
     };
     let policy_config = r.raw(POLICY_CONFIG).unwrap_or("").to_owned();
+    let display_name = match r.raw(DISPLAY_NAME) {
+        None => None,
+        Some(raw) if valid_display_name(raw) => {
+            Some(raw.trim().to_owned()).filter(|n| !n.is_empty())
+        }
+        Some(raw) => {
+            r.warn(
+                DISPLAY_NAME,
+                raw,
+                format!("is not a display name (at most {DISPLAY_NAME_MAX_CHARS} characters, no control characters); using the default, the app name {name:?}"),
+            );
+            None
+        }
+    };
+    let resume_grace = r.duration(
+        RESUME_GRACE,
+        DEFAULT_RESUME_GRACE,
+        RESUME_GRACE_MIN,
+        RESUME_GRACE_MAX,
+    );
     let settings = AppSettings {
         tickets_max,
         tickets_spare,
@@ -272,6 +340,8 @@ pub fn app_spec(deployment: &str, annotations: Option<&Map>) -> (AppSpec, Vec<Wa
             port,
             dns,
             policy,
+            display_name,
+            resume_grace,
         },
         r.warnings,
     )
@@ -343,6 +413,8 @@ mod tests {
         assert_eq!(spec.port, 9001);
         assert!(!spec.dns);
         assert_eq!(spec.policy, None);
+        assert_eq!(spec.display_name, None, "the app name is shown");
+        assert_eq!(spec.resume_grace, Duration::from_secs(30));
     }
 
     #[test]
@@ -357,6 +429,8 @@ mod tests {
             (DNS, "true"),
             (POLICY, "policies/fifo.wasm"),
             (POLICY_CONFIG, "{\"x\":1}"),
+            (DISPLAY_NAME, " Gene Atlas <beta> — Lab 3 "),
+            (RESUME_GRACE, "1m30s"),
         ]);
         let (spec, warnings) = app_spec("deploy", Some(&a));
         assert!(warnings.is_empty(), "{warnings:?}");
@@ -380,6 +454,12 @@ mod tests {
                 key: "fifo.wasm".into()
             })
         );
+        assert_eq!(
+            spec.display_name.as_deref(),
+            Some("Gene Atlas <beta> — Lab 3"),
+            "trimmed; the page escapes HTML"
+        );
+        assert_eq!(spec.resume_grace, Duration::from_secs(90));
     }
 
     #[test]
@@ -405,6 +485,21 @@ mod tests {
             (POLICY, "no-slash"),
             (POLICY, "cm/"),
             (POLICY, "a/b/c"),
+            (DISPLAY_NAME, "line one\nline two"),
+            (DISPLAY_NAME, "bell\u{7}"),
+            (DISPLAY_NAME, &"x".repeat(DISPLAY_NAME_MAX_CHARS + 1)),
+            (RESUME_GRACE, "15"),
+            (RESUME_GRACE, "soon"),
+            (RESUME_GRACE, "-5s"),
+            (RESUME_GRACE, "1.5s"),
+            (RESUME_GRACE, "0s"),
+            (RESUME_GRACE, "999ms"),
+            (RESUME_GRACE, "2h"),
+            (RESUME_GRACE, "5 s"),
+            (RESUME_GRACE, "5sec"),
+            (RESUME_GRACE, "s"),
+            (RESUME_GRACE, ""),
+            (RESUME_GRACE, "99999999999999999999s"),
         ];
         let defaults = app_spec("deploy", None).0;
         for (key, value) in cases {
@@ -420,6 +515,42 @@ mod tests {
             let text = warnings[0].to_string();
             assert!(text.contains(key) && text.contains("default"), "{text}");
         }
+    }
+
+    #[test]
+    fn display_names_and_resume_graces_within_bounds_are_taken() {
+        for (value, want) in [
+            ("15s", 15_000),
+            (" 15s ", 15_000),
+            ("1s", 1000),
+            ("1000ms", 1000),
+            ("1500ms", 1500),
+            ("2m", 120_000),
+            ("1m30s", 90_000),
+            ("1h", 3_600_000),
+            ("59m59s999ms", 3_599_999),
+        ] {
+            let (spec, warnings) = app_spec("d", Some(&map(&[(RESUME_GRACE, value)])));
+            assert!(warnings.is_empty(), "{value:?}: {warnings:?}");
+            assert_eq!(spec.resume_grace, Duration::from_millis(want), "{value:?}");
+        }
+        let longest = "é".repeat(DISPLAY_NAME_MAX_CHARS);
+        for (value, want) in [
+            ("Shiny", Some("Shiny")),
+            ("", None),
+            ("   ", None),
+            (longest.as_str(), Some(longest.as_str())),
+        ] {
+            let (spec, warnings) = app_spec("d", Some(&map(&[(DISPLAY_NAME, value)])));
+            assert!(warnings.is_empty(), "{value:?}: {warnings:?}");
+            assert_eq!(spec.display_name.as_deref(), want, "{value:?}");
+        }
+        let (_, w) = app_spec("d", Some(&map(&[(RESUME_GRACE, "soon")])));
+        assert!(
+            w[0].to_string().contains("from 1s to 1h") && w[0].to_string().contains("30s"),
+            "the warning names the bounds and the default: {}",
+            w[0]
+        );
     }
 
     #[test]

@@ -85,6 +85,8 @@ pub struct Shared {
     /// Per-app ports: the address their listeners bind (port replaced), or
     /// None when per-app ports are off.
     pub app_listen: Option<SocketAddr>,
+    /// Edge threads (and sockets) per listener.
+    pub edge_threads: usize,
     /// The shared port (an app on this port needs no listener of its own).
     pub shared_port: u16,
     /// Bound per-app listeners, by app name (for status and tests).
@@ -146,6 +148,19 @@ pub struct Controller {
     /// pods would scale up for capacity it already has.
     pods_synced: HashSet<String>,
     pending: HashMap<NsName, Deployment>,
+}
+
+/// The names in namespace `ns` among `known` that a relist did not return
+/// (`seen`): the objects vanished while the watch was down.
+fn vanished<'a>(
+    known: impl Iterator<Item = &'a NsName>,
+    seen: &HashSet<String>,
+    ns: &str,
+) -> Vec<String> {
+    known
+        .filter(|(n, name)| n == ns && !seen.contains(name))
+        .map(|(_, name)| name.clone())
+        .collect()
 }
 
 fn strip<K: kube::Resource>(mut obj: K) -> K {
@@ -276,13 +291,7 @@ impl Controller {
                     .relisting
                     .remove(&("deployments", ns.to_owned()))
                     .unwrap_or_default();
-                let gone: Vec<String> = self
-                    .deployments
-                    .keys()
-                    .filter(|(n, d)| n == ns && !seen.contains(d))
-                    .map(|(_, d)| d.clone())
-                    .collect();
-                for d in gone {
+                for d in vanished(self.deployments.keys(), &seen, ns) {
                     self.deployment_deleted(ns, &d);
                 }
             }
@@ -492,6 +501,8 @@ impl Controller {
             tracing::info!(namespace = ns, app = name, settings = ?spec.settings, "settings applied");
         }
         entry.app.set_settings(spec.settings.clone());
+        entry.app.set_display_name(spec.display_name.as_deref());
+        entry.app.set_resume_grace(spec.resume_grace);
         entry.app.set_accepting(true);
         entry.app.policy().set_source(source);
         entry.provider.set_template(template);
@@ -570,17 +581,18 @@ impl Controller {
             return;
         }
         let addr = SocketAddr::new(listen.ip(), want);
-        let bound = std::net::TcpListener::bind(addr)
-            .and_then(|l| l.set_nonblocking(true).map(|_| l))
-            .and_then(tokio::net::TcpListener::from_std);
-        match bound {
+        match proxy::edge::bind(addr, self.shared.edge_threads) {
             Ok(l) => {
-                let local = l.local_addr().unwrap_or(addr);
+                let local = l.local_addr();
                 tracing::info!(app = %key.1, %local, "app port open");
                 let scope: Arc<str> = Arc::from(key.1.as_str());
                 entry.listener = Some((
                     want,
-                    Task::spawn(proxy::serve(l, Arc::clone(&self.shared.proxy), Some(scope))),
+                    Task::spawn(proxy::edge::serve(
+                        l,
+                        Arc::clone(&self.shared.proxy),
+                        Some(scope),
+                    )),
                 ));
                 entry.port_warned = None;
                 self.shared.ports.lock().insert(key.1.clone(), local);
@@ -633,13 +645,7 @@ impl Controller {
                     .relisting
                     .remove(&("pods", ns.to_owned()))
                     .unwrap_or_default();
-                let gone: Vec<String> = self
-                    .pods
-                    .keys()
-                    .filter(|(n, p)| n == ns && !seen.contains(p))
-                    .map(|(_, p)| p.clone())
-                    .collect();
-                for p in gone {
+                for p in vanished(self.pods.keys(), &seen, ns) {
                     self.pod_deleted(ns, &p);
                 }
                 if self.pods_synced.insert(ns.to_owned()) {
@@ -874,6 +880,7 @@ mod tests {
             retry: RetrySettings::default(),
             expiry: Duration::from_millis(500),
             app_listen: app_ports.then(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+            edge_threads: 1,
             shared_port: 1,
             ports: Arc::default(),
         };
@@ -1106,5 +1113,17 @@ mod tests {
             "a-1 was deleted while the watch was down"
         );
         assert!(app.has_pod("a-0"));
+    }
+
+    #[test]
+    fn vanished_is_what_the_relist_of_that_namespace_missed() {
+        let key = |ns: &str, name: &str| (ns.to_owned(), name.to_owned());
+        let known = [key("ns", "a"), key("ns", "b"), key("other", "c")];
+        let seen: HashSet<String> = ["a".to_owned(), "x".to_owned()].into();
+        assert_eq!(vanished(known.iter(), &seen, "ns"), vec!["b".to_owned()]);
+        let mut all = vanished(known.iter(), &HashSet::new(), "ns");
+        all.sort();
+        assert_eq!(all, ["a", "b"]);
+        assert!(vanished(known.iter(), &seen, "none").is_empty());
     }
 }

@@ -259,19 +259,23 @@ impl PolicyEngine {
         Ok(this)
     }
 
-    /// Runs `f` on the policy thread and waits for its answer; None if the
-    /// thread is gone. The thread is outside any tokio runtime, where WASI's
-    /// synchronous host functions may block on their own runtime.
-    pub fn run_on_policy_thread<R: Send + 'static>(
+    /// Runs `f` on the policy thread; the answer comes back through a
+    /// oneshot the caller awaits, so no tokio worker blocks while the call
+    /// runs or waits its turn. None if the thread is gone. The thread is
+    /// outside any tokio runtime, where WASI's synchronous host functions
+    /// may block on their own runtime.
+    pub async fn run_on_policy_thread<R: Send + 'static>(
         &self,
         f: impl FnOnce() -> R + Send + 'static,
     ) -> Option<R> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
+            // The caller may have given up (its task was dropped): then the
+            // answer is simply not wanted.
             let _ = tx.send(f());
         });
         self.jobs.send(job).ok()?;
-        rx.recv().ok()
+        rx.await.ok()
     }
 
     /// The wasmtime engine.

@@ -55,8 +55,9 @@ struct Inner {
     buf: bindings::Snapshot,
 }
 
-/// Runs one app's policy calls. Calls are short and synchronous; the mutex
-/// is never held across an await.
+/// Runs one app's policy calls. Each call is short and synchronous on the
+/// policy thread; callers await its answer, and the runner's mutex is only
+/// taken there, never across an await.
 pub struct PolicyRunner(Arc<Core>);
 
 struct Core {
@@ -115,17 +116,20 @@ impl PolicyRunner {
     }
 
     /// Which pod gets the next ticket, if any. Takes the snapshot by value
-    /// and gives it back, so the caller's buffer is reused.
-    pub fn assign(&self, snap: Snapshot) -> (Option<u32>, Snapshot) {
+    /// and gives it back, so the caller's buffer is reused. The caller must
+    /// not hold a lock across the await: the call waits its turn on the
+    /// policy thread.
+    pub async fn assign(&self, snap: Snapshot) -> (Option<u32>, Snapshot) {
         self.on_policy_thread(snap, None, |core, snap| {
             core.decide(snap, "assign", None, Live::assign, |s, a| {
                 invariants::check_assign(s, *a)
             })
         })
+        .await
     }
 
     /// What to create and delete now (snapshot given back as for `assign`).
-    pub fn scale(&self, snap: Snapshot) -> (ScaleDecision, Snapshot) {
+    pub async fn scale(&self, snap: Snapshot) -> (ScaleDecision, Snapshot) {
         self.on_policy_thread(snap, ScaleDecision::default(), |core, snap| {
             core.decide(
                 snap,
@@ -135,13 +139,15 @@ impl PolicyRunner {
                 invariants::check_scale,
             )
         })
+        .await
     }
 
     /// WASI's synchronous host functions (a guest writing to stderr, say)
     /// block on an internal runtime, which must not happen on a tokio worker
     /// thread. Inside tokio, calls therefore run on the engine's policy
-    /// thread; elsewhere (benchmarks, `policy check`) inline.
-    fn on_policy_thread<T: Send + 'static>(
+    /// thread and the caller awaits the answer; elsewhere (benchmarks,
+    /// `policy check`) they run inline and the future is ready at once.
+    async fn on_policy_thread<T: Send + 'static>(
         &self,
         snap: Snapshot,
         conservative: T,
@@ -158,6 +164,7 @@ impl PolicyRunner {
                 let answer = f(&core, &snap);
                 (answer, snap)
             })
+            .await
             .unwrap_or_else(|| {
                 tracing::error!("the policy thread is gone; taking no decision");
                 (conservative, Snapshot::default())

@@ -1,21 +1,20 @@
-//! Forwarding a ticketed request to its pod over pooled keep-alive
-//! connections, WebSocket upgrades included.
+//! Forwarding a ticketed request to its pod over keep-alive connections
+//! (see [`super::upstream`]), WebSocket upgrades included.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 
+use super::upstream::{Link, Pool, PoolSettings};
 use crate::state::{Backend, TicketGuard};
 
 /// The body of every proxy response: a backend's streamed body (keeping its
@@ -120,44 +119,35 @@ pub struct Target<'a> {
     pub client: SocketAddr,
 }
 
-/// Pooled HTTP client to the pods.
+/// Sends ticketed requests to the pods.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
-    client: Client<HttpConnector, Incoming>,
-}
-
-/// Connection pool settings.
-#[derive(Debug, Clone, Copy)]
-pub struct PoolSettings {
-    /// Backend dial timeout (k8sTicket: 5 s).
-    pub connect_timeout: Duration,
-    /// How long an idle pooled connection is kept.
-    pub idle_timeout: Duration,
-    /// Most idle connections kept per pod.
-    pub max_idle_per_host: usize,
+    pool: Arc<Pool>,
 }
 
 impl Forwarder {
     /// A forwarder with its own connection pool.
     pub fn new(pool: PoolSettings) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(pool.connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(pool.idle_timeout)
-            .pool_max_idle_per_host(pool.max_idle_per_host)
-            .build(connector);
-        Self { client }
+        Self {
+            pool: Pool::new(pool),
+        }
+    }
+
+    /// The idle connection pool, for [`Link`]s of user connections.
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
     }
 
     /// Forwards `req` to the target; the guard keeps the ticket alive until
     /// the response (or the upgraded connection) ends.
+    /// `link` is the user connection's; the call must run inside its
+    /// [`super::upstream::drive`].
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
         target: Target<'_>,
         guard: TicketGuard,
+        link: &Link,
     ) -> Response<ProxyBody> {
         let upgrade = is_upgrade(&req);
         let uri = match upstream_uri(target.backend, target.rest, req.uri().query()) {
@@ -176,8 +166,20 @@ impl Forwarder {
             h.insert(header::UPGRADE, proto);
         }
         add_forwarded(h, &target);
+        // The user's Host stays (as k8sTicket's proxy kept it); an HTTP/1.0
+        // client may have sent none.
+        if !h.contains_key(header::HOST) {
+            h.insert(header::HOST, target.backend.host.clone());
+        }
 
-        let mut resp = match self.client.request(Request::from_parts(parts, body)).await {
+        let req = Request::from_parts(parts, body);
+        let addr = target.backend.addr;
+        let sent = if upgrade {
+            self.pool.dial_for_upgrade(addr, req).await
+        } else {
+            link.send(addr, req).await
+        };
+        let mut resp = match sent {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(backend = %target.backend.addr, "backend request failed: {e}");
@@ -217,6 +219,7 @@ impl Forwarder {
     }
 }
 
+/// The origin-form URI on the pod: `pod.path` + the rest + the query.
 fn upstream_uri(backend: &Backend, rest: &str, query: Option<&str>) -> Option<Uri> {
     let mut pq = String::with_capacity(
         backend.base_path.len() + rest.len() + query.map_or(0, |q| q.len() + 1),
@@ -227,12 +230,7 @@ fn upstream_uri(backend: &Backend, rest: &str, query: Option<&str>) -> Option<Ur
         pq.push('?');
         pq.push_str(q);
     }
-    Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(backend.authority.clone())
-        .path_and_query(PathAndQuery::try_from(pq).ok()?)
-        .build()
-        .ok()
+    PathAndQuery::try_from(pq).ok().map(Uri::from)
 }
 
 fn add_forwarded(h: &mut HeaderMap, target: &Target<'_>) {
@@ -269,12 +267,9 @@ mod tests {
     fn uri_rewrites_to_pod_path() {
         let b = Backend::new(SocketAddr::from(([10, 0, 0, 7], 3838)), "/app");
         let u = upstream_uri(&b, "x/y.js", Some("v=1")).expect("uri");
-        assert_eq!(u.to_string(), "http://10.0.0.7:3838/app/x/y.js?v=1");
+        assert_eq!(u.to_string(), "/app/x/y.js?v=1");
         let b = Backend::new(SocketAddr::from(([10, 0, 0, 7], 80)), "/");
-        assert_eq!(
-            upstream_uri(&b, "", None).expect("uri").to_string(),
-            "http://10.0.0.7:80/"
-        );
+        assert_eq!(upstream_uri(&b, "", None).expect("uri").to_string(), "/");
     }
 
     #[test]

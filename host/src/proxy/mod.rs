@@ -8,10 +8,12 @@
 //! `X-Requested-With` gets redirects and k8sTicket's plain 403 texts.
 
 pub mod cookies;
+pub mod edge;
 pub mod forward;
 pub mod pages;
 pub mod routes;
 pub mod ticket_ws;
+pub mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -33,6 +35,7 @@ use forward::{Forwarder, ProxyBody, Target, local};
 use pages::{Ended, Room, View};
 use routes::{Route, RouteError};
 use ticket_ws::WsTiming;
+use upstream::Link;
 
 /// The claim endpoint under a ticket prefix (or an app in DNS mode).
 const CLAIM: &str = ".wicket/claim";
@@ -122,12 +125,14 @@ impl Proxy {
 
     /// Handles one request. Never fails: every error is a response.
     /// `scope` limits a listener to one app (k8sTicket's per-app ports);
-    /// None serves every app (the shared port).
+    /// None serves every app (the shared port). `link` is the user
+    /// connection's way to the pods, driven by [`upstream::drive`].
     pub async fn handle(
         &self,
         req: Request<Incoming>,
         client: SocketAddr,
         scope: Option<&str>,
+        link: &Link,
     ) -> Response<ProxyBody> {
         // Routes borrow from a cheap clone of the URI, so the request can move
         // on to the backend without copying its path pieces.
@@ -169,7 +174,7 @@ impl Proxy {
         if app.routing().dns
             && let Some(dns) = dns_target(&app, &req)
         {
-            return self.dns(&app, dns, req, client).await;
+            return self.dns(&app, dns, req, client, link).await;
         }
         match route {
             Route::Waiting { .. } if req.method() == Method::GET && !wants_page(req.headers()) => {
@@ -204,7 +209,7 @@ impl Proxy {
                 // `rest` ends the path: what precedes it is `/<app>/<pod>/<uid>/`.
                 let path = uri.path();
                 let prefix = path[..path.len() - rest.len()].trim_end_matches('/');
-                self.ticketed(&app, pod, uid, rest, prefix, req, client)
+                self.ticketed(&app, pod, uid, rest, prefix, req, client, link)
                     .await
             }
         }
@@ -217,6 +222,7 @@ impl Proxy {
         t: DnsTarget,
         req: Request<Incoming>,
         client: SocketAddr,
+        link: &Link,
     ) -> Response<ProxyBody> {
         if let Err(e) = routes::check_rest(&t.rest) {
             return local(
@@ -238,6 +244,7 @@ impl Proxy {
             home.trim_end_matches('/'),
             req,
             client,
+            link,
         )
         .await
     }
@@ -252,6 +259,7 @@ impl Proxy {
         prefix: &str,
         mut req: Request<Incoming>,
         client: SocketAddr,
+        link: &Link,
     ) -> Response<ProxyBody> {
         let Some(ticket) = app.ticket(pod, uid) else {
             if !app.has_pod(pod) {
@@ -281,7 +289,7 @@ impl Proxy {
             prefix,
             client,
         };
-        self.forwarder.forward(req, target, guard).await
+        self.forwarder.forward(req, target, guard, link).await
     }
 }
 
@@ -293,7 +301,7 @@ impl Proxy {
     /// place in line that reloads itself here with its resume id `w`.
     async fn poll(&self, app: &Arc<App>, req: &Request<Incoming>) -> Response<ProxyBody> {
         let rid = query_param(req.uri().query(), "w").and_then(|w| Token::parse(w).ok());
-        let (mut waiting, rid) = match app.join(rid.as_ref(), true) {
+        let (mut waiting, rid) = match app.join(rid.as_ref(), true).await {
             Join::Granted(grant) => return admit(app, &grant, req),
             Join::Closed => return pages::room_page(room(app, &app.display_name()), View::Closed),
             Join::Queued { waiting, rid, .. } => (waiting, rid),
@@ -457,19 +465,27 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, scope: Option<Arc<s
         let proxy = Arc::clone(&proxy);
         let scope = scope.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let (proxy, scope) = (Arc::clone(&proxy), scope.clone());
-                async move { Ok::<_, Infallible>(proxy.handle(req, client, scope.as_deref()).await) }
-            });
+            let link = Link::new(Arc::clone(proxy.forwarder.pool()));
+            let svc = {
+                let link = Arc::clone(&link);
+                service_fn(move |req| {
+                    let (proxy, scope, link) =
+                        (Arc::clone(&proxy), scope.clone(), Arc::clone(&link));
+                    async move {
+                        Ok::<_, Infallible>(
+                            proxy.handle(req, client, scope.as_deref(), &link).await,
+                        )
+                    }
+                })
+            };
             // HTTP/1.1 only: browsers speak HTTP/2 only over TLS, which an
             // ingress terminates; skipping protocol sniffing saves work on
             // every connection.
-            if let Err(e) = http1::Builder::new()
+            let server = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades()
-                .await
-            {
+                .with_upgrades();
+            if let Err(e) = upstream::drive(server, &link).await {
                 tracing::debug!(%client, "connection ended: {e}");
             }
         });

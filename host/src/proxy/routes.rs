@@ -131,6 +131,11 @@ fn split_segment(s: &str) -> (&str, Option<&str>) {
 /// Refuses dot segments (plain or percent-encoded) and NUL bytes, so a
 /// request cannot climb out of `pod.path` on the backend.
 pub fn check_rest(rest: &str) -> Result<(), RouteError> {
+    // The usual path has nothing that could hide a dot segment or a NUL:
+    // no need for the (allocating) checks below.
+    if !rest.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\' | 0)) {
+        return Ok(());
+    }
     let lower_has = |needle: &str| {
         rest.as_bytes()
             .windows(needle.len())

@@ -101,7 +101,11 @@ pub fn accept(app: Arc<App>, mut req: Request<Incoming>, timing: WsTiming) -> Re
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
+                // Small buffers: this socket carries a few short texts, and
+                // tungstenite zeroes its whole read buffer per connection.
                 let config = WebSocketConfig::default()
+                    .read_buffer_size(4 << 10)
+                    .write_buffer_size(0)
                     .max_message_size(Some(64 << 10))
                     .max_frame_size(Some(64 << 10));
                 let ws = WebSocketStream::from_raw_socket(
@@ -174,7 +178,7 @@ async fn session(app: Arc<App>, mut ws: Ws, timing: WsTiming, joining: Joining) 
         Joining::Resumable(rid) => (rid, true),
     };
     let mut changes = app.subscribe();
-    let (mut waiting, rid) = match app.join(resume.as_ref(), resumable) {
+    let (mut waiting, rid) = match app.join(resume.as_ref(), resumable).await {
         Join::Granted(grant) => return deliver(&app, ws, grant).await,
         Join::Closed => return closed(ws).await,
         Join::Queued { waiting, rid, .. } => (waiting, rid),

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::uri::Authority;
+use http::HeaderValue;
 
 use super::observed::{self, Capacity, Estimate, Observed};
 use super::settings::AppSettings;
@@ -23,8 +23,8 @@ pub type WaiterId = u64;
 pub struct Backend {
     /// Pod IP and app port.
     pub addr: SocketAddr,
-    /// `addr` as a URI authority, built once.
-    pub authority: Authority,
+    /// `addr` as a `Host` header value (for clients that sent none), built once.
+    pub host: HeaderValue,
     /// `pod.path`, always starting and ending with `/`.
     pub base_path: String,
 }
@@ -38,11 +38,12 @@ impl Backend {
         } else {
             format!("/{trimmed}/")
         };
-        let authority = Authority::try_from(addr.to_string())
-            .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
+        // A socket address always makes a valid header value.
+        let host = HeaderValue::try_from(addr.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
         Self {
             addr,
-            authority,
+            host,
             base_path,
         }
     }

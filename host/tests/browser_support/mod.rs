@@ -186,6 +186,13 @@ impl Browser {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.client.close()).await;
     }
 
+    /// Navigates to `url` (a WebDriver failure fails the test, naming the URL).
+    pub async fn open(&self, url: &str) {
+        if let Err(e) = self.client.goto(url).await {
+            panic!("opening {url} failed: {e}");
+        }
+    }
+
     /// The current URL.
     pub async fn url(&self) -> String {
         self.client
@@ -199,6 +206,15 @@ impl Browser {
     pub async fn text(&self, id: &str) -> Option<String> {
         let e = self.client.find(Locator::Id(id)).await.ok()?;
         e.text().await.ok()
+    }
+
+    /// The text of the page's `<h1>` (on the waiting page: the app's
+    /// display name); empty when there is none.
+    pub async fn heading(&self) -> String {
+        match self.client.find(Locator::Css("h1")).await {
+            Ok(h) => h.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
     }
 
     /// Evaluates `script` (a function body) and returns its value.
@@ -232,6 +248,21 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits until the waiting page shows place `place` in line and an
+    /// estimated wait ("about …").
+    pub async fn until_waiting_at(&self, limit: Duration, place: u32) {
+        let want = place.to_string();
+        let what = format!("place {place} with an estimate");
+        self.until(limit, &what, || async {
+            self.text("position").await.as_deref() == Some(want.as_str())
+                && self
+                    .text("eta")
+                    .await
+                    .is_some_and(|e| e.starts_with("about "))
+        })
+        .await;
     }
 
     /// The session counter the demo app shows (its WebSocket counts up).

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,8 +23,14 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command as TokioCommand};
+use wicket::app::App;
 use wicket::config::Config;
 use wicket::kube::annotations as ann;
+
+// The one polling helper of the integration tests; re-exported so the
+// cluster tests get it with `use cluster::*`. A test binary that uses this
+// module declares `mod common;` too.
+pub use crate::common::wait_for;
 
 /// The namespace deploy/ puts wicket in.
 pub const NS: &str = "wicket";
@@ -232,12 +239,48 @@ impl Env {
     }
 
     /// Waits until the app is served.
-    pub async fn wait_app(&self, name: &str) -> std::sync::Arc<wicket::app::App> {
+    pub async fn wait_app(&self, name: &str) -> Arc<App> {
         wait_for(Duration::from_secs(20), || async {
             self.host.apps.get(name).is_some()
         })
         .await;
         self.host.apps.get(name).unwrap()
+    }
+
+    /// Deploys app `name` as a k8sTicket user would: runs its `replicas`
+    /// first (as after a host restart, the pods exist before the app), then
+    /// creates its Deployment (see [`app_deployment`]) and waits until the
+    /// app is served with every replica. Returns the Deployment as the
+    /// apiserver stored it (with its uid) and the app.
+    pub async fn deploy(
+        &mut self,
+        name: &str,
+        annotations: &[(&str, &str)],
+        replicas: &[&str],
+    ) -> (Deployment, Arc<App>) {
+        let d = app_deployment(name, annotations, pod_port());
+        for r in replicas {
+            self.kubelet.replica(&d, r).await;
+        }
+        let d = self
+            .deployments()
+            .create(&PostParams::default(), &d)
+            .await
+            .unwrap();
+        let app = self.wait_app(name).await;
+        wait_for(Duration::from_secs(20), || async {
+            replicas.iter().all(|r| app.has_pod(r))
+        })
+        .await;
+        (d, app)
+    }
+
+    /// Merge-patches Deployment `name` (labels, annotations) as an admin.
+    pub async fn patch_deployment(&self, name: &str, patch: &serde_json::Value) {
+        self.deployments()
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
     }
 
     /// Autoscaled pods of `app` in the API, by name.
@@ -404,22 +447,6 @@ impl Kubelet {
             .await
             .unwrap();
         self.run(name).await
-    }
-}
-
-/// Polls `cond` until it holds or `limit` passes (then panics).
-pub async fn wait_for<F, Fut>(limit: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !cond().await {
-        assert!(
-            start.elapsed() < limit,
-            "condition not met within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -1,57 +1,12 @@
 //! Replays `cases.toml`, the policy's table of states and decisions, against
 //! the decision logic. The host replays the same file through the compiled
-//! component, so the file's format is part of the contract between the two.
+//! component, so the file's format (`table_format`, shared with the host's
+//! test) is part of the contract between the two.
 
-use serde::Deserialize;
+mod table_format;
+
+use table_format::{CasePhase, CasePod, cases};
 use wicket_policy_spare_tickets::logic::{self, Phase, Pod, Settings, Snapshot};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Table {
-    case: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Case {
-    name: String,
-    waiting: u32,
-    settings: CaseSettings,
-    pods: Vec<CasePod>,
-    expect_assign: Option<u32>,
-    expect_create: u32,
-    expect_delete: Vec<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CaseSettings {
-    tickets_max: u32,
-    tickets_spare: u32,
-    pods_max: u32,
-    cooldown_seconds: u32,
-    #[expect(dead_code, reason = "part of the format; this policy ignores it")]
-    config: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CasePod {
-    id: u32,
-    capacity: u32,
-    tickets: u32,
-    phase: CasePhase,
-    autoscaled: bool,
-    idle_seconds: u32,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum CasePhase {
-    Starting,
-    Ready,
-    Draining,
-}
 
 impl From<&CasePod> for Pod {
     fn from(pod: &CasePod) -> Self {
@@ -67,14 +22,6 @@ impl From<&CasePod> for Pod {
             autoscaled: pod.autoscaled,
             idle_seconds: pod.idle_seconds,
         }
-    }
-}
-
-fn cases() -> Vec<Case> {
-    match toml::from_str::<Table>(include_str!("cases.toml")) {
-        Ok(table) => table.case,
-        // Display, unlike Debug, shows the offending line instead of the file.
-        Err(error) => panic!("cases.toml: {error}"),
     }
 }
 
