@@ -121,7 +121,7 @@ pub struct BackendConfig {
     pub connect_timeout_ms: u64,
     /// Idle keep-alive connections are closed after this long.
     pub pool_idle_timeout_ms: u64,
-    /// Most idle keep-alive connections kept per pod.
+    /// Most idle keep-alive connections kept per pod (per edge thread).
     pub pool_max_idle_per_pod: usize,
 }
 

@@ -8,6 +8,11 @@
 //! connection goes back to the per-pod idle [`Pool`] for the next user
 //! connection. WebSocket upgrades get a connection of their own (see
 //! [`Pool::dial_for_upgrade`]), which never returns to the pool.
+//!
+//! Idle connections are pooled per thread: a socket reports readiness to
+//! the runtime that registered it, so a connection used from another edge
+//! thread would need a cross-thread wake-up for every response (and waits
+//! whenever its own thread is busy).
 
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
@@ -16,6 +21,7 @@ use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
@@ -35,7 +41,7 @@ pub struct PoolSettings {
     pub connect_timeout: Duration,
     /// How long an idle pooled connection is kept.
     pub idle_timeout: Duration,
-    /// Most idle connections kept per pod.
+    /// Most idle connections kept per pod, per thread.
     pub max_idle_per_host: usize,
 }
 
@@ -95,8 +101,11 @@ pub struct Pool {
     idle: Mutex<IdleMap>,
 }
 
+/// Idle connections by (the thread whose runtime they belong to, pod).
+type IdleKey = (ThreadId, SocketAddr);
+
 struct IdleMap {
-    by_addr: HashMap<SocketAddr, Vec<Idle>>,
+    by_addr: HashMap<IdleKey, Vec<Idle>>,
     last_sweep: Instant,
 }
 
@@ -126,14 +135,16 @@ impl Pool {
         })
     }
 
-    /// The most recently parked connection to `addr` that is still within
-    /// the idle timeout (its liveness is checked by the caller).
+    /// The most recently parked connection to `addr` of this thread that
+    /// is still within the idle timeout (its liveness is checked by the
+    /// caller).
     fn checkout(&self, addr: SocketAddr) -> Option<Upstream> {
         let now = Instant::now();
+        let key = (thread::current().id(), addr);
         let mut expired = Vec::new();
         let found = {
             let mut idle = self.idle.lock();
-            let list = idle.by_addr.get_mut(&addr)?;
+            let list = idle.by_addr.get_mut(&key)?;
             let keep_from = list
                 .iter()
                 .position(|i| now.duration_since(i.since) < self.settings.idle_timeout)
@@ -141,7 +152,7 @@ impl Pool {
             expired.extend(list.drain(..keep_from));
             let found = list.pop().map(|i| i.up);
             if list.is_empty() {
-                idle.by_addr.remove(&addr);
+                idle.by_addr.remove(&key);
             }
             found
         };
@@ -150,8 +161,8 @@ impl Pool {
         found
     }
 
-    /// Parks an idle connection, or drops it when it is not reusable or the
-    /// pod already has enough idle ones.
+    /// Parks an idle connection (of this thread's runtime), or drops it
+    /// when it is not reusable or the pod already has enough idle ones.
     fn checkin(&self, up: Upstream) {
         if !up.reusable() || self.settings.max_idle_per_host == 0 {
             return;
@@ -172,7 +183,10 @@ impl Pool {
                     !list.is_empty()
                 });
             }
-            let list = idle.by_addr.entry(up.addr).or_default();
+            let list = idle
+                .by_addr
+                .entry((thread::current().id(), up.addr))
+                .or_default();
             if list.len() < self.settings.max_idle_per_host {
                 list.push(Idle { up, since: now });
             } else {
