@@ -95,6 +95,16 @@ struct Idle {
     since: Instant,
 }
 
+/// Moves the connections idle for `timeout` or longer from `list` (oldest
+/// first, as parked) to `into`, to be closed outside the pool's lock.
+fn take_expired(list: &mut Vec<Idle>, now: Instant, timeout: Duration, into: &mut Vec<Idle>) {
+    let keep_from = list
+        .iter()
+        .position(|i| now.duration_since(i.since) < timeout)
+        .unwrap_or(list.len());
+    into.extend(list.drain(..keep_from));
+}
+
 /// Idle keep-alive connections per pod, shared by all user connections.
 pub struct Pool {
     settings: PoolSettings,
@@ -145,11 +155,7 @@ impl Pool {
         let found = {
             let mut idle = self.idle.lock();
             let list = idle.by_addr.get_mut(&key)?;
-            let keep_from = list
-                .iter()
-                .position(|i| now.duration_since(i.since) < self.settings.idle_timeout)
-                .unwrap_or(list.len());
-            expired.extend(list.drain(..keep_from));
+            take_expired(list, now, self.settings.idle_timeout, &mut expired);
             let found = list.pop().map(|i| i.up);
             if list.is_empty() {
                 idle.by_addr.remove(&key);
@@ -175,11 +181,7 @@ impl Pool {
                 idle.last_sweep = now;
                 let timeout = self.settings.idle_timeout;
                 idle.by_addr.retain(|_, list| {
-                    let keep_from = list
-                        .iter()
-                        .position(|i| now.duration_since(i.since) < timeout)
-                        .unwrap_or(list.len());
-                    dropped.extend(list.drain(..keep_from));
+                    take_expired(list, now, timeout, &mut dropped);
                     !list.is_empty()
                 });
             }
