@@ -17,7 +17,7 @@
 #   REPEAT=3 (runs per target and connection count, interleaved; medians reported)
 #   IDLE_MIN=90 (percent)  IDLE_WAIT_MAX=180 (seconds per wait)
 #   SKIP_BUILD=1 (use the binaries already in target/release)
-#   OUT=bench/RESULTS.md
+#   OUT=bench/RESULTS.md (raw outputs go to raw/ beside it)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -213,6 +213,20 @@ cpu_ticks() {
     echo "$total"
 }
 
+# User and kernel CPU ticks (utime, stime) of the given pids, as "u s".
+cpu_split() {
+    local u=0 k=0 pid rest
+    for pid in "$@"; do
+        [[ -r /proc/$pid/stat ]] || continue
+        rest=$(<"/proc/$pid/stat")
+        rest=${rest##*) }
+        # shellcheck disable=SC2086
+        set -- $rest
+        u=$((u + ${12})) k=$((k + ${13}))
+    done
+    echo "$u $k"
+}
+
 # nginx master plus its workers (workers are children of the master).
 nginx_pids() {
     echo "$NGINX_PID"
@@ -293,6 +307,7 @@ to_ms() {
 # One measured run. Args: target-name connections url repetition.
 # Appends one line to $WORK/results.tsv:
 # target conns idle reqs p50 p90 p99 non2xx sockerr cpu_wrk cpu_backend cpu_proxy cpu_others rep
+# cpu_proxy_user cpu_proxy_kernel
 run_one() {
     local name=$1 conns=$2 url=$3 rep=$4
     local idle
@@ -309,9 +324,10 @@ run_one() {
     nginx) mapfile -t proxy_pids < <(nginx_pids) ;;
     wicket) proxy_pids=("$WICKET_PID") ;;
     esac
-    local b0 p0 w0 m0 b1 p1 w1 m1 out
+    local b0 p0 w0 m0 b1 p1 w1 m1 out u0 k0 u1 k1
     b0=$(cpu_ticks "$BACKEND_PID")
     p0=$(cpu_ticks "${proxy_pids[@]}")
+    read -r u0 k0 < <(cpu_split "${proxy_pids[@]}")
     w0=$(child_ticks)
     m0=$(machine_ticks)
     log "$name, $conns connections, run $rep/$REPEAT: wrk -t$THREADS -c$conns -d$DURATION $url (idle before ${idle}%)"
@@ -321,6 +337,7 @@ run_one() {
     w1=$(child_ticks)
     b1=$(cpu_ticks "$BACKEND_PID")
     p1=$(cpu_ticks "${proxy_pids[@]}")
+    read -r u1 k1 < <(cpu_split "${proxy_pids[@]}")
     printf '%s\n' "$out" >"$WORK/wrk-$name-$conns-$rep.txt"
 
     local reqs p50 p90 p99 non2xx sockerr
@@ -331,17 +348,18 @@ run_one() {
     non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$out")
     sockerr=$(awk '/Socket errors:/ { sub(/.*Socket errors: /, ""); print }' <<<"$out")
     [[ -n $reqs ]] || die "$name: could not read wrk output: $out"
-    local cpu_proxy="-" ours=$(((w1 - w0) + (b1 - b0)))
+    local cpu_proxy="-" cpu_user="-" cpu_kernel="-" ours=$(((w1 - w0) + (b1 - b0)))
     if ((${#proxy_pids[@]})); then
         cpu_proxy=$(ticks_to_s $((p1 - p0)))
+        cpu_user=$(ticks_to_s $((u1 - u0))) cpu_kernel=$(ticks_to_s $((k1 - k0)))
         ours=$((ours + p1 - p0))
     fi
     # Other processes' CPU during the run (never below 0: rounding of ticks).
     local others=$(((m1 - m0) - ours))
     if ((others < 0)); then others=0; fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$idle" "$reqs" "$p50" "$p90" "$p99" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$idle" "$reqs" "$p50" "$p90" "$p99" \
         "${non2xx:-0}" "${sockerr:-none}" "$(ticks_to_s $((w1 - w0)))" "$(ticks_to_s $((b1 - b0)))" "$cpu_proxy" \
-        "$(ticks_to_s "$others")" "$rep" >>"$WORK/results.tsv"
+        "$(ticks_to_s "$others")" "$rep" "$cpu_user" "$cpu_kernel" >>"$WORK/results.tsv"
     log "$name, $conns connections: $reqs req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx ${non2xx:-0}"
 }
 
@@ -377,6 +395,8 @@ field() {
     awk -F'\t' -v t="$1" -v c="$2" -v f="$3" '$1 == t && $2 == c && $f != "-" { print $f }' "$WORK/results.tsv" |
         sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+# CPU seconds $1 over $2 req/s for DURATION, in µs per request ("-" stays).
+per_req() { awk -v p="$1" -v r="$2" -v d="${DURATION%s}" 'BEGIN { if (p == "-" || r <= 0) print "-"; else printf "%.1f", 1e6 * p / (r * d) }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
@@ -409,10 +429,11 @@ write_report() {
         echo "  the same \`Cookie: <pod>-<uid>-stoken=<token>\` header on every request (fresh ticket per run); all on one 2-core machine,"
         echo "  so wrk, proxy and backend share the same cores. nginx: \`worker_processes auto\`, \`access_log off\`, upstream \`keepalive 256\`,"
         echo "  \`proxy_http_version 1.1\`, \`proxy_set_header Connection \"\"\`. wicket: \`wicket demo\`, the backend as its only static pod."
-        echo "- before every run the script waits (≤ ${IDLE_WAIT_MAX} s) for ≥ $IDLE_MIN% idle CPU over 2 s; the idle values are in bench/raw/results.tsv."
+        echo "- before every run the script waits (≤ ${IDLE_WAIT_MAX} s) for ≥ $IDLE_MIN% idle CPU over 2 s; the idle values are in raw/results.tsv beside this report."
         echo "- CPU s: utime+stime during the run from /proc (proxy = nginx master+workers, or the wicket process);"
         echo "  others = the whole machine's busy CPU during the run minus those three (another build on this shared"
-        echo "  machine: a run with several CPU s of others is disturbed). proxy CPU µs/req = proxy CPU s / (req/s × duration)."
+        echo "  machine: a run with several CPU s of others is disturbed). proxy CPU µs/req = proxy CPU s / (req/s × duration),"
+        echo "  split into user (the proxy's own code and libraries) and kernel (its syscalls: loopback TCP, epoll, wake-ups)."
         echo
         local c
         for c in $CONNS; do
@@ -420,19 +441,19 @@ write_report() {
             echo
             echo "Medians of $REPEAT interleaved runs; the last column lists every run as req/s @ p99 ms [CPU s others]."
             echo
-            echo "| target | req/s | p50 ms | p90 ms | p99 ms | non-2xx (all runs) | socket errors (runs with any) | CPU s wrk | CPU s backend | CPU s proxy | CPU s others | proxy CPU µs/req | runs |"
-            echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"
+            echo "| target | req/s | p50 ms | p90 ms | p99 ms | non-2xx (all runs) | socket errors (runs with any) | CPU s wrk | CPU s backend | CPU s proxy | CPU s others | proxy CPU µs/req | user µs/req | kernel µs/req | runs |"
+            echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
             local t
             for t in direct nginx wicket; do
-                local reqs proxy per runs non2xx sockerr
+                local reqs proxy per user kernel runs non2xx sockerr
                 reqs=$(field "$t" "$c" 4) proxy=$(field "$t" "$c" 12)
-                per=$(awk -v p="$proxy" -v r="$reqs" -v d="${DURATION%s}" 'BEGIN { if (p == "-" || r <= 0) print "-"; else printf "%.1f", 1e6 * p / (r * d) }')
+                per=$(per_req "$proxy" "$reqs") user=$(per_req "$(field "$t" "$c" 15)" "$reqs") kernel=$(per_req "$(field "$t" "$c" 16)" "$reqs")
                 non2xx=$(awk -F'\t' -v t="$t" -v c="$c" '$1 == t && $2 == c { n += $8 } END { print n + 0 }' "$WORK/results.tsv")
                 sockerr=$(awk -F'\t' -v t="$t" -v c="$c" '$1 == t && $2 == c && $9 != "none" { printf "%srun %s: %s", sep, $14, $9; sep = "; " } END { if (!sep) print "none" }' "$WORK/results.tsv")
                 runs=$(awk -F'\t' -v t="$t" -v c="$c" '$1 == t && $2 == c { printf "%s%.0f @ %s [%s]", sep, $4, $7, $13; sep = ", " }' "$WORK/results.tsv")
-                printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "$reqs" "$(field "$t" "$c" 5)" \
+                printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "$reqs" "$(field "$t" "$c" 5)" \
                     "$(field "$t" "$c" 6)" "$(field "$t" "$c" 7)" "$non2xx" "$sockerr" "$(field "$t" "$c" 10)" "$(field "$t" "$c" 11)" \
-                    "$proxy" "$(field "$t" "$c" 13)" "$per" "$runs"
+                    "$proxy" "$(field "$t" "$c" 13)" "$per" "$user" "$kernel" "$runs"
             done
             local wr nr wp np
             wr=$(field wicket "$c" 4) nr=$(field nginx "$c" 4) wp=$(field wicket "$c" 7) np=$(field nginx "$c" 7)
@@ -440,6 +461,14 @@ write_report() {
             echo "- wicket/nginx req/s: **$(ratio "$wr" "$nr")×** (target ≥ 1.20×: $(verdict ge "$(ratio "$wr" "$nr")" 1.2))"
             echo "- wicket/nginx p99: **$(ratio "$wp" "$np")×** ($wp ms vs $np ms; target ≤ 1.00×: $(verdict le "$wp" "$np"))"
             echo "- wicket/direct req/s: $(ratio "$wr" "$(field direct "$c" 4)")×; nginx/direct req/s: $(ratio "$nr" "$(field direct "$c" 4)")×"
+            # What the req/s target asks of user space: the same CPU budget
+            # (wrk + backend + proxy of the wicket runs) with the proxy's
+            # user-space CPU removed entirely.
+            local ceiling
+            ceiling=$(awk -v r="$wr" -v w="$(field wicket "$c" 10)" -v b="$(field wicket "$c" 11)" -v p="$(field wicket "$c" 12)" \
+                -v k="$(field wicket "$c" 16)" 'BEGIN { if (w + b + k > 0) printf "%.0f", r * (w + b + p) / (w + b + k); else print 0 }')
+            echo "- ceiling: with **zero** user-space CPU in wicket (its kernel work only), the CPU these runs used would serve"
+            echo "  ≈ $ceiling req/s = **$(ratio "$ceiling" "$nr")× nginx** — the most any user-space work on this path could reach here."
             echo
         done
         echo "## Ticket issue latency"
@@ -500,7 +529,7 @@ main() {
     ensure_tools
     build
     [[ -x $WICKET && -x $BENCH ]] || die "missing $WICKET or $BENCH"
-    printf '# target\tconns\tidle%%\treq/s\tp50ms\tp90ms\tp99ms\tnon2xx\tsockerr\tcpu_wrk\tcpu_backend\tcpu_proxy\tcpu_others\trep\n' >"$WORK/results.tsv"
+    printf '# target\tconns\tidle%%\treq/s\tp50ms\tp90ms\tp99ms\tnon2xx\tsockerr\tcpu_wrk\tcpu_backend\tcpu_proxy\tcpu_others\trep\tcpu_proxy_user\tcpu_proxy_kernel\n' >"$WORK/results.tsv"
     : >"$WORK/tickets.txt"
     start_backend
     start_nginx
@@ -522,9 +551,12 @@ main() {
     policy_bench
     write_report
     # Raw wrk outputs, for whoever wants more than the table.
-    rm -rf "$ROOT/bench/raw"
-    mkdir -p "$ROOT/bench/raw"
-    cp "$WORK"/wrk-*.txt "$WORK/results.tsv" "$WORK/tickets.txt" "$WORK/policy.txt" "$ROOT/bench/raw/"
+    # Beside the report (bench/raw for the default OUT).
+    local raw
+    raw="$(dirname "$OUT")/raw"
+    rm -rf "$raw"
+    mkdir -p "$raw"
+    cp "$WORK"/wrk-*.txt "$WORK/results.tsv" "$WORK/tickets.txt" "$WORK/policy.txt" "$raw/"
 }
 
 main "$@"

@@ -1,8 +1,8 @@
 //! The shared wasmtime engine: configuration, linker, limits, and the per-store
 //! host state (deny-by-default WASI, rate-limited logging, memory cap).
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -163,6 +163,8 @@ pub struct HostState {
     pub memory_denied: bool,
     /// Where guest logs go.
     pub log: LogSink,
+    /// The deadline clock; a call holds [`Ticker::running`] while guest code runs.
+    pub ticker: Arc<Ticker>,
 }
 
 impl WasiView for HostState {
@@ -214,6 +216,7 @@ pub struct PolicyEngine {
     limits: Limits,
     /// Jobs for the policy thread (see [`PolicyEngine::run_on_policy_thread`]).
     jobs: std::sync::mpsc::Sender<Job>,
+    ticker: Arc<Ticker>,
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -249,13 +252,15 @@ impl PolicyEngine {
                 }
             })
             .map_err(|e| anyhow::anyhow!("cannot start the policy thread: {e}"))?;
+        let ticker = Arc::new(Ticker::default());
         let this = Arc::new(Self {
             engine,
             linker,
             limits,
             jobs,
+            ticker: Arc::clone(&ticker),
         });
-        start_ticker(Arc::downgrade(&this));
+        start_ticker(Arc::downgrade(&this), ticker);
         Ok(this)
     }
 
@@ -288,6 +293,11 @@ impl PolicyEngine {
         &self.linker
     }
 
+    /// The deadline clock; hold [`Ticker::running`] while guest code runs.
+    pub fn ticker(&self) -> &Ticker {
+        &self.ticker
+    }
+
     /// Limits applied to each call.
     pub fn limits(&self) -> Limits {
         self.limits
@@ -312,6 +322,7 @@ impl PolicyEngine {
             deadline_ticks: self.limits.deadline_ticks(),
             memory_denied: false,
             log,
+            ticker: Arc::clone(&self.ticker),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s as &mut dyn ResourceLimiter);
@@ -319,19 +330,107 @@ impl PolicyEngine {
     }
 }
 
-fn start_ticker(engine: Weak<PolicyEngine>) {
+/// The deadline clock: advances the engine's epoch every [`EPOCH_TICK`]
+/// while guest code runs, and sleeps otherwise, so an idle host does not
+/// wake up a thousand times a second (each wake-up also preempts whatever
+/// the core was doing: the proxy, under load).
+#[derive(Debug, Default)]
+pub struct Ticker {
+    running: AtomicUsize,
+    thread: OnceLock<std::thread::Thread>,
+    ticks: AtomicU64,
+}
+
+impl Ticker {
+    /// Marks guest code as running until the returned guard drops. Take it
+    /// before setting a deadline's call going: the epoch only moves while
+    /// some guard is held.
+    pub fn running(&self) -> Running<'_> {
+        if self.running.fetch_add(1, Ordering::AcqRel) == 0
+            && let Some(t) = self.thread.get()
+        {
+            t.unpark();
+        }
+        Running(self)
+    }
+
+    /// Epoch increments so far (for tests and diagnostics).
+    pub fn ticks(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
+    }
+}
+
+/// Guest code is running (see [`Ticker::running`]).
+#[derive(Debug)]
+pub struct Running<'a>(&'a Ticker);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// How often an idle ticker checks whether its engine is gone.
+const IDLE_RECHECK: Duration = Duration::from_secs(1);
+
+fn start_ticker(engine: Weak<PolicyEngine>, ticker: Arc<Ticker>) {
+    let clock = Arc::clone(&ticker);
     let spawned = std::thread::Builder::new()
         .name("wicket-epoch".into())
         .spawn(move || {
-            while let Some(e) = engine.upgrade() {
-                e.engine.increment_epoch();
-                drop(e);
-                std::thread::sleep(EPOCH_TICK);
+            loop {
+                if clock.running.load(Ordering::Acquire) == 0 {
+                    // Woken by `Ticker::running` (an unpark before this park
+                    // makes it return at once: no call is missed).
+                    std::thread::park_timeout(IDLE_RECHECK);
+                }
+                let Some(e) = engine.upgrade() else { return };
+                if clock.running.load(Ordering::Acquire) > 0 {
+                    e.engine.increment_epoch();
+                    clock.ticks.fetch_add(1, Ordering::Relaxed);
+                    drop(e);
+                    std::thread::sleep(EPOCH_TICK);
+                }
             }
         });
-    if let Err(e) = spawned {
-        // Without the ticker a looping policy would hang its caller; there is
-        // no safe way to run policies, so say so loudly.
-        tracing::error!("cannot start the policy deadline thread: {e}");
+    match spawned {
+        Ok(handle) => {
+            let _ = ticker.thread.set(handle.thread().clone());
+        }
+        Err(e) => {
+            // Without the ticker a looping policy would hang its caller; there is
+            // no safe way to run policies, so say so loudly.
+            tracing::error!("cannot start the policy deadline thread: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> Arc<PolicyEngine> {
+        PolicyEngine::new(Limits::default()).expect("engine")
+    }
+
+    #[test]
+    fn the_deadline_clock_sleeps_while_no_guest_runs() {
+        let e = engine();
+        std::thread::sleep(Duration::from_millis(50));
+        let idle = e.ticker().ticks();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(e.ticker().ticks(), idle, "an idle engine must not tick");
+
+        let running = e.ticker().running();
+        std::thread::sleep(Duration::from_millis(100));
+        let busy = e.ticker().ticks() - idle;
+        // ≈ 100 ticks of 1 ms; a loaded machine sleeps longer than asked.
+        assert!(busy >= 5, "only {busy} ticks while a guest ran");
+        drop(running);
+
+        std::thread::sleep(Duration::from_millis(20));
+        let after = e.ticker().ticks();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(e.ticker().ticks(), after, "the clock stops again");
     }
 }

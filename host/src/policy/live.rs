@@ -1,5 +1,7 @@
 //! A running policy instance: one store, reused call after call.
 
+use std::sync::Arc;
+
 use wasmtime::{Store, Trap};
 
 use super::bindings::{self, Policy};
@@ -71,6 +73,8 @@ impl Live {
     /// Calls `assign`.
     pub fn assign(&mut self, snap: &bindings::Snapshot) -> Result<Option<u32>, CallError> {
         self.prepare(self.ticks());
+        let ticker = Arc::clone(&self.store.data().ticker);
+        let _running = ticker.running();
         let r = self
             .bindings
             .wicket_policy_decide()
@@ -81,6 +85,8 @@ impl Live {
     /// Calls `scale`.
     pub fn scale(&mut self, snap: &bindings::Snapshot) -> Result<ScaleDecision, CallError> {
         self.prepare(self.ticks());
+        let ticker = Arc::clone(&self.store.data().ticker);
+        let _running = ticker.running();
         let r = self
             .bindings
             .wicket_policy_decide()

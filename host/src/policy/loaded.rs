@@ -105,6 +105,7 @@ impl LoadedPolicy {
         let mut store = engine.new_store(&format!("{}@{}", self.source, self.short_digest()));
         // Instantiation runs guest code too: bound it like a call.
         store.set_epoch_deadline(engine.limits().deadline_ticks());
+        let _running = engine.ticker().running();
         let bindings = self
             .pre
             .instantiate(&mut store)

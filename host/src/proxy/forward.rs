@@ -73,7 +73,16 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::UPGRADE || HOP_BY_HOP.contains(name)
+}
+
 fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names, without hashing,
+    // spares the nine removals below.
+    if !h.keys().any(is_hop_by_hop) {
+        return;
+    }
     // Headers named in Connection are hop-by-hop too.
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
@@ -115,8 +124,26 @@ pub struct Target<'a> {
     /// The ticket prefix the user sees (`/<app>/<pod>/<uid>`), for
     /// `X-Forwarded-Prefix`.
     pub prefix: &'a str,
+    /// The user's connection.
+    pub client: &'a Peer,
+}
+
+/// A user connection as forwarding sees it: its address, and its IP as a
+/// ready header value (`X-Forwarded-For`), made once per connection.
+#[derive(Debug, Clone)]
+pub struct Peer {
     /// The user's address.
-    pub client: SocketAddr,
+    pub addr: SocketAddr,
+    ip: HeaderValue,
+}
+
+impl Peer {
+    /// The peer at `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        let ip = HeaderValue::from_str(&addr.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self { addr, ip }
+    }
 }
 
 /// Sends ticketed requests to the pods.
@@ -239,13 +266,17 @@ fn add_forwarded(h: &mut HeaderMap, target: &Target<'_>) {
     static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
     static XOH: HeaderName = HeaderName::from_static("x-origin-host");
     static XPREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
-    let ip = target.client.ip().to_string();
-    let xff = match h.get(&XFF).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        h.insert(XFF.clone(), v);
+    let ip = &target.client.ip;
+    match h.get(&XFF).and_then(|v| v.to_str().ok()) {
+        Some(prev) => {
+            if let Ok(v) = HeaderValue::from_str(&format!("{prev}, {}", target.client.addr.ip())) {
+                h.insert(XFF.clone(), v);
+            }
+        }
+        // The usual case: the connection's own value, shared, not rebuilt.
+        None => {
+            h.insert(XFF.clone(), ip.clone());
+        }
     }
     if let Some(host) = h.get(header::HOST).cloned() {
         h.insert(XFH.clone(), host.clone());

@@ -16,7 +16,6 @@ pub mod ticket_ws;
 pub mod upstream;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +30,7 @@ use tokio::net::TcpListener;
 use crate::app::{App, Join};
 use crate::apps::Apps;
 use crate::state::{Grant, Token};
+pub use forward::Peer;
 use forward::{Forwarder, ProxyBody, Target, local};
 use pages::{Ended, Room, View};
 use routes::{Route, RouteError};
@@ -130,7 +130,7 @@ impl Proxy {
     pub async fn handle(
         &self,
         req: Request<Incoming>,
-        client: SocketAddr,
+        client: &Peer,
         scope: Option<&str>,
         link: &Link,
     ) -> Response<ProxyBody> {
@@ -221,7 +221,7 @@ impl Proxy {
         app: &App,
         t: DnsTarget,
         req: Request<Incoming>,
-        client: SocketAddr,
+        client: &Peer,
         link: &Link,
     ) -> Response<ProxyBody> {
         if let Err(e) = routes::check_rest(&t.rest) {
@@ -258,7 +258,7 @@ impl Proxy {
         rest: &str,
         prefix: &str,
         mut req: Request<Incoming>,
-        client: SocketAddr,
+        client: &Peer,
         link: &Link,
     ) -> Response<ProxyBody> {
         let Some(ticket) = app.ticket(pod, uid) else {
@@ -466,15 +466,18 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, scope: Option<Arc<s
         let scope = scope.clone();
         tokio::spawn(async move {
             let link = Link::new(Arc::clone(proxy.forwarder.pool()));
+            let peer = Arc::new(Peer::new(client));
             let svc = {
                 let link = Arc::clone(&link);
                 service_fn(move |req| {
-                    let (proxy, scope, link) =
-                        (Arc::clone(&proxy), scope.clone(), Arc::clone(&link));
+                    let (proxy, scope, link, peer) = (
+                        Arc::clone(&proxy),
+                        scope.clone(),
+                        Arc::clone(&link),
+                        Arc::clone(&peer),
+                    );
                     async move {
-                        Ok::<_, Infallible>(
-                            proxy.handle(req, client, scope.as_deref(), &link).await,
-                        )
+                        Ok::<_, Infallible>(proxy.handle(req, &peer, scope.as_deref(), &link).await)
                     }
                 })
             };
@@ -483,6 +486,8 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, scope: Option<Arc<s
             // every connection.
             let server = http1::Builder::new()
                 .timer(TokioTimer::new())
+                // As for pod connections (upstream.rs): one buffer, one write.
+                .writev(false)
                 .serve_connection(TokioIo::new(stream), svc)
                 .with_upgrades();
             if let Err(e) = upstream::drive(server, &link).await {

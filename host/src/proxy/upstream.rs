@@ -209,6 +209,9 @@ impl Pool {
         // Small requests and responses: do not wait to coalesce.
         let _ = stream.set_nodelay(true);
         Ok(http1::Builder::new()
+            // One buffer, one write(2): measured ≈ 4 % less proxy CPU per
+            // request than writev(2) of head and body (bench/NOTES.md).
+            .writev(false)
             .handshake(TokioIo::new(stream))
             .await?)
     }
