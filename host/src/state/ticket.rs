@@ -112,7 +112,12 @@ impl Ticket {
     /// Records a use at `now`.
     pub fn touch_at(&self, now: Instant) {
         let ms = now.saturating_duration_since(self.origin).as_millis() as u64;
-        self.last_used.fetch_max(ms, Ordering::Relaxed);
+        // Busy tickets are touched many times per millisecond, often from
+        // several edge threads: a plain load spares the read-modify-write
+        // (and the cache-line transfer it costs) when nothing changes.
+        if ms > self.last_used.load(Ordering::Relaxed) {
+            self.last_used.fetch_max(ms, Ordering::Relaxed);
+        }
     }
 
     /// Marks a proxied request as started; the ticket cannot expire until the
