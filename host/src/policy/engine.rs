@@ -343,8 +343,8 @@ pub struct Ticker {
 
 impl Ticker {
     /// Marks guest code as running until the returned guard drops. Take it
-    /// before setting a deadline's call going: the epoch only moves while
-    /// some guard is held.
+    /// before guest code starts: the epoch only moves while some guard is
+    /// held (and [`LINGER_TICKS`] after).
     pub fn running(&self) -> Running<'_> {
         if self.running.fetch_add(1, Ordering::AcqRel) == 0
             && let Some(t) = self.thread.get()

@@ -266,7 +266,6 @@ fn add_forwarded(h: &mut HeaderMap, target: &Target<'_>) {
     static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
     static XOH: HeaderName = HeaderName::from_static("x-origin-host");
     static XPREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
-    let ip = &target.client.ip;
     match h.get(&XFF).and_then(|v| v.to_str().ok()) {
         Some(prev) => {
             if let Ok(v) = HeaderValue::from_str(&format!("{prev}, {}", target.client.addr.ip())) {
@@ -275,7 +274,7 @@ fn add_forwarded(h: &mut HeaderMap, target: &Target<'_>) {
         }
         // The usual case: the connection's own value, shared, not rebuilt.
         None => {
-            h.insert(XFF.clone(), ip.clone());
+            h.insert(XFF.clone(), target.client.ip.clone());
         }
     }
     if let Some(host) = h.get(header::HOST).cloned() {
@@ -304,6 +303,38 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_headers_name_the_user_and_the_prefix() {
+        let backend = Backend::new(SocketAddr::from(([10, 0, 0, 7], 3838)), "/");
+        let peer = Peer::new(SocketAddr::from(([192, 0, 2, 9], 51000)));
+        let target = Target {
+            backend: &backend,
+            rest: "x",
+            prefix: "/demo/p1/u1",
+            client: &peer,
+        };
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("apps.example"));
+        add_forwarded(&mut h, &target);
+        assert_eq!(h["x-forwarded-for"], "192.0.2.9");
+        assert_eq!(h["x-forwarded-host"], "apps.example");
+        assert_eq!(h["x-origin-host"], "apps.example");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-prefix"], "/demo/p1/u1");
+
+        // Behind another proxy: the chain grows, its scheme stays.
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.1"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        add_forwarded(&mut h, &target);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.1, 192.0.2.9");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert!(
+            !h.contains_key("x-forwarded-host"),
+            "no Host, nothing to copy"
+        );
+    }
+
+    #[test]
     fn hop_by_hop_headers_go() {
         let mut h = HeaderMap::new();
         h.insert(
@@ -317,5 +348,12 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-app"));
+
+        // An Upgrade header alone is enough to take the slow path.
+        let mut h = HeaderMap::new();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-app", HeaderValue::from_static("stays"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
     }
 }
