@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
@@ -232,6 +232,9 @@ pub struct App {
     resume_grace_ms: AtomicU64,
     /// Changes whenever what waiting pages show may have changed.
     changes: watch::Sender<Signature>,
+    /// Set once the app is removed from (or replaced in) the app table:
+    /// connections that remember it must look it up again.
+    retired: AtomicBool,
 }
 
 impl std::fmt::Debug for App {
@@ -269,7 +272,18 @@ impl App {
             display_name: RwLock::new(None),
             resume_grace_ms: AtomicU64::new(DEFAULT_RESUME_GRACE.as_millis() as u64),
             changes: watch::Sender::new(Signature::default()),
+            retired: AtomicBool::new(false),
         })
+    }
+
+    /// Marks the app as gone from the app table.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    /// Has the app left the app table?
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 
     /// The name users see on the waiting page (the URL name unless set).

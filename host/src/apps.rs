@@ -1,4 +1,5 @@
-//! The table of running apps, read lock-free on every request.
+//! The table of running apps, read lock-free (and by the proxy only when
+//! a connection's remembered app is retired or another app is asked for).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,16 +20,20 @@ impl Apps {
         self.table.load().get(name).cloned()
     }
 
-    /// Adds or replaces an app.
+    /// Adds or replaces an app; a replaced one is retired.
     pub fn insert(&self, app: Arc<App>) {
+        let old = self.get(app.name());
         self.table.rcu(|t| {
             let mut t = HashMap::clone(t);
             t.insert(app.name().to_owned(), Arc::clone(&app));
             t
         });
+        if let Some(old) = old.filter(|o| !Arc::ptr_eq(o, &app)) {
+            old.retire();
+        }
     }
 
-    /// Removes an app, returning it.
+    /// Removes an app, returning it (retired).
     pub fn remove(&self, name: &str) -> Option<Arc<App>> {
         let old = self.get(name);
         self.table.rcu(|t| {
@@ -36,6 +41,9 @@ impl Apps {
             t.remove(name);
             t
         });
+        if let Some(old) = &old {
+            old.retire();
+        }
         old
     }
 

@@ -53,6 +53,11 @@ pub struct ProxyConfig {
     /// Threads serving user connections, each with its own listening
     /// socket on the port (`SO_REUSEPORT`); 0 is one per CPU.
     pub threads: usize,
+    /// A request head must arrive in full within this long of its first
+    /// byte (slow clients are closed).
+    pub header_timeout_ms: u64,
+    /// A user connection with no request for this long is closed.
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for ProxyConfig {
@@ -63,6 +68,8 @@ impl Default for ProxyConfig {
             ws_ping_ms: 5000,
             waiting_message_ms: 10_000,
             threads: 0,
+            header_timeout_ms: 30_000,
+            idle_timeout_ms: 120_000,
         }
     }
 }
@@ -277,10 +284,20 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), (&'static str, &'static str)> {
-        let checks: [(bool, &'static str, &'static str); 15] = [
+        let checks: [(bool, &'static str, &'static str); 17] = [
             (
                 self.proxy.ticket_expiry_ms >= 100,
                 "proxy.ticket_expiry_ms",
+                "must be at least 100",
+            ),
+            (
+                self.proxy.header_timeout_ms >= 100,
+                "proxy.header_timeout_ms",
+                "must be at least 100",
+            ),
+            (
+                self.proxy.idle_timeout_ms >= 100,
+                "proxy.idle_timeout_ms",
                 "must be at least 100",
             ),
             (

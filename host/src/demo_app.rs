@@ -16,7 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use parking_lot::Mutex;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -34,9 +34,7 @@ struct Demo {
 
 /// Serves the demo app on `listen` until the process ends.
 pub async fn serve(listen: SocketAddr, pod: String) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
+    let listener = bind(listen).map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     println!("{LISTENING} {addr}");
     let demo = Arc::new(Demo {
@@ -63,6 +61,22 @@ pub async fn serve(listen: SocketAddr, pod: String) -> anyhow::Result<()> {
                 .await;
         });
     }
+}
+
+/// Pending connections queued: room for a proxy that opens hundreds of
+/// keep-alive connections at once (the default 128 drops SYNs, and each
+/// dropped one waits a second for its retransmit).
+const BACKLOG: u32 = 1024;
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 fn text(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

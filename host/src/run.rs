@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::apps::Apps;
 use crate::config::Config;
-use crate::demo::{forwarder, ws_timing};
+use crate::demo::proxy_settings;
 use crate::kube::controller::{Controller, Shared, Task};
 use crate::kube::policies::{self, PolicyStore};
 use crate::kube::retry::RetrySettings;
@@ -119,7 +119,7 @@ pub async fn start(config: Config, client: ::kube::Client) -> anyhow::Result<Run
         .with_context(|| format!("binding proxy.listen {}", config.proxy.listen))?;
     let proxy_addr = listeners.local_addr();
     let apps = Arc::new(Apps::default());
-    let proxy = Proxy::new(Arc::clone(&apps), forwarder(&config), ws_timing(&config));
+    let proxy = Proxy::new(Arc::clone(&apps), proxy_settings(&config));
     tasks.push(Task::spawn(proxy::edge::serve(
         listeners,
         Arc::clone(&proxy),

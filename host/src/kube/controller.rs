@@ -843,7 +843,7 @@ mod tests {
     //! The controller's rules, driven by synthetic watch events (no cluster:
     //! the client points nowhere and is never called on these paths).
     use super::*;
-    use crate::demo::{forwarder, ws_timing};
+    use crate::demo::proxy_settings;
     use crate::kube::annotations as ann;
     use serde_json::json;
     use std::collections::BTreeMap;
@@ -866,7 +866,7 @@ mod tests {
             events.clone(),
         );
         let apps = Arc::new(Apps::default());
-        let proxy = Proxy::new(Arc::clone(&apps), forwarder(&config), ws_timing(&config));
+        let proxy = Proxy::new(Arc::clone(&apps), proxy_settings(&config));
         let shared = Shared {
             client,
             engine,

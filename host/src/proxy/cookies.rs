@@ -19,44 +19,67 @@ fn is_ticket_cookie(name: &str, pod: &str, uid: &str) -> bool {
         .is_some_and(|r| r == "-stoken")
 }
 
-fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    headers
-        .get_all(COOKIE)
-        .iter()
+/// The `name=value` pairs of Cookie field values, trimmed, quotes taken
+/// off the values; oversized fields are skipped.
+fn pairs<'v>(values: impl Iterator<Item = &'v [u8]>) -> impl Iterator<Item = (&'v str, &'v str)> {
+    values
         .filter(|v| v.len() <= MAX_COOKIE_HEADER)
-        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .map(|(k, v)| (k.trim(), v.trim().trim_matches('"')))
 }
 
-/// The value of the ticket cookie for (`pod`, `uid`), if sent.
-pub fn find<'h>(headers: &'h HeaderMap, pod: &str, uid: &str) -> Option<&'h str> {
-    pairs(headers)
+/// The value of the ticket cookie for (`pod`, `uid`) among raw Cookie
+/// field values, if sent.
+pub fn find_in<'v>(
+    values: impl Iterator<Item = &'v [u8]>,
+    pod: &str,
+    uid: &str,
+) -> Option<&'v str> {
+    pairs(values)
         .find(|(k, _)| is_ticket_cookie(k, pod, uid))
         .map(|(_, v)| v)
 }
 
-/// Removes the ticket cookie from the Cookie headers (the backend has no use
-/// for the secret). Other cookies pass unchanged.
-pub fn strip(headers: &mut HeaderMap, pod: &str, uid: &str) {
-    if find(headers, pod, uid).is_none() {
-        return;
-    }
-    let mut kept = String::new();
-    for (k, v) in pairs(headers).filter(|(k, _)| !is_ticket_cookie(k, pod, uid)) {
-        if !kept.is_empty() {
-            kept.push_str("; ");
+/// The value of the ticket cookie for (`pod`, `uid`), if sent.
+pub fn find<'h>(headers: &'h HeaderMap, pod: &str, uid: &str) -> Option<&'h str> {
+    find_in(
+        headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes),
+        pod,
+        uid,
+    )
+}
+
+/// Writes the Cookie field `value` as `cookie: …\r\n` without the ticket
+/// cookie (the pod has no use for the secret); other cookies pass as they
+/// came. Writes nothing when the ticket cookie was all there was.
+pub fn write_without_ticket(out: &mut Vec<u8>, value: &[u8], pod: &str, uid: &str) {
+    let start = out.len();
+    out.extend_from_slice(b"cookie: ");
+    let first = out.len();
+    for pair in value.split(|&b| b == b';') {
+        let pair = pair.trim_ascii();
+        if pair.is_empty() {
+            continue;
         }
-        kept.push_str(k);
-        kept.push('=');
-        kept.push_str(v);
+        let name = pair
+            .split(|&b| b == b'=')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        if std::str::from_utf8(name).is_ok_and(|n| is_ticket_cookie(n, pod, uid)) {
+            continue;
+        }
+        if out.len() > first {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(pair);
     }
-    headers.remove(COOKIE);
-    if !kept.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&kept)
-    {
-        headers.insert(COOKIE, v);
+    if out.len() == first {
+        out.truncate(start);
+    } else {
+        out.extend_from_slice(b"\r\n");
     }
 }
 
@@ -130,16 +153,19 @@ mod tests {
     }
 
     #[test]
-    fn strip_keeps_other_cookies() {
-        let mut h = headers(&["a=1; p-u-stoken=t; b=2"]);
-        strip(&mut h, "p", "u");
+    fn the_ticket_cookie_is_not_forwarded() {
+        let strip = |v: &str| {
+            let mut out = Vec::new();
+            write_without_ticket(&mut out, v.as_bytes(), "p", "u");
+            String::from_utf8(out).expect("ascii")
+        };
         assert_eq!(
-            h.get(COOKIE).map(|v| v.to_str().ok()),
-            Some(Some("a=1; b=2"))
+            strip("a=1; p-u-stoken=t; b=\"2\""),
+            "cookie: a=1; b=\"2\"\r\n"
         );
-        let mut h = headers(&["p-u-stoken=t"]);
-        strip(&mut h, "p", "u");
-        assert!(h.get(COOKIE).is_none());
+        assert_eq!(strip(" p-u-stoken=t "), "");
+        assert_eq!(strip("p-u-stoken=t;;flag"), "cookie: flag\r\n");
+        assert_eq!(strip("p-u2-stoken=t"), "cookie: p-u2-stoken=t\r\n");
     }
 
     #[test]

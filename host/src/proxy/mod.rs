@@ -9,33 +9,30 @@
 
 pub mod cookies;
 pub mod edge;
-pub mod forward;
+mod exchange;
+pub mod front;
 pub mod pages;
+pub mod pool;
+mod rewind;
 pub mod routes;
 pub mod ticket_ws;
-pub mod upstream;
+pub mod wire;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
 
 use crate::app::{App, Join};
 use crate::apps::Apps;
-use crate::state::{Grant, Token};
-pub use forward::Peer;
-use forward::{Forwarder, ProxyBody, Target, local};
-use pages::{Ended, Room, View};
+use crate::state::{Grant, Ticket, Token};
+pub use front::{ClientTimeouts, serve};
+use pages::{Ended, ProxyBody, Room, View, local};
+use pool::{Pool, PoolSettings};
 use routes::{Route, RouteError};
 use ticket_ws::WsTiming;
-use upstream::Link;
+use wire::RequestHead;
 
 /// The claim endpoint under a ticket prefix (or an app in DNS mode).
 const CLAIM: &str = ".wicket/claim";
@@ -45,15 +42,77 @@ const POLL: &str = "poll";
 /// line (at most half the resume grace period).
 const POLL_HOLD: Duration = Duration::from_secs(5);
 
-/// The proxy service: routes every request of every app.
+/// The proxy's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxySettings {
+    /// Connections to the pods.
+    pub pods: PoolSettings,
+    /// Timing of the ticket WebSocket.
+    pub ws: WsTiming,
+    /// Timeouts of user connections.
+    pub clients: ClientTimeouts,
+}
+
+/// The proxy: routes every request of every app. Ticketed requests are
+/// forwarded by [`front`]; everything else is answered by
+/// [`Proxy::handle`].
 #[derive(Debug)]
 pub struct Proxy {
     apps: Arc<Apps>,
-    forwarder: Forwarder,
+    pool: Arc<Pool>,
     timing: WsTiming,
+    clients: ClientTimeouts,
 }
 
-fn host(req: &Request<Incoming>) -> &str {
+/// A request that may go to its pod: the parts of the path the forwarded
+/// request needs (the ticket is in the connection's [`Pass`]).
+#[derive(Debug)]
+pub struct Authorized<'a> {
+    /// Pod name, as in the ticket cookie's name.
+    pub pod: &'a str,
+    /// Ticket uid, as in the ticket cookie's name.
+    pub uid: &'a str,
+    /// The path after the ticket prefix (no leading `/`).
+    pub rest: &'a str,
+    /// The ticket prefix the user sees (`/<app>/<pod>/<uid>`, or `/<app>`
+    /// in DNS mode), for `X-Forwarded-Prefix`.
+    pub prefix: &'a str,
+}
+
+/// What a user connection remembers of the ticket its last request was
+/// let through on. The next request on the same ticket with the same
+/// cookie needs no lookup in the app table or the app's serverlist (no
+/// lock, no hashing, no reference count shared with other threads), as
+/// long as the ticket is still live and the app not retired.
+#[derive(Debug)]
+pub struct Pass {
+    app: Arc<App>,
+    ticket: Arc<Ticket>,
+    pod: Box<str>,
+    uid: Box<str>,
+    /// The cookie value that opened the ticket.
+    token: Box<[u8]>,
+}
+
+impl Pass {
+    /// The ticket.
+    pub fn ticket(&self) -> &Arc<Ticket> {
+        &self.ticket
+    }
+
+    /// Does this pass open (`pod`, `uid`) of `app` for `cookie`?
+    fn opens(&self, pod: &str, uid: &str, cookie: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.ticket.is_live()
+            && !self.app.is_retired()
+            && *self.pod == *pod
+            && *self.uid == *uid
+            && cookie.len() == self.token.len()
+            && bool::from(cookie.as_bytes().ct_eq(&self.token))
+    }
+}
+
+fn host(req: &Request<()>) -> &str {
     req.headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -115,27 +174,97 @@ fn room<'a>(app: &'a App, title: &'a str) -> Room<'a> {
 
 impl Proxy {
     /// A proxy over `apps`.
-    pub fn new(apps: Arc<Apps>, forwarder: Forwarder, timing: WsTiming) -> Arc<Self> {
+    pub fn new(apps: Arc<Apps>, settings: ProxySettings) -> Arc<Self> {
         Arc::new(Self {
             apps,
-            forwarder,
-            timing,
+            pool: Pool::new(settings.pods),
+            timing: settings.ws,
+            clients: settings.clients,
         })
     }
 
-    /// Handles one request. Never fails: every error is a response.
-    /// `scope` limits a listener to one app (k8sTicket's per-app ports);
-    /// None serves every app (the shared port). `link` is the user
-    /// connection's way to the pods, driven by [`upstream::drive`].
-    pub async fn handle(
+    /// The app a request names, if this listener serves it (`scope` limits
+    /// a listener to one app: k8sTicket's per-app ports).
+    fn app(&self, name: &str, scope: Option<&str>) -> Option<Arc<App>> {
+        match scope {
+            Some(only) if only != name => None,
+            _ => self.apps.get(name),
+        }
+    }
+
+    /// Checks a request head for a live ticket and its cookie: `Some` when
+    /// the request is to be forwarded to the ticket's pod (which `pass`
+    /// then names). Everything else (pages, the ticket socket, claims,
+    /// denials) is for [`Self::handle`].
+    pub fn authorize<'a>(
         &self,
-        req: Request<Incoming>,
-        client: &Peer,
+        head: &RequestHead<'_, 'a>,
         scope: Option<&str>,
-        link: &Link,
-    ) -> Response<ProxyBody> {
+        pass: &mut Option<Pass>,
+    ) -> Option<Authorized<'a>> {
+        let path = head.path;
+        let route = routes::parse(path).ok()?;
+        let name = route.app();
+        // The remembered app while it is current (this connection's scope
+        // let it through before), else a lookup.
+        let fetched;
+        let app = match pass.as_ref() {
+            Some(p) if p.app.name() == name && !p.app.is_retired() => &p.app,
+            _ => {
+                fetched = self.app(name, scope)?;
+                &fetched
+            }
+        };
+        let (pod, uid, rest, prefix) = match head.host.and_then(|h| dns_parts(app, h, path)) {
+            Some(dns) => {
+                routes::check_rest(dns.rest).ok()?;
+                // `/<app>`: the path starts with it.
+                (dns.pod, dns.uid, dns.rest, &path[..=name.len()])
+            }
+            None => match route {
+                Route::Ticketed { pod, uid, rest, .. } => {
+                    let prefix = path[..path.len() - rest.len()].trim_end_matches('/');
+                    (pod, uid, rest, prefix)
+                }
+                _ => return None,
+            },
+        };
+        if rest == CLAIM {
+            return None;
+        }
+        let cookie = cookies::find_in(head.cookies(), pod, uid)?;
+        let authorized = Authorized {
+            pod,
+            uid,
+            rest,
+            prefix,
+        };
+        if pass.as_ref().is_some_and(|p| p.opens(pod, uid, cookie)) {
+            return Some(authorized);
+        }
+        let ticket = app.ticket(pod, uid)?;
+        let token = Token::parse(cookie).ok()?;
+        if !ticket.accepts(&token) {
+            return None;
+        }
+        let app = Arc::clone(app);
+        *pass = Some(Pass {
+            app,
+            ticket,
+            pod: pod.into(),
+            uid: uid.into(),
+            token: cookie.as_bytes().into(),
+        });
+        Some(authorized)
+    }
+
+    /// Answers one request that is not forwarded to a pod (its body, if
+    /// any, is not needed: only the head is passed). Never fails: every
+    /// error is a response. `scope` limits a listener to one app
+    /// (k8sTicket's per-app ports); None serves every app (the shared port).
+    pub async fn handle(&self, req: Request<()>, scope: Option<&str>) -> Response<ProxyBody> {
         // Routes borrow from a cheap clone of the URI, so the request can move
-        // on to the backend without copying its path pieces.
+        // on (to the ticket socket) without copying its path pieces.
         let uri = req.uri().clone();
         let route = match routes::parse(uri.path()) {
             Ok(r) => r,
@@ -153,28 +282,15 @@ impl Proxy {
                 );
             }
         };
-        let app_name = match route {
-            Route::Waiting { app }
-            | Route::TicketSocket { app }
-            | Route::Internal { app, .. }
-            | Route::PodOnly { app }
-            | Route::Ticketed { app, .. } => app,
-        };
-        let app = match scope {
-            Some(only) if only != app_name => None,
-            _ => self.apps.get(app_name),
-        };
-        let Some(app) = app else {
+        let Some(app) = self.app(route.app(), scope) else {
             return local(
                 StatusCode::NOT_FOUND,
                 "text/plain",
                 "No such application.\n",
             );
         };
-        if app.routing().dns
-            && let Some(dns) = dns_target(&app, &req)
-        {
-            return self.dns(&app, dns, req, client, link).await;
+        if let Some(dns) = dns_parts(&app, host(&req), uri.path()) {
+            return dns_request(&app, &dns, &req);
         }
         match route {
             Route::Waiting { .. } if req.method() == Method::GET && !wants_page(req.headers()) => {
@@ -205,91 +321,8 @@ impl Proxy {
                 let home = format!("/{}/{pod}/{uid}/", app.name());
                 claim(&app, &pod, &uid, &req, &home, None)
             }
-            Route::Ticketed { pod, uid, rest, .. } => {
-                // `rest` ends the path: what precedes it is `/<app>/<pod>/<uid>/`.
-                let path = uri.path();
-                let prefix = path[..path.len() - rest.len()].trim_end_matches('/');
-                self.ticketed(&app, pod, uid, rest, prefix, req, client, link)
-                    .await
-            }
+            Route::Ticketed { pod, uid, .. } => ticketed(&app, pod, uid, &req),
         }
-    }
-
-    /// DNS mode: `<pod>.<uid>.<host>/<app>/<rest>`.
-    async fn dns(
-        &self,
-        app: &App,
-        t: DnsTarget,
-        req: Request<Incoming>,
-        client: &Peer,
-        link: &Link,
-    ) -> Response<ProxyBody> {
-        if let Err(e) = routes::check_rest(&t.rest) {
-            return local(
-                StatusCode::BAD_REQUEST,
-                "text/plain",
-                format!("Bad request: {e}.\n"),
-            );
-        }
-        let home = format!("/{}/", app.name());
-        if t.rest == CLAIM {
-            let domain = t.base.split(':').next().unwrap_or(&t.base);
-            return claim(app, &t.pod, &t.uid, &req, &home, Some(domain));
-        }
-        self.ticketed(
-            app,
-            &t.pod,
-            &t.uid,
-            &t.rest,
-            home.trim_end_matches('/'),
-            req,
-            client,
-            link,
-        )
-        .await
-    }
-
-    #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
-    async fn ticketed(
-        &self,
-        app: &App,
-        pod: &str,
-        uid: &str,
-        rest: &str,
-        prefix: &str,
-        mut req: Request<Incoming>,
-        client: &Peer,
-        link: &Link,
-    ) -> Response<ProxyBody> {
-        let Some(ticket) = app.ticket(pod, uid) else {
-            if !app.has_pod(pod) {
-                // k8sTicket: an unknown pod leads home.
-                if is_navigation(req.headers()) {
-                    return ended(app, &req, Ended::Expired);
-                }
-                return pages::redirect(StatusCode::FOUND, &format!("/{}/", app.name()));
-            }
-            return match cookies::find(req.headers(), pod, uid) {
-                None => denied(app, &req, Ended::Expired, pages::SESSION_EXPIRED),
-                Some(_) => denied(app, &req, Ended::Expired, pages::NO_ACCESS),
-            };
-        };
-        let Some(cookie) = cookies::find(req.headers(), pod, uid) else {
-            return denied(app, &req, Ended::Denied, pages::SESSION_EXPIRED);
-        };
-        match Token::parse(cookie) {
-            Ok(token) if ticket.accepts(&token) => {}
-            _ => return denied(app, &req, Ended::Denied, pages::NO_ACCESS),
-        }
-        let guard = ticket.open();
-        cookies::strip(req.headers_mut(), pod, uid);
-        let target = Target {
-            backend: ticket.backend(),
-            rest,
-            prefix,
-            client,
-        };
-        self.forwarder.forward(req, target, guard, link).await
     }
 }
 
@@ -299,7 +332,7 @@ impl Proxy {
     /// the HttpOnly ticket cookie and lands on the app; otherwise the poll
     /// waits a few seconds for one, then answers with a page showing the
     /// place in line that reloads itself here with its resume id `w`.
-    async fn poll(&self, app: &Arc<App>, req: &Request<Incoming>) -> Response<ProxyBody> {
+    async fn poll(&self, app: &Arc<App>, req: &Request<()>) -> Response<ProxyBody> {
         let rid = query_param(req.uri().query(), "w").and_then(|w| Token::parse(w).ok());
         let (mut waiting, rid) = match app.join(rid.as_ref(), true).await {
             Join::Granted(grant) => return admit(app, &grant, req),
@@ -328,9 +361,63 @@ impl Proxy {
     }
 }
 
+/// DNS mode: `<pod>.<uid>.<host>/<app>/<rest>` that was not forwarded:
+/// the claim, or a denial.
+fn dns_request(app: &App, dns: &DnsParts<'_>, req: &Request<()>) -> Response<ProxyBody> {
+    if let Err(e) = routes::check_rest(dns.rest) {
+        return local(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            format!("Bad request: {e}.\n"),
+        );
+    }
+    if dns.rest == CLAIM {
+        let home = format!("/{}/", app.name());
+        let domain = dns.base.split(':').next().unwrap_or(dns.base);
+        return claim(app, dns.pod, dns.uid, req, &home, Some(domain));
+    }
+    ticketed(app, dns.pod, dns.uid, req)
+}
+
+/// A ticketed request that was not forwarded: why it may not pass.
+fn ticketed(app: &App, pod: &str, uid: &str, req: &Request<()>) -> Response<ProxyBody> {
+    let Some(ticket) = app.ticket(pod, uid) else {
+        if !app.has_pod(pod) {
+            // k8sTicket: an unknown pod leads home.
+            if is_navigation(req.headers()) {
+                return ended(app, req, Ended::Expired);
+            }
+            return pages::redirect(StatusCode::FOUND, &format!("/{}/", app.name()));
+        }
+        return match cookies::find(req.headers(), pod, uid) {
+            None => denied(app, req, Ended::Expired, pages::SESSION_EXPIRED),
+            Some(_) => denied(app, req, Ended::Expired, pages::NO_ACCESS),
+        };
+    };
+    let Some(cookie) = cookies::find(req.headers(), pod, uid) else {
+        return denied(app, req, Ended::Denied, pages::SESSION_EXPIRED);
+    };
+    match Token::parse(cookie) {
+        Ok(token) if ticket.accepts(&token) => {
+            // The forwarding path found no valid ticket a moment ago (or the
+            // request target was not in origin form); the user may retry.
+            tracing::debug!(app = app.name(), pod, "ticket became valid after the check");
+            let mut r = local(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "Please try again.\n",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            r
+        }
+        _ => denied(app, req, Ended::Denied, pages::NO_ACCESS),
+    }
+}
+
 /// Sends a user who was granted `grant` to the app, with the ticket cookie
 /// set by this response (HttpOnly; the token never appears in a URL).
-fn admit(app: &App, grant: &Grant, req: &Request<Incoming>) -> Response<ProxyBody> {
+fn admit(app: &App, grant: &Grant, req: &Request<()>) -> Response<ProxyBody> {
     let name = app.name();
     let base = host(req);
     let dns = app.routing().dns && !base.is_empty();
@@ -363,12 +450,7 @@ fn admit(app: &App, grant: &Grant, req: &Request<Incoming>) -> Response<ProxyBod
 
 /// A ticketed request that cannot pass: a browser navigating goes back to
 /// the waiting room with a word on why; anything else gets k8sTicket's 403.
-fn denied(
-    app: &App,
-    req: &Request<Incoming>,
-    why: Ended,
-    text: &'static str,
-) -> Response<ProxyBody> {
+fn denied(app: &App, req: &Request<()>, why: Ended, text: &'static str) -> Response<ProxyBody> {
     if is_navigation(req.headers()) {
         ended(app, req, why)
     } else {
@@ -378,7 +460,7 @@ fn denied(
 
 /// Redirects to the waiting room's "session ended" page (on the base host
 /// in DNS mode).
-fn ended(app: &App, req: &Request<Incoming>, why: Ended) -> Response<ProxyBody> {
+fn ended(app: &App, req: &Request<()>, why: Ended) -> Response<ProxyBody> {
     let path = format!("/{}/?ended={}", app.name(), why.as_str());
     // Only a host that names one of the app's pods is a DNS-mode host.
     let dns_host = routes::parse_dns_host(host(req))
@@ -391,31 +473,34 @@ fn ended(app: &App, req: &Request<Incoming>, why: Ended) -> Response<ProxyBody> 
 }
 
 /// A DNS-mode request: the host names the pod and the ticket uid.
-struct DnsTarget {
-    pod: String,
-    uid: String,
-    base: String,
-    rest: String,
+struct DnsParts<'a> {
+    pod: &'a str,
+    uid: &'a str,
+    base: &'a str,
+    rest: &'a str,
 }
 
-/// The DNS-mode target of `req`, when its host names a pod of `app`
-/// (otherwise the normal routes apply, e.g. the waiting page on the base host).
-fn dns_target(app: &App, req: &Request<Incoming>) -> Option<DnsTarget> {
-    let (pod, uid, base) = routes::parse_dns_host(host(req))?;
+/// The DNS-mode target of a request to `host` and `path`, when `app` is in
+/// DNS mode and the host names one of its pods (otherwise the normal
+/// routes apply, e.g. the waiting page on the base host).
+fn dns_parts<'a>(app: &App, host: &'a str, path: &'a str) -> Option<DnsParts<'a>> {
+    if !app.routing().dns {
+        return None;
+    }
+    let (pod, uid, base) = routes::parse_dns_host(host)?;
     if !app.has_pod(pod) {
         return None;
     }
-    let path = req.uri().path();
     let rest = path
         .strip_prefix('/')
         .and_then(|p| p.strip_prefix(app.name()))
         .unwrap_or("");
     let rest = rest.strip_prefix('/').unwrap_or(rest);
-    Some(DnsTarget {
-        pod: pod.to_owned(),
-        uid: uid.to_owned(),
-        base: base.to_owned(),
-        rest: rest.to_owned(),
+    Some(DnsParts {
+        pod,
+        uid,
+        base,
+        rest,
     })
 }
 
@@ -424,7 +509,7 @@ fn claim(
     app: &App,
     pod: &str,
     uid: &str,
-    req: &Request<Incoming>,
+    req: &Request<()>,
     home: &str,
     domain: Option<&str>,
 ) -> Response<ProxyBody> {
@@ -447,52 +532,4 @@ fn claim(
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r
-}
-
-/// Serves `proxy` on `listener` until the task is aborted; with `scope`,
-/// only that app.
-pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, scope: Option<Arc<str>>) {
-    loop {
-        let (stream, client) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let proxy = Arc::clone(&proxy);
-        let scope = scope.clone();
-        tokio::spawn(async move {
-            let link = Link::new(Arc::clone(proxy.forwarder.pool()));
-            let peer = Arc::new(Peer::new(client));
-            let svc = {
-                let link = Arc::clone(&link);
-                service_fn(move |req| {
-                    let (proxy, scope, link, peer) = (
-                        Arc::clone(&proxy),
-                        scope.clone(),
-                        Arc::clone(&link),
-                        Arc::clone(&peer),
-                    );
-                    async move {
-                        Ok::<_, Infallible>(proxy.handle(req, &peer, scope.as_deref(), &link).await)
-                    }
-                })
-            };
-            // HTTP/1.1 only: browsers speak HTTP/2 only over TLS, which an
-            // ingress terminates; skipping protocol sniffing saves work on
-            // every connection.
-            let server = http1::Builder::new()
-                .timer(TokioTimer::new())
-                // As for pod connections (upstream.rs): one buffer, one write.
-                .writev(false)
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades();
-            if let Err(e) = upstream::drive(server, &link).await {
-                tracing::debug!(%client, "connection ended: {e}");
-            }
-        });
-    }
 }

@@ -3,13 +3,30 @@
 
 use std::time::Duration;
 
-use http::StatusCode;
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::Full;
 
-use super::forward::{ProxyBody, local};
 use crate::app::WaitStatus;
 use crate::demo_app::html_escape;
 use crate::state::Basis;
+
+/// The body of every response wicket makes itself (served by hyper).
+pub type ProxyBody = Full<Bytes>;
+
+/// A small local response.
+pub fn local(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<ProxyBody> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
 
 /// k8sTicket's answer to a ticketed request without its cookie.
 pub const SESSION_EXPIRED: &str =

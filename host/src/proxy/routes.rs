@@ -47,6 +47,19 @@ pub enum Route<'a> {
     },
 }
 
+impl<'a> Route<'a> {
+    /// The app the route names.
+    pub fn app(&self) -> &'a str {
+        match *self {
+            Route::Waiting { app }
+            | Route::TicketSocket { app }
+            | Route::Internal { app, .. }
+            | Route::PodOnly { app }
+            | Route::Ticketed { app, .. } => app,
+        }
+    }
+}
+
 /// A path that cannot be routed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {

@@ -18,7 +18,6 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
@@ -27,7 +26,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
-use super::forward::{ProxyBody, is_upgrade, local};
+use super::pages::{ProxyBody, local};
 use crate::app::{App, Join, WaitStatus};
 use crate::state::{Grant, Token};
 
@@ -77,8 +76,22 @@ fn joining(query: Option<&str>) -> Joining {
     Joining::Plain
 }
 
+/// Is this an HTTP/1.1 upgrade request (e.g. a WebSocket)?
+fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
 /// Accepts the WebSocket handshake and runs the ticket session in a task.
-pub fn accept(app: Arc<App>, mut req: Request<Incoming>, timing: WsTiming) -> Response<ProxyBody> {
+pub fn accept(app: Arc<App>, mut req: Request<()>, timing: WsTiming) -> Response<ProxyBody> {
     let is_ws = is_upgrade(&req)
         && req
             .headers()

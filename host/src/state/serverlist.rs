@@ -95,12 +95,32 @@ struct PodEntry {
     capacity: u32,
     phase: Phase,
     autoscaled: bool,
-    tickets: HashMap<String, Arc<Ticket>>,
+    tickets: HashMap<String, Held>,
     /// Since when the pod has held no ticket (or became ready).
     idle_since: Instant,
     /// While starting: since when (its creation was asked for, or it was
     /// first seen), to observe start times.
     starting_since: Option<Instant>,
+}
+
+/// A ticket the serverlist holds. However it lets go of it (freed,
+/// expired, its pod removed, the whole list dropped with its app), the
+/// ticket stops being live, so nobody who remembers it can use it again.
+#[derive(Debug)]
+struct Held(Arc<Ticket>);
+
+impl std::ops::Deref for Held {
+    type Target = Arc<Ticket>;
+
+    fn deref(&self) -> &Arc<Ticket> {
+        &self.0
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.revoke();
+    }
 }
 
 impl PodEntry {
@@ -368,7 +388,7 @@ impl Serverlist {
         };
         let token = Token::generate();
         let ticket = Arc::new(Ticket::new(token, uid.clone(), backend, origin, now));
-        pod.tickets.insert(uid.clone(), ticket);
+        pod.tickets.insert(uid.clone(), Held(ticket));
         Ok(Grant {
             token,
             pod: name.clone(),
@@ -378,7 +398,7 @@ impl Serverlist {
 
     /// The live ticket `uid` on pod `pod`.
     pub fn ticket(&self, pod: &str, uid: &str) -> Option<&Arc<Ticket>> {
-        self.pods.get(pod)?.tickets.get(uid)
+        self.pods.get(pod)?.tickets.get(uid).map(|h| &h.0)
     }
 
     /// Does a pod of this name exist (in any phase)?
@@ -664,6 +684,41 @@ mod tests {
     }
 
     #[test]
+    fn a_ticket_the_list_lets_go_of_is_no_longer_live() {
+        let t0 = Instant::now();
+        let mut list = Serverlist::new(settings(3), t0);
+        list.upsert_pod(pod("a", 1, true, false), t0);
+        let a = id_of(&list, "a", t0);
+        let grants: Vec<Grant> = (0..3).map(|_| list.issue(a, t0).expect("issue")).collect();
+        let held: Vec<Arc<Ticket>> = grants
+            .iter()
+            .map(|g| Arc::clone(list.ticket("a", &g.uid).expect("ticket")))
+            .collect();
+        assert!(held.iter().all(|t| t.is_live()));
+        // Released, expired, then the pod drained away with the last one.
+        assert!(list.release("a", &grants[0].uid, t0));
+        assert!(!held[0].is_live() && held[1].is_live());
+        let guard = held[2].open();
+        list.sweep(t0 + Duration::from_secs(10), Duration::from_secs(3));
+        assert!(!held[1].is_live() && held[2].is_live());
+        list.drain_pod("a");
+        drop(guard);
+        list.sweep(
+            Instant::now() + Duration::from_secs(10),
+            Duration::from_secs(3),
+        );
+        assert!(!held[2].is_live());
+        // A list dropped with its app lets go of everything.
+        let mut list = Serverlist::new(settings(1), t0);
+        list.upsert_pod(pod("b", 1, true, false), t0);
+        let b = id_of(&list, "b", t0);
+        let g = list.issue(b, t0).expect("issue");
+        let t = Arc::clone(list.ticket("b", &g.uid).expect("ticket"));
+        drop(list);
+        assert!(!t.is_live());
+    }
+
+    #[test]
     fn starting_pods_get_no_tickets_until_ready() {
         let now = Instant::now();
         let mut list = Serverlist::new(settings(1), now);
@@ -685,7 +740,8 @@ mod tests {
         let a = id_of(&list, "a", t0);
         let idle = list.issue(a, t0).expect("idle");
         let busy = list.issue(a, t0).expect("busy");
-        let guard = list.ticket("a", &busy.uid).expect("busy ticket").open();
+        let busy_ticket = Arc::clone(list.ticket("a", &busy.uid).expect("busy ticket"));
+        let guard = busy_ticket.open();
         assert_eq!(
             list.sweep(t0 + Duration::from_millis(2900), expiry).expired,
             0

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
@@ -57,6 +57,25 @@ impl fmt::Debug for Token {
     }
 }
 
+/// Shards of a ticket's count of requests in flight.
+const OPEN_SHARDS: usize = 8;
+
+/// One shard of the count, on a cache line of its own: the edge threads
+/// serving one ticket's connections each count on their own line, so a
+/// request costs no cache-line transfer between cores.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct OpenShard(AtomicU32);
+
+/// The shard the calling thread counts on (threads are spread round-robin).
+fn open_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % OPEN_SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
+
 /// A live ticket. Shared (`Arc`) between the serverlist and the proxy's
 /// in-flight requests; only the atomics change after issue.
 #[derive(Debug)]
@@ -67,8 +86,13 @@ pub struct Ticket {
     origin: Instant,
     /// Milliseconds since `origin` of the last use.
     last_used: AtomicU64,
-    /// Proxied requests/connections in flight (a WebSocket counts while open).
-    open: AtomicU32,
+    /// Proxied requests/connections in flight (a WebSocket counts while
+    /// open), counted per thread.
+    open: [OpenShard; OPEN_SHARDS],
+    /// Cleared when the serverlist lets go of the ticket (freed, expired,
+    /// its pod or app gone): a connection that remembers the ticket sees
+    /// at once that it no longer opens anything.
+    live: AtomicBool,
     /// When the ticket was issued.
     pub issued_at: Instant,
 }
@@ -87,7 +111,8 @@ impl Ticket {
             backend,
             origin,
             last_used: AtomicU64::new(0),
-            open: AtomicU32::new(0),
+            open: Default::default(),
+            live: AtomicBool::new(true),
             issued_at: now,
         };
         t.touch_at(now);
@@ -122,14 +147,29 @@ impl Ticket {
 
     /// Marks a proxied request as started; the ticket cannot expire until the
     /// guard is dropped (which counts as a use).
-    pub fn open(self: &Arc<Self>) -> TicketGuard {
-        self.open.fetch_add(1, Ordering::Relaxed);
-        TicketGuard(Arc::clone(self))
+    pub fn open(&self) -> TicketGuard<'_> {
+        let shard = open_shard();
+        self.open[shard].0.fetch_add(1, Ordering::Relaxed);
+        TicketGuard {
+            ticket: self,
+            shard,
+        }
+    }
+
+    /// Still held by the serverlist (not freed, expired, or gone with its
+    /// pod or app)?
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// The serverlist lets go of the ticket.
+    pub(super) fn revoke(&self) {
+        self.live.store(false, Ordering::Release);
     }
 
     /// True when nothing uses the ticket and its last use is at least `expiry` ago.
     pub fn is_expired(&self, now: Instant, expiry: Duration) -> bool {
-        if self.open.load(Ordering::Acquire) > 0 {
+        if self.open_count() > 0 {
             return false;
         }
         let now_ms = now.saturating_duration_since(self.origin).as_millis() as u64;
@@ -138,25 +178,27 @@ impl Ticket {
 
     /// Connections/requests currently open on this ticket.
     pub fn open_count(&self) -> u32 {
-        self.open.load(Ordering::Relaxed)
+        self.open
+            .iter()
+            .map(|s| s.0.load(Ordering::Acquire))
+            .fold(0, u32::wrapping_add)
     }
 }
 
 /// Keeps a ticket alive while a proxied request or connection is in flight.
 #[derive(Debug)]
-pub struct TicketGuard(Arc<Ticket>);
-
-impl TicketGuard {
-    /// Refreshes the ticket during a long-lived connection.
-    pub fn touch(&self) {
-        self.0.touch_at(Instant::now());
-    }
+pub struct TicketGuard<'a> {
+    ticket: &'a Ticket,
+    shard: usize,
 }
 
-impl Drop for TicketGuard {
+impl Drop for TicketGuard<'_> {
     fn drop(&mut self) {
-        self.0.touch_at(Instant::now());
-        self.0.open.fetch_sub(1, Ordering::Release);
+        self.ticket.touch_at(Instant::now());
+        // The shard it was counted on, whatever thread drops it.
+        self.ticket.open[self.shard]
+            .0
+            .fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -197,6 +239,28 @@ mod tests {
     #[test]
     fn tokens_differ() {
         assert_ne!(Token::generate(), Token::generate());
+    }
+
+    #[test]
+    fn open_requests_keep_a_ticket_from_expiring() {
+        let origin = Instant::now();
+        let backend = Arc::new(Backend::new(([127, 0, 0, 1], 80).into(), "/"));
+        let t = Ticket::new(Token::generate(), "u".into(), backend, origin, origin);
+        let later = origin + Duration::from_secs(10);
+        let expiry = Duration::from_secs(3);
+        let guard = t.open();
+        let other = std::thread::scope(|s| s.spawn(|| t.open()).join().expect("thread"));
+        assert_eq!(t.open_count(), 2);
+        assert!(!t.is_expired(later, expiry));
+        drop(guard);
+        drop(other);
+        assert_eq!(t.open_count(), 0);
+        // Dropping a guard counts as a use.
+        assert!(!t.is_expired(Instant::now() + Duration::from_secs(1), expiry));
+        assert!(t.is_expired(Instant::now() + Duration::from_secs(4), expiry));
+        assert!(t.is_live());
+        t.revoke();
+        assert!(!t.is_live());
     }
 
     #[test]

@@ -1,0 +1,370 @@
+//! One forwarded exchange on a user connection: the request to the pod
+//! (its rewritten head, then the body as it arrives), the response back to
+//! the user as it arrives, and for an upgrade (a WebSocket) the tunnel
+//! after it. Bodies are forwarded in the bytes they came in; only their
+//! ends are looked for (see [`super::wire`]).
+
+use std::io;
+
+use bytes::Buf;
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::Pass;
+use super::front::{Conn, Plan, PodLink};
+use super::pool::{self, DialError};
+use super::wire::{self, Body, BodyProgress, HeadError, MAX_HEAD, ResponseFacts};
+
+/// Bytes asked of the kernel per read of a response body.
+const BODY_CHUNK: usize = 64 * 1024;
+/// What a user reads when the pod could not be reached or gave no answer.
+const NO_ANSWER: &str = "The application pod did not answer.\n";
+
+/// What becomes of the user connection after an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum After {
+    /// Ready for the next request.
+    Keep,
+    /// Closed (the user asked, the framing requires it, or something failed).
+    Close,
+}
+
+impl After {
+    /// Must the connection close?
+    pub(super) fn is_close(self) -> bool {
+        self == After::Close
+    }
+}
+
+/// Why no response head came back.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    /// A connection that served earlier requests failed before any byte of
+    /// the response: the pod most likely closed it while it sat idle.
+    #[error("reused pod connection closed: {0}")]
+    Stale(io::Error),
+    /// The pod failed.
+    #[error("pod connection: {0}")]
+    Pod(io::Error),
+    /// The pod's response head is unusable.
+    #[error("pod response: {0}")]
+    Response(HeadError),
+    /// The request body the user sent is malformed.
+    #[error("request body: {0}")]
+    RequestBody(wire::ChunkError),
+    /// The user went away.
+    #[error("the user closed the connection")]
+    Client,
+}
+
+/// The response head at the start of `rbuf`, if complete.
+fn response_facts(rbuf: &[u8], head_request: bool) -> Result<Option<ResponseFacts>, HeadError> {
+    if rbuf.is_empty() {
+        return Ok(None);
+    }
+    let mut slots = wire::header_slots();
+    match wire::parse_response(rbuf, &mut slots, head_request) {
+        Ok(head) => Ok(Some(head.facts())),
+        Err(HeadError::Partial) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the response head at the start of `rbuf` for the user into `out`.
+fn rewrite_response_head(
+    out: &mut Vec<u8>,
+    rbuf: &[u8],
+    facts: &ResponseFacts,
+    head_request: bool,
+    close: bool,
+) {
+    let mut slots = wire::header_slots();
+    if let Ok(head) = wire::parse_response(rbuf, &mut slots, head_request) {
+        wire::write_response_head(out, &rbuf[..facts.len], &head, close);
+    }
+}
+
+impl Conn {
+    /// Forwards the request whose head is in `out` (and whose body, if
+    /// any, follows in `buf` and on the socket) to the ticket's pod.
+    pub(super) async fn forward(&mut self, plan: Plan) -> After {
+        // The pass is set for every forwarded request; it stays out of the
+        // state for the exchange (the guard borrows its ticket).
+        let Some(pass) = self.s.pass.take() else {
+            return After::Close;
+        };
+        let after = self.exchange(plan, &pass).await;
+        self.s.pass = Some(pass);
+        after
+    }
+
+    /// [`Self::forward`] with the ticket in hand.
+    async fn exchange(&mut self, plan: Plan, pass: &Pass) -> After {
+        let guard = pass.ticket().open();
+        let addr = pass.ticket().backend().addr;
+        let mut body = BodyProgress::new(plan.body);
+        // The body bytes already read go out with the head.
+        let s = &mut self.s;
+        let n = match body.advance(&s.buf) {
+            Ok(n) => n,
+            Err(e) => return self.bad_request_body(e).await,
+        };
+        s.out.extend_from_slice(&s.buf[..n]);
+        s.buf.advance(n);
+        let whole = body.is_done();
+
+        let mut retried = false;
+        let (mut link, facts) = loop {
+            let link = match self.link(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::debug!(%addr, "pod unreachable: {e}");
+                    return self.bad_gateway(&plan, &body).await;
+                }
+            };
+            match self.send(link, &mut body, &plan).await {
+                Ok(sent) => break sent,
+                // Sent again only when nothing of it can have been acted
+                // on twice: a replayable method, the whole request in hand.
+                Err(SendError::Stale(e)) if whole && plan.replayable && !retried => {
+                    tracing::trace!(%addr, "retrying on a fresh connection: {e}");
+                    retried = true;
+                    self.s.rbuf.clear();
+                }
+                Err(SendError::Client) => return After::Close,
+                Err(SendError::RequestBody(e)) => return self.bad_request_body(e).await,
+                Err(e) => {
+                    tracing::debug!(%addr, "no response from the pod: {e}");
+                    return self.bad_gateway(&plan, &body).await;
+                }
+            }
+        };
+
+        if facts.status == 101 {
+            if plan.upgrade {
+                self.tunnel(link).await;
+                drop(guard);
+                return After::Close;
+            }
+            tracing::debug!(%addr, "pod switched protocols unasked");
+            return self.bad_gateway(&plan, &body).await;
+        }
+        // A response before the whole request body: the rest of that body
+        // is never read, so neither connection can carry another request.
+        let early = !body.is_done();
+        let close = !plan.keep_alive || facts.body == Body::UntilClose || early;
+        match self
+            .relay_response(&mut link, &facts, plan.head_request, close)
+            .await
+        {
+            Ok(clean) if clean && facts.keep_alive && !early => {
+                link.reused = true;
+                self.s.pod = Some(link);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(%addr, "response cut off: {e}");
+                return After::Close;
+            }
+        }
+        drop(guard);
+        if close { After::Close } else { After::Keep }
+    }
+
+    /// The pod connection for `addr`: the one this user connection holds,
+    /// an idle one from the pool, or a new one.
+    async fn link(&mut self, addr: std::net::SocketAddr) -> Result<PodLink, DialError> {
+        let pool = &self.s.proxy.pool;
+        if let Some(link) = self.s.pod.take() {
+            if link.addr == addr {
+                if pool::is_open(&link.stream) {
+                    return Ok(link);
+                }
+            } else {
+                // Another ticket on this connection, on another pod.
+                pool.checkin(link.addr, link.stream);
+            }
+        }
+        if let Some(stream) = pool.checkout(addr) {
+            return Ok(PodLink {
+                addr,
+                stream,
+                reused: true,
+            });
+        }
+        Ok(PodLink {
+            addr,
+            stream: pool.dial(addr).await?,
+            reused: false,
+        })
+    }
+
+    /// Sends the request (head and body) on `link` and reads up to the
+    /// final response head, forwarding interim (1xx) responses to the user.
+    /// Meanwhile the user's side is watched: more body to forward, or a
+    /// close (the user left; the exchange is dropped).
+    async fn send(
+        &mut self,
+        mut link: PodLink,
+        body: &mut BodyProgress,
+        plan: &Plan,
+    ) -> Result<(PodLink, ResponseFacts), SendError> {
+        let stale = |reused: bool, e: io::Error| {
+            if reused {
+                SendError::Stale(e)
+            } else {
+                SendError::Pod(e)
+            }
+        };
+        if let Err(e) = link.stream.write_all(&self.s.out).await {
+            return Err(stale(link.reused, e));
+        }
+        let mut answered = false;
+        loop {
+            let s = &mut self.s;
+            match response_facts(&s.rbuf, plan.head_request).map_err(SendError::Response)? {
+                Some(f) if f.is_interim() => {
+                    if !plan.http10 {
+                        self.client
+                            .write_all(&s.rbuf[..f.len])
+                            .await
+                            .map_err(|_| SendError::Client)?;
+                    }
+                    s.rbuf.advance(f.len);
+                    continue;
+                }
+                Some(f) => return Ok((link, f)),
+                None if s.rbuf.len() >= MAX_HEAD => {
+                    return Err(SendError::Response(HeadError::TooLarge));
+                }
+                None => {}
+            }
+            let body_pending = !body.is_done();
+            let watch = !body_pending && s.buf.len() < MAX_HEAD;
+            if s.rbuf.capacity() - s.rbuf.len() < 1024 {
+                s.rbuf.reserve(super::front::READ_CHUNK);
+            }
+            tokio::select! {
+                biased;
+                read = link.stream.read_buf(&mut s.rbuf) => match read {
+                    Ok(0) if !answered => {
+                        return Err(stale(link.reused, io::ErrorKind::UnexpectedEof.into()));
+                    }
+                    Ok(0) => return Err(SendError::Pod(io::ErrorKind::UnexpectedEof.into())),
+                    Ok(_) => answered = true,
+                    Err(e) if !answered => return Err(stale(link.reused, e)),
+                    Err(e) => return Err(SendError::Pod(e)),
+                },
+                ready = self.client.readable(), if body_pending || watch => {
+                    if ready.is_err() {
+                        return Err(SendError::Client);
+                    }
+                    if s.buf.capacity() - s.buf.len() < super::front::READ_CHUNK / 2 {
+                        s.buf.reserve(super::front::READ_CHUNK);
+                    }
+                    // More body to forward, or pipelined bytes kept for
+                    // later; a close means the user left.
+                    match self.client.try_read_buf(&mut s.buf) {
+                        Ok(0) => return Err(SendError::Client),
+                        Ok(_) if body_pending => {
+                            let n = body.advance(&s.buf).map_err(SendError::RequestBody)?;
+                            if let Err(e) = link.stream.write_all(&s.buf[..n]).await {
+                                return Err(SendError::Pod(e));
+                            }
+                            s.buf.advance(n);
+                        }
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => return Err(SendError::Client),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the response whose head `facts` describes (at the start of
+    /// `rbuf`) to the user, then the rest of its body as it arrives.
+    /// Returns whether the pod sent exactly the response (its connection
+    /// may then carry another request).
+    async fn relay_response(
+        &mut self,
+        link: &mut PodLink,
+        facts: &ResponseFacts,
+        head_request: bool,
+        close: bool,
+    ) -> io::Result<bool> {
+        let s = &mut self.s;
+        let mut body = BodyProgress::new(facts.body);
+        let in_hand = body
+            .advance(&s.rbuf[facts.len..])
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let end = facts.len + in_hand;
+        if facts.verbatim && !close {
+            // The usual case: head and body as the pod sent them, one write.
+            self.client.write_all(&s.rbuf[..end]).await?;
+        } else {
+            s.out.clear();
+            rewrite_response_head(&mut s.out, &s.rbuf, facts, head_request, close);
+            s.out.extend_from_slice(&s.rbuf[facts.len..end]);
+            self.client.write_all(&s.out).await?;
+        }
+        let mut exact = s.rbuf.len() == end;
+        s.rbuf.clear();
+        while !body.is_done() {
+            if s.rbuf.capacity() < BODY_CHUNK {
+                s.rbuf.reserve(BODY_CHUNK);
+            }
+            let n = link.stream.read_buf(&mut s.rbuf).await?;
+            if n == 0 {
+                if body.until_close() {
+                    break;
+                }
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let take = body
+                .advance(&s.rbuf)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            self.client.write_all(&s.rbuf[..take]).await?;
+            exact &= take == s.rbuf.len();
+            s.rbuf.clear();
+        }
+        Ok(exact)
+    }
+
+    /// After a 101: the bytes both sides sent early, then a byte tunnel
+    /// until either side closes.
+    async fn tunnel(&mut self, mut link: PodLink) {
+        let s = &mut self.s;
+        if self.client.write_all(&s.rbuf).await.is_err() {
+            return;
+        }
+        if !s.buf.is_empty() && link.stream.write_all(&s.buf).await.is_err() {
+            return;
+        }
+        // A long-lived tunnel keeps no HTTP buffers.
+        s.rbuf = Default::default();
+        s.buf = Default::default();
+        s.out = Vec::new();
+        if let Err(e) = tokio::io::copy_bidirectional(&mut self.client, &mut link.stream).await {
+            tracing::trace!(addr = %link.addr, "tunnel ended: {e}");
+        }
+    }
+
+    /// 502 to the user; the connection stays open when the request was
+    /// read to its end and the user wants it kept.
+    async fn bad_gateway(&mut self, plan: &Plan, body: &BodyProgress) -> After {
+        let close = !plan.keep_alive || !body.is_done();
+        match self.reply(StatusCode::BAD_GATEWAY, NO_ANSWER, close).await {
+            Ok(()) if !close => After::Keep,
+            _ => After::Close,
+        }
+    }
+
+    /// 400 for a malformed chunked request body; the connection closes
+    /// (where the next request would start is unknown).
+    async fn bad_request_body(&mut self, e: wire::ChunkError) -> After {
+        let text = format!("Bad request: {e}.\n");
+        let _ = self.reply(StatusCode::BAD_REQUEST, &text, true).await;
+        After::Close
+    }
+}

@@ -1,0 +1,473 @@
+//! A user connection, from accept to close.
+//!
+//! Every request head is read and parsed here. A request on a live ticket
+//! (k8sTicket's `/<app>/<pod>/<uid>/…`, or a DNS-mode host) is forwarded
+//! to its pod by [`super::exchange`] over the pod connection this user
+//! connection keeps. Any other request (the waiting page, claims, polls,
+//! denials) is answered by [`Proxy::handle`] and its response written
+//! here, so a browser that loads the waiting page and then the app keeps
+//! its connection. The ticket WebSocket (an upgrade) is handed to hyper
+//! together with the bytes already read.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use http::header::{CONNECTION, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, Sleep};
+
+use super::pages::{self, ProxyBody};
+use super::rewind::Rewind;
+use super::wire::{self, Body, HeadError, RequestHead, UpstreamHead};
+use super::{Pass, Proxy};
+
+/// Bytes asked of the kernel per read of a user's request.
+pub(super) const READ_CHUNK: usize = 8 * 1024;
+
+/// Timeouts of user connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientTimeouts {
+    /// A request head must be complete this long after its first byte.
+    pub header: Duration,
+    /// A connection with no request for this long is closed.
+    pub idle: Duration,
+}
+
+impl ClientTimeouts {
+    /// The timer period: a timeout is noticed at most one period late,
+    /// and the timer costs nothing per request.
+    fn tick(&self) -> Duration {
+        (self.header.min(self.idle) / 2).max(Duration::from_millis(10))
+    }
+
+    /// Periods without progress after which a connection is closed.
+    fn ticks(&self, timeout: Duration) -> u32 {
+        let tick = self.tick().as_millis().max(1);
+        u32::try_from(timeout.as_millis().div_ceil(tick)).unwrap_or(u32::MAX)
+    }
+}
+
+/// The user's end, as the forwarded request names it.
+#[derive(Debug)]
+pub(super) struct Peer {
+    /// The user's IP, for `X-Forwarded-For`.
+    pub ip: String,
+}
+
+/// A forwarded request, decided: what the exchange with the pod needs
+/// once the head is written.
+#[derive(Debug)]
+pub(super) struct Plan {
+    pub body: Body,
+    /// The user keeps the connection after the response.
+    pub keep_alive: bool,
+    pub http10: bool,
+    pub upgrade: bool,
+    pub head_request: bool,
+    pub replayable: bool,
+}
+
+/// What to do with the request at the start of the buffer.
+enum Next {
+    /// Forward it; its head (`usize` bytes) is already rewritten in `out`.
+    Forward(Plan, usize),
+    /// Answer it with [`Proxy::handle`].
+    Answer(Box<Answer>),
+    /// An upgrade (the ticket WebSocket): hyper takes the connection.
+    Upgrade,
+}
+
+/// A request wicket answers itself.
+struct Answer {
+    req: Request<()>,
+    /// Length of its head.
+    len: usize,
+    /// Close the connection after the response (the user asked, an
+    /// HTTP/1.0 client, or a body nobody reads).
+    close: bool,
+    head_request: bool,
+}
+
+/// The pod connection a user connection uses.
+#[derive(Debug)]
+pub(super) struct PodLink {
+    pub addr: SocketAddr,
+    pub stream: TcpStream,
+    /// It served an earlier request (so it may have been closed since).
+    pub reused: bool,
+}
+
+/// Everything of a user connection but its socket.
+pub(super) struct State {
+    pub proxy: Arc<Proxy>,
+    scope: Option<Arc<str>>,
+    pub peer: Arc<Peer>,
+    /// Bytes read from the user and not yet handled.
+    pub buf: BytesMut,
+    /// A head being written (for the pod, or for the user).
+    pub out: Vec<u8>,
+    /// Bytes read from the pod.
+    pub rbuf: BytesMut,
+    pub pod: Option<PodLink>,
+    /// The ticket the last forwarded request was let through on.
+    pub pass: Option<Pass>,
+    /// Request heads completed so far, for the timeouts.
+    progress: u64,
+    /// `progress` when the timer last fired, and the periods since then
+    /// without progress.
+    seen: u64,
+    quiet: u32,
+    timer: Pin<Box<Sleep>>,
+}
+
+/// A user connection.
+pub(super) struct Conn {
+    pub client: TcpStream,
+    pub s: State,
+}
+
+/// Serves `proxy` on `listener` until the task is aborted; with `scope`,
+/// only that app.
+pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, scope: Option<Arc<str>>) {
+    loop {
+        let (stream, client) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = Conn::new(stream, client, Arc::clone(&proxy), scope.clone());
+        tokio::spawn(conn.run());
+    }
+}
+
+impl Conn {
+    fn new(
+        client: TcpStream,
+        addr: SocketAddr,
+        proxy: Arc<Proxy>,
+        scope: Option<Arc<str>>,
+    ) -> Self {
+        let tick = proxy.clients.tick();
+        Self {
+            client,
+            s: State {
+                proxy,
+                scope,
+                peer: Arc::new(Peer {
+                    ip: addr.ip().to_string(),
+                }),
+                buf: BytesMut::with_capacity(READ_CHUNK),
+                out: Vec::with_capacity(1024),
+                rbuf: BytesMut::new(),
+                pod: None,
+                pass: None,
+                progress: 0,
+                seen: 0,
+                quiet: 0,
+                timer: Box::pin(tokio::time::sleep(tick)),
+            },
+        }
+    }
+
+    /// Serves requests until the user or an error ends the connection.
+    async fn run(mut self) {
+        loop {
+            match self.s.decide() {
+                Ok(Next::Forward(plan, head_len)) => {
+                    self.s.buf.advance(head_len);
+                    if self.forward(plan).await.is_close() {
+                        break;
+                    }
+                }
+                Ok(Next::Answer(answer)) => {
+                    self.s.buf.advance(answer.len);
+                    let close = answer.close;
+                    let resp = self
+                        .s
+                        .proxy
+                        .handle(answer.req, self.s.scope.as_deref())
+                        .await;
+                    if self
+                        .respond(resp, answer.head_request, close)
+                        .await
+                        .is_err()
+                        || close
+                    {
+                        break;
+                    }
+                }
+                Ok(Next::Upgrade) => {
+                    self.upgrade().await;
+                    return;
+                }
+                Err(HeadError::Invalid(why)) if why == LOCAL_TARGET => {
+                    let _ = self
+                        .reply(StatusCode::BAD_REQUEST, "Bad request target.\n", true)
+                        .await;
+                    break;
+                }
+                Err(HeadError::Partial) => {
+                    if let Err(e) = self.read_more().await {
+                        tracing::trace!("user connection ended: {e}");
+                        break;
+                    }
+                }
+                Err(HeadError::TooLarge) => {
+                    let _ = self
+                        .reply(
+                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                            "Request head too large.\n",
+                            true,
+                        )
+                        .await;
+                    break;
+                }
+                Err(HeadError::Invalid(why)) => {
+                    let body = format!("Bad request: {why}.\n");
+                    let _ = self.reply(StatusCode::BAD_REQUEST, &body, true).await;
+                    break;
+                }
+            }
+        }
+        self.finish().await;
+    }
+
+    /// Reads more of the user's bytes, closing idle and slow connections
+    /// (see [`ClientTimeouts`]).
+    async fn read_more(&mut self) -> io::Result<()> {
+        if self.s.buf.capacity() - self.s.buf.len() < READ_CHUNK / 2 {
+            self.s.buf.reserve(READ_CHUNK);
+        }
+        loop {
+            tokio::select! {
+                biased;
+                read = self.client.read_buf(&mut self.s.buf) => {
+                    return match read {
+                        Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(e),
+                    };
+                }
+                () = &mut self.s.timer => {
+                    if self.s.timed_out() {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands the connection to hyper, the request at the start of the
+    /// buffer first: an upgrade (the ticket WebSocket) that hyper's
+    /// upgrade machinery serves. Any other response closes the connection.
+    async fn upgrade(self) {
+        let Conn { client, mut s } = self;
+        if let Some(link) = s.pod.take() {
+            s.proxy.pool.checkin(link.addr, link.stream);
+        }
+        let io = TokioIo::new(Rewind::new(s.buf.split().freeze(), client));
+        let (proxy, scope) = (Arc::clone(&s.proxy), s.scope.clone());
+        let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+            let (proxy, scope) = (Arc::clone(&proxy), scope.clone());
+            async move {
+                // The upgrade lives in the request's extensions, which stay.
+                let mut resp = proxy.handle(req.map(|_| ()), scope.as_deref()).await;
+                if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+                    resp.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(resp)
+            }
+        });
+        let served = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(s.proxy.clients.header)
+            .serve_connection(io, svc)
+            .with_upgrades()
+            .await;
+        if let Err(e) = served {
+            tracing::debug!("upgrade connection ended: {e}");
+        }
+    }
+
+    /// Writes a response of wicket's own (its body is in memory).
+    async fn respond(
+        &mut self,
+        resp: Response<ProxyBody>,
+        head_request: bool,
+        close: bool,
+    ) -> io::Result<()> {
+        let (parts, body) = resp.into_parts();
+        let body = match body.collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(never) => match never {},
+        };
+        let out = &mut self.s.out;
+        out.clear();
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(parts.status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in &parts.headers {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(body.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        if !head_request {
+            out.extend_from_slice(&body);
+        }
+        self.client.write_all(out).await
+    }
+
+    /// Sends a small plain-text response of the proxy's own.
+    pub(super) async fn reply(
+        &mut self,
+        status: StatusCode,
+        body: &str,
+        close: bool,
+    ) -> io::Result<()> {
+        let resp = pages::local(status, "text/plain; charset=utf-8", body.to_owned());
+        self.respond(resp, false, close).await
+    }
+
+    /// The connection ends: its pod connection goes to the pool.
+    async fn finish(mut self) {
+        if let Some(link) = self.s.pod.take() {
+            self.s.proxy.pool.checkin(link.addr, link.stream);
+        }
+        let _ = self.client.shutdown().await;
+    }
+}
+
+/// Why a request for wicket itself could not be made into a request.
+const LOCAL_TARGET: &str = "bad request target";
+
+/// The head of a request wicket answers itself, as an `http` request.
+fn request_of(head: &RequestHead<'_, '_>) -> Result<Request<()>, ()> {
+    let mut req = Request::builder()
+        .method(head.method)
+        .uri(head.target)
+        .version(if head.http10 {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        });
+    for (name, value) in head.fields() {
+        req = req.header(name, value);
+    }
+    req.body(()).map_err(|_| ())
+}
+
+impl State {
+    /// Looks at the request head at the start of the buffer: forwarded
+    /// (its head for the pod written to `out`) or for hyper.
+    fn decide(&mut self) -> Result<Next, HeadError> {
+        let mut slots = wire::header_slots();
+        let head = wire::parse_request(&self.buf, &mut slots)?;
+        self.progress += 1;
+        let auth = self
+            .proxy
+            .authorize(&head, self.scope.as_deref(), &mut self.pass);
+        let (Some(auth), Some(pass)) = (auth, self.pass.as_ref()) else {
+            if head.upgrade.is_some() {
+                return Ok(Next::Upgrade);
+            }
+            return Ok(Next::Answer(Box::new(Answer {
+                req: request_of(&head).map_err(|()| HeadError::Invalid(LOCAL_TARGET))?,
+                len: head.len,
+                close: !head.keep_alive || head.http10 || head.body != Body::Empty,
+                head_request: head.method == "HEAD",
+            })));
+        };
+        let backend = pass.ticket().backend();
+        self.out.clear();
+        wire::write_request_head(
+            &mut self.out,
+            &head,
+            &UpstreamHead {
+                base_path: &backend.base_path,
+                rest: auth.rest,
+                prefix: auth.prefix,
+                client_ip: &self.peer.ip,
+                default_host: backend.host.as_bytes(),
+                ticket: (auth.pod, auth.uid),
+            },
+        );
+        let plan = Plan {
+            body: head.body,
+            keep_alive: head.keep_alive && !head.http10,
+            http10: head.http10,
+            upgrade: head.upgrade.is_some(),
+            head_request: head.method == "HEAD",
+            replayable: head.is_replayable(),
+        };
+        Ok(Next::Forward(plan, head.len))
+    }
+
+    /// The timer fired: has the connection been idle (or stuck in a head)
+    /// too long? Re-arms the timer when not.
+    fn timed_out(&mut self) -> bool {
+        let t = self.proxy.clients;
+        if self.progress == self.seen {
+            self.quiet = self.quiet.saturating_add(1);
+        } else {
+            (self.seen, self.quiet) = (self.progress, 0);
+        }
+        let limit = if self.buf.is_empty() {
+            t.ticks(t.idle)
+        } else {
+            t.ticks(t.header)
+        };
+        if self.quiet >= limit {
+            return true;
+        }
+        self.timer.as_mut().reset(Instant::now() + t.tick());
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_in_ticks() {
+        let t = ClientTimeouts {
+            header: Duration::from_secs(30),
+            idle: Duration::from_secs(75),
+        };
+        assert_eq!(t.tick(), Duration::from_secs(15));
+        assert_eq!(t.ticks(t.header), 2);
+        assert_eq!(t.ticks(t.idle), 5);
+        let tiny = ClientTimeouts {
+            header: Duration::from_millis(1),
+            idle: Duration::from_millis(1),
+        };
+        assert_eq!(tiny.tick(), Duration::from_millis(10));
+        assert_eq!(tiny.ticks(tiny.idle), 1);
+    }
+}

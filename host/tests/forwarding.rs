@@ -1,0 +1,416 @@
+//! The forwarding path byte by byte: a raw TCP client on one side, a
+//! scripted pod on the other (a real socket that reads what wicket sends
+//! and answers what each test says), so framing, hop-by-hop fields,
+//! interim responses, early answers, closes and malformed input are seen
+//! exactly as they cross the wire.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+
+const APP: &str = "demo";
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// A demo host whose only pod is the scripted one at `pod`.
+async fn host_for(pod: SocketAddr) -> wicket::demo::Demo {
+    let mut c = config();
+    c.demo.replicas = 0;
+    c.demo.pods_max = 0;
+    c.demo.tickets_spare = 0;
+    c.demo.tickets_max = 100;
+    c.demo.static_backends = vec![pod];
+    c.proxy.ticket_expiry_ms = 600;
+    start(c, 100).await
+}
+
+/// Reads until `buf` ends with `end` (or holds it), within the limit.
+async fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, end: &[u8]) {
+    timeout(LIMIT, async {
+        while !buf.windows(end.len()).any(|w| w == end) {
+            let mut chunk = [0u8; 4096];
+            let n = s.read(&mut chunk).await.expect("read");
+            assert!(
+                n > 0,
+                "closed before {:?}; got {:?}",
+                String::from_utf8_lossy(end),
+                String::from_utf8_lossy(buf)
+            );
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .expect("in time");
+}
+
+/// Reads a head (through the empty line); returns it and what followed.
+async fn read_head(s: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut buf = Vec::new();
+    read_until(s, &mut buf, b"\r\n\r\n").await;
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("head end")
+        + 4;
+    let rest = buf.split_off(end);
+    (String::from_utf8(buf).expect("ascii head"), rest)
+}
+
+/// Reads exactly `n` more bytes after `have`.
+async fn read_n(s: &mut TcpStream, mut have: Vec<u8>, n: usize) -> Vec<u8> {
+    timeout(LIMIT, async {
+        while have.len() < n {
+            let mut chunk = [0u8; 4096];
+            let got = s.read(&mut chunk).await.expect("read");
+            assert!(got > 0, "closed early");
+            have.extend_from_slice(&chunk[..got]);
+        }
+    })
+    .await
+    .expect("in time");
+    have
+}
+
+/// Reads until the peer closes.
+async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    timeout(LIMIT, s.read_to_end(&mut all))
+        .await
+        .expect("closed in time")
+        .expect("read");
+    all
+}
+
+struct Setup {
+    _host: wicket::demo::Demo,
+    pods: TcpListener,
+    proxy: SocketAddr,
+    t: Ticket,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let pods = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let host = host_for(pods.local_addr().expect("addr")).await;
+        let proxy = host.proxy_addr;
+        let t = ticket(proxy, APP, LIMIT).await;
+        Self {
+            _host: host,
+            pods,
+            proxy,
+            t,
+        }
+    }
+
+    async fn user(&self) -> TcpStream {
+        TcpStream::connect(self.proxy).await.expect("connect")
+    }
+
+    async fn pod_conn(&self) -> TcpStream {
+        timeout(LIMIT, self.pods.accept())
+            .await
+            .expect("wicket dials the pod")
+            .expect("accept")
+            .0
+    }
+
+    /// A request line and the ticket's fields, then `extra` fields.
+    fn head(&self, method: &str, rest: &str, extra: &str) -> String {
+        format!(
+            "{method} {}{rest} HTTP/1.1\r\nHost: users.example\r\nCookie: a=1; {}\r\n{extra}\r\n",
+            self.t.prefix(APP),
+            self.t.cookie()
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_are_rewritten_and_bodies_pass_as_sent() {
+    let s = Setup::new().await;
+    let mut user = s.user().await;
+
+    // A body with a length, sent in two pieces.
+    let head = s.head(
+        "POST",
+        "upload?x=1",
+        "Content-Length: 11\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n",
+    );
+    user.write_all(head.as_bytes()).await.expect("write");
+    user.write_all(b"hello").await.expect("write");
+    let mut pod = s.pod_conn().await;
+    let (seen, rest) = read_head(&mut pod).await;
+    assert!(seen.starts_with("POST /upload?x=1 HTTP/1.1\r\n"), "{seen}");
+    for want in [
+        "Host: users.example\r\n",
+        "cookie: a=1\r\n",
+        "x-forwarded-for: 127.0.0.1\r\n",
+        "x-forwarded-host: users.example\r\n",
+        "x-origin-host: users.example\r\n",
+        "x-forwarded-proto: http\r\n",
+        &format!("x-forwarded-prefix: /{APP}/{}/{}\r\n", s.t.pod, s.t.uid),
+        "Content-Length: 11\r\n",
+    ] {
+        assert!(seen.contains(want), "{want:?} missing in {seen}");
+    }
+    for gone in ["stoken", "X-Hop", "Connection", "keep-alive"] {
+        assert!(!seen.contains(gone), "{gone} forwarded: {seen}");
+    }
+    user.write_all(b" world").await.expect("write");
+    let body = read_n(&mut pod, rest, 11).await;
+    assert_eq!(body, b"hello world");
+    pod.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nKeep-Alive: timeout=5\r\nConnection: keep-alive\r\n\r\nok")
+        .await
+        .expect("write");
+    let (resp, rest) = read_head(&mut user).await;
+    assert!(resp.starts_with("HTTP/1.1 201 Created\r\n"), "{resp}");
+    assert!(!resp.to_ascii_lowercase().contains("keep-alive"), "{resp}");
+    assert_eq!(read_n(&mut user, rest, 2).await, b"ok");
+
+    // A chunked body each way, on the same connections.
+    let head = s.head("PUT", "c", "Transfer-Encoding: chunked\r\n");
+    user.write_all(head.as_bytes()).await.expect("write");
+    user.write_all(b"5\r\nhello\r\n").await.expect("write");
+    let (seen, rest) = read_head(&mut pod).await;
+    assert!(seen.contains("transfer-encoding: chunked\r\n"), "{seen}");
+    user.write_all(b"0\r\n\r\n").await.expect("write");
+    let mut body = rest;
+    read_until(&mut pod, &mut body, b"0\r\n\r\n").await;
+    assert_eq!(body, b"5\r\nhello\r\n0\r\n\r\n");
+    pod.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        .await
+        .expect("write");
+    pod.write_all(b"0\r\n\r\n").await.expect("write");
+    let (resp, rest) = read_head(&mut user).await;
+    assert!(resp.contains("Transfer-Encoding: chunked\r\n"), "{resp}");
+    let mut body = rest;
+    read_until(&mut user, &mut body, b"0\r\n\r\n").await;
+    assert_eq!(body, b"3\r\nabc\r\n0\r\n\r\n");
+
+    // Two requests in one write (pipelined), and a HEAD: answered in order,
+    // the HEAD's Content-Length without a body.
+    let two = format!("{}{}", s.head("GET", "one", ""), s.head("HEAD", "two", ""));
+    user.write_all(two.as_bytes()).await.expect("write");
+    let (seen, _) = read_head(&mut pod).await;
+    assert!(seen.starts_with("GET /one "), "{seen}");
+    pod.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none")
+        .await
+        .expect("write");
+    let (seen, _) = read_head(&mut pod).await;
+    assert!(seen.starts_with("HEAD /two "), "{seen}");
+    pod.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n")
+        .await
+        .expect("write");
+    let (resp, rest) = read_head(&mut user).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let one = read_n(&mut user, rest, 3).await;
+    assert_eq!(&one[..3], b"one");
+    let (resp, rest) = read_head(&mut user).await;
+    assert!(resp.contains("Content-Length: 99"), "{resp}");
+    assert!(rest.is_empty(), "a HEAD answer has no body");
+
+    // Still one pod connection for all of it.
+    user.write_all(s.head("GET", "last", "").as_bytes())
+        .await
+        .expect("write");
+    let (seen, _) = read_head(&mut pod).await;
+    assert!(seen.starts_with("GET /last "), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interim_answers_pass_and_early_answers_close() {
+    let s = Setup::new().await;
+    let mut user = s.user().await;
+
+    // Expect: 100-continue: the user waits for the pod's 100.
+    let head = s.head(
+        "POST",
+        "big",
+        "Content-Length: 4\r\nExpect: 100-continue\r\n",
+    );
+    user.write_all(head.as_bytes()).await.expect("write");
+    let mut pod = s.pod_conn().await;
+    let (seen, _) = read_head(&mut pod).await;
+    assert!(seen.contains("Expect: 100-continue\r\n"), "{seen}");
+    pod.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+        .await
+        .expect("write");
+    let (interim, _) = read_head(&mut user).await;
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim}");
+    user.write_all(b"data").await.expect("write");
+    assert_eq!(read_n(&mut pod, Vec::new(), 4).await, b"data");
+    pod.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .expect("write");
+    let (resp, _) = read_head(&mut user).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+
+    // A pod that answers before the body is all there: the user gets the
+    // answer, and the connection closes (its unread rest cannot be framed).
+    let head = s.head("POST", "too-big", "Content-Length: 1000000\r\n");
+    user.write_all(head.as_bytes()).await.expect("write");
+    user.write_all(b"some").await.expect("write");
+    let (seen, _) = read_head(&mut pod).await;
+    assert!(seen.starts_with("POST /too-big "), "{seen}");
+    pod.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nnope")
+        .await
+        .expect("write");
+    let all = read_to_close(&mut user).await;
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("connection: close\r\n"), "{text}");
+    assert!(text.ends_with("nope"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http10_users_and_close_delimited_answers() {
+    let s = Setup::new().await;
+
+    // HTTP/1.0: sent on as 1.0, answered, closed.
+    let mut user = s.user().await;
+    let req = format!(
+        "GET {}ten HTTP/1.0\r\nCookie: {}\r\n\r\n",
+        s.t.prefix(APP),
+        s.t.cookie()
+    );
+    user.write_all(req.as_bytes()).await.expect("write");
+    let mut pod = s.pod_conn().await;
+    let (seen, _) = read_head(&mut pod).await;
+    assert!(seen.starts_with("GET /ten HTTP/1.0\r\n"), "{seen}");
+    assert!(
+        seen.contains("host: 127.0.0.1:"),
+        "a Host for the pod: {seen}"
+    );
+    pod.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+        .await
+        .expect("write");
+    drop(pod);
+    let all = read_to_close(&mut user).await;
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("connection: close\r\n"), "{text}");
+    assert!(text.ends_with("hi"), "{text}");
+
+    // An answer without a length runs until the pod closes; so does the
+    // user's connection.
+    let mut user = s.user().await;
+    user.write_all(s.head("GET", "stream", "").as_bytes())
+        .await
+        .expect("write");
+    let mut pod = s.pod_conn().await;
+    read_head(&mut pod).await;
+    pod.write_all(b"HTTP/1.1 200 OK\r\n\r\npart one, ")
+        .await
+        .expect("write");
+    pod.write_all(b"part two").await.expect("write");
+    drop(pod);
+    let all = read_to_close(&mut user).await;
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.contains("connection: close\r\n"), "{text}");
+    assert!(text.ends_with("part one, part two"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_or_oversized_requests_never_reach_the_pod() {
+    let s = Setup::new().await;
+    for (extra, want) in [
+        (
+            "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n",
+            "HTTP/1.1 400",
+        ),
+        ("Transfer-Encoding: gzip, chunked\r\n", "HTTP/1.1 400"),
+        ("Content-Length: 3\r\nContent-Length: 5\r\n", "HTTP/1.1 400"),
+        (
+            &format!("X-Big: {}\r\n", "a".repeat(70_000)),
+            "HTTP/1.1 431",
+        ),
+    ] {
+        let mut user = s.user().await;
+        let head = s.head("POST", "x", extra);
+        // The oversized head is refused before it is all sent.
+        let _ = user.write_all(head.as_bytes()).await;
+        let all = read_to_close(&mut user).await;
+        let text = String::from_utf8_lossy(&all);
+        assert!(text.starts_with(want), "{extra:.60}: {text}");
+    }
+    // A chunked body with a bad size line: 400 and closed.
+    let mut user = s.user().await;
+    let head = s.head("POST", "x", "Transfer-Encoding: chunked\r\n");
+    user.write_all(format!("{head}zz\r\n").as_bytes())
+        .await
+        .expect("write");
+    let all = read_to_close(&mut user).await;
+    assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 400"));
+    // The pod never saw a connection.
+    assert!(
+        timeout(Duration::from_millis(300), s.pods.accept())
+            .await
+            .is_err(),
+        "nothing reached the pod"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_closes_after_each_answer_costs_no_request() {
+    let s = Setup::new().await;
+    let pods = s.pods;
+    // The pod answers one request per connection and closes it, without
+    // saying so.
+    let server = tokio::spawn(async move {
+        let mut served = 0;
+        while served < 5 {
+            let (mut c, _) = pods.accept().await.expect("accept");
+            let (seen, _) = read_head(&mut c).await;
+            assert!(seen.starts_with("GET /n"), "{seen}");
+            c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await
+                .expect("write");
+            served += 1;
+        }
+    });
+    let mut user = TcpStream::connect(s.proxy).await.expect("connect");
+    for i in 0..5 {
+        let req = format!(
+            "GET {}n{i} HTTP/1.1\r\nHost: h\r\nCookie: {}\r\n\r\n",
+            s.t.prefix(APP),
+            s.t.cookie()
+        );
+        user.write_all(req.as_bytes()).await.expect("write");
+        let (resp, rest) = read_head(&mut user).await;
+        assert!(resp.starts_with("HTTP/1.1 200"), "request {i}: {resp}");
+        assert_eq!(read_n(&mut user, rest, 2).await, b"ok");
+    }
+    timeout(LIMIT, server)
+        .await
+        .expect("in time")
+        .expect("pod served all");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_leaves_mid_request_frees_the_ticket() {
+    let s = Setup::new().await;
+    let mut user = s.user().await;
+    user.write_all(s.head("GET", "slow", "").as_bytes())
+        .await
+        .expect("write");
+    // The pod never answers; the user gives up.
+    let mut pod = s.pod_conn().await;
+    read_head(&mut pod).await;
+    drop(user);
+    // The open request no longer holds the ticket: it expires as unused.
+    wait_for(LIMIT, || async {
+        metric(&s._host, "k8sticket_current_users_total").await == 0.0
+    })
+    .await;
+    // And the pod's connection was dropped with the request.
+    let mut buf = [0u8; 1];
+    let n = timeout(LIMIT, pod.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+}
