@@ -3,10 +3,13 @@
 #
 #   bash bench/run.sh
 #
-# One demo backend (`wicket demo-app`) serves three front doors:
-#   direct  wrk → backend                       GET /hello
-#   nginx   wrk → nginx → backend               GET /hello
-#   wicket  wrk → wicket → backend              GET /<app>/<pod>/<uid>/hello
+# One demo backend (`wicket demo-app`) serves four front doors:
+#   direct     wrk → backend                    GET /hello
+#   nginx      wrk → nginx → backend            GET /hello
+#   nginx-fwd  wrk → nginx → backend            GET /app/hello (prefix stripped,
+#              and the X-Forwarded-* fields wicket sends: the same work for
+#              the backend behind both proxies)
+#   wicket     wrk → wicket → backend           GET /<app>/<pod>/<uid>/hello
 # For each connection count, wrk measures req/s and latency; /proc gives the
 # CPU seconds each process used. Then ticket-issue latency (WebSocket) and
 # the policy micro-benchmark. The report goes to bench/RESULTS.md.
@@ -133,6 +136,7 @@ start_backend() {
 # nginx (config, logs, pid file) is touched.
 start_nginx() {
     NGINX_PORT=$(free_port)
+    NGINX_FWD_PORT=$(free_port)
     mkdir -p "$WORK/nginx/logs" "$WORK/nginx/tmp"
     cat >"$WORK/nginx/nginx.conf" <<EOF
 daemon off;
@@ -159,6 +163,22 @@ http {
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+        }
+    }
+    # What wicket does to a request: the prefix stripped, the user's Host
+    # kept, and the five forwarding fields (the backend parses them too).
+    server {
+        listen 127.0.0.1:$NGINX_FWD_PORT;
+        location /app/ {
+            proxy_pass http://backend/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Host \$http_host;
+            proxy_set_header X-Origin-Host \$http_host;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Prefix /app;
         }
     }
 }
@@ -314,14 +334,14 @@ run_one() {
     idle=$(wait_idle)
     get_ticket
     if [[ $name == wicket ]]; then url="http://127.0.0.1:$WICKET_PORT$PREFIX/hello"; fi
-    # Same request headers for all three: only the path differs.
+    # Same request headers for all: only the path differs.
     local check
     check=$(curl -s --max-time 5 -H "Cookie: $COOKIE" "$url") || true
     [[ $check == "hello, world" ]] || die "$name: $url answered '$check', not the backend's hello"
 
     local proxy_pids=()
     case $name in
-    nginx) mapfile -t proxy_pids < <(nginx_pids) ;;
+    nginx | nginx-fwd) mapfile -t proxy_pids < <(nginx_pids) ;;
     wicket) proxy_pids=("$WICKET_PID") ;;
     esac
     local b0 p0 w0 m0 b1 p1 w1 m1 out u0 k0 u1 k1
@@ -428,7 +448,9 @@ write_report() {
         echo "- setup: one backend (\`wicket demo-app\`, GET …/hello → 13 bytes) behind each front door; wrk \`-t$THREADS -d$DURATION --latency\`,"
         echo "  the same \`Cookie: <pod>-<uid>-stoken=<token>\` header on every request (fresh ticket per run); all on one 2-core machine,"
         echo "  so wrk, proxy and backend share the same cores. nginx: \`worker_processes auto\`, \`access_log off\`, upstream \`keepalive 256\`,"
-        echo "  \`proxy_http_version 1.1\`, \`proxy_set_header Connection \"\"\`. wicket: \`wicket demo\`, the backend as its only static pod."
+        echo "  \`proxy_http_version 1.1\`, \`proxy_set_header Connection \"\"\`; nginx-fwd: the same nginx, plus what wicket does to a request"
+        echo "  (prefix stripped, the user's Host kept, X-Forwarded-For/-Host/-Proto/-Prefix and X-Origin-Host set), so the backend does the"
+        echo "  same work behind both. wicket: \`wicket demo\`, the backend as its only static pod. Verdicts are against plain nginx."
         echo "- before every run the script waits (≤ ${IDLE_WAIT_MAX} s) for ≥ $IDLE_MIN% idle CPU over 2 s; the idle values are in raw/results.tsv beside this report."
         echo "- CPU s: utime+stime during the run from /proc (proxy = nginx master+workers, or the wicket process);"
         echo "  others = the whole machine's busy CPU during the run minus those three (another build on this shared"
@@ -444,7 +466,7 @@ write_report() {
             echo "| target | req/s | p50 ms | p90 ms | p99 ms | non-2xx (all runs) | socket errors (runs with any) | CPU s wrk | CPU s backend | CPU s proxy | CPU s others | proxy CPU µs/req | user µs/req | kernel µs/req | runs |"
             echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
             local t
-            for t in direct nginx wicket; do
+            for t in direct nginx nginx-fwd wicket; do
                 local reqs proxy per user kernel runs non2xx sockerr
                 reqs=$(field "$t" "$c" 4) proxy=$(field "$t" "$c" 12)
                 per=$(per_req "$proxy" "$reqs") user=$(per_req "$(field "$t" "$c" 15)" "$reqs") kernel=$(per_req "$(field "$t" "$c" 16)" "$reqs")
@@ -460,6 +482,9 @@ write_report() {
             echo
             echo "- wicket/nginx req/s: **$(ratio "$wr" "$nr")×** (target ≥ 1.20×: $(verdict ge "$(ratio "$wr" "$nr")" 1.2))"
             echo "- wicket/nginx p99: **$(ratio "$wp" "$np")×** ($wp ms vs $np ms; target ≤ 1.00×: $(verdict le "$wp" "$np"))"
+            local fr fp
+            fr=$(field nginx-fwd "$c" 4) fp=$(field nginx-fwd "$c" 7)
+            echo "- against nginx doing the same header work (nginx-fwd): req/s **$(ratio "$wr" "$fr")×**, p99 **$(ratio "$wp" "$fp")×** ($wp ms vs $fp ms)"
             echo "- wicket/direct req/s: $(ratio "$wr" "$(field direct "$c" 4)")×; nginx/direct req/s: $(ratio "$nr" "$(field direct "$c" 4)")×"
             # What the req/s target asks of user space: the same CPU budget
             # (wrk + backend + proxy of the wicket runs) with the proxy's
@@ -544,6 +569,7 @@ main() {
         for ((r = 1; r <= REPEAT; r++)); do
             run_one direct "$c" "http://127.0.0.1:$BACKEND_PORT/hello" "$r"
             run_one nginx "$c" "http://127.0.0.1:$NGINX_PORT/hello" "$r"
+            run_one nginx-fwd "$c" "http://127.0.0.1:$NGINX_FWD_PORT/app/hello" "$r"
             run_one wicket "$c" "(per ticket)" "$r"
         done
     done
