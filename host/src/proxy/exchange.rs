@@ -4,6 +4,7 @@
 //! after it. Bodies are forwarded in the bytes they came in; only their
 //! ends are looked for (see [`super::wire`]).
 
+use std::future::poll_fn;
 use std::io;
 
 use bytes::Buf;
@@ -255,7 +256,9 @@ impl Conn {
                     Err(e) if !answered => return Err(stale(link.reused, e)),
                     Err(e) => return Err(SendError::Pod(e)),
                 },
-                ready = self.client.readable(), if body_pending || watch => {
+                // The task's own read-readiness slot: no waiter list to join
+                // and leave on every request, as `readable()` would.
+                ready = poll_fn(|cx| self.client.poll_read_ready(cx)), if body_pending || watch => {
                     if ready.is_err() {
                         return Err(SendError::Client);
                     }
