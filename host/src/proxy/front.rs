@@ -58,13 +58,6 @@ impl ClientTimeouts {
     }
 }
 
-/// The user's end, as the forwarded request names it.
-#[derive(Debug)]
-pub(super) struct Peer {
-    /// The user's IP, for `X-Forwarded-For`.
-    pub ip: String,
-}
-
 /// A forwarded request, decided: what the exchange with the pod needs
 /// once the head is written.
 #[derive(Debug)]
@@ -112,7 +105,8 @@ pub(super) struct PodLink {
 pub(super) struct State {
     pub proxy: Arc<Proxy>,
     scope: Option<Arc<str>>,
-    pub peer: Arc<Peer>,
+    /// The user's IP, for `X-Forwarded-For`.
+    client_ip: String,
     /// Bytes read from the user and not yet handled.
     pub buf: BytesMut,
     /// A head being written (for the pod, or for the user).
@@ -168,9 +162,7 @@ impl Conn {
             s: State {
                 proxy,
                 scope,
-                peer: Arc::new(Peer {
-                    ip: addr.ip().to_string(),
-                }),
+                client_ip: addr.ip().to_string(),
                 buf: BytesMut::with_capacity(READ_CHUNK),
                 out: Vec::with_capacity(1024),
                 rbuf: BytesMut::new(),
@@ -214,12 +206,6 @@ impl Conn {
                 Ok(Next::Upgrade) => {
                     self.upgrade().await;
                     return;
-                }
-                Err(HeadError::Invalid(why)) if why == LOCAL_TARGET => {
-                    let _ = self
-                        .reply(StatusCode::BAD_REQUEST, "Bad request target.\n", true)
-                        .await;
-                    break;
                 }
                 Err(HeadError::Partial) => {
                     if let Err(e) = self.read_more().await {
@@ -363,9 +349,6 @@ impl Conn {
     }
 }
 
-/// Why a request for wicket itself could not be made into a request.
-const LOCAL_TARGET: &str = "bad request target";
-
 /// The head of a request wicket answers itself, as an `http` request.
 fn request_of(head: &RequestHead<'_, '_>) -> Result<Request<()>, ()> {
     let mut req = Request::builder()
@@ -397,7 +380,9 @@ impl State {
                 return Ok(Next::Upgrade);
             }
             return Ok(Next::Answer(Box::new(Answer {
-                req: request_of(&head).map_err(|()| HeadError::Invalid(LOCAL_TARGET))?,
+                req: request_of(&head).map_err(|()| {
+                    HeadError::Invalid("request target or header field not accepted")
+                })?,
                 len: head.len,
                 close: !head.keep_alive || head.http10 || head.body != Body::Empty,
                 head_request: head.method == "HEAD",
@@ -412,7 +397,7 @@ impl State {
                 base_path: &backend.base_path,
                 rest: auth.rest,
                 prefix: auth.prefix,
-                client_ip: &self.peer.ip,
+                client_ip: &self.client_ip,
                 default_host: backend.host.as_bytes(),
                 ticket: (auth.pod, auth.uid),
             },
