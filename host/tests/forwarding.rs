@@ -414,3 +414,44 @@ async fn a_user_who_leaves_mid_request_frees_the_ticket() {
         .unwrap_or(0);
     assert_eq!(n, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_users_are_closed() {
+    let pods = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mut c = config();
+    c.demo.replicas = 0;
+    c.demo.pods_max = 0;
+    c.demo.tickets_spare = 0;
+    c.demo.static_backends = vec![pods.local_addr().expect("addr")];
+    c.proxy.header_timeout_ms = 400;
+    c.proxy.idle_timeout_ms = 800;
+    let host = start(c, 1).await;
+
+    // Half a head, then nothing: closed after the header timeout (checked
+    // every 200 ms here), long before the idle one would matter.
+    let started = std::time::Instant::now();
+    let mut slow = TcpStream::connect(host.proxy_addr).await.expect("connect");
+    slow.write_all(b"GET /demo/ HTTP/1.1\r\nHost: h")
+        .await
+        .expect("write");
+    assert!(read_to_close(&mut slow).await.is_empty());
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+
+    // A served request, then silence: closed after the idle timeout.
+    let started = std::time::Instant::now();
+    let mut idle = TcpStream::connect(host.proxy_addr).await.expect("connect");
+    idle.write_all(b"GET /demo/ HTTP/1.1\r\nHost: h\r\nAccept: text/html\r\n\r\n")
+        .await
+        .expect("write");
+    let all = read_to_close(&mut idle).await;
+    assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 200"));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}
