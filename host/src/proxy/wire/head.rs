@@ -261,14 +261,6 @@ impl<'b> RequestHead<'_, 'b> {
             .map(|h| h.value)
     }
 
-    /// The values of the Connection fields.
-    fn connection_values(&self) -> impl Iterator<Item = &'b [u8]> + '_ {
-        self.headers
-            .iter()
-            .filter(|h| classify(h.name) == Name::Connection)
-            .map(|h| h.value)
-    }
-
     /// A method whose request may be sent again if the connection it went
     /// out on turns out to have been closed (RFC 9110 §9.2.2, as Go's
     /// transport: PUT and DELETE are idempotent but retried by nobody).
@@ -301,6 +293,14 @@ pub enum ForwardedFor {
     Fresh,
     /// Behind another proxy: its chain comes first.
     Appended,
+}
+
+/// The values of the Connection fields among `headers`.
+fn connection_values<'b>(headers: &[Header<'b>]) -> impl Iterator<Item = &'b [u8]> {
+    headers
+        .iter()
+        .filter(|h| classify(h.name) == Name::Connection)
+        .map(|h| h.value)
 }
 
 fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -348,7 +348,7 @@ pub fn write_request_head(
                 continue;
             }
             Name::Other | Name::XForwardedProto | Name::Expect
-                if req.connection && lists(req.connection_values(), h.name.as_bytes()) =>
+                if req.connection && lists(connection_values(req.headers), h.name.as_bytes()) =>
             {
                 continue;
             }
@@ -533,12 +533,6 @@ pub fn write_response_head(
     out.extend_from_slice(b"HTTP/1.1");
     out.extend_from_slice(status_line.get(8..).unwrap_or_default());
     out.extend_from_slice(b"\r\n");
-    let connection_values = || {
-        resp.headers
-            .iter()
-            .filter(|h| classify(h.name) == Name::Connection)
-            .map(|h| h.value)
-    };
     for h in resp.headers {
         let name = classify(h.name);
         if name.is_hop_by_hop() && name != Name::TransferEncoding {
@@ -546,7 +540,7 @@ pub fn write_response_head(
         }
         if resp.connection
             && matches!(name, Name::Other)
-            && lists(connection_values(), h.name.as_bytes())
+            && lists(connection_values(resp.headers), h.name.as_bytes())
         {
             continue;
         }
