@@ -5,6 +5,10 @@
 #
 # One demo backend (`wicket demo-app`) serves four front doors:
 #   direct     wrk → backend                    GET /hello
+#   relay      wrk → byte relay → backend       GET /hello (`wicket-bench relay`:
+#              bytes copied, nothing parsed: what any proxy could reach)
+#   relay-fwd  the same, wrk sending the five forwarding fields wicket adds
+#              (what any proxy that sends them could reach)
 #   nginx      wrk → nginx → backend            GET /hello
 #   nginx-fwd  wrk → nginx → backend            GET /app/hello (prefix stripped,
 #              and the X-Forwarded-* fields wicket sends: the same work for
@@ -189,6 +193,15 @@ EOF
     wait_port "$NGINX_PORT" nginx
 }
 
+# The byte relay (the cheapest possible proxy), two threads like the others.
+start_relay() {
+    RELAY_PORT=$(free_port)
+    "$BENCH" relay --listen "127.0.0.1:$RELAY_PORT" --to "127.0.0.1:$BACKEND_PORT" --threads 2 >"$WORK/relay.log" 2>&1 &
+    RELAY_PID=$!
+    PIDS+=("$RELAY_PID")
+    wait_port "$RELAY_PORT" relay
+}
+
 # wicket's demo host with the backend above as its only (static) pod and
 # room for many tickets, no autoscaling.
 start_wicket() {
@@ -335,13 +348,21 @@ run_one() {
     get_ticket
     if [[ $name == wicket ]]; then url="http://127.0.0.1:$WICKET_PORT$PREFIX/hello"; fi
     # Same request headers for all: only the path differs.
+    # relay-fwd: the fields wicket sends the pod instead of the cookie it
+    # strips, so the backend reads what it reads behind wicket.
+    local headers=(-H "Cookie: $COOKIE")
+    if [[ $name == relay-fwd ]]; then
+        headers=(-H "X-Forwarded-For: 127.0.0.1" -H "X-Forwarded-Host: 127.0.0.1:$WICKET_PORT"
+            -H "X-Origin-Host: 127.0.0.1:$WICKET_PORT" -H "X-Forwarded-Proto: http" -H "X-Forwarded-Prefix: $PREFIX")
+    fi
     local check
-    check=$(curl -s --max-time 5 -H "Cookie: $COOKIE" "$url") || true
+    check=$(curl -s --max-time 5 "${headers[@]}" "$url") || true
     [[ $check == "hello, world" ]] || die "$name: $url answered '$check', not the backend's hello"
 
     local proxy_pids=()
     case $name in
     nginx | nginx-fwd) mapfile -t proxy_pids < <(nginx_pids) ;;
+    relay | relay-fwd) proxy_pids=("$RELAY_PID") ;;
     wicket) proxy_pids=("$WICKET_PID") ;;
     esac
     local b0 p0 w0 m0 b1 p1 w1 m1 out u0 k0 u1 k1
@@ -352,7 +373,7 @@ run_one() {
     m0=$(machine_ticks)
     log "$name, $conns connections, run $rep/$REPEAT: wrk -t$THREADS -c$conns -d$DURATION $url (idle before ${idle}%)"
     # Bounded: wrk stops itself after DURATION; timeout guards a hang.
-    out=$(timeout 120 wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency -H "Cookie: $COOKIE" "$url")
+    out=$(timeout 120 wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "${headers[@]}" "$url")
     m1=$(machine_ticks)
     w1=$(child_ticks)
     b1=$(cpu_ticks "$BACKEND_PID")
@@ -450,7 +471,10 @@ write_report() {
         echo "  so wrk, proxy and backend share the same cores. nginx: \`worker_processes auto\`, \`access_log off\`, upstream \`keepalive 256\`,"
         echo "  \`proxy_http_version 1.1\`, \`proxy_set_header Connection \"\"\`; nginx-fwd: the same nginx, plus what wicket does to a request"
         echo "  (prefix stripped, the user's Host kept, X-Forwarded-For/-Host/-Proto/-Prefix and X-Origin-Host set), so the backend does the"
-        echo "  same work behind both. wicket: \`wicket demo\`, the backend as its only static pod. Verdicts are against plain nginx."
+        echo "  same work behind both. relay: \`wicket-bench relay\`, bytes copied both ways with nothing parsed (the most any proxy"
+        echo "  could do here); relay-fwd: the same relay with wrk sending the five forwarding fields instead of the cookie, so the"
+        echo "  backend reads what it reads behind wicket. wicket: \`wicket demo\`, the backend as its only static pod."
+        echo "  Verdicts are against plain nginx."
         echo "- before every run the script waits (≤ ${IDLE_WAIT_MAX} s) for ≥ $IDLE_MIN% idle CPU over 2 s; the idle values are in raw/results.tsv beside this report."
         echo "- CPU s: utime+stime during the run from /proc (proxy = nginx master+workers, or the wicket process);"
         echo "  others = the whole machine's busy CPU during the run minus those three (another build on this shared"
@@ -466,7 +490,7 @@ write_report() {
             echo "| target | req/s | p50 ms | p90 ms | p99 ms | non-2xx (all runs) | socket errors (runs with any) | CPU s wrk | CPU s backend | CPU s proxy | CPU s others | proxy CPU µs/req | user µs/req | kernel µs/req | runs |"
             echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
             local t
-            for t in direct nginx nginx-fwd wicket; do
+            for t in direct relay relay-fwd nginx nginx-fwd wicket; do
                 local reqs proxy per user kernel runs non2xx sockerr
                 reqs=$(field "$t" "$c" 4) proxy=$(field "$t" "$c" 12)
                 per=$(per_req "$proxy" "$reqs") user=$(per_req "$(field "$t" "$c" 15)" "$reqs") kernel=$(per_req "$(field "$t" "$c" 16)" "$reqs")
@@ -486,6 +510,8 @@ write_report() {
             fr=$(field nginx-fwd "$c" 4) fp=$(field nginx-fwd "$c" 7)
             echo "- against nginx doing the same header work (nginx-fwd): req/s **$(ratio "$wr" "$fr")×**, p99 **$(ratio "$wp" "$fp")×** ($wp ms vs $fp ms)"
             echo "- wicket/direct req/s: $(ratio "$wr" "$(field direct "$c" 4)")×; nginx/direct req/s: $(ratio "$nr" "$(field direct "$c" 4)")×"
+            echo "- the byte relay, the most any proxy could reach here: relay/nginx **$(ratio "$(field relay "$c" 4)" "$nr")×**;"
+            echo "  sending the fields wicket sends: relay-fwd/nginx **$(ratio "$(field relay-fwd "$c" 4)" "$nr")×**, wicket/relay-fwd $(ratio "$wr" "$(field relay-fwd "$c" 4)")×"
             # What the req/s target asks of user space: the same CPU budget
             # (wrk + backend + proxy of the wicket runs) with the proxy's
             # user-space CPU removed entirely.
@@ -558,8 +584,9 @@ main() {
     : >"$WORK/tickets.txt"
     start_backend
     start_nginx
+    start_relay
     start_wicket
-    log "backend :$BACKEND_PORT, nginx :$NGINX_PORT, wicket :$WICKET_PORT (pids $BACKEND_PID $NGINX_PID $WICKET_PID)"
+    log "backend :$BACKEND_PORT, relay :$RELAY_PORT, nginx :$NGINX_PORT, wicket :$WICKET_PORT (pids $BACKEND_PID $RELAY_PID $NGINX_PID $WICKET_PID)"
     get_ticket # the pod is registered and the policy answers
 
     # Interleaved, so a burst of foreign load hits one run of each target
@@ -568,6 +595,8 @@ main() {
     for c in $CONNS; do
         for ((r = 1; r <= REPEAT; r++)); do
             run_one direct "$c" "http://127.0.0.1:$BACKEND_PORT/hello" "$r"
+            run_one relay "$c" "http://127.0.0.1:$RELAY_PORT/hello" "$r"
+            run_one relay-fwd "$c" "http://127.0.0.1:$RELAY_PORT/hello" "$r"
             run_one nginx "$c" "http://127.0.0.1:$NGINX_PORT/hello" "$r"
             run_one nginx-fwd "$c" "http://127.0.0.1:$NGINX_FWD_PORT/app/hello" "$r"
             run_one wicket "$c" "(per ticket)" "$r"

@@ -5,6 +5,10 @@
 //!   and the path prefix `/<app>/<pod>/<uid>`.
 //! * `ticket-latency` measures how long issuing a ticket takes as a user
 //!   sees it: from the start of the TCP connect to the `tkn#` message.
+//! * `relay` is the cheapest possible proxy (bytes copied, nothing parsed),
+//!   the reference for what any proxy can reach on the machine.
+
+mod relay;
 
 use std::time::{Duration, Instant};
 
@@ -55,6 +59,19 @@ enum Command {
         /// Print one `key=value` line instead of the human table.
         #[arg(long)]
         kv: bool,
+    },
+    /// Relay TCP connections to a backend, copying bytes both ways with
+    /// nothing parsed (runs until stopped).
+    Relay {
+        /// Where to listen, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The backend.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// Threads, each with its own `SO_REUSEPORT` socket.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
     },
 }
 
@@ -221,6 +238,12 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     match cli.command {
+        // Threads and runtimes of its own, laid out as wicket's edge.
+        Command::Relay {
+            listen,
+            to,
+            threads,
+        } => relay::run(listen, to, threads)?,
         Command::Ticket { url, timeout_ms } => {
             let app = app_of(&url)?.to_owned();
             let (ticket, _) =

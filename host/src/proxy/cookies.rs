@@ -12,34 +12,39 @@ pub fn name(pod: &str, uid: &str) -> String {
     format!("{pod}-{uid}-stoken")
 }
 
-fn is_ticket_cookie(name: &str, pod: &str, uid: &str) -> bool {
-    name.strip_prefix(pod)
-        .and_then(|r| r.strip_prefix('-'))
-        .and_then(|r| r.strip_prefix(uid))
-        .is_some_and(|r| r == "-stoken")
-}
-
-/// The `name=value` pairs of Cookie field values, trimmed, quotes taken
-/// off the values; oversized fields are skipped.
-fn pairs<'v>(values: impl Iterator<Item = &'v [u8]>) -> impl Iterator<Item = (&'v str, &'v str)> {
-    values
-        .filter(|v| v.len() <= MAX_COOKIE_HEADER)
-        .filter_map(|v| std::str::from_utf8(v).ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .map(|(k, v)| (k.trim(), v.trim().trim_matches('"')))
+/// Is `name` the ticket cookie's name, `<pod>-<uid>-stoken`?
+fn is_ticket_cookie(name: &[u8], pod: &str, uid: &str) -> bool {
+    name.strip_prefix(pod.as_bytes())
+        .and_then(|r| r.strip_prefix(b"-"))
+        .and_then(|r| r.strip_prefix(uid.as_bytes()))
+        .is_some_and(|r| r == b"-stoken")
 }
 
 /// The value of the ticket cookie for (`pod`, `uid`) among raw Cookie
-/// field values, if sent.
+/// field values, if sent: pairs trimmed, quotes taken off the value;
+/// oversized fields are skipped. Read as bytes: only the value found must
+/// be text.
 pub fn find_in<'v>(
     values: impl Iterator<Item = &'v [u8]>,
     pod: &str,
     uid: &str,
 ) -> Option<&'v str> {
-    pairs(values)
-        .find(|(k, _)| is_ticket_cookie(k, pod, uid))
-        .map(|(_, v)| v)
+    values
+        .filter(|v| v.len() <= MAX_COOKIE_HEADER)
+        .flat_map(|v| v.split(|&b| b == b';'))
+        .find_map(|pair| {
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            let (name, value) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
+            if !is_ticket_cookie(name, pod, uid) {
+                return None;
+            }
+            let start = value.iter().position(|&b| b != b'"').unwrap_or(value.len());
+            let end = value
+                .iter()
+                .rposition(|&b| b != b'"')
+                .map_or(start, |e| e + 1);
+            std::str::from_utf8(&value[start..end.max(start)]).ok()
+        })
 }
 
 /// The value of the ticket cookie for (`pod`, `uid`), if sent.
@@ -68,7 +73,7 @@ pub fn write_without_ticket(out: &mut Vec<u8>, value: &[u8], pod: &str, uid: &st
             .next()
             .unwrap_or_default()
             .trim_ascii();
-        if std::str::from_utf8(name).is_ok_and(|n| is_ticket_cookie(n, pod, uid)) {
+        if is_ticket_cookie(name, pod, uid) {
             continue;
         }
         if out.len() > first {

@@ -144,6 +144,8 @@ pub struct RequestHead<'h, 'b> {
     /// before it sends the body.
     pub expects_continue: bool,
     headers: &'h [Header<'b>],
+    /// What each of `headers` is, found once while parsing.
+    names: [Name; MAX_HEADERS],
     /// Some Connection field is present (it may name other fields to drop).
     connection: bool,
 }
@@ -176,8 +178,10 @@ pub fn parse_request<'h, 'b>(
     let mut framing = Framing::default();
     let (mut close, mut keep_alive, mut upgrade_token) = (false, false, false);
     let (mut upgrade, mut host, mut expects_continue, mut connection) = (None, None, false, false);
-    for h in headers.iter() {
-        match classify(h.name) {
+    let mut names = [Name::Other; MAX_HEADERS];
+    for (h, slot) in headers.iter().zip(names.iter_mut()) {
+        *slot = classify(h.name);
+        match *slot {
             Name::ContentLength => framing.length(h.value),
             Name::TransferEncoding => framing.encoding(h.value),
             Name::Connection => {
@@ -243,6 +247,7 @@ pub fn parse_request<'h, 'b>(
         host,
         expects_continue,
         headers,
+        names,
         connection,
     })
 }
@@ -257,8 +262,9 @@ impl<'b> RequestHead<'_, 'b> {
     pub fn cookies(&self) -> impl Iterator<Item = &'b [u8]> + '_ {
         self.headers
             .iter()
-            .filter(|h| classify(h.name) == Name::Cookie)
-            .map(|h| h.value)
+            .zip(self.names)
+            .filter(|(_, n)| *n == Name::Cookie)
+            .map(|(h, _)| h.value)
     }
 
     /// A method whose request may be sent again if the connection it went
@@ -333,8 +339,7 @@ pub fn write_request_head(
     });
     let mut has_proto = false;
     let mut xff = ForwardedFor::Fresh;
-    for h in req.headers {
-        let name = classify(h.name);
+    for (h, &name) in req.headers.iter().zip(&req.names) {
         match name {
             n if n.is_hop_by_hop() => continue,
             // Set by the proxy below.
@@ -369,8 +374,8 @@ pub fn write_request_head(
     }
     out.extend_from_slice(b"x-forwarded-for: ");
     if xff == ForwardedFor::Appended {
-        for h in req.headers {
-            if classify(h.name) == Name::XForwardedFor {
+        for (h, &name) in req.headers.iter().zip(&req.names) {
+            if name == Name::XForwardedFor {
                 out.extend_from_slice(h.value.trim_ascii());
                 out.extend_from_slice(b", ");
             }
