@@ -6,10 +6,9 @@
 //! connection keeps. Any other request (the waiting page, claims, polls,
 //! denials) is answered by [`Proxy::handle`] and its response written
 //! here, so a browser that loads the waiting page and then the app keeps
-//! its connection. The ticket WebSocket (an upgrade) is handed to hyper
-//! together with the bytes already read.
+//! its connection. The ticket WebSocket (an upgrade) goes on here too, as
+//! a [`super::ticket_ws`] session.
 
-use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -17,20 +16,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use http::header::{CONNECTION, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 
 use super::pages::{self, ProxyBody};
-use super::rewind::Rewind;
+use super::ticket_ws;
 use super::wire::{self, Body, HeadError, RequestHead, UpstreamHead};
-use super::{Pass, Proxy};
+use super::{Pass, Proxy, Upgrade};
 
 /// Bytes asked of the kernel per read of a user's request.
 pub(super) const READ_CHUNK: usize = 8 * 1024;
@@ -77,8 +72,9 @@ enum Next {
     Forward(Plan, usize),
     /// Answer it with [`Proxy::handle`].
     Answer(Box<Answer>),
-    /// An upgrade (the ticket WebSocket): hyper takes the connection.
-    Upgrade,
+    /// An upgrade not on a ticket: the ticket WebSocket, or else
+    /// answered and closed.
+    Upgrade(Box<Answer>),
 }
 
 /// A request wicket answers itself.
@@ -203,8 +199,9 @@ impl Conn {
                         break;
                     }
                 }
-                Ok(Next::Upgrade) => {
-                    self.upgrade().await;
+                Ok(Next::Upgrade(answer)) => {
+                    self.s.buf.advance(answer.len);
+                    self.upgrade(answer.req).await;
                     return;
                 }
                 Err(HeadError::Partial) => {
@@ -258,36 +255,24 @@ impl Conn {
         }
     }
 
-    /// Hands the connection to hyper, the request at the start of the
-    /// buffer first: an upgrade (the ticket WebSocket) that hyper's
-    /// upgrade machinery serves. Any other response closes the connection.
-    async fn upgrade(self) {
-        let Conn { client, mut s } = self;
-        if let Some(link) = s.pod.take() {
-            s.proxy.pool.checkin(link.addr, link.stream);
+    /// Serves an upgrade request (already taken from the buffer): the
+    /// ticket WebSocket runs on this connection until it ends; anything
+    /// else is answered and the connection closed.
+    async fn upgrade(mut self, req: Request<()>) {
+        if let Some(link) = self.s.pod.take() {
+            self.s.proxy.pool.checkin(link.addr, link.stream);
         }
-        let io = TokioIo::new(Rewind::new(s.buf.split().freeze(), client));
-        let (proxy, scope) = (Arc::clone(&s.proxy), s.scope.clone());
-        let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-            let (proxy, scope) = (Arc::clone(&proxy), scope.clone());
-            async move {
-                // The upgrade lives in the request's extensions, which stay.
-                let mut resp = proxy.handle(req.map(|_| ()), scope.as_deref()).await;
-                if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-                    resp.headers_mut()
-                        .insert(CONNECTION, HeaderValue::from_static("close"));
-                }
-                Ok::<_, Infallible>(resp)
+        let proxy = Arc::clone(&self.s.proxy);
+        match proxy.upgrade(req, self.s.scope.as_deref()).await {
+            Upgrade::TicketSocket(app, opening) => {
+                let early = self.s.buf.split().freeze();
+                ticket_ws::serve(app, opening, proxy.timing, self.client, early).await;
             }
-        });
-        let served = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(s.proxy.clients.header)
-            .serve_connection(io, svc)
-            .with_upgrades()
-            .await;
-        if let Err(e) = served {
-            tracing::debug!("upgrade connection ended: {e}");
+            Upgrade::Answer(resp) => {
+                if self.respond(resp, false, true).await.is_ok() {
+                    self.finish().await;
+                }
+            }
         }
     }
 
@@ -367,7 +352,7 @@ fn request_of(head: &RequestHead<'_, '_>) -> Result<Request<()>, ()> {
 
 impl State {
     /// Looks at the request head at the start of the buffer: forwarded
-    /// (its head for the pod written to `out`) or for hyper.
+    /// (its head for the pod written to `out`) or answered here.
     fn decide(&mut self) -> Result<Next, HeadError> {
         let mut slots = wire::header_slots();
         let head = wire::parse_request(&self.buf, &mut slots)?;
@@ -376,17 +361,18 @@ impl State {
             .proxy
             .authorize(&head, self.scope.as_deref(), &mut self.pass);
         let (Some(auth), Some(pass)) = (auth, self.pass.as_ref()) else {
-            if head.upgrade.is_some() {
-                return Ok(Next::Upgrade);
-            }
-            return Ok(Next::Answer(Box::new(Answer {
+            let answer = Box::new(Answer {
                 req: request_of(&head).map_err(|()| {
                     HeadError::Invalid("request target or header field not accepted")
                 })?,
                 len: head.len,
                 close: !head.keep_alive || head.http10 || head.body != Body::Empty,
                 head_request: head.method == "HEAD",
-            })));
+            });
+            if head.upgrade.is_some() {
+                return Ok(Next::Upgrade(answer));
+            }
+            return Ok(Next::Answer(answer));
         };
         let backend = pass.ticket().backend();
         self.out.clear();

@@ -308,7 +308,8 @@ impl Proxy {
                 "text/plain",
                 "Method not allowed.\n",
             ),
-            Route::TicketSocket { .. } => ticket_ws::accept(app, req, self.timing),
+            // A plain request: an upgrade goes through `Proxy::upgrade`.
+            Route::TicketSocket { .. } => ticket_ws::not_a_websocket(),
             Route::Internal { what: POLL, .. } if req.method() == Method::GET => {
                 self.poll(&app, &req).await
             }
@@ -323,6 +324,32 @@ impl Proxy {
             }
             Route::Ticketed { pod, uid, .. } => ticketed(&app, pod, uid, &req),
         }
+    }
+}
+
+/// What becomes of an upgrade request that is not on a ticket.
+pub(crate) enum Upgrade {
+    /// The ticket WebSocket of the app, its handshake checked.
+    TicketSocket(Arc<App>, ticket_ws::Opening),
+    /// Anything else: answered, then the connection is closed.
+    Answer(Response<ProxyBody>),
+}
+
+impl Proxy {
+    /// Sorts an upgrade request: the ticket WebSocket (k8sTicket's
+    /// `/<app>/ws`) or a response (a bad handshake, a DNS-mode request, an
+    /// unknown app, …: whatever [`Proxy::handle`] says).
+    pub(crate) async fn upgrade(&self, req: Request<()>, scope: Option<&str>) -> Upgrade {
+        if let Ok(Route::TicketSocket { app }) = routes::parse(req.uri().path())
+            && let Some(app) = self.app(app, scope)
+            && dns_parts(&app, host(&req), req.uri().path()).is_none()
+        {
+            return match ticket_ws::opening(&req) {
+                Some(opening) => Upgrade::TicketSocket(app, opening),
+                None => Upgrade::Answer(ticket_ws::not_a_websocket()),
+            };
+        }
+        Upgrade::Answer(self.handle(req, scope).await)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::app::WaitStatus;
 use crate::demo_app::html_escape;
 use crate::state::Basis;
 
-/// The body of every response wicket makes itself (served by hyper).
+/// The body of every response wicket makes itself.
 pub type ProxyBody = Full<Bytes>;
 
 /// A small local response.

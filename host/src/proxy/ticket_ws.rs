@@ -15,11 +15,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http::header::{self, HeaderValue};
+use http::header;
 use http::{Request, Response, StatusCode};
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
 use super::pages::{ProxyBody, local};
+use super::rewind::Rewind;
 use crate::app::{App, Join, WaitStatus};
 use crate::state::{Grant, Token};
 
@@ -52,7 +53,7 @@ pub struct WsTiming {
     pub message: Duration,
 }
 
-type Ws = WebSocketStream<TokioIo<Upgraded>>;
+type Ws = WebSocketStream<Rewind>;
 
 /// How a client joins: k8sTicket's way, or resumable (`?resume[=<id>]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,70 +91,89 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
             })
 }
 
-/// Accepts the WebSocket handshake and runs the ticket session in a task.
-pub fn accept(app: Arc<App>, mut req: Request<()>, timing: WsTiming) -> Response<ProxyBody> {
-    let is_ws = is_upgrade(&req)
+/// A checked ticket WebSocket handshake, to be answered by [`serve`].
+#[derive(Debug)]
+pub struct Opening {
+    /// `Sec-WebSocket-Accept` for the client's key.
+    accept: String,
+    joining: Joining,
+}
+
+/// Checks a request for the ticket socket: None if it is no WebSocket
+/// handshake (answer [`not_a_websocket`]).
+pub fn opening(req: &Request<()>) -> Option<Opening> {
+    let is_ws = is_upgrade(req)
         && req
             .headers()
             .get(header::UPGRADE)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    let Some(key) = req
+    let key = req
         .headers()
         .get(header::SEC_WEBSOCKET_KEY)
-        .filter(|_| is_ws)
-    else {
-        return local(
-            StatusCode::BAD_REQUEST,
-            "text/plain",
-            "This endpoint speaks WebSocket only.\n",
-        );
-    };
-    let accept = derive_accept_key(key.as_bytes());
-    let joining = joining(req.uri().query());
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                // Small buffers: this socket carries a few short texts, and
-                // tungstenite zeroes its whole read buffer per connection.
-                let config = WebSocketConfig::default()
-                    .read_buffer_size(4 << 10)
-                    .write_buffer_size(0)
-                    .max_message_size(Some(64 << 10))
-                    .max_frame_size(Some(64 << 10));
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
-                session(app, ws, timing, joining).await;
-            }
-            Err(e) => tracing::debug!("ticket websocket upgrade failed: {e}"),
-        }
-    });
-    let mut r = local(StatusCode::SWITCHING_PROTOCOLS, "text/plain", "");
-    let h = r.headers_mut();
-    h.remove(header::CONTENT_TYPE);
-    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(v) = HeaderValue::from_str(&accept) {
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
-    }
-    r
+        .filter(|_| is_ws)?;
+    Some(Opening {
+        accept: derive_accept_key(key.as_bytes()),
+        joining: joining(req.uri().query()),
+    })
+}
+
+/// The answer to a plain request for the ticket socket.
+pub fn not_a_websocket() -> Response<ProxyBody> {
+    local(
+        StatusCode::BAD_REQUEST,
+        "text/plain",
+        "This endpoint speaks WebSocket only.\n",
+    )
+}
+
+/// Runs the ticket session of `opening` on the user's connection, whose
+/// `early` bytes (sent after the handshake request) were already read.
+///
+/// The user joins before anything is written, and the `101` goes out in
+/// the same write as the first messages: a user who gets a ticket at once
+/// receives handshake, ticket and close in one packet (one wake-up of
+/// their side instead of three).
+pub async fn serve(
+    app: Arc<App>,
+    opening: Opening,
+    timing: WsTiming,
+    client: TcpStream,
+    early: Bytes,
+) {
+    let mut head = Vec::with_capacity(160);
+    head.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-accept: ",
+    );
+    head.extend_from_slice(opening.accept.as_bytes());
+    head.extend_from_slice(b"\r\n\r\n");
+    let io = Rewind::new(early, client).with_head(head.into());
+    // Small buffers: this socket carries a few short texts, and
+    // tungstenite zeroes its whole read buffer per connection. The write
+    // buffer collects a message and a close until they are flushed together.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4 << 10)
+        .write_buffer_size(4 << 10)
+        .max_message_size(Some(64 << 10))
+        .max_frame_size(Some(64 << 10));
+    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+    session(app, ws, timing, opening.joining).await;
 }
 
 async fn send_text(ws: &mut Ws, text: String) -> bool {
     ws.send(Message::text(text)).await.is_ok()
 }
 
-async fn close(mut ws: Ws) {
+/// Sends a normal close, with whatever messages were fed before it.
+async fn close_sent(ws: &mut Ws) -> bool {
     let frame = CloseFrame {
         code: CloseCode::Normal,
         reason: "".into(),
     };
-    let _ = ws.send(Message::Close(Some(frame))).await;
-    // Let the client answer the close so it sees a clean close, briefly.
+    ws.send(Message::Close(Some(frame))).await.is_ok()
+}
+
+/// Lets the client answer the close so it sees a clean close, briefly.
+async fn linger(mut ws: Ws) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         while ws.next().await.is_some() {}
     })
@@ -161,16 +181,24 @@ async fn close(mut ws: Ws) {
 }
 
 async fn closed(mut ws: Ws) {
-    let _ = send_text(&mut ws, "sta#closed".to_owned()).await;
-    let _ = send_text(&mut ws, format!("msg#{CLOSED_MESSAGE}")).await;
-    close(ws).await;
+    let sent = ws.feed(Message::text("sta#closed")).await.is_ok()
+        && ws
+            .feed(Message::text(format!("msg#{CLOSED_MESSAGE}")))
+            .await
+            .is_ok()
+        && close_sent(&mut ws).await;
+    if sent {
+        linger(ws).await;
+    }
 }
 
 /// Sends the ticket; if the user is gone, frees it at once.
 async fn deliver(app: &App, mut ws: Ws, grant: Grant) {
     let msg = format!("tkn#{}@{}@{}", grant.token, grant.pod, grant.uid);
-    if send_text(&mut ws, msg).await {
-        close(ws).await;
+    // Queued, not sent: it leaves with the close (and, for a user served
+    // at once, with the handshake), in one write.
+    if ws.feed(Message::text(msg)).await.is_ok() && close_sent(&mut ws).await {
+        linger(ws).await;
     } else {
         app.release(&grant);
     }
@@ -196,9 +224,12 @@ async fn session(app: Arc<App>, mut ws: Ws, timing: WsTiming, joining: Joining) 
         Join::Closed => return closed(ws).await,
         Join::Queued { waiting, rid, .. } => (waiting, rid),
     };
-    if let Some(rid) = rid
-        && !send_text(&mut ws, format!("rid#{rid}")).await
-    {
+    let opened = match rid {
+        Some(rid) => send_text(&mut ws, format!("rid#{rid}")).await,
+        // The handshake goes out now, before the first message.
+        None => ws.flush().await.is_ok(),
+    };
+    if !opened {
         return;
     }
     let mut message = tokio::time::interval(timing.message);
