@@ -36,8 +36,8 @@ impl Rewind {
         self
     }
 
-    /// Writes what is left of `head` together with `buf`; `Ready(Some(n))`
-    /// once the head is out and `n` bytes of `buf` with it.
+    /// Writes what is left of `head` together with `buf`; `Ready(Ok(n))`
+    /// once the head is out, `n` being the bytes of `buf` that went with it.
     fn poll_head(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         while !self.head.is_empty() {
             let bufs = [io::IoSlice::new(&self.head), io::IoSlice::new(buf)];
