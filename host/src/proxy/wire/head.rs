@@ -84,10 +84,16 @@ fn content_length(value: &[u8]) -> Option<u64> {
     })
 }
 
-/// What the framing fields of a head say, before the rules for requests
-/// or responses are applied.
+/// What the framing and Connection fields of a head say, before the rules
+/// for requests or responses are applied.
 #[derive(Default)]
 struct Framing {
+    /// A Connection field was seen.
+    connection: bool,
+    /// Its tokens: `close`, `keep-alive`, `upgrade`.
+    close: bool,
+    keep_alive: bool,
+    upgrade: bool,
     length: Option<u64>,
     conflicting_length: bool,
     /// Transfer-Encoding fields seen.
@@ -105,6 +111,20 @@ impl Framing {
             (Some(n), Some(m)) if n != m => self.conflicting_length = true,
             (Some(n), _) => self.length = Some(n),
         }
+    }
+
+    fn connection(&mut self, value: &[u8]) {
+        self.connection = true;
+        for t in tokens(value) {
+            self.close |= t.eq_ignore_ascii_case(b"close");
+            self.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+            self.upgrade |= t.eq_ignore_ascii_case(b"upgrade");
+        }
+    }
+
+    /// The connection stays open after this message (RFC 9112 §9.3).
+    fn persistent(&self, http10: bool) -> bool {
+        if http10 { self.keep_alive } else { !self.close }
     }
 
     fn encoding(&mut self, value: &[u8]) {
@@ -176,22 +196,14 @@ pub fn parse_request<'h, 'b>(
     };
 
     let mut framing = Framing::default();
-    let (mut close, mut keep_alive, mut upgrade_token) = (false, false, false);
-    let (mut upgrade, mut host, mut expects_continue, mut connection) = (None, None, false, false);
+    let (mut upgrade, mut host, mut expects_continue) = (None, None, false);
     let mut names = [Name::Other; MAX_HEADERS];
     for (h, slot) in headers.iter().zip(names.iter_mut()) {
         *slot = classify(h.name);
         match *slot {
             Name::ContentLength => framing.length(h.value),
             Name::TransferEncoding => framing.encoding(h.value),
-            Name::Connection => {
-                connection = true;
-                for t in tokens(h.value) {
-                    close |= t.eq_ignore_ascii_case(b"close");
-                    keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
-                    upgrade_token |= t.eq_ignore_ascii_case(b"upgrade");
-                }
-            }
+            Name::Connection => framing.connection(h.value),
             Name::Upgrade => upgrade = Some(h.value),
             Name::Host => {
                 if host.is_some() {
@@ -242,13 +254,13 @@ pub fn parse_request<'h, 'b>(
         http10,
         len,
         body,
-        keep_alive: if http10 { keep_alive } else { !close },
-        upgrade: upgrade.filter(|_| upgrade_token && !http10),
+        keep_alive: framing.persistent(http10),
+        upgrade: upgrade.filter(|_| framing.upgrade && !http10),
         host,
         expects_continue,
         headers,
         names,
-        connection,
+        connection: framing.connection,
     })
 }
 
@@ -431,19 +443,13 @@ pub fn parse_response<'h, 'b>(
     let headers = resp.headers;
     let http10 = version == 0;
     let mut framing = Framing::default();
-    let (mut close, mut keep_alive, mut connection, mut other_hop) = (false, false, false, false);
+    let mut other_hop = false;
     for h in headers.iter() {
         let name = classify(h.name);
         match name {
             Name::ContentLength => framing.length(h.value),
             Name::TransferEncoding => framing.encoding(h.value),
-            Name::Connection => {
-                connection = true;
-                for t in tokens(h.value) {
-                    close |= t.eq_ignore_ascii_case(b"close");
-                    keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
-                }
-            }
+            Name::Connection => framing.connection(h.value),
             _ => {}
         }
         other_hop |= name.is_hop_by_hop() && name != Name::TransferEncoding;
@@ -467,15 +473,14 @@ pub fn parse_response<'h, 'b>(
             None => Body::UntilClose,
         }
     };
-    let persistent = if http10 { keep_alive } else { !close };
     Ok(ResponseHead {
         status: code,
         len,
         body,
-        keep_alive: persistent && body != Body::UntilClose,
+        keep_alive: framing.persistent(http10) && body != Body::UntilClose,
         verbatim: !http10 && !other_hop,
         headers,
-        connection,
+        connection: framing.connection,
     })
 }
 
