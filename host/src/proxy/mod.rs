@@ -338,7 +338,8 @@ pub(crate) enum Upgrade {
 impl Proxy {
     /// Sorts an upgrade request: the ticket WebSocket (k8sTicket's
     /// `/<app>/ws`) or a response (a bad handshake, a DNS-mode request, an
-    /// unknown app, …: whatever [`Proxy::handle`] says).
+    /// unknown app, …: whatever [`Proxy::handle`] says). `req` is a request
+    /// whose head asked for an upgrade ([`wire::RequestHead::upgrade`]).
     pub(crate) async fn upgrade(&self, req: Request<()>, scope: Option<&str>) -> Upgrade {
         if let Ok(Route::TicketSocket { app }) = routes::parse(req.uri().path())
             && let Some(app) = self.app(app, scope)

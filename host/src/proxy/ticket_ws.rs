@@ -77,20 +77,6 @@ fn joining(query: Option<&str>) -> Joining {
     Joining::Plain
 }
 
-/// Is this an HTTP/1.1 upgrade request (e.g. a WebSocket)?
-fn is_upgrade<B>(req: &Request<B>) -> bool {
-    req.headers().contains_key(header::UPGRADE)
-        && req
-            .headers()
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
-}
-
 /// A checked ticket WebSocket handshake, to be answered by [`serve`].
 #[derive(Debug)]
 pub struct Opening {
@@ -99,14 +85,15 @@ pub struct Opening {
     joining: Joining,
 }
 
-/// Checks a request for the ticket socket: None if it is no WebSocket
+/// Checks an upgrade request for the ticket socket (its Connection field
+/// listing `upgrade` was checked where the head was parsed, see
+/// [`super::wire::RequestHead::upgrade`]): None if it is no WebSocket
 /// handshake (answer [`not_a_websocket`]).
 pub fn opening(req: &Request<()>) -> Option<Opening> {
-    let is_ws = is_upgrade(req)
-        && req
-            .headers()
-            .get(header::UPGRADE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let is_ws = req
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     let key = req
         .headers()
         .get(header::SEC_WEBSOCKET_KEY)
