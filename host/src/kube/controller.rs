@@ -262,6 +262,21 @@ impl Controller {
     // ----- Deployments ---------------------------------------------------
 
     fn deployment_event(&mut self, ns: &str, e: Event<Deployment>) {
+        // The relist is tracked whether or not the pods are synced yet: a
+        // relist can begin before the pod list ends and finish after it,
+        // and its `InitDone` must know what it saw.
+        let relist = ("deployments", ns.to_owned());
+        match &e {
+            Event::Init => {
+                self.relisting.insert(relist.clone(), HashSet::new());
+            }
+            Event::InitApply(d) => {
+                if let Some(seen) = self.relisting.get_mut(&relist) {
+                    seen.insert(d.name_any());
+                }
+            }
+            _ => {}
+        }
         if !self.pods_synced.contains(ns) {
             match e {
                 Event::Apply(d) | Event::InitApply(d) => {
@@ -271,31 +286,27 @@ impl Controller {
                     self.pending.remove(&(ns.to_owned(), d.name_any()));
                 }
                 Event::Init => self.pending.retain(|(n, _), _| n != ns),
-                Event::InitDone => {}
+                // Nothing of this namespace is applied yet, so nothing
+                // can have vanished.
+                Event::InitDone => {
+                    self.relisting.remove(&relist);
+                }
             }
             return;
         }
         match e {
-            Event::Init => {
-                self.relisting
-                    .insert(("deployments", ns.to_owned()), HashSet::new());
-            }
-            Event::InitApply(d) => {
-                if let Some(seen) = self.relisting.get_mut(&("deployments", ns.to_owned())) {
-                    seen.insert(d.name_any());
-                }
-                self.deployment_applied(ns, &d);
-            }
+            Event::Init => {}
+            Event::InitApply(d) | Event::Apply(d) => self.deployment_applied(ns, &d),
             Event::InitDone => {
-                let seen = self
-                    .relisting
-                    .remove(&("deployments", ns.to_owned()))
-                    .unwrap_or_default();
+                // Without its `Init` there is no list to compare against;
+                // deleting everything known would drain live apps.
+                let Some(seen) = self.relisting.remove(&relist) else {
+                    return;
+                };
                 for d in vanished(self.deployments.keys(), &seen, ns) {
                     self.deployment_deleted(ns, &d);
                 }
             }
-            Event::Apply(d) => self.deployment_applied(ns, &d),
             Event::Delete(d) => self.deployment_deleted(ns, &d.name_any()),
         }
     }
@@ -641,12 +652,10 @@ impl Controller {
                 self.pod_applied(ns, p);
             }
             Event::InitDone => {
-                let seen = self
-                    .relisting
-                    .remove(&("pods", ns.to_owned()))
-                    .unwrap_or_default();
-                for p in vanished(self.pods.keys(), &seen, ns) {
-                    self.pod_deleted(ns, &p);
+                if let Some(seen) = self.relisting.remove(&("pods", ns.to_owned())) {
+                    for p in vanished(self.pods.keys(), &seen, ns) {
+                        self.pod_deleted(ns, &p);
+                    }
                 }
                 if self.pods_synced.insert(ns.to_owned()) {
                     let ready: Vec<NsName> = self
@@ -1112,6 +1121,43 @@ mod tests {
             !app.has_pod("a-1"),
             "a-1 was deleted while the watch was down"
         );
+        assert!(app.has_pod("a-0"));
+    }
+
+    /// The race seen in the cluster test: the Deployment list starts before
+    /// the pod list ends and finishes after it. The app must survive the
+    /// Deployment list's end.
+    #[tokio::test]
+    async fn a_deployment_relist_spanning_the_pod_sync_keeps_its_apps() {
+        let mut c = controller(false).await;
+        dep(&mut c, Event::Init);
+        dep(
+            &mut c,
+            Event::InitApply(deployment("d", "true", &[(ann::APP_NAME, "a")])),
+        );
+        pods(&mut c, vec![pod("a-0", "a", "10.0.0.1")]);
+        let app = c.shared.apps.get("a").expect("app once the pods are known");
+        dep(&mut c, Event::InitDone);
+        assert!(app.accepting(), "the Deployment was listed, not deleted");
+        assert!(Arc::ptr_eq(&app, &c.shared.apps.get("a").expect("a")));
+        // A later relist that misses it does delete it.
+        dep(&mut c, Event::Init);
+        dep(&mut c, Event::InitDone);
+        assert!(!app.accepting(), "vanished from the relist: drained");
+    }
+
+    #[tokio::test]
+    async fn a_list_end_without_its_start_deletes_nothing() {
+        let mut c = controller(false).await;
+        pods(&mut c, vec![pod("a-0", "a", "10.0.0.1")]);
+        dep(
+            &mut c,
+            Event::Apply(deployment("d", "true", &[(ann::APP_NAME, "a")])),
+        );
+        let app = c.shared.apps.get("a").expect("a");
+        dep(&mut c, Event::InitDone);
+        c.handle(Input::Pod("ns".into(), Ok(Event::InitDone)));
+        assert!(app.accepting());
         assert!(app.has_pod("a-0"));
     }
 

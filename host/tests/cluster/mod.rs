@@ -212,7 +212,10 @@ impl Env {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "warn".into()),
+                    // The controller's info lines (apps added, drained,
+                    // removed) are few and are what a failure needs; the
+                    // test writer shows them only for failing tests.
+                    .unwrap_or_else(|_| "warn,wicket::kube=info".into()),
             )
             .with_test_writer()
             .try_init();
