@@ -259,6 +259,23 @@ impl Controller {
         }
     }
 
+    /// Notes what the relist `relist` (kind, namespace) has listed so far:
+    /// `Init` starts an empty set, `InitApply` adds a name. Its `InitDone`
+    /// takes the set to find what vanished while the watch was down.
+    fn track_relist<K: kube::Resource>(&mut self, relist: &(&'static str, String), e: &Event<K>) {
+        match e {
+            Event::Init => {
+                self.relisting.insert(relist.clone(), HashSet::new());
+            }
+            Event::InitApply(o) => {
+                if let Some(seen) = self.relisting.get_mut(relist) {
+                    seen.insert(o.name_any());
+                }
+            }
+            _ => {}
+        }
+    }
+
     // ----- Deployments ---------------------------------------------------
 
     fn deployment_event(&mut self, ns: &str, e: Event<Deployment>) {
@@ -266,17 +283,7 @@ impl Controller {
         // relist can begin before the pod list ends and finish after it,
         // and its `InitDone` must know what it saw.
         let relist = ("deployments", ns.to_owned());
-        match &e {
-            Event::Init => {
-                self.relisting.insert(relist.clone(), HashSet::new());
-            }
-            Event::InitApply(d) => {
-                if let Some(seen) = self.relisting.get_mut(&relist) {
-                    seen.insert(d.name_any());
-                }
-            }
-            _ => {}
-        }
+        self.track_relist(&relist, &e);
         if !self.pods_synced.contains(ns) {
             match e {
                 Event::Apply(d) | Event::InitApply(d) => {
@@ -640,19 +647,13 @@ impl Controller {
     // ----- Pods ----------------------------------------------------------
 
     fn pod_event(&mut self, ns: &str, e: Event<Pod>) {
+        let relist = ("pods", ns.to_owned());
+        self.track_relist(&relist, &e);
         match e {
-            Event::Init => {
-                self.relisting
-                    .insert(("pods", ns.to_owned()), HashSet::new());
-            }
-            Event::InitApply(p) => {
-                if let Some(seen) = self.relisting.get_mut(&("pods", ns.to_owned())) {
-                    seen.insert(p.name_any());
-                }
-                self.pod_applied(ns, p);
-            }
+            Event::Init => {}
+            Event::InitApply(p) | Event::Apply(p) => self.pod_applied(ns, p),
             Event::InitDone => {
-                if let Some(seen) = self.relisting.remove(&("pods", ns.to_owned())) {
+                if let Some(seen) = self.relisting.remove(&relist) {
                     for p in vanished(self.pods.keys(), &seen, ns) {
                         self.pod_deleted(ns, &p);
                     }
@@ -671,7 +672,6 @@ impl Controller {
                     }
                 }
             }
-            Event::Apply(p) => self.pod_applied(ns, p),
             Event::Delete(p) => self.pod_deleted(ns, &p.name_any()),
         }
     }
