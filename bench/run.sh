@@ -20,8 +20,9 @@
 #
 # Every step is bounded in time, and every process started here is stopped
 # on exit (trap). Knobs (environment):
-#   CONNS="64 256"  DURATION=10s (seconds, with the s)  THREADS=2  TICKETS=1000
-#   REPEAT=3 (runs per target and connection count, interleaved; medians reported)
+#   CONNS="64 256"  DURATION=8s (seconds, with the s)  THREADS=2  TICKETS=1000
+#   REPEAT=4 (runs per target and connection count, interleaved, every other
+#   round in reverse order; medians reported)
 #   IDLE_MIN=90 (percent)  IDLE_WAIT_MAX=180 (seconds per wait)
 #   SKIP_BUILD=1 (use the binaries already in target/release)
 #   OUT=bench/RESULTS.md (raw outputs go to raw/ beside it)
@@ -34,15 +35,17 @@ for v in CONNS DURATION THREADS REPEAT TICKETS IDLE_MIN IDLE_WAIT_MAX SKIP_BUILD
     if [[ -n ${!v+x} ]]; then COMMAND_LINE="$v=\"${!v}\" $COMMAND_LINE"; fi
 done
 CONNS=${CONNS:-"64 256"}
-DURATION=${DURATION:-10s}
+DURATION=${DURATION:-8s}
 THREADS=${THREADS:-2}
-REPEAT=${REPEAT:-3}
+REPEAT=${REPEAT:-4}
 TICKETS=${TICKETS:-1000}
 IDLE_MIN=${IDLE_MIN:-90}
 IDLE_WAIT_MAX=${IDLE_WAIT_MAX:-180}
 OUT=${OUT:-$ROOT/bench/RESULTS.md}
 APP=bench
 NGINX=/usr/sbin/nginx
+# The front doors, in the order of odd rounds (even rounds go backwards).
+TARGETS=(direct relay relay-fwd nginx nginx-fwd wicket)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 WICKET=$TARGET_DIR/release/wicket
 BENCH=$TARGET_DIR/release/wicket-bench
@@ -436,6 +439,25 @@ field() {
     awk -F'\t' -v t="$1" -v c="$2" -v f="$3" '$1 == t && $2 == c && $f != "-" { print $f }' "$WORK/results.tsv" |
         sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+# Field $4 of target $1 over that of target $2 at $3 connections, round by
+# round: "1.18×, 1.22×, … (median 1.20×)".
+paired() {
+    awk -F'\t' -v a="$1" -v b="$2" -v c="$3" -v f="$4" '
+        $2 == c && $1 == a { x[$14] = $f }
+        $2 == c && $1 == b { y[$14] = $f }
+        END {
+            n = 0
+            for (r = 1; r in x || r in y; r++) {
+                if (!(r in x) || !(r in y) || y[r] <= 0) continue
+                v[++n] = x[r] / y[r]
+                line = line sep sprintf("%.2f×", v[n]); sep = ", "
+            }
+            if (n == 0) { print "n/a"; exit }
+            for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+            m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+            printf "%s (median %.2f×)\n", line, m
+        }' "$WORK/results.tsv"
+}
 # CPU seconds $1 over $2 req/s for DURATION, in µs per request ("-" stays).
 per_req() { awk -v p="$1" -v r="$2" -v d="${DURATION%s}" 'BEGIN { if (p == "-" || r <= 0) print "-"; else printf "%.1f", 1e6 * p / (r * d) }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
@@ -490,7 +512,7 @@ write_report() {
             echo "| target | req/s | p50 ms | p90 ms | p99 ms | non-2xx (all runs) | socket errors (runs with any) | CPU s wrk | CPU s backend | CPU s proxy | CPU s others | proxy CPU µs/req | user µs/req | kernel µs/req | runs |"
             echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
             local t
-            for t in direct relay relay-fwd nginx nginx-fwd wicket; do
+            for t in "${TARGETS[@]}"; do
                 local reqs proxy per user kernel runs non2xx sockerr
                 reqs=$(field "$t" "$c" 4) proxy=$(field "$t" "$c" 12)
                 per=$(per_req "$proxy" "$reqs") user=$(per_req "$(field "$t" "$c" 15)" "$reqs") kernel=$(per_req "$(field "$t" "$c" 16)" "$reqs")
@@ -505,7 +527,10 @@ write_report() {
             wr=$(field wicket "$c" 4) nr=$(field nginx "$c" 4) wp=$(field wicket "$c" 7) np=$(field nginx "$c" 7)
             echo
             echo "- wicket/nginx req/s: **$(ratio "$wr" "$nr")×** (target ≥ 1.20×: $(verdict ge "$(ratio "$wr" "$nr")" 1.2))"
+            echo "- the same ratio round by round (the two runs of a round are at most a minute apart, so a drifting machine"
+            echo "  moves both): $(paired wicket nginx "$c" 4)"
             echo "- wicket/nginx p99: **$(ratio "$wp" "$np")×** ($wp ms vs $np ms; target ≤ 1.00×: $(verdict le "$wp" "$np"))"
+            echo "  round by round: $(paired wicket nginx "$c" 7)"
             local fr fp
             fr=$(field nginx-fwd "$c" 4) fp=$(field nginx-fwd "$c" 7)
             echo "- against nginx doing the same header work (nginx-fwd): req/s **$(ratio "$wr" "$fr")×**, p99 **$(ratio "$wp" "$fp")×** ($wp ms vs $fp ms)"
@@ -590,16 +615,29 @@ main() {
     get_ticket # the pod is registered and the policy answers
 
     # Interleaved, so a burst of foreign load hits one run of each target
-    # rather than all runs of one.
-    local c r
+    # rather than all runs of one; every other round goes in reverse order,
+    # so a machine that speeds up or slows down during the run (seen here:
+    # 20-50 % within minutes) favours no target.
+    local c r t
+    local -A urls=(
+        [direct]="http://127.0.0.1:$BACKEND_PORT/hello"
+        [relay]="http://127.0.0.1:$RELAY_PORT/hello"
+        [relay-fwd]="http://127.0.0.1:$RELAY_PORT/hello"
+        [nginx]="http://127.0.0.1:$NGINX_PORT/hello"
+        [nginx-fwd]="http://127.0.0.1:$NGINX_FWD_PORT/app/hello"
+        [wicket]="(per ticket)"
+    )
     for c in $CONNS; do
         for ((r = 1; r <= REPEAT; r++)); do
-            run_one direct "$c" "http://127.0.0.1:$BACKEND_PORT/hello" "$r"
-            run_one relay "$c" "http://127.0.0.1:$RELAY_PORT/hello" "$r"
-            run_one relay-fwd "$c" "http://127.0.0.1:$RELAY_PORT/hello" "$r"
-            run_one nginx "$c" "http://127.0.0.1:$NGINX_PORT/hello" "$r"
-            run_one nginx-fwd "$c" "http://127.0.0.1:$NGINX_FWD_PORT/app/hello" "$r"
-            run_one wicket "$c" "(per ticket)" "$r"
+            local order=("${TARGETS[@]}")
+            if ((r % 2 == 0)); then
+                local i reversed=()
+                for ((i = ${#TARGETS[@]} - 1; i >= 0; i--)); do reversed+=("${TARGETS[i]}"); done
+                order=("${reversed[@]}")
+            fi
+            for t in "${order[@]}"; do
+                run_one "$t" "$c" "${urls[$t]}" "$r"
+            done
         done
     done
     ticket_latency
