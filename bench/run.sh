@@ -292,7 +292,10 @@ child_ticks() {
 # Busy CPU ticks of the whole machine (all but idle and iowait), from
 # /proc/stat in USER_HZ: with the per-process figures it shows how much CPU
 # something else (another build on this shared machine) took during a run.
-machine_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) if (i != 5 && i != 6) t += $i; print t }' /proc/stat; }
+# Busy ticks of the whole machine (user..softirq: idle, iowait and steal
+# left out), and the ticks the hypervisor gave to other guests (steal).
+machine_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 8; i++) if (i != 5 && i != 6) t += $i; print t }' /proc/stat; }
+steal_ticks() { awk '/^cpu / { print $9 }' /proc/stat; }
 
 ticks_to_s() { awk -v t="$1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'; }
 
@@ -343,7 +346,7 @@ to_ms() {
 # One measured run. Args: target-name connections url repetition.
 # Appends one line to $WORK/results.tsv:
 # target conns idle reqs p50 p90 p99 non2xx sockerr cpu_wrk cpu_backend cpu_proxy cpu_others rep
-# cpu_proxy_user cpu_proxy_kernel
+# cpu_proxy_user cpu_proxy_kernel cpu_stolen
 run_one() {
     local name=$1 conns=$2 url=$3 rep=$4
     local idle
@@ -368,16 +371,18 @@ run_one() {
     relay | relay-fwd) proxy_pids=("$RELAY_PID") ;;
     wicket) proxy_pids=("$WICKET_PID") ;;
     esac
-    local b0 p0 w0 m0 b1 p1 w1 m1 out u0 k0 u1 k1
+    local b0 p0 w0 m0 b1 p1 w1 m1 out u0 k0 u1 k1 st0 st1
     b0=$(cpu_ticks "$BACKEND_PID")
     p0=$(cpu_ticks "${proxy_pids[@]}")
     read -r u0 k0 < <(cpu_split "${proxy_pids[@]}")
     w0=$(child_ticks)
     m0=$(machine_ticks)
+    st0=$(steal_ticks)
     log "$name, $conns connections, run $rep/$REPEAT: wrk -t$THREADS -c$conns -d$DURATION $url (idle before ${idle}%)"
     # Bounded: wrk stops itself after DURATION; timeout guards a hang.
     out=$(timeout 120 wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "${headers[@]}" "$url")
     m1=$(machine_ticks)
+    st1=$(steal_ticks)
     w1=$(child_ticks)
     b1=$(cpu_ticks "$BACKEND_PID")
     p1=$(cpu_ticks "${proxy_pids[@]}")
@@ -401,10 +406,10 @@ run_one() {
     # Other processes' CPU during the run (never below 0: rounding of ticks).
     local others=$(((m1 - m0) - ours))
     if ((others < 0)); then others=0; fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$idle" "$reqs" "$p50" "$p90" "$p99" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$idle" "$reqs" "$p50" "$p90" "$p99" \
         "${non2xx:-0}" "${sockerr:-none}" "$(ticks_to_s $((w1 - w0)))" "$(ticks_to_s $((b1 - b0)))" "$cpu_proxy" \
-        "$(ticks_to_s "$others")" "$rep" "$cpu_user" "$cpu_kernel" >>"$WORK/results.tsv"
-    log "$name, $conns connections: $reqs req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx ${non2xx:-0}"
+        "$(ticks_to_s "$others")" "$rep" "$cpu_user" "$cpu_kernel" "$(ticks_to_s $((st1 - st0)))" >>"$WORK/results.tsv"
+    log "$name, $conns connections: $reqs req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx ${non2xx:-0}, CPU s stolen $(ticks_to_s $((st1 - st0)))"
 }
 
 # Ticket issue latency, sequential and with a few sockets in flight.
@@ -500,17 +505,18 @@ write_report() {
         echo "- before every run the script waits (≤ ${IDLE_WAIT_MAX} s) for ≥ $IDLE_MIN% idle CPU over 2 s; the idle values are in raw/results.tsv beside this report."
         echo "- CPU s: utime+stime during the run from /proc (proxy = nginx master+workers, or the wicket process);"
         echo "  others = the whole machine's busy CPU during the run minus those three (another build on this shared"
-        echo "  machine: a run with several CPU s of others is disturbed). proxy CPU µs/req = proxy CPU s / (req/s × duration),"
+        echo "  machine: a run with several CPU s of others is disturbed); stolen = the CPU time the hypervisor gave"
+        echo "  other guests while this VM wanted it (/proc/stat steal: the machine itself was slower). proxy CPU µs/req = proxy CPU s / (req/s × duration),"
         echo "  split into user (the proxy's own code and libraries) and kernel (its syscalls: loopback TCP, epoll, wake-ups)."
         echo
         local c
         for c in $CONNS; do
             echo "## $c connections"
             echo
-            echo "Medians of $REPEAT interleaved runs; the last column lists every run as req/s @ p99 ms [CPU s others]."
+            echo "Medians of $REPEAT interleaved runs; the last column lists every run as req/s @ p99 ms [CPU s others, stolen]."
             echo
-            echo "| target | req/s | p50 ms | p90 ms | p99 ms | non-2xx (all runs) | socket errors (runs with any) | CPU s wrk | CPU s backend | CPU s proxy | CPU s others | proxy CPU µs/req | user µs/req | kernel µs/req | runs |"
-            echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+            echo "| target | req/s | p50 ms | p90 ms | p99 ms | non-2xx (all runs) | socket errors (runs with any) | CPU s wrk | CPU s backend | CPU s proxy | CPU s others | CPU s stolen | proxy CPU µs/req | user µs/req | kernel µs/req | runs |"
+            echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
             local t
             for t in "${TARGETS[@]}"; do
                 local reqs proxy per user kernel runs non2xx sockerr
@@ -518,10 +524,10 @@ write_report() {
                 per=$(per_req "$proxy" "$reqs") user=$(per_req "$(field "$t" "$c" 15)" "$reqs") kernel=$(per_req "$(field "$t" "$c" 16)" "$reqs")
                 non2xx=$(awk -F'\t' -v t="$t" -v c="$c" '$1 == t && $2 == c { n += $8 } END { print n + 0 }' "$WORK/results.tsv")
                 sockerr=$(awk -F'\t' -v t="$t" -v c="$c" '$1 == t && $2 == c && $9 != "none" { printf "%srun %s: %s", sep, $14, $9; sep = "; " } END { if (!sep) print "none" }' "$WORK/results.tsv")
-                runs=$(awk -F'\t' -v t="$t" -v c="$c" '$1 == t && $2 == c { printf "%s%.0f @ %s [%s]", sep, $4, $7, $13; sep = ", " }' "$WORK/results.tsv")
-                printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "$reqs" "$(field "$t" "$c" 5)" \
+                runs=$(awk -F'\t' -v t="$t" -v c="$c" '$1 == t && $2 == c { printf "%s%.0f @ %s [%s, %s]", sep, $4, $7, $13, ($17 == "" ? "-" : $17); sep = ", " }' "$WORK/results.tsv")
+                printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "$reqs" "$(field "$t" "$c" 5)" \
                     "$(field "$t" "$c" 6)" "$(field "$t" "$c" 7)" "$non2xx" "$sockerr" "$(field "$t" "$c" 10)" "$(field "$t" "$c" 11)" \
-                    "$proxy" "$(field "$t" "$c" 13)" "$per" "$user" "$kernel" "$runs"
+                    "$proxy" "$(field "$t" "$c" 13)" "$(field "$t" "$c" 17)" "$per" "$user" "$kernel" "$runs"
             done
             local wr nr wp np
             wr=$(field wicket "$c" 4) nr=$(field nginx "$c" 4) wp=$(field wicket "$c" 7) np=$(field nginx "$c" 7)
@@ -605,7 +611,7 @@ main() {
     ensure_tools
     build
     [[ -x $WICKET && -x $BENCH ]] || die "missing $WICKET or $BENCH"
-    printf '# target\tconns\tidle%%\treq/s\tp50ms\tp90ms\tp99ms\tnon2xx\tsockerr\tcpu_wrk\tcpu_backend\tcpu_proxy\tcpu_others\trep\tcpu_proxy_user\tcpu_proxy_kernel\n' >"$WORK/results.tsv"
+    printf '# target\tconns\tidle%%\treq/s\tp50ms\tp90ms\tp99ms\tnon2xx\tsockerr\tcpu_wrk\tcpu_backend\tcpu_proxy\tcpu_others\trep\tcpu_proxy_user\tcpu_proxy_kernel\tcpu_stolen\n' >"$WORK/results.tsv"
     : >"$WORK/tickets.txt"
     start_backend
     start_nginx
