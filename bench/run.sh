@@ -293,11 +293,11 @@ child_ticks() {
     echo $((${14} + ${15}))
 }
 
-# Busy CPU ticks of the whole machine (all but idle and iowait), from
-# /proc/stat in USER_HZ: with the per-process figures it shows how much CPU
-# something else (another build on this shared machine) took during a run.
-# Busy ticks of the whole machine (user..softirq: idle, iowait and steal
-# left out), and the ticks the hypervisor gave to other guests (steal).
+# Busy CPU ticks of the whole machine (user to softirq: idle, iowait and
+# steal left out), from /proc/stat in USER_HZ: with the per-process figures
+# it shows how much CPU something else (another build on this shared
+# machine) took during a run. Steal, apart: the ticks the hypervisor gave to
+# other guests while this one wanted to run.
 machine_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 8; i++) if (i != 5 && i != 6) t += $i; print t }' /proc/stat; }
 steal_ticks() { awk '/^cpu / { print $9 }' /proc/stat; }
 
@@ -563,8 +563,8 @@ write_report() {
             wr=$(field wicket "$c" 4) nr=$(field nginx "$c" 4) wp=$(field wicket "$c" 7) np=$(field nginx "$c" 7)
             echo
             echo "- wicket/nginx req/s: **$(ratio "$wr" "$nr")×** (target ≥ 1.20×: $(verdict ge "$(ratio "$wr" "$nr")" 1.2))"
-            echo "- the same ratio round by round (the two runs of a round are at most a minute apart, so a drifting machine"
-            echo "  moves both): $(paired wicket nginx "$c" 4)"
+            echo "- the same ratio round by round (in a round the two runs are one run apart, so a drifting machine moves"
+            echo "  both): $(paired wicket nginx "$c" 4)"
             echo "- wicket/nginx p99: **$(ratio "$wp" "$np")×** ($wp ms vs $np ms; target ≤ 1.00×: $(verdict le "$wp" "$np"))"
             echo "  round by round: $(paired wicket nginx "$c" 7)"
             local fr fp
