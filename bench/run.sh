@@ -463,30 +463,28 @@ policy_bench() {
 
 # --- report -----------------------------------------------------------------
 
+# Median of the numbers on stdin, one a line ("-" when there are none).
+median() {
+    sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 # Median over the repetitions of column $3 for target $1 at $2 connections
 # ("-" when the column has no numbers, e.g. the proxy CPU of "direct").
 field() {
-    awk -F'\t' -v t="$1" -v c="$2" -v f="$3" '$1 == t && $2 == c && $f != "-" { print $f }' "$WORK/results.tsv" |
-        sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    awk -F'\t' -v t="$1" -v c="$2" -v f="$3" '$1 == t && $2 == c && $f != "-" { print $f }' "$WORK/results.tsv" | median
 }
 # Field $4 of target $1 over that of target $2 at $3 connections, round by
 # round: "1.18×, 1.22×, … (median 1.20×)".
 paired() {
-    awk -F'\t' -v a="$1" -v b="$2" -v c="$3" -v f="$4" '
+    local ratios
+    ratios=$(awk -F'\t' -v a="$1" -v b="$2" -v c="$3" -v f="$4" '
         $2 == c && $1 == a { x[$14] = $f }
         $2 == c && $1 == b { y[$14] = $f }
-        END {
-            n = 0
-            for (r = 1; r in x || r in y; r++) {
-                if (!(r in x) || !(r in y) || y[r] <= 0) continue
-                v[++n] = x[r] / y[r]
-                line = line sep sprintf("%.2f×", v[n]); sep = ", "
-            }
-            if (n == 0) { print "n/a"; exit }
-            for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-            m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-            printf "%s (median %.2f×)\n", line, m
-        }' "$WORK/results.tsv"
+        END { for (r = 1; r in x || r in y; r++) if (r in x && r in y && y[r] > 0) print x[r] / y[r] }' "$WORK/results.tsv")
+    if [[ -z $ratios ]]; then
+        echo "n/a"
+        return
+    fi
+    printf '%s (median %.2f×)\n' "$(awk '{ printf "%s%.2f×", sep, $1; sep = ", " }' <<<"$ratios")" "$(median <<<"$ratios")"
 }
 # CPU seconds $1 over $2 req/s for DURATION, in µs per request ("-" stays).
 per_req() { awk -v p="$1" -v r="$2" -v d="${DURATION%s}" 'BEGIN { if (p == "-" || r <= 0) print "-"; else printf "%.1f", 1e6 * p / (r * d) }'; }
