@@ -301,6 +301,20 @@ child_ticks() {
 machine_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 8; i++) if (i != 5 && i != 6) t += $i; print t }' /proc/stat; }
 steal_ticks() { awk '/^cpu / { print $9 }' /proc/stat; }
 
+# TCP segments the machine sent (OutSegs of /proc/net/snmp). Per request over
+# a run, it shows how the connections are used: a proxy on pooled keep-alive
+# connections sends 4 (user → proxy → pod → proxy → user); pure ACKs or
+# connection set-ups and closes would add to it.
+tcp_out_segs() {
+    awk '$1 == "Tcp:" { if (n++) { for (i = 2; i <= NF; i++) if (h[i] == "OutSegs") print $i } else for (i = 2; i <= NF; i++) h[i] = $i }' /proc/net/snmp
+}
+
+# Context switches (voluntary and involuntary) of all threads of the given pids.
+ctx_switches() {
+    local pid
+    for pid in "$@"; do cat /proc/"$pid"/task/*/status 2>/dev/null || true; done | awk '/ctxt_switches:/ { n += $2 } END { print n + 0 }'
+}
+
 ticks_to_s() { awk -v t="$1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'; }
 
 # Idle share of all CPUs over 2 s, in percent (idle+iowait, from /proc/stat).
@@ -371,7 +385,7 @@ run_one() {
 # One measured run. Args: target-name connections url repetition out-file.
 # Writes one line to the out-file:
 # target conns idle reqs p50 p90 p99 non2xx sockerr cpu_wrk cpu_backend cpu_proxy cpu_others rep
-# cpu_proxy_user cpu_proxy_kernel cpu_stolen
+# cpu_proxy_user cpu_proxy_kernel cpu_stolen tcp_segs_per_req proxy_ctx_per_req
 measure_one() {
     local name=$1 conns=$2 url=$3 rep=$4 dest=$5
     local idle
@@ -396,32 +410,41 @@ measure_one() {
     relay | relay-fwd) proxy_pids=("$RELAY_PID") ;;
     wicket) proxy_pids=("$WICKET_PID") ;;
     esac
-    local b0 p0 w0 m0 b1 p1 w1 m1 out u0 k0 u1 k1 st0 st1
+    local b0 p0 w0 m0 b1 p1 w1 m1 out u0 k0 u1 k1 st0 st1 sg0 sg1 cx0 cx1
     b0=$(cpu_ticks "$BACKEND_PID")
     p0=$(cpu_ticks "${proxy_pids[@]}")
     read -r u0 k0 < <(cpu_split "${proxy_pids[@]}")
     w0=$(child_ticks)
     m0=$(machine_ticks)
     st0=$(steal_ticks)
+    sg0=$(tcp_out_segs)
+    cx0=$(ctx_switches "${proxy_pids[@]}")
     log "$name, $conns connections, run $rep/$REPEAT: wrk -t$THREADS -c$conns -d$DURATION $url (idle before ${idle}%)"
     # Bounded: wrk stops itself after DURATION; timeout guards a hang.
     out=$(timeout 120 wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "${headers[@]}" "$url")
     m1=$(machine_ticks)
     st1=$(steal_ticks)
+    sg1=$(tcp_out_segs)
+    cx1=$(ctx_switches "${proxy_pids[@]}")
     w1=$(child_ticks)
     b1=$(cpu_ticks "$BACKEND_PID")
     p1=$(cpu_ticks "${proxy_pids[@]}")
     read -r u1 k1 < <(cpu_split "${proxy_pids[@]}")
     printf '%s\n' "$out" >"$WORK/wrk-$name-$conns-$rep.txt"
 
-    local reqs p50 p90 p99 non2xx sockerr
+    local reqs p50 p90 p99 non2xx sockerr count segs ctx="-"
     reqs=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+    count=$(awk '/ requests in / { print $1 }' <<<"$out")
     p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
     p90=$(to_ms "$(awk '$1 == "90%" { print $2 }' <<<"$out")")
     p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
     non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$out")
     sockerr=$(awk '/Socket errors:/ { sub(/.*Socket errors: /, ""); print }' <<<"$out")
-    [[ -n $reqs ]] || die "$name: could not read wrk output: $out"
+    [[ -n $reqs && ${count:-0} -gt 0 ]] || die "$name: could not read wrk output: $out"
+    segs=$(awk -v n=$((sg1 - sg0)) -v r="$count" 'BEGIN { printf "%.2f", n / r }')
+    if ((${#proxy_pids[@]})); then
+        ctx=$(awk -v n=$((cx1 - cx0)) -v r="$count" 'BEGIN { printf "%.3f", n / r }')
+    fi
     local cpu_proxy="-" cpu_user="-" cpu_kernel="-" ours=$(((w1 - w0) + (b1 - b0)))
     if ((${#proxy_pids[@]})); then
         cpu_proxy=$(ticks_to_s $((p1 - p0)))
@@ -431,9 +454,9 @@ measure_one() {
     # Other processes' CPU during the run (never below 0: rounding of ticks).
     local others=$(((m1 - m0) - ours))
     if ((others < 0)); then others=0; fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$idle" "$reqs" "$p50" "$p90" "$p99" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$idle" "$reqs" "$p50" "$p90" "$p99" \
         "${non2xx:-0}" "${sockerr:-none}" "$(ticks_to_s $((w1 - w0)))" "$(ticks_to_s $((b1 - b0)))" "$cpu_proxy" \
-        "$(ticks_to_s "$others")" "$rep" "$cpu_user" "$cpu_kernel" "$(ticks_to_s $((st1 - st0)))" >"$dest"
+        "$(ticks_to_s "$others")" "$rep" "$cpu_user" "$cpu_kernel" "$(ticks_to_s $((st1 - st0)))" "$segs" "$ctx" >"$dest"
     log "$name, $conns connections: $reqs req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx ${non2xx:-0}, CPU s stolen $(ticks_to_s $((st1 - st0)))"
 }
 
@@ -533,6 +556,9 @@ write_report() {
         echo "  machine: a run with several CPU s of others is disturbed); stolen = the CPU time the hypervisor gave"
         echo "  other guests while this VM wanted it (/proc/stat steal: the machine itself was slower). proxy CPU µs/req = proxy CPU s / (req/s × duration),"
         echo "  split into user (the proxy's own code and libraries) and kernel (its syscalls: loopback TCP, epoll, wake-ups)."
+        echo "- TCP segs/req: segments the machine sent (/proc/net/snmp OutSegs) per request. Through a proxy on pooled keep-alive"
+        echo "  connections that is 4 (user → proxy → pod → proxy → user); pure ACKs, connection set-ups or closes would add to it."
+        echo "  proxy ctx sw/req: context switches (voluntary and involuntary) of the proxy's threads per request."
         echo
         local c
         for c in $CONNS; do
@@ -540,8 +566,8 @@ write_report() {
             echo
             echo "Medians of $REPEAT interleaved runs; the last column lists every run as req/s @ p99 ms [CPU s others, stolen]."
             echo
-            echo "| target | req/s | p50 ms | p90 ms | p99 ms | non-2xx (all runs) | socket errors (runs with any) | CPU s wrk | CPU s backend | CPU s proxy | CPU s others | CPU s stolen | proxy CPU µs/req | user µs/req | kernel µs/req | runs |"
-            echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+            echo "| target | req/s | p50 ms | p90 ms | p99 ms | non-2xx (all runs) | socket errors (runs with any) | CPU s wrk | CPU s backend | CPU s proxy | CPU s others | CPU s stolen | proxy CPU µs/req | user µs/req | kernel µs/req | TCP segs/req | proxy ctx sw/req | runs |"
+            echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
             local t
             for t in "${TARGETS[@]}"; do
                 local reqs proxy per user kernel runs non2xx sockerr
@@ -550,9 +576,9 @@ write_report() {
                 non2xx=$(awk -F'\t' -v t="$t" -v c="$c" '$1 == t && $2 == c { n += $8 } END { print n + 0 }' "$WORK/results.tsv")
                 sockerr=$(awk -F'\t' -v t="$t" -v c="$c" '$1 == t && $2 == c && $9 != "none" { printf "%srun %s: %s", sep, $14, $9; sep = "; " } END { if (!sep) print "none" }' "$WORK/results.tsv")
                 runs=$(awk -F'\t' -v t="$t" -v c="$c" '$1 == t && $2 == c { printf "%s%.0f @ %s [%s, %s]", sep, $4, $7, $13, ($17 == "" ? "-" : $17); sep = ", " }' "$WORK/results.tsv")
-                printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "$reqs" "$(field "$t" "$c" 5)" \
+                printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "$reqs" "$(field "$t" "$c" 5)" \
                     "$(field "$t" "$c" 6)" "$(field "$t" "$c" 7)" "$non2xx" "$sockerr" "$(field "$t" "$c" 10)" "$(field "$t" "$c" 11)" \
-                    "$proxy" "$(field "$t" "$c" 13)" "$(field "$t" "$c" 17)" "$per" "$user" "$kernel" "$runs"
+                    "$proxy" "$(field "$t" "$c" 13)" "$(field "$t" "$c" 17)" "$per" "$user" "$kernel" "$(field "$t" "$c" 18)" "$(field "$t" "$c" 19)" "$runs"
             done
             local wr nr wp np redo
             redo=$(awk -F'\t' -v c="$c" '$2 == c { printf "%s%s run %s: %.0f @ %s [%s stolen]", sep, $1, $14, $4, $7, $17; sep = "; " }' "$WORK/disturbed.tsv")
@@ -639,7 +665,7 @@ main() {
     ensure_tools
     build
     [[ -x $WICKET && -x $BENCH ]] || die "missing $WICKET or $BENCH"
-    printf '# target\tconns\tidle%%\treq/s\tp50ms\tp90ms\tp99ms\tnon2xx\tsockerr\tcpu_wrk\tcpu_backend\tcpu_proxy\tcpu_others\trep\tcpu_proxy_user\tcpu_proxy_kernel\tcpu_stolen\n' >"$WORK/results.tsv"
+    printf '# target\tconns\tidle%%\treq/s\tp50ms\tp90ms\tp99ms\tnon2xx\tsockerr\tcpu_wrk\tcpu_backend\tcpu_proxy\tcpu_others\trep\tcpu_proxy_user\tcpu_proxy_kernel\tcpu_stolen\ttcp_segs_per_req\tproxy_ctx_per_req\n' >"$WORK/results.tsv"
     : >"$WORK/tickets.txt"
     : >"$WORK/disturbed.tsv"
     start_backend
