@@ -8,7 +8,7 @@ mod generated {
     // partially.
     #![allow(missing_docs)]
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/v0.1",
         world: "policy",
     });
 }

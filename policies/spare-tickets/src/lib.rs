@@ -19,7 +19,7 @@ mod component {
 
     #[allow(unsafe_code, reason = "wit-bindgen's generated ABI glue")]
     mod bindings {
-        wit_bindgen::generate!({ path: "../../wit", world: "policy" });
+        wit_bindgen::generate!({ path: "../../wit/v0.1", world: "policy" });
         use super::SpareTickets;
         export!(SpareTickets);
     }

@@ -43,7 +43,7 @@ mod component {
 
     #[allow(unsafe_code, reason = "wit-bindgen's generated ABI glue")]
     mod bindings {
-        wit_bindgen::generate!({ path: "../../../wit", world: "policy" });
+        wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "policy" });
         use super::Faulty;
         export!(Faulty);
     }
