@@ -58,6 +58,16 @@ pub struct ProxyConfig {
     pub header_timeout_ms: u64,
     /// A user connection with no request for this long is closed.
     pub idle_timeout_ms: u64,
+    /// Forward the trailer fields of chunked bodies (both ways); when
+    /// false they are checked and dropped.
+    pub forward_trailers: bool,
+    /// Protocols an upgrade request may ask a pod for; an upgrade to any
+    /// other is dropped and the request forwarded as an ordinary one.
+    pub upgrade_protocols: Vec<String>,
+    /// Networks (CIDRs or addresses) of proxies in front of wicket whose
+    /// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded` are believed;
+    /// anyone else's are replaced.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ProxyConfig {
@@ -70,6 +80,9 @@ impl Default for ProxyConfig {
             threads: 0,
             header_timeout_ms: 30_000,
             idle_timeout_ms: 120_000,
+            forward_trailers: false,
+            upgrade_protocols: vec!["websocket".into()],
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -284,7 +297,22 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), (&'static str, &'static str)> {
-        let checks: [(bool, &'static str, &'static str); 17] = [
+        let token = |p: &String| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        let checks: [(bool, &'static str, &'static str); 19] = [
+            (
+                self.proxy.upgrade_protocols.iter().all(token),
+                "proxy.upgrade_protocols",
+                "each must be a protocol name (an HTTP token)",
+            ),
+            (
+                crate::proxy::trust::TrustedProxies::parse(&self.proxy.trusted_proxies).is_ok(),
+                "proxy.trusted_proxies",
+                "each must be a CIDR (10.0.0.0/8) or an IP address",
+            ),
             (
                 self.proxy.ticket_expiry_ms >= 100,
                 "proxy.ticket_expiry_ms",
@@ -502,6 +530,19 @@ mod tests {
             ("[proxy]\nlisten = \"not an address\"", "listen"),
             ("[proxy]\nticket_expiry_ms = -1", "ticket_expiry_ms"),
             ("[proxy]\nticket_expiry_ms = \"3s\"", "ticket_expiry_ms"),
+            (
+                "[proxy]\ntrusted_proxies = [\"10.0.0.0/33\"]",
+                "proxy.trusted_proxies",
+            ),
+            (
+                "[proxy]\ntrusted_proxies = \"10.0.0.0/8\"",
+                "trusted_proxies",
+            ),
+            (
+                "[proxy]\nupgrade_protocols = [\"web socket\"]",
+                "proxy.upgrade_protocols",
+            ),
+            ("[proxy]\nforward_trailers = 1", "forward_trailers"),
             ("[policy]\ntimeout_ms = 0", "policy.timeout_ms"),
             ("[policy]\nmemory_mib = 100000", "policy.memory_mib"),
             ("[demo]\ntickets_max = 0", "demo.tickets_max"),

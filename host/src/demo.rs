@@ -20,6 +20,8 @@ use crate::provider::local::LocalProvider;
 use crate::provider::{PodEvent, PodProvider};
 use crate::proxy::pool::PoolSettings;
 use crate::proxy::ticket_ws::WsTiming;
+use crate::proxy::trust::TrustedProxies;
+use crate::proxy::wire::{self, Trailers};
 use crate::proxy::{self, ClientTimeouts, Proxy, ProxySettings};
 use crate::state::{Backend, PodInfo};
 
@@ -64,6 +66,21 @@ pub fn proxy_settings(config: &Config) -> ProxySettings {
             header: ms(config.proxy.header_timeout_ms),
             idle: ms(config.proxy.idle_timeout_ms),
         },
+        wire: wire::Rules {
+            trailers: if config.proxy.forward_trailers {
+                Trailers::Forward
+            } else {
+                Trailers::Drop
+            },
+            upgrades: config
+                .proxy
+                .upgrade_protocols
+                .iter()
+                .map(|p| p.as_str().into())
+                .collect(),
+        },
+        // Checked when the config was read.
+        trusted: TrustedProxies::parse(&config.proxy.trusted_proxies).unwrap_or_default(),
     }
 }
 

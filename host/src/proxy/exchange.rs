@@ -103,15 +103,15 @@ impl Conn {
     async fn exchange(&mut self, plan: Plan, pass: &Pass) -> After {
         let guard = pass.ticket().open();
         let addr = pass.ticket().backend().addr;
-        let mut body = BodyProgress::new(plan.body);
-        // The body bytes already read go out with the head.
         let s = &mut self.s;
-        let n = match body.advance(&s.buf) {
+        let mut body = BodyProgress::new(plan.body, s.proxy.wire.trailers);
+        // The body bytes already read go out with the head.
+        let n = match body.advance(&mut s.buf) {
             Ok(n) => n,
             Err(e) => return self.bad_request_body(e).await,
         };
-        s.out.extend_from_slice(&s.buf[..n]);
-        s.buf.advance(n);
+        s.out.extend_from_slice(&s.buf[..n.kept]);
+        s.buf.advance(n.taken);
         let whole = body.is_done();
 
         let mut retried = false;
@@ -143,7 +143,7 @@ impl Conn {
 
         if facts.status == 101 {
             if plan.upgrade {
-                self.tunnel(link).await;
+                self.tunnel(link, &facts).await;
                 drop(guard);
                 return After::Close;
             }
@@ -226,10 +226,14 @@ impl Conn {
             match response_facts(&s.rbuf, plan.head_request).map_err(SendError::Response)? {
                 Some(f) if f.is_interim() => {
                     if !plan.http10 {
-                        self.client
-                            .write_all(&s.rbuf[..f.len])
-                            .await
-                            .map_err(|_| SendError::Client)?;
+                        let sent = if f.verbatim {
+                            self.client.write_all(&s.rbuf[..f.len]).await
+                        } else {
+                            let mut head = Vec::new();
+                            rewrite_response_head(&mut head, &s.rbuf, &f, false, false);
+                            self.client.write_all(&head).await
+                        };
+                        sent.map_err(|_| SendError::Client)?;
                     }
                     s.rbuf.advance(f.len);
                     continue;
@@ -270,11 +274,11 @@ impl Conn {
                     match self.client.try_read_buf(&mut s.buf) {
                         Ok(0) => return Err(SendError::Client),
                         Ok(_) if body_pending => {
-                            let n = body.advance(&s.buf).map_err(SendError::RequestBody)?;
-                            if let Err(e) = link.stream.write_all(&s.buf[..n]).await {
+                            let n = body.advance(&mut s.buf).map_err(SendError::RequestBody)?;
+                            if let Err(e) = link.stream.write_all(&s.buf[..n.kept]).await {
                                 return Err(SendError::Pod(e));
                             }
-                            s.buf.advance(n);
+                            s.buf.advance(n.taken);
                         }
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -297,11 +301,11 @@ impl Conn {
         close: bool,
     ) -> io::Result<bool> {
         let s = &mut self.s;
-        let mut body = BodyProgress::new(facts.body);
+        let mut body = BodyProgress::new(facts.body, s.proxy.wire.trailers);
         let in_hand = body
-            .advance(&s.rbuf[facts.len..])
+            .advance(&mut s.rbuf[facts.len..])
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let end = facts.len + in_hand;
+        let end = facts.len + in_hand.kept;
         if facts.verbatim && !close {
             // The usual case: head and body as the pod sent them, one write.
             self.client.write_all(&s.rbuf[..end]).await?;
@@ -311,7 +315,7 @@ impl Conn {
             s.out.extend_from_slice(&s.rbuf[facts.len..end]);
             self.client.write_all(&s.out).await?;
         }
-        let mut exact = s.rbuf.len() == end;
+        let mut exact = s.rbuf.len() == facts.len + in_hand.taken;
         s.rbuf.clear();
         while !body.is_done() {
             if s.rbuf.capacity() < BODY_CHUNK {
@@ -325,19 +329,28 @@ impl Conn {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
             let take = body
-                .advance(&s.rbuf)
+                .advance(&mut s.rbuf)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            self.client.write_all(&s.rbuf[..take]).await?;
-            exact &= take == s.rbuf.len();
+            self.client.write_all(&s.rbuf[..take.kept]).await?;
+            exact &= take.taken == s.rbuf.len();
             s.rbuf.clear();
         }
         Ok(exact)
     }
 
-    /// After a 101: the bytes both sides sent early, then a byte tunnel
-    /// until either side closes.
-    async fn tunnel(&mut self, mut link: PodLink) {
+    /// After a 101: its head (re-written when the pod's is not fit to pass
+    /// on), the bytes both sides sent early, then a byte tunnel until
+    /// either side closes.
+    async fn tunnel(&mut self, mut link: PodLink, facts: &ResponseFacts) {
         let s = &mut self.s;
+        if !facts.verbatim {
+            let mut head = Vec::new();
+            rewrite_response_head(&mut head, &s.rbuf, facts, false, false);
+            if self.client.write_all(&head).await.is_err() {
+                return;
+            }
+            s.rbuf.advance(facts.len);
+        }
         if self.client.write_all(&s.rbuf).await.is_err() {
             return;
         }

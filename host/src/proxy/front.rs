@@ -24,6 +24,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::pages::{self, ProxyBody};
 use super::ticket_ws;
+use super::trust::{self, Scheme};
 use super::wire::{self, Body, HeadError, RequestHead, UpstreamHead};
 use super::{Pass, Proxy, Upgrade};
 
@@ -101,8 +102,10 @@ pub(super) struct PodLink {
 pub(super) struct State {
     pub proxy: Arc<Proxy>,
     scope: Option<Arc<str>>,
-    /// The user's IP, for `X-Forwarded-For`.
+    /// The peer's IP, for `X-Forwarded-For` (formatted once).
     client_ip: String,
+    /// The peer is a trusted proxy (`proxy.trusted_proxies`).
+    pub peer_trusted: bool,
     /// Bytes read from the user and not yet handled.
     pub buf: BytesMut,
     /// A head being written (for the pod, or for the user).
@@ -153,12 +156,15 @@ impl Conn {
         scope: Option<Arc<str>>,
     ) -> Self {
         let tick = proxy.clients.tick();
+        let peer = addr.ip().to_canonical();
+        let peer_trusted = proxy.trusted.trusts(peer);
         Self {
             client,
             s: State {
                 proxy,
                 scope,
-                client_ip: addr.ip().to_string(),
+                client_ip: peer.to_string(),
+                peer_trusted,
                 buf: BytesMut::with_capacity(READ_CHUNK),
                 out: Vec::with_capacity(1024),
                 rbuf: BytesMut::new(),
@@ -334,8 +340,10 @@ impl Conn {
     }
 }
 
-/// The head of a request wicket answers itself, as an `http` request.
-fn request_of(head: &RequestHead<'_, '_>) -> Result<Request<()>, ()> {
+/// The head of a request wicket answers itself, as an `http` request:
+/// its `X-Forwarded-Proto` is wicket's decision (`scheme`), its Host the
+/// authority of an absolute-form target when it has one.
+fn request_of(head: &RequestHead<'_, '_>, scheme: Scheme) -> Result<Request<()>, ()> {
     let mut req = Request::builder()
         .method(head.method)
         .uri(head.target)
@@ -345,7 +353,17 @@ fn request_of(head: &RequestHead<'_, '_>) -> Result<Request<()>, ()> {
             Version::HTTP_11
         });
     for (name, value) in head.fields() {
-        req = req.header(name, value);
+        let ours = name.eq_ignore_ascii_case("x-forwarded-proto")
+            || (head.absolute && name.eq_ignore_ascii_case("host"));
+        if !ours {
+            req = req.header(name, value);
+        }
+    }
+    if let Some(host) = head.host.filter(|_| head.absolute) {
+        req = req.header(http::header::HOST, host);
+    }
+    if scheme == Scheme::Https {
+        req = req.header("x-forwarded-proto", "https");
     }
     req.body(()).map_err(|_| ())
 }
@@ -355,14 +373,16 @@ impl State {
     /// (its head for the pod written to `out`) or answered here.
     fn decide(&mut self) -> Result<Next, HeadError> {
         let mut slots = wire::header_slots();
-        let head = wire::parse_request(&self.buf, &mut slots)?;
+        let mut head = wire::parse_request(&self.buf, &mut slots)?;
+        head.allow_upgrades(&self.proxy.wire.upgrades);
+        let scheme = trust::scheme(self.peer_trusted, head.forwarded_proto());
         self.progress += 1;
         let auth = self
             .proxy
             .authorize(&head, self.scope.as_deref(), &mut self.pass);
         let (Some(auth), Some(pass)) = (auth, self.pass.as_ref()) else {
             let answer = Box::new(Answer {
-                req: request_of(&head).map_err(|()| {
+                req: request_of(&head, scheme).map_err(|()| {
                     HeadError::Invalid("request target or header field not accepted")
                 })?,
                 len: head.len,
@@ -384,6 +404,8 @@ impl State {
                 rest: auth.rest,
                 prefix: auth.prefix,
                 client_ip: &self.client_ip,
+                trusted: self.peer_trusted,
+                scheme: scheme.as_str(),
                 default_host: backend.host.as_bytes(),
                 ticket: (auth.pod, auth.uid),
             },

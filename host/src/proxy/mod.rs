@@ -16,6 +16,7 @@ pub mod pool;
 mod rewind;
 pub mod routes;
 pub mod ticket_ws;
+pub mod trust;
 pub mod wire;
 
 use std::sync::Arc;
@@ -43,7 +44,7 @@ const POLL: &str = "poll";
 const POLL_HOLD: Duration = Duration::from_secs(5);
 
 /// The proxy's settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ProxySettings {
     /// Connections to the pods.
     pub pods: PoolSettings,
@@ -51,6 +52,10 @@ pub struct ProxySettings {
     pub ws: WsTiming,
     /// Timeouts of user connections.
     pub clients: ClientTimeouts,
+    /// Framing rules: trailers, upgrade protocols.
+    pub wire: wire::Rules,
+    /// Peers whose forwarding fields are believed.
+    pub trusted: trust::TrustedProxies,
 }
 
 /// The proxy: routes every request of every app. Ticketed requests are
@@ -62,6 +67,8 @@ pub struct Proxy {
     pool: Arc<Pool>,
     timing: WsTiming,
     clients: ClientTimeouts,
+    wire: wire::Rules,
+    trusted: trust::TrustedProxies,
 }
 
 /// A request that may go to its pod: the parts of the path the forwarded
@@ -120,6 +127,9 @@ fn host(req: &Request<()>) -> &str {
         .unwrap_or("")
 }
 
+/// The user came over https. The request's `X-Forwarded-Proto` is
+/// wicket's own decision ([`trust::scheme`], set by the front), never a
+/// client's claim.
 fn wants_https(h: &HeaderMap) -> bool {
     h.get("x-forwarded-proto")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
@@ -180,6 +190,8 @@ impl Proxy {
             pool: Pool::new(settings.pods),
             timing: settings.ws,
             clients: settings.clients,
+            wire: settings.wire,
+            trusted: settings.trusted,
         })
     }
 

@@ -22,6 +22,14 @@ pub(super) enum Name {
     XForwardedProto,
     XForwardedPrefix,
     XOriginHost,
+    /// RFC 7239's `Forwarded`.
+    Forwarded,
+    /// `X-Real-IP`: never trusted, never forwarded.
+    XRealIp,
+    /// A forwarding or framing field spelt with `_` (`X_Forwarded_For`,
+    /// `Transfer_Encoding`): some servers (CGI-style header maps) read it
+    /// as the real one, so it is never forwarded.
+    Alias,
     /// Any other field: passed on as it came.
     Other,
 }
@@ -67,8 +75,38 @@ pub(super) fn classify(name: &str) -> Name {
         18 if is("x-forwarded-prefix") => Name::XForwardedPrefix,
         18 if is("proxy-authenticate") => Name::ProxyAuthenticate,
         19 if is("proxy-authorization") => Name::ProxyAuthorization,
+        9 if is("forwarded") => Name::Forwarded,
+        9 if is("x-real-ip") => Name::XRealIp,
+        _ if name.contains('_') && is_alias(name) => Name::Alias,
         _ => Name::Other,
     }
+}
+
+/// The fields a client could use to claim an address, scheme or host, or
+/// to frame a message.
+const ALIASED: [&str; 10] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "forwarded",
+    "x-real-ip",
+    "x-origin-host",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-prefix",
+];
+
+/// Is `name`, with `_` read as `-`, one of [`ALIASED`]?
+fn is_alias(name: &str) -> bool {
+    let same = |known: &str| {
+        name.len() == known.len()
+            && name
+                .bytes()
+                .zip(known.bytes())
+                .all(|(a, k)| a.to_ascii_lowercase() == k || (a == b'_' && k == b'-'))
+    };
+    ALIASED.iter().any(|known| same(known))
 }
 
 /// The comma-separated tokens of a list-valued field, trimmed, empty ones
@@ -101,6 +139,19 @@ mod tests {
         assert_eq!(classify("connections"), Name::Other);
         assert!(classify("Keep-Alive").is_hop_by_hop());
         assert!(!classify("Cookie").is_hop_by_hop());
+        assert_eq!(classify("FORWARDED"), Name::Forwarded);
+        assert_eq!(classify("X-Real-Ip"), Name::XRealIp);
+        for alias in [
+            "X_Forwarded_For",
+            "x_forwarded-proto",
+            "X_REAL_IP",
+            "x_origin_host",
+            "Transfer_Encoding",
+            "content_length",
+        ] {
+            assert_eq!(classify(alias), Name::Alias, "{alias}");
+        }
+        assert_eq!(classify("X_Custom_Field"), Name::Other);
     }
 
     #[test]

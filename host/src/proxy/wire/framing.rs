@@ -1,0 +1,220 @@
+//! What requests and responses share: header slots and size limits, the
+//! parse errors, how a body is delimited, and the rules for the framing
+//! fields (`Content-Length`, `Transfer-Encoding`, `Connection`).
+
+use std::mem::MaybeUninit;
+
+use httparse::{Header, Status};
+
+use super::names::tokens;
+
+/// Largest request or response head accepted (request line or status
+/// line and all header fields).
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in one head.
+pub const MAX_HEADERS: usize = 128;
+
+/// Uninitialised room for the header fields of one head (initialising
+/// 128 fields for every message would cost more than parsing them).
+pub type HeaderSlots<'b> = [MaybeUninit<Header<'b>>; MAX_HEADERS];
+
+/// Fresh header slots.
+pub fn header_slots<'b>() -> HeaderSlots<'b> {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+}
+
+/// How a message's body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// No body.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Everything until the sender closes the connection (responses only).
+    UntilClose,
+}
+
+/// A head that cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    /// More bytes are needed.
+    #[error("incomplete message head")]
+    Partial,
+    /// Larger than [`MAX_HEAD`] or with more than [`MAX_HEADERS`] fields.
+    #[error("message head too large")]
+    TooLarge,
+    /// Not HTTP/1, or framed in a way two parties could read differently.
+    #[error("{0}")]
+    Invalid(&'static str),
+}
+
+pub(super) fn parse_error(e: httparse::Error) -> HeadError {
+    match e {
+        httparse::Error::TooManyHeaders => HeadError::TooLarge,
+        other => HeadError::Invalid(match other {
+            httparse::Error::HeaderName => "invalid header name",
+            httparse::Error::HeaderValue => "invalid header value",
+            httparse::Error::NewLine => "invalid line ending",
+            httparse::Error::Status => "invalid status",
+            httparse::Error::Token => "invalid token",
+            _ => "invalid HTTP version",
+        }),
+    }
+}
+
+pub(super) fn complete(status: Status<usize>, buffered: usize) -> Result<usize, HeadError> {
+    match status {
+        Status::Complete(len) if len <= MAX_HEAD => Ok(len),
+        Status::Complete(_) => Err(HeadError::TooLarge),
+        Status::Partial if buffered >= MAX_HEAD => Err(HeadError::TooLarge),
+        Status::Partial => Err(HeadError::Partial),
+    }
+}
+
+/// A `Content-Length` value: digits only (no sign, no list).
+fn content_length(value: &[u8]) -> Option<u64> {
+    let v = value.trim_ascii();
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// What the framing and Connection fields of a head say, before the rules
+/// for requests or responses are applied.
+#[derive(Default)]
+pub(super) struct Framing {
+    /// A Connection field was seen.
+    pub connection: bool,
+    /// Its tokens: `close`, `keep-alive`, `upgrade`.
+    pub close: bool,
+    pub keep_alive: bool,
+    pub upgrade: bool,
+    pub length: Option<u64>,
+    pub conflicting_length: bool,
+    /// Content-Length fields seen.
+    pub length_fields: usize,
+    /// Every Content-Length value is written as the proxy would write it
+    /// (no leading zeros, no white space).
+    pub length_canonical: bool,
+    /// Transfer-Encoding fields seen.
+    pub encodings: usize,
+    /// The last transfer coding of the last Transfer-Encoding field.
+    pub chunked_last: bool,
+    /// "chunked" exactly, in one field.
+    pub chunked_only: bool,
+}
+
+impl Framing {
+    pub fn length(&mut self, value: &[u8]) {
+        self.length_fields += 1;
+        let canonical = !value.is_empty()
+            && (value == b"0" || value[0] != b'0')
+            && value.iter().all(u8::is_ascii_digit);
+        self.length_canonical = canonical && (self.length_fields == 1 || self.length_canonical);
+        match (content_length(value), self.length) {
+            (None, _) => self.conflicting_length = true,
+            (Some(n), Some(m)) if n != m => self.conflicting_length = true,
+            (Some(n), _) => self.length = Some(n),
+        }
+    }
+
+    pub fn connection(&mut self, value: &[u8]) {
+        self.connection = true;
+        for t in tokens(value) {
+            self.close |= t.eq_ignore_ascii_case(b"close");
+            self.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+            self.upgrade |= t.eq_ignore_ascii_case(b"upgrade");
+        }
+    }
+
+    /// The connection stays open after this message (RFC 9112 §9.3).
+    pub fn persistent(&self, http10: bool) -> bool {
+        if http10 { self.keep_alive } else { !self.close }
+    }
+
+    pub fn encoding(&mut self, value: &[u8]) {
+        self.encodings += 1;
+        self.chunked_last = tokens(value)
+            .last()
+            .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+        self.chunked_only =
+            self.encodings == 1 && value.trim_ascii().eq_ignore_ascii_case(b"chunked");
+    }
+}
+
+/// Does `head` end a line with LF alone (httparse accepts it; the proxy
+/// never passes it on)?
+pub(super) fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+}
+
+/// Writes one header field line.
+pub(super) fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes `content-length: n` (formatted on the stack: no allocation).
+pub(super) fn length_field(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    field(out, b"content-length", &digits[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_are_read_and_written_canonically() {
+        let mut f = Framing::default();
+        f.length(b"007");
+        assert_eq!(f.length, Some(7));
+        assert!(!f.length_canonical && !f.conflicting_length);
+        let mut f = Framing::default();
+        f.length(b"7");
+        assert!(f.length_canonical);
+        f.length(b"7");
+        assert!(f.length_canonical && f.length_fields == 2);
+        f.length(b"8");
+        assert!(f.conflicting_length);
+        for bad in [&b"+7"[..], b"-7", b"7, 7", b"0x7", b""] {
+            let mut f = Framing::default();
+            f.length(bad);
+            assert!(f.conflicting_length, "{bad:?}");
+        }
+        let mut out = Vec::new();
+        length_field(&mut out, 0);
+        length_field(&mut out, u64::MAX);
+        assert_eq!(
+            out,
+            b"content-length: 0\r\ncontent-length: 18446744073709551615\r\n"
+        );
+    }
+
+    #[test]
+    fn bare_line_feeds_are_found() {
+        assert!(!has_bare_lf(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\n"));
+        assert!(has_bare_lf(b"HTTP/1.1 200 OK\nA: b\r\n\r\n"));
+        assert!(has_bare_lf(b"HTTP/1.1 200 OK\r\nA: b\r\n\n"));
+        assert!(has_bare_lf(b"\n"));
+    }
+}
