@@ -17,9 +17,14 @@ use tokio::time::timeout;
 const APP: &str = "demo";
 const LIMIT: Duration = Duration::from_secs(10);
 
-/// A demo host whose only pod is the scripted one at `pod`.
-async fn host_for(pod: SocketAddr) -> wicket::demo::Demo {
+/// A demo host whose only pod is the scripted one at `pod`, with `change`
+/// made to its config.
+async fn host_with(
+    pod: SocketAddr,
+    change: impl FnOnce(&mut wicket::config::Config),
+) -> wicket::demo::Demo {
     let mut c = config();
+    change(&mut c);
     c.demo.replicas = 0;
     c.demo.pods_max = 0;
     c.demo.tickets_spare = 0;
@@ -95,8 +100,12 @@ struct Setup {
 
 impl Setup {
     async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    async fn with(change: impl FnOnce(&mut wicket::config::Config)) -> Self {
         let pods = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let host = host_for(pods.local_addr().expect("addr")).await;
+        let host = host_with(pods.local_addr().expect("addr"), change).await;
         let proxy = host.proxy_addr;
         let t = ticket(proxy, APP, LIMIT).await;
         Self {
@@ -117,6 +126,24 @@ impl Setup {
             .expect("wicket dials the pod")
             .expect("accept")
             .0
+    }
+
+    /// Nothing reaches the pod (no connection within a moment).
+    async fn no_pod(&self) {
+        assert!(
+            timeout(Duration::from_millis(300), self.pods.accept())
+                .await
+                .is_err(),
+            "nothing reached the pod"
+        );
+    }
+
+    /// Sends `raw` on a new user connection; returns all the user got
+    /// until wicket closed it.
+    async fn refused(&self, raw: &str) -> String {
+        let mut user = self.user().await;
+        user.write_all(raw.as_bytes()).await.expect("write");
+        String::from_utf8_lossy(&read_to_close(&mut user).await).into_owned()
     }
 
     /// A request line and the ticket's fields, then `extra` fields.
@@ -153,7 +180,8 @@ async fn heads_are_rewritten_and_bodies_pass_as_sent() {
         "x-origin-host: users.example\r\n",
         "x-forwarded-proto: http\r\n",
         &format!("x-forwarded-prefix: /{APP}/{}/{}\r\n", s.t.pod, s.t.uid),
-        "Content-Length: 11\r\n",
+        // One canonical Content-Length, written by wicket.
+        "content-length: 11\r\n",
     ] {
         assert!(seen.contains(want), "{want:?} missing in {seen}");
     }
@@ -534,5 +562,266 @@ async fn the_ticket_socket_answers_at_once_and_reads_frames_sent_with_the_handsh
     assert!(
         all.starts_with("HTTP/1.1 400") && all.contains("connection: close\r\n"),
         "{all}"
+    );
+}
+
+// Regression tests of issue #20 ("Hardening the edge"): each one failed on
+// the code before it.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loose_chunk_lines_are_refused_and_extensions_and_trailers_cut() {
+    let s = Setup::new().await;
+    // `3 3`: once read as size 3 with an "extension" and forwarded.
+    let head = s.head("POST", "x", "Transfer-Encoding: chunked\r\n");
+    let text = s.refused(&format!("{head}3 3\r\nabc\r\n0\r\n\r\n")).await;
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    s.no_pod().await;
+
+    // Extensions and trailers, each way: the pod and the user get bare
+    // sizes and no trailer fields.
+    let mut user = s.user().await;
+    user.write_all(format!("{head}3;name=\"v;1\"\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut pod = s.pod_conn().await;
+    let (_, mut body) = read_head(&mut pod).await;
+    read_until(&mut pod, &mut body, b"0\r\n\r\n").await;
+    assert_eq!(String::from_utf8_lossy(&body), "3\r\nabc\r\n0\r\n\r\n");
+    pod.write_all(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;x=y\r\nok\r\n0\r\nX-R: 1\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let (_, mut body) = read_head(&mut user).await;
+    read_until(&mut user, &mut body, b"0\r\n\r\n").await;
+    assert_eq!(String::from_utf8_lossy(&body), "2\r\nok\r\n0\r\n\r\n");
+
+    // A pod's loose chunk line ends both connections; the pod connection
+    // is not used again.
+    user.write_all(s.head("GET", "bad", "").as_bytes())
+        .await
+        .expect("write");
+    read_head(&mut pod).await;
+    pod.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3 3\r\nabc\r\n0\r\n\r\n")
+        .await
+        .expect("write");
+    let got = read_to_close(&mut user).await;
+    assert!(!String::from_utf8_lossy(&got).contains("abc"), "{got:?}");
+    assert_eq!(
+        read_to_close(&mut pod).await,
+        b"",
+        "the pod connection is closed"
+    );
+    let mut user = s.user().await;
+    user.write_all(s.head("GET", "next", "").as_bytes())
+        .await
+        .expect("write");
+    let mut fresh = s.pod_conn().await;
+    let (seen, _) = read_head(&mut fresh).await;
+    assert!(seen.starts_with("GET /next "), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_responses_are_framed_once_and_end_lines_in_crlf() {
+    let s = Setup::new().await;
+    let mut user = s.user().await;
+    // Content-Length beside Transfer-Encoding: dropped (RFC 9112 §6.3).
+    user.write_all(s.head("GET", "both", "").as_bytes())
+        .await
+        .expect("write");
+    let mut pod = s.pod_conn().await;
+    read_head(&mut pod).await;
+    pod.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let (resp, mut body) = read_head(&mut user).await;
+    assert!(resp.contains("Transfer-Encoding: chunked\r\n"), "{resp}");
+    assert!(
+        !resp.to_ascii_lowercase().contains("content-length"),
+        "{resp}"
+    );
+    read_until(&mut user, &mut body, b"0\r\n\r\n").await;
+
+    // A head with bare LF line ends reaches the user with CRLF; and a
+    // length with leading zeros as one canonical value.
+    user.write_all(s.head("GET", "lf", "").as_bytes())
+        .await
+        .expect("write");
+    read_head(&mut pod).await;
+    pod.write_all(b"HTTP/1.1 200 OK\nX-A: 1\nContent-Length: 02\n\nhi")
+        .await
+        .expect("write");
+    let mut got = Vec::new();
+    read_until(&mut user, &mut got, b"hi").await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        !got.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'),
+        "a bare LF reached the user: {text:?}"
+    );
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK\r\nX-A: 1\r\ncontent-length: 2\r\n"),
+        "{text:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_checked_before_they_reach_the_pod() {
+    let s = Setup::new().await;
+    let ticket = format!("Cookie: {}\r\n", s.t.cookie());
+    let prefix = s.t.prefix(APP);
+    // HTTP/1.1 without Host (RFC 9112 §3.2).
+    let text = s
+        .refused(&format!("GET {prefix}x HTTP/1.1\r\n{ticket}\r\n"))
+        .await;
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    // CONNECT on a ticket: no tunnel.
+    let text = s
+        .refused(&format!(
+            "CONNECT {prefix}x HTTP/1.1\r\nHost: h\r\n{ticket}\r\n"
+        ))
+        .await;
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    s.no_pod().await;
+
+    // Absolute form: routed by its path; the pod's Host is its authority.
+    let mut user = s.user().await;
+    user.write_all(
+        format!("GET http://users.example{prefix}abs?q=1 HTTP/1.1\r\nHost: other\r\n{ticket}\r\n")
+            .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut pod = s.pod_conn().await;
+    let (seen, _) = read_head(&mut pod).await;
+    assert!(seen.starts_with("GET /abs?q=1 HTTP/1.1\r\n"), "{seen}");
+    assert!(seen.contains("host: users.example\r\n"), "{seen}");
+    assert!(!seen.contains("other"), "{seen}");
+    pod.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .expect("write");
+    let (resp, _) = read_head(&mut user).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+
+    // One canonical Content-Length.
+    let head = s.head(
+        "POST",
+        "len",
+        "Content-Length: 003\r\ncontent-length: 3\r\n",
+    );
+    user.write_all(format!("{head}abc").as_bytes())
+        .await
+        .expect("write");
+    let (seen, rest) = read_head(&mut pod).await;
+    assert_eq!(
+        seen.to_ascii_lowercase().matches("content-length").count(),
+        1,
+        "{seen}"
+    );
+    assert!(seen.contains("content-length: 3\r\n"), "{seen}");
+    assert_eq!(read_n(&mut pod, rest, 3).await, b"abc");
+    pod.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .expect("write");
+    read_head(&mut user).await;
+
+    // An upgrade to a protocol not allowed goes on as a plain request.
+    user.write_all(
+        s.head(
+            "GET",
+            "h2",
+            "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AA\r\n",
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let (seen, _) = read_head(&mut pod).await;
+    assert!(seen.starts_with("GET /h2 "), "{seen}");
+    assert!(!seen.to_ascii_lowercase().contains("upgrade"), "{seen}");
+    assert!(!seen.contains("HTTP2-Settings"), "{seen}");
+    pod.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .expect("write");
+    let (resp, _) = read_head(&mut user).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_forwarding_fields_are_replaced_and_not_believed() {
+    let s = Setup::new().await;
+    let mut user = s.user().await;
+    let spoof = "X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\n\
+                 Forwarded: for=203.0.113.7;proto=https\r\nX-Real-IP: 203.0.113.7\r\n\
+                 X_Forwarded_For: 203.0.113.7\r\nX-Forwarded-Host: evil.example\r\n";
+    user.write_all(s.head("GET", "who", spoof).as_bytes())
+        .await
+        .expect("write");
+    let mut pod = s.pod_conn().await;
+    let (seen, _) = read_head(&mut pod).await;
+    for want in [
+        "x-forwarded-for: 127.0.0.1\r\n",
+        "x-forwarded-proto: http\r\n",
+        "forwarded: for=127.0.0.1;host=\"users.example\";proto=http\r\n",
+        "x-forwarded-host: users.example\r\n",
+    ] {
+        assert!(seen.contains(want), "{want:?} missing in {seen}");
+    }
+    for gone in [
+        "203.0.113.7",
+        "https",
+        "X-Real-IP",
+        "X_Forwarded_For",
+        "evil",
+    ] {
+        assert!(!seen.contains(gone), "{gone} forwarded: {seen}");
+    }
+    // wicket's own scheme decision: no Secure cookie on a client's word.
+    let text = s
+        .refused(
+            "GET /demo/.wicket/poll HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\
+             X-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+    let cookie = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("a ticket cookie: {text}"));
+    assert!(!cookie.contains("Secure"), "{cookie}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_is_believed() {
+    let s = Setup::with(|c| c.proxy.trusted_proxies = vec!["127.0.0.0/8".into()]).await;
+    let mut user = s.user().await;
+    user.write_all(
+        s.head(
+            "GET",
+            "who",
+            "X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\nX-Real-IP: 1.1.1.1\r\n",
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut pod = s.pod_conn().await;
+    let (seen, _) = read_head(&mut pod).await;
+    assert!(
+        seen.contains("x-forwarded-for: 203.0.113.7, 127.0.0.1\r\n"),
+        "{seen}"
+    );
+    assert!(seen.contains("x-forwarded-proto: https\r\n"), "{seen}");
+    assert!(!seen.contains("1.1.1.1"), "{seen}");
+    let text = s
+        .refused(
+            "GET /demo/.wicket/poll HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\
+             X-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+    assert!(
+        text.lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("set-cookie:") && l.contains("; Secure")),
+        "{text}"
     );
 }
