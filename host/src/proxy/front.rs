@@ -375,7 +375,11 @@ impl State {
         let mut slots = wire::header_slots();
         let mut head = wire::parse_request(&self.buf, &mut slots)?;
         head.allow_upgrades(&self.proxy.wire.upgrades);
-        let scheme = trust::scheme(self.peer_trusted, head.forwarded_proto());
+        let scheme = if self.peer_trusted {
+            trust::scheme(true, head.forwarded_proto())
+        } else {
+            Scheme::Http
+        };
         self.progress += 1;
         let auth = self
             .proxy

@@ -54,8 +54,7 @@ async fn hyper_serves(bytes: Vec<u8>) -> Served {
     let mut answers = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut answers)).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-    let v = served.lock().expect("log").clone();
-    v
+    served.lock().expect("log").clone()
 }
 
 /// The data of a chunked body whose lines are bare sizes (what wicket

@@ -474,8 +474,17 @@ fn write_forwarding(
     out.extend_from_slice(b";proto=");
     out.extend_from_slice(up.scheme.as_bytes());
     out.extend_from_slice(b"\r\n");
+    // A trusted proxy's X-Forwarded-Host names the host the user asked for.
+    let asked = up
+        .trusted
+        .then(|| req.values(Name::XForwardedHost).last())
+        .flatten()
+        .map(<[u8]>::trim_ascii)
+        .filter(|h| !h.is_empty() && valid_host(h));
+    if let Some(host) = asked.or(req.host.map(str::as_bytes)) {
+        field(out, b"x-forwarded-host", host);
+    }
     if let Some(host) = req.host {
-        field(out, b"x-forwarded-host", host.as_bytes());
         field(out, b"x-origin-host", host.as_bytes());
     }
     field(out, b"x-forwarded-proto", up.scheme.as_bytes());
@@ -690,6 +699,12 @@ mod tests {
             !out.contains("X-Real-IP") && !out.contains("X_Forwarded"),
             "{out}"
         );
+        let raw = "GET / HTTP/1.1\r\nHost: wicket:9001\r\nX-Forwarded-Host: apps.example\r\n\r\n";
+        let out = upstream_with(raw, &trusted);
+        assert!(out.contains("x-forwarded-host: apps.example\r\n"), "{out}");
+        assert!(out.contains("x-origin-host: wicket:9001\r\n"), "{out}");
+        let out = upstream(raw);
+        assert!(out.contains("x-forwarded-host: wicket:9001\r\n"), "{out}");
     }
 
     #[test]
