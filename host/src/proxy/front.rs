@@ -374,7 +374,6 @@ impl State {
     fn decide(&mut self) -> Result<Next, HeadError> {
         let mut slots = wire::header_slots();
         let mut head = wire::parse_request(&self.buf, &mut slots)?;
-        head.allow_upgrades(&self.proxy.wire.upgrades);
         let scheme = if self.peer_trusted {
             trust::scheme(true, head.forwarded_proto())
         } else {
@@ -398,6 +397,9 @@ impl State {
             }
             return Ok(Next::Answer(answer));
         };
+        // Only upgrades to the allowed protocols reach a pod (the ticket
+        // WebSocket above is wicket's own).
+        head.allow_upgrades(&self.proxy.wire.upgrades);
         let backend = pass.ticket().backend();
         self.out.clear();
         wire::write_request_head(
