@@ -3,7 +3,7 @@
 //! message framing, and the heads written out again with the proxy's
 //! changes. Pure: no I/O, so every rule here is unit-tested on bytes.
 //!
-//! One job per file: [`framing`] (limits, errors, the framing fields),
+//! One job per file: `framing` (limits, errors, the framing fields),
 //! `request` and `response` (each parsed and written), `names` (field
 //! names), [`chunked`] and `body` (where a body ends).
 //!
@@ -17,7 +17,7 @@ mod body;
 pub mod chunked;
 #[cfg(test)]
 mod differential;
-pub mod framing;
+mod framing;
 mod names;
 #[cfg(test)]
 mod properties;

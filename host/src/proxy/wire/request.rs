@@ -259,7 +259,7 @@ impl<'b> RequestHead<'_, 'b> {
     }
 
     /// The values of the fields named `name`.
-    fn values(&self, name: Name) -> impl Iterator<Item = &'b [u8]> + '_ {
+    fn values(&self, name: Name) -> impl DoubleEndedIterator<Item = &'b [u8]> + '_ {
         self.headers
             .iter()
             .zip(self.names)
@@ -274,7 +274,7 @@ impl<'b> RequestHead<'_, 'b> {
 
     /// The values of the `X-Forwarded-For` fields, in order (only worth
     /// reading when the peer is a trusted proxy, see [`crate::proxy::trust`]).
-    pub fn forwarded_for(&self) -> impl Iterator<Item = &'b [u8]> + '_ {
+    pub fn forwarded_for(&self) -> impl DoubleEndedIterator<Item = &'b [u8]> + '_ {
         self.values(Name::XForwardedFor)
     }
 
@@ -705,6 +705,26 @@ mod tests {
         assert!(out.contains("x-origin-host: wicket:9001\r\n"), "{out}");
         let out = upstream(raw);
         assert!(out.contains("x-forwarded-host: wicket:9001\r\n"), "{out}");
+    }
+
+    #[test]
+    fn the_client_address_comes_from_a_trusted_chain_only() {
+        use crate::proxy::trust::{TrustedProxies, client_ip};
+        let (h, _) = req(
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1, 203.0.113.5\r\n\
+                          X-Forwarded-For: 10.0.0.2\r\n\r\n",
+        )
+        .expect("valid");
+        let peer = "10.0.0.1".parse().expect("ip");
+        let trusted = TrustedProxies::parse(&["10.0.0.0/8"]).expect("cidr");
+        assert_eq!(
+            client_ip(&trusted, peer, h.forwarded_for()),
+            "203.0.113.5".parse::<std::net::IpAddr>().expect("ip")
+        );
+        assert_eq!(
+            client_ip(&TrustedProxies::default(), peer, h.forwarded_for()),
+            peer
+        );
     }
 
     #[test]
