@@ -995,6 +995,40 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn new_users_are_arrivals_resumed_ones_are_not_and_snapshots_carry_the_clock() {
+        let app = app(1);
+        app.set_timezone(crate::state::zone("Asia/Kolkata").expect("zone"));
+        let first = granted(app.request_ticket().await).expect("the free slot");
+        let Join::Queued {
+            waiting,
+            rid: Some(rid),
+            ..
+        } = app.join(None, true).await
+        else {
+            panic!("the pod is full: the second user waits, resumable");
+        };
+        drop(waiting);
+        let Join::Queued { resumed, .. } = app.join(Some(&rid), true).await else {
+            panic!("the place is kept");
+        };
+        assert!(resumed);
+        let snap = app.inner.lock().take_snapshot(Instant::now());
+        let arrived: u32 = snap.arrivals_per_minute.iter().sum();
+        // Two users asked (at most one minute boundary apart); the resume
+        // is not a new arrival.
+        assert_eq!(arrived, 2, "{:?}", snap.arrivals_per_minute);
+        assert_eq!(snap.arrivals_per_hour.iter().sum::<u32>(), 2);
+        assert_eq!(snap.clock.utc_offset_seconds, 19_800, "India: +05:30");
+        let unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        assert!(unix.abs_diff(snap.clock.unix_seconds) < 5);
+        assert_eq!(snap.waiting, 1);
+        app.release(&first);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_closed_app_answers_closed() {
         let app = app(1);
         app.set_accepting(false);

@@ -226,3 +226,53 @@ fn contract_version(
         names.join(", ")
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::DEFAULT_POLICY;
+
+    fn engine() -> Arc<PolicyEngine> {
+        PolicyEngine::new(Limits {
+            timeout: Duration::from_secs(2),
+            ..Limits::default()
+        })
+        .expect("engine")
+    }
+
+    #[test]
+    fn the_same_bytes_compile_once_whatever_the_limits() {
+        let engine = engine();
+        let first = LoadedPolicy::load(&engine, DEFAULT_POLICY, "a").expect("loads");
+        assert!(first.compile_time > Duration::ZERO);
+        let again = LoadedPolicy::load(&engine, DEFAULT_POLICY, "b").expect("loads");
+        assert_eq!(again.compile_time, Duration::ZERO, "taken from the cache");
+        assert_eq!(again.digest, first.digest);
+        let roomy = Limits {
+            memory_bytes: 64 << 20,
+            ..engine.limits()
+        };
+        let other = LoadedPolicy::load_with(&engine, DEFAULT_POLICY, "c", roomy).expect("loads");
+        assert_eq!(other.compile_time, Duration::ZERO);
+        assert_eq!(other.limits, roomy, "the policy keeps its own limits");
+        assert_eq!(first.limits, engine.limits());
+    }
+
+    #[test]
+    fn a_policy_runs_under_its_own_memory_cap() {
+        let engine = engine();
+        let tiny = Limits {
+            memory_bytes: 1 << 20,
+            ..engine.limits()
+        };
+        let e = LoadedPolicy::load_with(&engine, DEFAULT_POLICY, "tiny", tiny)
+            .expect_err("a Rust component starts above 1 MiB")
+            .to_string();
+        assert!(e.contains("memory limit of 1 MiB"), "{e}");
+        // The same bytes under the engine's default cap load.
+        let ok = LoadedPolicy::load(&engine, DEFAULT_POLICY, "default").expect("loads");
+        let live = ok.instantiate(&engine).expect("instance");
+        assert!(live.peak_memory() > 1 << 20, "{}", live.peak_memory());
+        assert!(live.peak_memory() <= 16 << 20);
+    }
+}

@@ -4,6 +4,7 @@
 //! Components speak contract 0.2 natively or 0.1 through an adapter.
 
 pub mod bindings;
+pub mod cases;
 mod engine;
 pub mod invariants;
 mod live;
