@@ -222,7 +222,11 @@ fn main() -> anyhow::Result<()> {
         &std::fs::read(env!("WICKET_POLICY_CONTRACT_0_2"))?,
         "contract-0.2",
     )?;
-    bench_calls(&engine, &v02, "test policy contract-0.2, the default's decisions")?;
+    bench_calls(
+        &engine,
+        &v02,
+        "test policy contract-0.2, the default's decisions",
+    )?;
     println!();
     bench_runner(&engine, &default, false)?;
     println!();

@@ -357,7 +357,8 @@ impl Config {
             ),
             (
                 self.policy.instantiate_timeout_ms >= 1
-                    && self.policy.instantiate_timeout_ms <= crate::policy::INSTANTIATE_TIMEOUT_MS_MAX,
+                    && self.policy.instantiate_timeout_ms
+                        <= crate::policy::INSTANTIATE_TIMEOUT_MS_MAX,
                 "policy.instantiate_timeout_ms",
                 "must be between 1 and 60000",
             ),

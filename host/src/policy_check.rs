@@ -210,7 +210,15 @@ pub fn run(file: &Path, config: &str, overrides: LimitOverrides) -> anyhow::Resu
     peak = peak.max(live.peak_memory());
 
     println!();
-    println!("cost per call (median / p99, µs; the host's default deadline is {} ms)", host.timeout.as_millis());
+    println!(
+        "cost per call (median / p99, µs; the host's default deadline is {} ms)",
+        host.timeout.as_millis()
+    );
+    if cfg!(debug_assertions) {
+        println!(
+            "  (a debug build of wicket: calls cost many times what they cost in a release build)"
+        );
+    }
     let mut worst_p99 = Duration::ZERO;
     let mut faults = Vec::new();
     for n in SIZES {

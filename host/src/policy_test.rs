@@ -120,12 +120,20 @@ pub fn run_cases(
     let mut live: Option<Live> = None;
     for case in cases {
         if live.is_none() {
-            live = Some(policy.instantiate(engine).context("instantiating the policy")?);
+            live = Some(
+                policy
+                    .instantiate(engine)
+                    .context("instantiating the policy")?,
+            );
         }
         let Some(l) = live.as_mut() else { continue };
         let assign = l.assign(&case.snapshot);
         if assign.is_err() {
-            live = Some(policy.instantiate(engine).context("instantiating the policy")?);
+            live = Some(
+                policy
+                    .instantiate(engine)
+                    .context("instantiating the policy")?,
+            );
         }
         let Some(l) = live.as_mut() else { continue };
         let scale = l.scale(&case.snapshot);

@@ -220,7 +220,10 @@ fn wicket_policy_test_passes_the_table_and_shows_a_wrong_case_by_pod_names() {
     assert!(out.contains(&format!("{n} passed, 0 failed")), "{out}");
     // The 0.1 component through the adapter, on the same file.
     let (ok, out) = policy_test("contract-0.1", &table);
-    assert!(ok && out.contains(&format!("{n} passed, 0 failed")), "{out}");
+    assert!(
+        ok && out.contains(&format!("{n} passed, 0 failed")),
+        "{out}"
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let wrong = dir.path().join("wrong.toml");

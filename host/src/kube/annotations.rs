@@ -387,9 +387,7 @@ pub fn policy_limits(annotations: Option<&Map>) -> (LimitOverrides, Vec<Warning>
                 r.warn(
                     key,
                     raw,
-                    format!(
-                        "is not a whole number from 1 to {max}; using the host's default"
-                    ),
+                    format!("is not a whole number from 1 to {max}; using the host's default"),
                 );
                 None
             }
@@ -398,10 +396,7 @@ pub fn policy_limits(annotations: Option<&Map>) -> (LimitOverrides, Vec<Warning>
     let limits = LimitOverrides {
         timeout_ms: optional(POLICY_TIMEOUT_MS, TIMEOUT_MS_MAX),
         memory_mib: optional(POLICY_MEMORY_MIB, MEMORY_MIB_MAX),
-        instantiate_timeout_ms: optional(
-            POLICY_INSTANTIATE_TIMEOUT_MS,
-            INSTANTIATE_TIMEOUT_MS_MAX,
-        ),
+        instantiate_timeout_ms: optional(POLICY_INSTANTIATE_TIMEOUT_MS, INSTANTIATE_TIMEOUT_MS_MAX),
     };
     (limits, r.warnings)
 }

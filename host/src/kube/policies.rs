@@ -177,10 +177,7 @@ impl PolicyStore {
                 outcomes.push((key, Outcome::Unchanged));
                 continue;
             }
-            let already_refused = self
-                .refused
-                .lock()
-                .contains_key(&(digest.clone(), limits));
+            let already_refused = self.refused.lock().contains_key(&(digest.clone(), limits));
             match self.load(bytes.0, source_name(&ns, &r), limits).await {
                 Ok(p) => {
                     tracing::info!(

@@ -355,7 +355,12 @@ mod tests {
         assert_eq!(buf.observed.longest_wait_ms, 250);
         let t = &buf.totals;
         assert_eq!(
-            (t.ready_pods, t.starting_pods, t.draining_pods, t.autoscaled_pods),
+            (
+                t.ready_pods,
+                t.starting_pods,
+                t.draining_pods,
+                t.autoscaled_pods
+            ),
             (1, 1, 1, 2)
         );
         assert_eq!(
@@ -378,9 +383,7 @@ mod tests {
         buf.fill_from(&snapshot());
         assert_eq!(
             buf.pods,
-            [
-                0, 2, 1, 1, 0, 7, 4, 2, 0, 0, 1, 7, 9, 2, 2, 2, 1, 7
-            ]
+            [0, 2, 1, 1, 0, 7, 4, 2, 0, 0, 1, 7, 9, 2, 2, 2, 1, 7]
         );
         assert_eq!(buf.waiting, 5);
         assert_eq!(buf.settings.tickets_spare, 1);

@@ -26,6 +26,7 @@ pub const NONE: &str = "none";
 struct File {
     #[serde(default)]
     defaults: Defaults,
+    #[serde(default)]
     case: Vec<CaseDef>,
 }
 
@@ -223,7 +224,9 @@ pub fn parse(text: &str) -> Result<Vec<Case>, CasesError> {
     let mut cases = Vec::with_capacity(file.case.len());
     for def in file.case {
         if !seen.insert(def.name.clone()) {
-            return Err(CaseError::new(&def.name, "name", "another case has this name".into()).into());
+            return Err(
+                CaseError::new(&def.name, "name", "another case has this name".into()).into(),
+            );
         }
         cases.push(case(def, &file.defaults)?);
     }
@@ -303,7 +306,10 @@ fn case(def: CaseDef, defaults: &Defaults) -> Result<Case, CaseError> {
         if p.name.trim().is_empty() || p.name == NONE {
             return Err(err(
                 "pods.name",
-                format!("{:?} cannot name a pod (empty, or the word for no pod)", p.name),
+                format!(
+                    "{:?} cannot name a pod (empty, or the word for no pod)",
+                    p.name
+                ),
             ));
         }
         if ids.insert(p.name.clone(), id).is_some() {
@@ -388,7 +394,10 @@ fn arrivals(
         Some(v) if v.len() > len => Err(CaseError::new(
             case,
             key,
-            format!("{} counts, but it holds at most {len} (newest last)", v.len()),
+            format!(
+                "{} counts, but it holds at most {len} (newest last)",
+                v.len()
+            ),
         )),
         Some(v) => {
             let mut out = vec![0; len - v.len()];
@@ -509,7 +518,12 @@ expect_delete = []
         .expect("parses");
         let s = &c.snapshot;
         assert_eq!(
-            (s.tickets_max, s.tickets_spare, s.pods_max, s.cooldown_seconds),
+            (
+                s.tickets_max,
+                s.tickets_spare,
+                s.pods_max,
+                s.cooldown_seconds
+            ),
             (2, 3, 4, 10)
         );
         assert_eq!((s.config.as_str(), s.waiting), ("x", 2));
@@ -527,11 +541,21 @@ expect_delete = []
         let b = s.pods[0];
         assert_eq!(c.pod_name(b.id), "b");
         assert_eq!(
-            (b.capacity, b.tickets, b.phase, b.autoscaled, b.idle_seconds, b.age_seconds),
+            (
+                b.capacity,
+                b.tickets,
+                b.phase,
+                b.autoscaled,
+                b.idle_seconds,
+                b.age_seconds
+            ),
             (2, 1, Phase::Ready, true, 120, 3600)
         );
         let a = s.pods[1];
-        assert_eq!((a.capacity, a.phase, a.autoscaled), (5, Phase::Starting, false));
+        assert_eq!(
+            (a.capacity, a.phase, a.autoscaled),
+            (5, Phase::Starting, false)
+        );
         assert_ne!(a.id, 1, "ids are not positions");
         assert_eq!(c.expect.assign, Some(Some("b".into())));
         assert_eq!(c.expect.create, Some(1));
@@ -571,10 +595,19 @@ expect_delete = []
     #[test]
     fn mistakes_name_the_case_and_the_key() {
         let cases = [
-            ("[[case]]\nname = \"c\"\nexpect_create = 0\nbogus = 1", "bogus"),
+            (
+                "[[case]]\nname = \"c\"\nexpect_create = 0\nbogus = 1",
+                "bogus",
+            ),
             ("[[case]]\nname = \"c\"", "expects nothing"),
-            ("[[case]]\nname = \"c\"\nexpect_assign = \"ghost\"", "expect_assign"),
-            ("[[case]]\nname = \"c\"\nexpect_delete = [\"ghost\"]", "expect_delete"),
+            (
+                "[[case]]\nname = \"c\"\nexpect_assign = \"ghost\"",
+                "expect_assign",
+            ),
+            (
+                "[[case]]\nname = \"c\"\nexpect_delete = [\"ghost\"]",
+                "expect_delete",
+            ),
             (
                 "[[case]]\nname = \"c\"\nexpect_create = 0\npods = [{ name = \"a\", phase = \"ready\" }, { name = \"a\", phase = \"ready\" }]",
                 "two pods",

@@ -65,7 +65,9 @@ pub const INSTANTIATE_TIMEOUT_MS_MAX: u64 = 60_000;
 
 /// Limits one policy sets for itself (TOML `policy.file_limits`, or the
 /// annotations of its ConfigMap); what it leaves unset is the host's default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize,
+)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
     /// Deadline of one call, in milliseconds (1 to 10000).

@@ -14,7 +14,8 @@ pub mod samples;
 mod source;
 
 pub use engine::{
-    INSTANTIATE_TIMEOUT_MS_MAX, LimitOverrides, Limits, MEMORY_MIB_MAX, PolicyEngine, TIMEOUT_MS_MAX,
+    INSTANTIATE_TIMEOUT_MS_MAX, LimitOverrides, Limits, MEMORY_MIB_MAX, PolicyEngine,
+    TIMEOUT_MS_MAX,
 };
 pub use live::{CallError, Live};
 pub use loaded::{LoadError, LoadedPolicy};

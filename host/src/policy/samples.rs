@@ -35,7 +35,13 @@ fn base(pods: Vec<SnapPod>, waiting: u32) -> Snapshot {
         // A few users a minute, busier in the working hours of each day.
         arrivals_per_minute: (0..MINUTES as u32).map(|m| m % 4).collect(),
         arrivals_per_hour: (0..HOURS as u32)
-            .map(|h| if (8..18).contains(&((h + 11) % 24)) { 90 } else { 4 })
+            .map(|h| {
+                if (8..18).contains(&((h + 11) % 24)) {
+                    90
+                } else {
+                    4
+                }
+            })
             .collect(),
         observed: ObservedTimes {
             startup_median_ms: Some(4_500),

@@ -96,7 +96,12 @@ impl Arrivals {
     /// `unix_seconds`, oldest first, the current (still filling) bucket
     /// last. Reuses the vectors' allocations.
     pub fn fill(&self, unix_seconds: u64, per_minute: &mut Vec<u32>, per_hour: &mut Vec<u32>) {
-        fill(&self.minutes, self.last_minute, unix_seconds / 60, per_minute);
+        fill(
+            &self.minutes,
+            self.last_minute,
+            unix_seconds / 60,
+            per_minute,
+        );
         fill(&self.hours, self.last_hour, unix_seconds / 3600, per_hour);
     }
 

@@ -847,7 +847,10 @@ mod tests {
         list.upsert_pod(pod("a", 1, true, false), t0);
         let _g = list.issue(id_of(&list, "a", t0), t0).expect("ticket");
         list.upsert_pod(pod("a", 2, true, false), t0);
-        assert_eq!(list.snapshot(t0, Clock::default()).pods[0].phase, Phase::Draining);
+        assert_eq!(
+            list.snapshot(t0, Clock::default()).pods[0].phase,
+            Phase::Draining
+        );
     }
 
     #[test]
@@ -920,12 +923,16 @@ mod tests {
         list.upsert_pod(pod("a", 1, true, true), t0);
         let g = list.issue(id_of(&list, "a", t0), t0).expect("ticket");
         assert_eq!(
-            list.snapshot(t0 + Duration::from_secs(5), Clock::default()).pods[0].idle_seconds,
+            list.snapshot(t0 + Duration::from_secs(5), Clock::default())
+                .pods[0]
+                .idle_seconds,
             0
         );
         assert!(list.release("a", &g.uid, t0 + Duration::from_secs(5)));
         assert_eq!(
-            list.snapshot(t0 + Duration::from_secs(12), Clock::default()).pods[0].idle_seconds,
+            list.snapshot(t0 + Duration::from_secs(12), Clock::default())
+                .pods[0]
+                .idle_seconds,
             7
         );
     }

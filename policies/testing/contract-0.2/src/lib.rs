@@ -82,7 +82,8 @@ mod component {
             .map(|b| {
                 let mut w = [0u32; 7];
                 for (i, word) in w.iter_mut().enumerate() {
-                    *word = u32::from_le_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]]);
+                    *word =
+                        u32::from_le_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]]);
                 }
                 Packed(w)
             })
@@ -108,23 +109,44 @@ mod component {
         assert_eq!(s.arrivals.per_minute.len(), 60, "per-minute arrivals");
         assert_eq!(s.arrivals.per_hour.len(), 168, "per-hour arrivals");
         assert!(s.pod_words >= 7, "pod words");
-        assert_eq!(s.pods.len(), pods.len() * s.pod_words as usize * 4, "whole pods");
+        assert_eq!(
+            s.pods.len(),
+            pods.len() * s.pod_words as usize * 4,
+            "whole pods"
+        );
         let t = &s.totals;
-        let count = |f: &dyn Fn(&Pod) -> bool| pods.iter().filter(|p| f(&p.to_pod())).count() as u32;
+        let count =
+            |f: &dyn Fn(&Pod) -> bool| pods.iter().filter(|p| f(&p.to_pod())).count() as u32;
         assert_eq!(t.ready_pods, count(&|p| p.phase == Phase::Ready), "ready");
-        assert_eq!(t.starting_pods, count(&|p| p.phase == Phase::Starting), "starting");
-        assert_eq!(t.draining_pods, count(&|p| p.phase == Phase::Draining), "draining");
+        assert_eq!(
+            t.starting_pods,
+            count(&|p| p.phase == Phase::Starting),
+            "starting"
+        );
+        assert_eq!(
+            t.draining_pods,
+            count(&|p| p.phase == Phase::Draining),
+            "draining"
+        );
         assert_eq!(t.autoscaled_pods, count(&|p| p.autoscaled), "autoscaled");
         let sum = |f: &dyn Fn(&Pod) -> u32| pods.iter().map(|p| f(&p.to_pod())).sum::<u32>();
         assert_eq!(t.tickets_in_use, sum(&|p| p.tickets), "tickets");
         assert_eq!(
             t.free_tickets,
-            sum(&|p| if p.phase == Phase::Ready { p.capacity.saturating_sub(p.tickets) } else { 0 }),
+            sum(&|p| if p.phase == Phase::Ready {
+                p.capacity.saturating_sub(p.tickets)
+            } else {
+                0
+            }),
             "free"
         );
         assert_eq!(
             t.starting_tickets,
-            sum(&|p| if p.phase == Phase::Starting { p.capacity } else { 0 }),
+            sum(&|p| if p.phase == Phase::Starting {
+                p.capacity
+            } else {
+                0
+            }),
             "starting tickets"
         );
     }
@@ -195,7 +217,8 @@ mod component {
                 "strict" => check(&snapshot, &pods),
                 _ => {}
             }
-            let logic::ScaleDecision { create, delete } = logic::scale(&decide_on(&snapshot, &pods));
+            let logic::ScaleDecision { create, delete } =
+                logic::scale(&decide_on(&snapshot, &pods));
             ScaleDecision { create, delete }
         }
     }
