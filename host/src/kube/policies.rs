@@ -328,3 +328,86 @@ pub async fn watch(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use k8s_openapi::ByteString;
+    use kube::api::ObjectMeta;
+
+    use super::*;
+    use crate::policy::{DEFAULT_POLICY, Limits, load_default};
+
+    fn configmap(annotations: &[(&str, &str)]) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("policies".into()),
+                namespace: Some("ns".into()),
+                annotations: Some(
+                    annotations
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                ),
+                ..ObjectMeta::default()
+            },
+            binary_data: Some(BTreeMap::from([(
+                "p.wasm".to_owned(),
+                ByteString(DEFAULT_POLICY.to_vec()),
+            )])),
+            ..ConfigMap::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_configmap_sets_its_policies_limits_and_a_change_reloads_without_compiling() {
+        let engine = PolicyEngine::new(Limits {
+            timeout: Duration::from_secs(2),
+            ..Limits::default()
+        })
+        .expect("engine");
+        let default = load_default(&engine).expect("default");
+        let store = PolicyStore::new(
+            Arc::clone(&engine),
+            default,
+            Metrics::new().expect("metrics"),
+            EventSink::discard(),
+        );
+        let r = PolicyRef {
+            configmap: "policies".into(),
+            key: "p.wasm".into(),
+        };
+        let cm = configmap(&[
+            (annotations::POLICY_MEMORY_MIB, "64"),
+            (annotations::POLICY_INSTANTIATE_TIMEOUT_MS, "2500"),
+        ]);
+        let out = store.apply(&cm).await;
+        assert!(matches!(out[0].1, Outcome::Published { .. }), "{out:?}");
+        let current = store.source("ns", &r).current();
+        assert_eq!(current.limits.memory_bytes, 64 << 20);
+        assert_eq!(
+            current.limits.instantiate_timeout,
+            Duration::from_millis(2500)
+        );
+        assert_eq!(current.limits.timeout, Duration::from_secs(2), "the host's");
+        // The same again: unchanged.
+        assert_eq!(store.apply(&cm).await[0].1, Outcome::Unchanged);
+        // New limits, same bytes: a new version, from the compiled cache.
+        let cm = configmap(&[(annotations::POLICY_TIMEOUT_MS, "50")]);
+        assert!(matches!(
+            store.apply(&cm).await[0].1,
+            Outcome::Published { .. }
+        ));
+        let current = store.source("ns", &r).current();
+        assert_eq!(current.limits.timeout, Duration::from_millis(50));
+        assert_eq!(current.limits.memory_bytes, 16 << 20, "back to the host's");
+        assert_eq!(current.compile_time, Duration::ZERO, "not compiled again");
+        // A malformed value is the host's default (and a warning).
+        let cm = configmap(&[(annotations::POLICY_TIMEOUT_MS, "fast")]);
+        store.apply(&cm).await;
+        let current = store.source("ns", &r).current();
+        assert_eq!(current.limits, engine.limits());
+    }
+}
