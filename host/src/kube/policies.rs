@@ -245,7 +245,7 @@ pub async fn watch(
         let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), ns);
         let ns = ns.clone();
         watcher::watcher(api, watcher::Config::default().labels(&label))
-            .backoff(super::retry::WatchBackoff::new(&retry))
+            .backoff(retry.watch())
             .map(move |e| (ns.clone(), e))
             .boxed()
     });

@@ -3,6 +3,7 @@
 //! Nothing here does I/O, spawns tasks or reads the clock: callers pass `now`.
 //! That keeps the rules testable with plain `#[test]`s over event sequences.
 
+mod backend;
 mod observed;
 mod serverlist;
 mod settings;
@@ -10,7 +11,8 @@ mod snapshot;
 mod ticket;
 
 pub use observed::{Basis, Estimate, Observed, PRIOR_SESSION};
-pub use serverlist::{Backend, IssueError, PodId, PodInfo, Serverlist, Sweep, WaiterId};
+pub use backend::Backend;
+pub use serverlist::{IssueError, PodId, PodInfo, Serverlist, Sweep, WaiterId};
 pub use settings::{AppSettings, SettingsError};
 pub use snapshot::{Phase, ScaleDecision, SnapPod, Snapshot};
 pub use ticket::{Grant, Ticket, TicketGuard, Token, TokenParseError};
