@@ -93,7 +93,8 @@ pub struct PolicyConfig {
     /// A policy component to use instead of the embedded default; watched and
     /// hot-swapped when it changes. Empty: the embedded default.
     pub file: Option<PathBuf>,
-    /// How often the file is checked for changes.
+    /// How often the file is checked for changes where the system has no
+    /// file change notifications (inotify); else changes are seen at once.
     pub watch_interval_ms: u64,
     /// Deadline of one policy call.
     pub timeout_ms: u64,
@@ -205,7 +206,8 @@ pub struct KubernetesConfig {
     pub retry_initial_ms: u64,
     /// Longest delay between retries.
     pub retry_max_ms: u64,
-    /// How long one pod creation or deletion is retried before it is given up.
+    /// How long one pod creation or deletion is retried (the pauses between
+    /// its attempts, added up) before it is given up.
     pub action_timeout_ms: u64,
 }
 

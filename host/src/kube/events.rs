@@ -117,8 +117,9 @@ pub fn start(
                 .retry(retry.action())
                 .when(is_transient)
                 .await;
-            if let Err(e) = written {
-                tracing::warn!(reason = record.reason, "cannot record an event: {e}");
+            match written {
+                Ok(()) => tracing::debug!(reason = record.reason, note = %record.note, "event recorded"),
+                Err(e) => tracing::warn!(reason = record.reason, "cannot record an event: {e}"),
             }
         }
     });
@@ -140,6 +141,15 @@ pub fn reference(
         name: Some(name.into()),
         uid: uid.map(Into::into),
         ..ObjectReference::default()
+    }
+}
+
+/// The reference of `object` in its current version (with its
+/// `resourceVersion`): events about different versions are recorded apart.
+pub fn version_reference<K: kube::Resource<DynamicType = ()>>(object: &K) -> ObjectReference {
+    ObjectReference {
+        resource_version: object.meta().resource_version.clone(),
+        ..object.object_ref(&())
     }
 }
 
@@ -176,6 +186,25 @@ mod tests {
         assert!(note.chars().all(|c| c == 'é'));
         assert_eq!((e.reason.as_str(), e.action.as_str()), ("InvalidAnnotation", "ParseAnnotations"));
         assert_eq!(truncate("abc", 10), "abc");
+    }
+
+    #[test]
+    fn version_references_tell_versions_apart() {
+        let cm = |rv: &str| k8s_openapi::api::core::v1::ConfigMap {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("policies".into()),
+                namespace: Some("ns".into()),
+                resource_version: Some(rv.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let a = version_reference(&cm("1"));
+        assert_eq!(
+            (a.kind.as_deref(), a.name.as_deref(), a.resource_version.as_deref()),
+            (Some("ConfigMap"), Some("policies"), Some("1"))
+        );
+        assert_ne!(a, version_reference(&cm("2")));
     }
 
     #[test]

@@ -159,13 +159,9 @@ impl PolicyStore {
                     source.publish(Arc::clone(&p));
                     self.loaded.lock().insert((ns.clone(), r.clone()));
                     self.events.publish(Record {
-                        regarding: events::reference(
-                            "v1",
-                            "ConfigMap",
-                            &ns,
-                            &name,
-                            cm.uid().as_deref(),
-                        ),
+                        // With its resourceVersion: each version is an
+                        // event of its own, not a repeat.
+                        regarding: events::version_reference(cm),
                         related: None,
                         type_: EventType::Normal,
                         reason: "PolicyLoaded",
@@ -188,7 +184,7 @@ impl PolicyStore {
                             "policy version refused, keeping the last good one: {reason}"
                         );
                         self.events.publish(Record {
-                            regarding: events::reference("v1", "ConfigMap", &ns, &name, cm.uid().as_deref()),
+                            regarding: events::version_reference(cm),
                             related: None,
                             type_: EventType::Warning,
                             reason: "PolicyRejected",
