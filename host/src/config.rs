@@ -13,7 +13,9 @@ use crate::policy::Limits;
 use crate::proxy::pool::PoolSettings;
 use crate::proxy::ticket_ws::WsTiming;
 use crate::proxy::{ClientTimeouts, ProxySettings};
-use crate::rules::{DISPLAY_NAME_MAX_CHARS, RESUME_GRACE_MAX, RESUME_GRACE_MIN, valid_display_name};
+use crate::rules::{
+    DISPLAY_NAME_MAX_CHARS, RESUME_GRACE_MAX, RESUME_GRACE_MIN, valid_display_name,
+};
 use crate::state::AppSettings;
 
 /// The whole host configuration.

@@ -36,10 +36,7 @@ pub mod text {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
         super::parse(&text).ok_or_else(|| {
-            de::Error::custom(format!(
-                "{text:?} is not a duration: {}",
-                super::EXPECTED
-            ))
+            de::Error::custom(format!("{text:?} is not a duration: {}", super::EXPECTED))
         })
     }
 }
@@ -64,7 +61,18 @@ mod tests {
         ] {
             assert_eq!(parse(text), Some(Duration::from_millis(ms)), "{text:?}");
         }
-        for bad in ["", " ", "15", "s", "15S", "-1s", "+1s", "ms", "soon", "18446744073709551615h"] {
+        for bad in [
+            "",
+            " ",
+            "15",
+            "s",
+            "15S",
+            "-1s",
+            "+1s",
+            "ms",
+            "soon",
+            "18446744073709551615h",
+        ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
     }

@@ -21,7 +21,13 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     /// Log format on stderr: `text` (coloured only on a terminal) or `json`
     /// (one object per line, for log collectors).
-    #[arg(long, global = true, value_enum, env = "WICKET_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "WICKET_LOG_FORMAT",
+        default_value = "text"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,

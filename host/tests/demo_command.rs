@@ -28,14 +28,22 @@ struct Running {
 /// `http://ADDR/...` → ADDR.
 fn addr_of(url: &str) -> SocketAddr {
     let rest = url.strip_prefix("http://").expect("an http URL");
-    rest[..rest.find('/').expect("a path")].parse().expect("an address")
+    rest[..rest.find('/').expect("a path")]
+        .parse()
+        .expect("an address")
 }
 
 /// Starts `wicket demo` on free ports and reads its stdout up to "Press
 /// Ctrl-C to stop.", taking the app and metrics URLs from it.
 async fn start() -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wicket"))
-        .args(["demo", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+        ])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -45,9 +45,9 @@ use futures_util::stream::{self, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::api::Api;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{ObjectRef, store::Writer};
 use kube::runtime::watcher::{self, Event, watcher};
-use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 
@@ -407,7 +407,9 @@ impl Controller {
                 error,
             } => {
                 tracing::debug!(%namespace, "watching {kind:?} failed (retrying with backoff): {error}");
-                self.shared.health.watch_failed(&kind.watch_name(&namespace));
+                self.shared
+                    .health
+                    .watch_failed(&kind.watch_name(&namespace));
             }
             Input::Resync(r) => self.resync(r),
             Input::Tick => self.housekeeping(),
@@ -833,13 +835,7 @@ impl Controller {
                 tracing::warn!(namespace = %key.0, pod = name, "{w}");
                 self.shared.events.publish(Record {
                     regarding: events::annotation_reference(
-                        events::reference(
-                            "v1",
-                            "Pod",
-                            &key.0,
-                            name,
-                            pod.metadata.uid.as_deref(),
-                        ),
+                        events::reference("v1", "Pod", &key.0, name, pod.metadata.uid.as_deref()),
                         &w.annotation,
                         pod.metadata.resource_version.as_deref(),
                     ),
@@ -970,8 +966,7 @@ mod tests {
             default_source: source,
             policies,
             apps,
-            ports: app_ports
-                .then(|| AppPorts::new(proxy, IpAddr::V4(Ipv4Addr::LOCALHOST), 1, 1)),
+            ports: app_ports.then(|| AppPorts::new(proxy, IpAddr::V4(Ipv4Addr::LOCALHOST), 1, 1)),
             metrics,
             events,
             retry: RetrySettings::default(),
@@ -1122,7 +1117,10 @@ mod tests {
             Event::Delete(deployment("d", "true", &[(ann::APP_NAME, "a")])),
         );
         c.step(Input::Tick);
-        assert!(c.shared.apps.get("a").is_some(), "a user still holds a ticket");
+        assert!(
+            c.shared.apps.get("a").is_some(),
+            "a user still holds a ticket"
+        );
         app.release(&grant);
         c.step(Input::Tick);
         assert!(c.shared.apps.get("a").is_none(), "drained: removed");
@@ -1202,7 +1200,10 @@ mod tests {
         );
         let a = rx.try_recv().expect("first event");
         let b = rx.try_recv().expect("second event");
-        assert_eq!((a.reason, b.reason), ("InvalidAnnotation", "InvalidAnnotation"));
+        assert_eq!(
+            (a.reason, b.reason),
+            ("InvalidAnnotation", "InvalidAnnotation")
+        );
         assert_ne!(a.regarding, b.regarding);
         assert_eq!(a.regarding.name.as_deref(), Some("d"));
         assert!(rx.try_recv().is_err(), "once each");
@@ -1295,7 +1296,11 @@ mod tests {
         );
         pods(&mut c, vec![pod("a-0", "a", "10.0.0.1")]);
         dep(&mut c, Event::InitDone);
-        let app = c.shared.apps.get("a").expect("app once both lists are done");
+        let app = c
+            .shared
+            .apps
+            .get("a")
+            .expect("app once both lists are done");
         assert!(app.accepting(), "the Deployment was listed, not deleted");
         assert!(app.has_pod("a-0"));
         // A relist that finds it again keeps the same app.
@@ -1342,9 +1347,15 @@ mod tests {
             c.shared.apps.get("b").expect("b"),
         );
         assert!(a.has_pod("p") && !b.has_pod("p"));
-        c.step(Input::Pod("ns".into(), Event::Apply(pod("p", "b", "10.0.0.1"))));
+        c.step(Input::Pod(
+            "ns".into(),
+            Event::Apply(pod("p", "b", "10.0.0.1")),
+        ));
         assert!(!a.has_pod("p") && b.has_pod("p"));
-        c.step(Input::Pod("ns".into(), Event::Delete(pod("p", "b", "10.0.0.1"))));
+        c.step(Input::Pod(
+            "ns".into(),
+            Event::Delete(pod("p", "b", "10.0.0.1")),
+        ));
         assert!(!b.has_pod("p"));
     }
 

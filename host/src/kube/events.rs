@@ -118,7 +118,9 @@ pub fn start(
                 .when(is_transient)
                 .await;
             match written {
-                Ok(()) => tracing::debug!(reason = record.reason, note = %record.note, "event recorded"),
+                Ok(()) => {
+                    tracing::debug!(reason = record.reason, note = %record.note, "event recorded")
+                }
                 Err(e) => tracing::warn!(reason = record.reason, "cannot record an event: {e}"),
             }
         }
@@ -184,7 +186,10 @@ mod tests {
         let note = e.note.expect("note");
         assert!(note.len() <= MAX_NOTE && note.len() >= MAX_NOTE - 1);
         assert!(note.chars().all(|c| c == 'é'));
-        assert_eq!((e.reason.as_str(), e.action.as_str()), ("InvalidAnnotation", "ParseAnnotations"));
+        assert_eq!(
+            (e.reason.as_str(), e.action.as_str()),
+            ("InvalidAnnotation", "ParseAnnotations")
+        );
         assert_eq!(truncate("abc", 10), "abc");
     }
 
@@ -201,7 +206,11 @@ mod tests {
         };
         let a = version_reference(&cm("1"));
         assert_eq!(
-            (a.kind.as_deref(), a.name.as_deref(), a.resource_version.as_deref()),
+            (
+                a.kind.as_deref(),
+                a.name.as_deref(),
+                a.resource_version.as_deref()
+            ),
             (Some("ConfigMap"), Some("policies"), Some("1"))
         );
         assert_ne!(a, version_reference(&cm("2")));
@@ -211,8 +220,14 @@ mod tests {
     fn annotation_references_tell_annotations_and_versions_apart() {
         let d = reference("apps/v1", "Deployment", "ns", "shiny", Some("uid-1"));
         let a = annotation_reference(d.clone(), "x/tickets.max", Some("7"));
-        assert_eq!(a.field_path.as_deref(), Some("metadata.annotations['x/tickets.max']"));
-        assert_ne!(a, annotation_reference(d.clone(), "x/resume-grace", Some("7")));
+        assert_eq!(
+            a.field_path.as_deref(),
+            Some("metadata.annotations['x/tickets.max']")
+        );
+        assert_ne!(
+            a,
+            annotation_reference(d.clone(), "x/resume-grace", Some("7"))
+        );
         assert_ne!(a, annotation_reference(d, "x/tickets.max", Some("8")));
     }
 }

@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
+use backon::Retryable;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
-use backon::Retryable;
 use tokio::sync::mpsc;
 
 use super::annotations::{self, APP_NAME, SCALED_LABEL};

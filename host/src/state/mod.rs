@@ -10,8 +10,8 @@ mod settings;
 mod snapshot;
 mod ticket;
 
-pub use observed::{Basis, Estimate, Observed, PRIOR_SESSION};
 pub use backend::Backend;
+pub use observed::{Basis, Estimate, Observed, PRIOR_SESSION};
 pub use serverlist::{IssueError, PodId, PodInfo, Serverlist, Sweep, WaiterId};
 pub use settings::{AppSettings, SettingsError};
 pub use snapshot::{Phase, ScaleDecision, SnapPod, Snapshot};
