@@ -14,7 +14,7 @@ use crate::proxy::pool::PoolSettings;
 use crate::proxy::ticket_ws::WsTiming;
 use crate::proxy::{ClientTimeouts, ProxySettings};
 use crate::rules::{
-    DISPLAY_NAME_MAX_CHARS, RESUME_GRACE_MAX, RESUME_GRACE_MIN, valid_display_name,
+    DISPLAY_NAME_MAX_CHARS, RESUME_GRACE_MAX, RESUME_GRACE_MIN, valid_display_name, valid_name,
 };
 use crate::state::AppSettings;
 
@@ -341,7 +341,7 @@ impl Config {
                 "must be at least 1",
             ),
             (
-                routes_valid(&self.demo.app),
+                valid_name(&self.demo.app),
                 "demo.app",
                 "must be a name of letters, digits, '-', '_' or '.'",
             ),
@@ -425,10 +425,6 @@ impl Config {
 const _: () = assert!(DISPLAY_NAME_MAX_CHARS == 80);
 const _: () = assert!(RESUME_GRACE_MIN.as_millis() == 1000);
 const _: () = assert!(RESUME_GRACE_MAX.as_millis() == 3_600_000);
-
-fn routes_valid(name: &str) -> bool {
-    crate::proxy::routes::valid_name(name)
-}
 
 #[cfg(test)]
 mod tests {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod demo_app;
 pub mod duration;
+pub mod html;
 pub mod kube;
 pub mod metrics;
 pub mod policy;

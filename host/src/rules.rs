@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+/// Longest app, pod or uid name: one URL path segment, like a Kubernetes
+/// object name.
+pub const NAME_MAX_LEN: usize = 253;
+
 /// Longest display name, in characters: it is a heading on a phone screen.
 pub const DISPLAY_NAME_MAX_CHARS: usize = 80;
 
@@ -22,4 +26,20 @@ pub const RESUME_GRACE_MAX: Duration = Duration::from_secs(3600);
 pub fn valid_display_name(s: &str) -> bool {
     let s = s.trim();
     s.chars().count() <= DISPLAY_NAME_MAX_CHARS && !s.chars().any(char::is_control)
+}
+
+/// Is `s` a plausible app, pod or uid name: one URL path segment of letters,
+/// digits, `-`, `_` and `.`, not starting with a dot?
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= NAME_MAX_LEN
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// Is `s` usable as an app name? `ws` is not: `/ws` is the ticket socket of
+/// the shared port.
+pub fn valid_app_name(s: &str) -> bool {
+    valid_name(s) && s != "ws"
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::app::DEFAULT_RESUME_GRACE;
 use crate::duration;
-pub use crate::rules::{DISPLAY_NAME_MAX_CHARS, valid_display_name};
+pub use crate::rules::{DISPLAY_NAME_MAX_CHARS, valid_app_name, valid_display_name};
 use crate::rules::{RESUME_GRACE_MAX, RESUME_GRACE_MIN};
 use crate::state::AppSettings;
 
@@ -233,11 +233,6 @@ impl<'a> Reader<'a> {
             }
         }
     }
-}
-
-/// Is `s` usable as an app name (one URL path segment)?
-pub fn valid_app_name(s: &str) -> bool {
-    crate::proxy::routes::valid_name(s) && s != "ws"
 }
 
 /// Is `s` a valid ConfigMap name or data key?

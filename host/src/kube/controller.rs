@@ -71,6 +71,10 @@ use crate::task::Task;
 /// are tried again.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
+/// A failing watch reports an error at least this often beyond its longest
+/// backoff (kube's client gives up connecting after 30 s).
+const WATCH_ERROR_PERIOD: Duration = Duration::from_secs(35);
+
 /// Everything the controller needs from the host.
 #[derive(Clone)]
 pub struct Shared {
@@ -907,6 +911,9 @@ impl Controller {
     // ----- housekeeping ----------------------------------------------------
 
     fn housekeeping(&mut self) {
+        self.shared
+            .health
+            .watches_quiet_for(self.shared.retry.max * 2 + WATCH_ERROR_PERIOD);
         let drained: Vec<NsName> = self
             .apps
             .iter()
@@ -1106,16 +1113,16 @@ mod tests {
             crate::app::TicketRequest::Granted(g) => g,
             _ => panic!("no ticket on the ready pod"),
         };
+        dep(
+            &mut c,
+            Event::Delete(deployment("d", "true", &[(ann::APP_NAME, "a")])),
+        );
         // The gauge the old rule read says nobody is on it.
         c.shared
             .metrics
             .current_users
             .with_label_values(&["a"])
             .set(0.0);
-        dep(
-            &mut c,
-            Event::Delete(deployment("d", "true", &[(ann::APP_NAME, "a")])),
-        );
         c.step(Input::Tick);
         assert!(
             c.shared.apps.get("a").is_some(),

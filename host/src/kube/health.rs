@@ -4,8 +4,9 @@
 //! through again; the failing requests themselves are logged by kube's
 //! client and the controller at debug level.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -20,8 +21,9 @@ pub struct ApiHealth {
 struct Waits {
     /// Since when something waits (None: nothing does).
     since: Option<Instant>,
-    /// Watches that failed and have not delivered an event since.
-    stale: BTreeSet<String>,
+    /// Watches that failed and have not delivered an event since, with
+    /// their last failure.
+    stale: BTreeMap<String, Instant>,
     /// Actions being retried, by description.
     actions: Vec<(u64, String)>,
     next_id: u64,
@@ -37,7 +39,7 @@ impl Waits {
     fn describe(&self) -> String {
         let mut parts = Vec::new();
         if !self.stale.is_empty() {
-            let w: Vec<&str> = self.stale.iter().map(String::as_str).collect();
+            let w: Vec<&str> = self.stale.keys().map(String::as_str).collect();
             parts.push(format!("stale watches of {}", w.join(", ")));
         }
         for (_, a) in &self.actions {
@@ -83,7 +85,20 @@ impl ApiHealth {
     /// Watch `watch` (e.g. `pods in ns`) failed; it retries on its own.
     pub fn watch_failed(&self, watch: &str) {
         let mut w = self.waits.lock();
-        if w.stale.insert(watch.to_owned()) {
+        if w.stale.insert(watch.to_owned(), Instant::now()).is_none() {
+            w.changed(None);
+        }
+    }
+
+    /// A failing watch reports an error at each retry; a watch that
+    /// reconnected to a quiet namespace reports nothing at all. So a stale
+    /// watch without an error for `quiet` (longer than its longest backoff
+    /// plus a connection attempt) counts as working again.
+    pub fn watches_quiet_for(&self, quiet: Duration) {
+        let mut w = self.waits.lock();
+        let before = w.stale.len();
+        w.stale.retain(|_, last| last.elapsed() < quiet);
+        if w.stale.len() != before {
             w.changed(None);
         }
     }
@@ -91,7 +106,7 @@ impl ApiHealth {
     /// Watch `watch` delivered an event: it works.
     pub fn watch_works(&self, watch: &str) {
         let mut w = self.waits.lock();
-        if w.stale.remove(watch) {
+        if w.stale.remove(watch).is_some() {
             w.changed(None);
         }
     }
