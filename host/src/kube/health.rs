@@ -86,7 +86,7 @@ impl ApiHealth {
     pub fn watch_failed(&self, watch: &str) {
         let mut w = self.waits.lock();
         if w.stale.insert(watch.to_owned(), Instant::now()).is_none() {
-            w.changed(None);
+            w.changed(Some(&format!("the watch of {watch}")));
         }
     }
 
@@ -165,6 +165,23 @@ mod tests {
         assert!(!h.waiting());
         assert!(h.waits.lock().since.is_none());
         h.watch_works("deployments in ns");
+        assert!(!h.waiting());
+    }
+
+    #[tokio::test]
+    async fn a_watch_without_errors_for_a_while_counts_as_reconnected() {
+        let quiet = Duration::from_secs(1);
+        let h = ApiHealth::new();
+        h.watch_failed("pods in ns");
+        tokio::time::sleep(quiet / 2).await;
+        h.watches_quiet_for(quiet);
+        assert!(h.waiting(), "it may still be retrying");
+        h.watch_failed("pods in ns");
+        tokio::time::sleep(quiet / 2).await;
+        h.watches_quiet_for(quiet);
+        assert!(h.waiting(), "the last error counts, not the first");
+        tokio::time::sleep(quiet * 7 / 10).await;
+        h.watches_quiet_for(quiet);
         assert!(!h.waiting());
     }
 }
