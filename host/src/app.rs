@@ -335,6 +335,13 @@ impl App {
         self.inner.lock().list.accepting()
     }
 
+    /// Is nobody left on a draining app: not accepting, and no ticket in
+    /// use? (Whoever removes drained apps asks this, not the metrics.)
+    pub fn is_drained(&self) -> bool {
+        let inner = self.inner.lock();
+        !inner.list.accepting() && inner.list.tickets_in_use() == 0
+    }
+
     /// The app's name (URL prefix).
     pub fn name(&self) -> &str {
         &self.routing.name
@@ -835,7 +842,7 @@ impl App {
         self.metrics
             .scaled_pods
             .with_label_values(&app)
-            .set(list.autoscaled_pods() as f64);
+            .set(list.autoscaled_names().count() as f64);
         self.metrics
             .waiting_users
             .with_label_values(&app)

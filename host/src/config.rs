@@ -10,15 +10,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::DEFAULT_RESUME_GRACE;
 use crate::policy::{LimitOverrides, Limits};
+use crate::proxy::pool::PoolSettings;
+use crate::proxy::ticket_ws::WsTiming;
+use crate::proxy::trust::TrustedProxies;
+use crate::proxy::wire::{self, Trailers};
+use crate::proxy::{ClientTimeouts, ProxySettings};
+use crate::rules::{
+    DISPLAY_NAME_MAX_CHARS, RESUME_GRACE_MAX, RESUME_GRACE_MIN, valid_display_name, valid_name,
+};
 use crate::state::AppSettings;
-
-/// Shortest resume grace period (`demo.resume_grace`,
-/// `wicket.dev/resume-grace`). The no-JavaScript page polls for half of it,
-/// so a shorter one would have such users poll in a tight loop.
-pub const RESUME_GRACE_MIN: Duration = Duration::from_secs(1);
-/// Longest resume grace period: past an hour a place in line is a
-/// reservation, not a dropped connection.
-pub const RESUME_GRACE_MAX: Duration = Duration::from_secs(3600);
 
 /// The whole host configuration.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -112,7 +112,8 @@ pub struct PolicyConfig {
     /// A policy component to use instead of the embedded default; watched and
     /// hot-swapped when it changes. Empty: the embedded default.
     pub file: Option<PathBuf>,
-    /// How often the file is checked for changes.
+    /// How often the file is checked for changes where the system has no
+    /// file change notifications (inotify); else changes are seen at once.
     pub watch_interval_ms: u64,
     /// Deadline of one policy call.
     pub timeout_ms: u64,
@@ -209,7 +210,7 @@ pub struct DemoConfig {
     pub display_name: String,
     /// How long a waiting user who lost the connection keeps their place
     /// (`wicket.dev/resume-grace`); written like `30s`.
-    #[serde(with = "duration_text")]
+    #[serde(with = "crate::duration::text")]
     pub resume_grace: Duration,
     /// Addresses of app instances that already run, served as extra
     /// replicas (ready at once, never deleted). For benchmarks and for
@@ -248,7 +249,8 @@ pub struct KubernetesConfig {
     pub retry_initial_ms: u64,
     /// Longest delay between retries.
     pub retry_max_ms: u64,
-    /// How long one pod creation or deletion is retried before it is given up.
+    /// How long one pod creation or deletion is retried (the pauses between
+    /// its attempts, added up) before it is given up.
     pub action_timeout_ms: u64,
 }
 
@@ -417,13 +419,13 @@ impl Config {
                 "must be at least 1",
             ),
             (
-                routes_valid(&self.demo.app),
+                valid_name(&self.demo.app),
                 "demo.app",
                 "must be a name of letters, digits, '-', '_' or '.'",
             ),
             // The messages are static: keep them in step with the bounds.
             (
-                crate::kube::annotations::valid_display_name(&self.demo.display_name),
+                valid_display_name(&self.demo.display_name),
                 "demo.display_name",
                 "must be at most 80 characters, without control characters",
             ),
@@ -477,6 +479,41 @@ impl Config {
         crate::state::zone(&self.apps.timezone).unwrap_or(jiff::tz::TimeZone::UTC)
     }
 
+    /// The proxy's settings from `[proxy]` and `[backend]`.
+    pub fn proxy_settings(&self) -> ProxySettings {
+        let ms = Duration::from_millis;
+        ProxySettings {
+            pods: PoolSettings {
+                connect_timeout: ms(self.backend.connect_timeout_ms),
+                idle_timeout: ms(self.backend.pool_idle_timeout_ms),
+                max_idle_per_host: self.backend.pool_max_idle_per_pod,
+            },
+            ws: WsTiming {
+                ping: ms(self.proxy.ws_ping_ms),
+                message: ms(self.proxy.waiting_message_ms),
+            },
+            clients: ClientTimeouts {
+                header: ms(self.proxy.header_timeout_ms),
+                idle: ms(self.proxy.idle_timeout_ms),
+            },
+            wire: wire::Rules {
+                trailers: if self.proxy.forward_trailers {
+                    Trailers::Forward
+                } else {
+                    Trailers::Drop
+                },
+                upgrades: self
+                    .proxy
+                    .upgrade_protocols
+                    .iter()
+                    .map(|p| p.as_str().into())
+                    .collect(),
+            },
+            // Checked when the config was read.
+            trusted: TrustedProxies::parse(&self.proxy.trusted_proxies).unwrap_or_default(),
+        }
+    }
+
     /// The demo app's scaling settings.
     pub fn demo_settings(&self) -> AppSettings {
         let d = &self.demo;
@@ -491,80 +528,9 @@ impl Config {
 }
 
 // The messages of `Config::validate` spell these bounds out.
-const _: () = assert!(crate::kube::annotations::DISPLAY_NAME_MAX_CHARS == 80);
+const _: () = assert!(DISPLAY_NAME_MAX_CHARS == 80);
 const _: () = assert!(RESUME_GRACE_MIN.as_millis() == 1000);
 const _: () = assert!(RESUME_GRACE_MAX.as_millis() == 3_600_000);
-
-fn routes_valid(name: &str) -> bool {
-    crate::proxy::routes::valid_name(name)
-}
-
-/// Parses a duration written as whole numbers with units, largest first:
-/// `ms`, `s`, `m`, `h`, e.g. `15s`, `1500ms`, `1m30s` (surrounding blanks are
-/// ignored). No sign, no fractions, no bare numbers: `15` could mean seconds
-/// or milliseconds, so it is refused rather than guessed. None when `s` is
-/// not such a duration or overflows.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    const UNITS: [(&str, u64); 4] = [("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)];
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total: u64 = 0;
-    // Each unit may appear once, after every larger one: "1s1h" is a typo.
-    let mut next_unit = 0;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let letters = rest.bytes().take_while(u8::is_ascii_lowercase).count();
-        let unit = &rest[..letters];
-        rest = &rest[letters..];
-        let i = UNITS.iter().position(|(u, _)| *u == unit)?;
-        if i < next_unit {
-            return None;
-        }
-        next_unit = i + 1;
-        total = total.checked_add(n.checked_mul(UNITS[i].1)?)?;
-    }
-    Some(Duration::from_millis(total))
-}
-
-/// Writes a duration the way [`parse_duration`] reads it, in its largest
-/// exact unit (`30s`, `2m`, `1500ms`); sub-millisecond parts are dropped.
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    match ms {
-        0 => "0s".into(),
-        _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
-        _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
-        _ if ms.is_multiple_of(1000) => format!("{}s", ms / 1000),
-        _ => format!("{ms}ms"),
-    }
-}
-
-/// Serde for durations written like `30s` (see [`parse_duration`]).
-mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer, de};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_duration(*d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        super::parse_duration(&text).ok_or_else(|| {
-            de::Error::custom(format!(
-                "{text:?} is not a duration: whole numbers with a unit ms, s, m or h, e.g. \"15s\" or \"1m30s\""
-            ))
-        })
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -686,62 +652,5 @@ mod tests {
         let text = toml::to_string_pretty(&Config::default()).expect("renders");
         assert!(text.contains("resume_grace = \"30s\""), "{text}");
         assert_eq!(parse(&text).expect("parses"), Config::default());
-    }
-
-    #[test]
-    fn durations_with_units() {
-        for (text, ms) in [
-            ("0s", 0),
-            ("15s", 15_000),
-            ("  15s\t", 15_000),
-            ("250ms", 250),
-            ("2m", 120_000),
-            ("1h", 3_600_000),
-            ("1m30s", 90_000),
-            ("1h2m3s4ms", 3_723_004),
-            ("90s", 90_000),
-        ] {
-            assert_eq!(
-                parse_duration(text),
-                Some(Duration::from_millis(ms)),
-                "{text:?}"
-            );
-        }
-        for bad in [
-            "",
-            " ",
-            "15",
-            "s",
-            "15 s",
-            "15sec",
-            "15S",
-            "-1s",
-            "+1s",
-            "1.5s",
-            "1s1h",
-            "1s1s",
-            "1ms1s",
-            "1d",
-            "ms",
-            "1s ms",
-            "18446744073709551616ms",
-            "18446744073709551615h",
-        ] {
-            assert_eq!(parse_duration(bad), None, "{bad:?}");
-        }
-        for ms in [
-            0, 1, 999, 1000, 1500, 30_000, 60_000, 90_000, 3_600_000, 5_400_000,
-        ] {
-            let d = Duration::from_millis(ms);
-            assert_eq!(
-                parse_duration(&format_duration(d)),
-                Some(d),
-                "{}",
-                format_duration(d)
-            );
-        }
-        assert_eq!(format_duration(Duration::from_secs(30)), "30s");
-        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
     }
 }

@@ -18,11 +18,7 @@ use crate::metrics::Metrics;
 use crate::policy::{PolicyRunner, PolicySetup, PolicySource};
 use crate::provider::local::LocalProvider;
 use crate::provider::{PodEvent, PodProvider};
-use crate::proxy::pool::PoolSettings;
-use crate::proxy::ticket_ws::WsTiming;
-use crate::proxy::trust::TrustedProxies;
-use crate::proxy::wire::{self, Trailers};
-use crate::proxy::{self, ClientTimeouts, Proxy, ProxySettings};
+use crate::proxy::{self, Proxy};
 use crate::state::{Backend, PodInfo};
 
 /// A running demo host. Dropping it stops everything, pods included.
@@ -46,41 +42,6 @@ impl Drop for Demo {
         for t in &self.tasks {
             t.abort();
         }
-    }
-}
-
-/// The proxy's settings from the config.
-pub fn proxy_settings(config: &Config) -> ProxySettings {
-    let ms = Duration::from_millis;
-    ProxySettings {
-        pods: PoolSettings {
-            connect_timeout: ms(config.backend.connect_timeout_ms),
-            idle_timeout: ms(config.backend.pool_idle_timeout_ms),
-            max_idle_per_host: config.backend.pool_max_idle_per_pod,
-        },
-        ws: WsTiming {
-            ping: ms(config.proxy.ws_ping_ms),
-            message: ms(config.proxy.waiting_message_ms),
-        },
-        clients: ClientTimeouts {
-            header: ms(config.proxy.header_timeout_ms),
-            idle: ms(config.proxy.idle_timeout_ms),
-        },
-        wire: wire::Rules {
-            trailers: if config.proxy.forward_trailers {
-                Trailers::Forward
-            } else {
-                Trailers::Drop
-            },
-            upgrades: config
-                .proxy
-                .upgrade_protocols
-                .iter()
-                .map(|p| p.as_str().into())
-                .collect(),
-        },
-        // Checked when the config was read.
-        trusted: TrustedProxies::parse(&config.proxy.trusted_proxies).unwrap_or_default(),
     }
 }
 
@@ -171,7 +132,7 @@ pub async fn start(config: Config, exe: PathBuf) -> anyhow::Result<Demo> {
     )
     .with_context(|| format!("binding proxy.listen {}", config.proxy.listen))?;
     let proxy_addr = listeners.local_addr();
-    let proxy = Proxy::new(Arc::clone(&apps), proxy_settings(&config));
+    let proxy = Proxy::new(Arc::clone(&apps), config.proxy_settings());
     tasks.push(tokio::spawn(proxy::edge::serve(listeners, proxy, None)));
 
     let admin = TcpListener::bind(config.metrics.listen)

@@ -109,9 +109,9 @@ impl Demo {
         }
         let count = self.counters.lock().get(&prefix).copied().unwrap_or(0);
         let page = PAGE
-            .replace("{{POD}}", &html_escape(&self.pod))
-            .replace("{{PREFIX}}", &html_escape(&prefix))
-            .replace("{{PATH}}", &html_escape(path))
+            .replace("{{POD}}", &crate::html::escape(&self.pod))
+            .replace("{{PREFIX}}", &crate::html::escape(&prefix))
+            .replace("{{PATH}}", &crate::html::escape(path))
             .replace("{{COUNT}}", &count.to_string());
         text(StatusCode::OK, "text/html; charset=utf-8", page)
     }
@@ -170,22 +170,6 @@ impl Demo {
         }
         r
     }
-}
-
-/// Minimal HTML escaping for text and attribute values.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 const PAGE: &str = include_str!("static/demo_app.html");

@@ -7,10 +7,13 @@
 
 pub mod admin;
 pub mod app;
+pub mod app_ports;
 pub mod apps;
 pub mod config;
 pub mod demo;
 pub mod demo_app;
+pub mod duration;
+pub mod html;
 pub mod kube;
 pub mod metrics;
 pub mod policy;
@@ -18,5 +21,7 @@ pub mod policy_check;
 pub mod policy_test;
 pub mod provider;
 pub mod proxy;
+pub mod rules;
 pub mod run;
 pub mod state;
+pub mod task;

@@ -14,7 +14,7 @@ pub struct Metrics {
     pub current_users: GaugeVec,
     /// Free tickets on ready pods (k8sTicket).
     pub free_tickets: GaugeVec,
-    /// Autoscaled pods (k8sTicket).
+    /// Autoscaled pods that exist (k8sTicket).
     pub scaled_pods: GaugeVec,
     /// Tickets issued (k8sTicket).
     pub users_total: CounterVec,
@@ -58,7 +58,7 @@ impl Metrics {
             scaled_pods: GaugeVec::new(
                 opts(
                     "k8sticket_scaled_pods_total",
-                    "Pods created by the autoscaler",
+                    "Autoscaled pods of the app that exist now (created, starting, ready or draining); creations still waiting for the API are not counted",
                 ),
                 app,
             )?,

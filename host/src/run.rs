@@ -3,25 +3,25 @@
 //! policies, the controller (Deployments and Pods → apps), the shared proxy
 //! port and the admin endpoint, the way [`crate::demo`] wires the local mode.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use parking_lot::Mutex;
 use tokio::net::TcpListener;
 
+use crate::app_ports::AppPorts;
 use crate::apps::Apps;
 use crate::config::Config;
-use crate::demo::proxy_settings;
-use crate::kube::controller::{Controller, Shared, Task};
+use crate::kube::controller::{Controller, Shared};
+use crate::kube::health::ApiHealth;
 use crate::kube::policies::{self, PolicyStore};
 use crate::kube::retry::RetrySettings;
 use crate::kube::{events, namespace};
 use crate::metrics::Metrics;
 use crate::policy::{PolicySetup, PolicySource};
 use crate::proxy::{self, Proxy};
+use crate::task::Task;
 
 /// A running Kubernetes-mode host. Dropping it stops everything (the pods
 /// it created stay; they are adopted by the next host).
@@ -41,14 +41,16 @@ pub struct Running {
     pub default_source: Arc<PolicySource>,
     /// The ConfigMap policies.
     pub policies: Arc<PolicyStore>,
-    ports: Arc<Mutex<HashMap<String, SocketAddr>>>,
+    /// What waits for the API while it cannot be reached.
+    pub health: Arc<ApiHealth>,
+    ports: Option<Arc<AppPorts>>,
     _tasks: Vec<Task>,
 }
 
 impl Running {
     /// Where app `name`'s own port (deployment.port) listens, if open.
     pub fn app_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.ports.lock().get(name).copied()
+        self.ports.as_ref()?.addr(name)
     }
 }
 
@@ -119,7 +121,7 @@ pub async fn start(config: Config, client: ::kube::Client) -> anyhow::Result<Run
         .with_context(|| format!("binding proxy.listen {}", config.proxy.listen))?;
     let proxy_addr = listeners.local_addr();
     let apps = Arc::new(Apps::default());
-    let proxy = Proxy::new(Arc::clone(&apps), proxy_settings(&config));
+    let proxy = Proxy::new(Arc::clone(&apps), config.proxy_settings());
     tasks.push(Task::spawn(proxy::edge::serve(
         listeners,
         Arc::clone(&proxy),
@@ -132,7 +134,15 @@ pub async fn start(config: Config, client: ::kube::Client) -> anyhow::Result<Run
     let metrics_addr = admin.local_addr()?;
     tasks.push(Task::spawn(crate::admin::serve(admin, metrics.clone())));
 
-    let ports = Arc::new(Mutex::new(HashMap::new()));
+    let ports = config.kubernetes.app_ports.then(|| {
+        AppPorts::new(
+            Arc::clone(&proxy),
+            config.proxy.listen.ip(),
+            threads,
+            proxy_addr.port(),
+        )
+    });
+    let health = ApiHealth::new();
     let shared = Shared {
         client,
         engine,
@@ -140,15 +150,12 @@ pub async fn start(config: Config, client: ::kube::Client) -> anyhow::Result<Run
         default_source: Arc::clone(&default_source),
         policies: Arc::clone(&store),
         apps: Arc::clone(&apps),
-        proxy,
+        ports: ports.clone(),
         metrics: metrics.clone(),
         events: event_sink,
         retry,
+        health: Arc::clone(&health),
         expiry: Duration::from_millis(config.proxy.ticket_expiry_ms),
-        app_listen: config.kubernetes.app_ports.then_some(config.proxy.listen),
-        edge_threads: threads,
-        shared_port: proxy_addr.port(),
-        ports: Arc::clone(&ports),
         timezone: config.timezone(),
     };
     tasks.push(Task::spawn(Controller::run(shared, namespaces.clone())));
@@ -161,6 +168,7 @@ pub async fn start(config: Config, client: ::kube::Client) -> anyhow::Result<Run
         namespaces,
         default_source,
         policies: store,
+        health,
         ports,
         _tasks: tasks,
     })

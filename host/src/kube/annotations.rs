@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::app::DEFAULT_RESUME_GRACE;
-use crate::config::{RESUME_GRACE_MAX, RESUME_GRACE_MIN, format_duration, parse_duration};
+use crate::duration;
 use crate::policy::{INSTANTIATE_TIMEOUT_MS_MAX, LimitOverrides, MEMORY_MIB_MAX, TIMEOUT_MS_MAX};
+pub use crate::rules::{DISPLAY_NAME_MAX_CHARS, valid_app_name, valid_display_name};
+use crate::rules::{RESUME_GRACE_MAX, RESUME_GRACE_MIN};
 use crate::state::AppSettings;
 
 /// Deployment label that enables an app (`"true"`; any other value drains it).
@@ -53,9 +55,6 @@ pub const POLICY_TIMEOUT_MS: &str = "wicket.dev/policy-timeout-ms";
 pub const POLICY_MEMORY_MIB: &str = "wicket.dev/policy-memory-mib";
 /// wicket, on a policy ConfigMap: deadline of one instantiation (ms).
 pub const POLICY_INSTANTIATE_TIMEOUT_MS: &str = "wicket.dev/policy-instantiate-timeout-ms";
-
-/// Longest display name, in characters: it is a heading on a phone screen.
-pub const DISPLAY_NAME_MAX_CHARS: usize = 80;
 
 /// k8sTicket's default per-app port.
 pub const DEFAULT_PORT: u16 = 9001;
@@ -209,17 +208,18 @@ impl<'a> Reader<'a> {
         let Some(raw) = self.raw(key) else {
             return default;
         };
-        match parse_duration(raw) {
+        match duration::parse(raw) {
             Some(d) if d >= min && d <= max => d,
             _ => {
                 self.warn(
                     key,
                     raw,
                     format!(
-                        "is not a duration from {} to {} (a whole number with a unit ms, s, m or h, e.g. 15s or 1m30s); using the default {}",
-                        format_duration(min),
-                        format_duration(max),
-                        format_duration(default)
+                        "is not a duration from {} to {} ({}); using the default {}",
+                        duration::format(min),
+                        duration::format(max),
+                        duration::EXPECTED,
+                        duration::format(default)
                     ),
                 );
                 default
@@ -245,21 +245,6 @@ impl<'a> Reader<'a> {
             }
         }
     }
-}
-
-/// Is `s` usable as an app name (one URL path segment)?
-pub fn valid_app_name(s: &str) -> bool {
-    crate::proxy::routes::valid_name(s) && s != "ws"
-}
-
-/// Is `s` usable as a display name: at most [`DISPLAY_NAME_MAX_CHARS`]
-/// characters once trimmed, and no control characters (a line break or an
-/// escape sequence has no place in a heading or a log line)? The page
-/// escapes HTML, so any other text is safe. A blank name is valid: it means
-/// the app name.
-pub fn valid_display_name(s: &str) -> bool {
-    let s = s.trim();
-    s.chars().count() <= DISPLAY_NAME_MAX_CHARS && !s.chars().any(char::is_control)
 }
 
 /// Is `s` a valid ConfigMap name or data key?
@@ -598,12 +583,9 @@ mod tests {
             (RESUME_GRACE, "15"),
             (RESUME_GRACE, "soon"),
             (RESUME_GRACE, "-5s"),
-            (RESUME_GRACE, "1.5s"),
             (RESUME_GRACE, "0s"),
             (RESUME_GRACE, "999ms"),
             (RESUME_GRACE, "2h"),
-            (RESUME_GRACE, "5 s"),
-            (RESUME_GRACE, "5sec"),
             (RESUME_GRACE, "s"),
             (RESUME_GRACE, ""),
             (RESUME_GRACE, "99999999999999999999s"),
@@ -636,6 +618,11 @@ mod tests {
             ("1m30s", 90_000),
             ("1h", 3_600_000),
             ("59m59s999ms", 3_599_999),
+            // humantime's spellings.
+            ("1.5s", 1500),
+            ("5 s", 5000),
+            ("5sec", 5000),
+            ("1m 30s", 90_000),
         ] {
             let (spec, warnings) = app_spec("d", Some(&map(&[(RESUME_GRACE, value)])));
             assert!(warnings.is_empty(), "{value:?}: {warnings:?}");

@@ -1,46 +1,36 @@
 //! Kubernetes Events (`events.k8s.io/v1`): what wicket did and what it
 //! refused, visible in `kubectl describe` and `kubectl get events`.
 //!
-//! Publishing never blocks the caller: events go through a bounded queue to
-//! one writer task that retries transient API errors (e.g. while the
-//! apiserver restarts) and drops events when the queue is full.
+//! Written through kube-runtime's [`Recorder`], which turns a repeat of the
+//! same event (same object, reason, action and related object within a few
+//! minutes) into a count on the first one. Publishing never blocks the
+//! caller: events go through a bounded queue to one writer task that
+//! retries transient API errors (e.g. while the apiserver restarts) and
+//! drops events when the queue is full.
 
-use std::collections::HashMap;
-use std::time::Duration;
-
+use backon::Retryable;
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::runtime::events::{Event, Recorder, Reporter};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
-use super::retry::{Backoff, RetrySettings, is_transient};
+pub use kube::runtime::events::EventType;
+
+use super::retry::{RetrySettings, is_transient};
 
 /// `reportingController` of every event.
 pub const REPORTING_CONTROLLER: &str = "wicket.dev/wicket";
 /// Events waiting to be written; more are dropped (and logged).
 const QUEUE: usize = 1024;
-/// An identical event within this time is not recorded again.
-const DEDUP: Duration = Duration::from_secs(60);
 /// Most bytes of a note (the API's limit is 1 kB).
 const MAX_NOTE: usize = 1000;
-
-/// Severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    /// Something wicket did.
-    Normal,
-    /// Something that needs a human.
-    Warning,
-}
 
 /// One event to record.
 #[derive(Debug, Clone)]
 pub struct Record {
-    /// The object it is about (its namespace is the event's).
+    /// The object it is about (its namespace is the event's). Two events
+    /// about references that differ (e.g. in `resourceVersion` or
+    /// `fieldPath`) are recorded apart; the same one again only counts.
     pub regarding: ObjectReference,
     /// Another object involved (e.g. the pod a scale action touched).
     pub related: Option<ObjectReference>,
@@ -52,6 +42,28 @@ pub struct Record {
     pub action: &'static str,
     /// Human-readable detail.
     pub note: String,
+}
+
+impl Record {
+    /// The recorder's event (the note cut to the API's limit).
+    fn event(&self) -> Event {
+        Event {
+            type_: self.type_,
+            reason: self.reason.into(),
+            note: Some(truncate(&self.note, MAX_NOTE).to_owned()),
+            action: self.action.into(),
+            secondary: self.related.clone(),
+        }
+    }
+}
+
+/// `s` cut to at most `max` bytes on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut cut = max.min(s.len());
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
 }
 
 /// Where events are sent; cheap to clone.
@@ -66,6 +78,13 @@ impl EventSink {
         let (tx, mut rx) = mpsc::channel(QUEUE);
         tokio::spawn(async move { while rx.recv().await.is_some() {} });
         Self { tx }
+    }
+
+    /// A sink and the receiving end of its queue (for tests that check
+    /// which events are published).
+    pub fn channel() -> (Self, mpsc::Receiver<Record>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        (Self { tx }, rx)
     }
 
     /// Queues an event; never waits.
@@ -83,97 +102,30 @@ pub fn start(
     instance: String,
     retry: RetrySettings,
 ) -> (EventSink, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<Record>(QUEUE);
+    let (sink, mut rx) = EventSink::channel();
+    let recorder = Recorder::new(
+        client,
+        Reporter {
+            controller: REPORTING_CONTROLLER.into(),
+            instance: Some(instance.chars().take(128).collect()),
+        },
+    );
     let task = tokio::spawn(async move {
-        let mut recent: HashMap<String, Instant> = HashMap::new();
         while let Some(record) = rx.recv().await {
-            // The same event again within a minute is noise: write it once.
-            let key = format!(
-                "{:?}/{}/{}",
-                record
-                    .regarding
-                    .uid
-                    .as_ref()
-                    .or(record.regarding.name.as_ref()),
-                record.reason,
-                record.note
-            );
-            let now = Instant::now();
-            recent.retain(|_, at| now.duration_since(*at) < DEDUP);
-            if recent.contains_key(&key) {
-                tracing::debug!(
-                    reason = record.reason,
-                    "repeated event not recorded again: {}",
-                    record.note
-                );
-                continue;
+            let event = record.event();
+            let written = (|| recorder.publish(&event, &record.regarding))
+                .retry(retry.action())
+                .when(is_transient)
+                .await;
+            match written {
+                Ok(()) => {
+                    tracing::debug!(reason = record.reason, note = %record.note, "event recorded")
+                }
+                Err(e) => tracing::warn!(reason = record.reason, "cannot record an event: {e}"),
             }
-            recent.insert(key, now);
-            write(&client, &instance, &retry, record).await;
         }
     });
-    (EventSink { tx }, task)
-}
-
-/// Builds the API object.
-pub fn to_event(record: &Record, instance: &str, now: Timestamp) -> Event {
-    let ns = record.regarding.namespace.clone();
-    let base = record.regarding.name.as_deref().unwrap_or("wicket");
-    let mut note = record.note.clone();
-    if note.len() > MAX_NOTE {
-        let mut cut = MAX_NOTE;
-        while !note.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        note.truncate(cut);
-    }
-    Event {
-        metadata: ObjectMeta {
-            name: Some(format!("{base}.{:x}", now.as_nanosecond())),
-            namespace: ns,
-            ..ObjectMeta::default()
-        },
-        event_time: Some(MicroTime(now)),
-        action: Some(record.action.into()),
-        reason: Some(record.reason.into()),
-        note: Some(note),
-        regarding: Some(record.regarding.clone()),
-        related: record.related.clone(),
-        reporting_controller: Some(REPORTING_CONTROLLER.into()),
-        reporting_instance: Some(instance.chars().take(128).collect()),
-        type_: Some(match record.type_ {
-            EventType::Normal => "Normal".into(),
-            EventType::Warning => "Warning".into(),
-        }),
-        ..Event::default()
-    }
-}
-
-async fn write(client: &Client, instance: &str, retry: &RetrySettings, record: Record) {
-    let ns = record
-        .regarding
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let api: Api<Event> = Api::namespaced(client.clone(), &ns);
-    let event = to_event(&record, instance, Timestamp::now());
-    let mut backoff = Backoff::new(retry);
-    loop {
-        match api.create(&PostParams::default(), &event).await {
-            Ok(_) => return,
-            Err(e) if is_transient(&e) => match backoff.next_delay() {
-                Some(d) => tokio::time::sleep(d).await,
-                None => {
-                    tracing::warn!(reason = record.reason, "giving up recording an event: {e}");
-                    return;
-                }
-            },
-            Err(e) => {
-                tracing::warn!(reason = record.reason, "cannot record an event: {e}");
-                return;
-            }
-        }
-    }
+    (sink, task)
 }
 
 /// A reference to a namespaced object, for events.
@@ -194,12 +146,34 @@ pub fn reference(
     }
 }
 
+/// The reference of `object` in its current version (with its
+/// `resourceVersion`): events about different versions are recorded apart.
+pub fn version_reference<K: kube::Resource<DynamicType = ()>>(object: &K) -> ObjectReference {
+    ObjectReference {
+        resource_version: object.meta().resource_version.clone(),
+        ..object.object_ref(&())
+    }
+}
+
+/// The reference of an object's annotation `key` in its version
+/// `resource_version`: warnings about different annotations or versions are
+/// different events, not repeats of one.
+pub fn annotation_reference(
+    mut object: ObjectReference,
+    key: &str,
+    resource_version: Option<&str>,
+) -> ObjectReference {
+    object.field_path = Some(format!("metadata.annotations['{key}']"));
+    object.resource_version = resource_version.map(Into::into);
+    object
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn event_fields_are_valid_for_the_api() {
+    fn notes_are_cut_to_the_api_limit_on_a_character_boundary() {
         let r = Record {
             regarding: reference("apps/v1", "Deployment", "ns", "shiny", Some("uid-1")),
             related: None,
@@ -208,27 +182,52 @@ mod tests {
             action: "ParseAnnotations",
             note: "é".repeat(700),
         };
-        let e = to_event(
-            &r,
-            "host-0",
-            Timestamp::from_second(1_700_000_000).expect("time"),
-        );
-        assert_eq!(e.metadata.namespace.as_deref(), Some("ns"));
-        assert!(
-            e.metadata
-                .name
-                .as_deref()
-                .is_some_and(|n| n.starts_with("shiny."))
-        );
-        assert!(e.note.as_ref().is_some_and(|n| n.len() <= MAX_NOTE));
-        assert_eq!(e.type_.as_deref(), Some("Warning"));
+        let e = r.event();
+        let note = e.note.expect("note");
+        assert!(note.len() <= MAX_NOTE && note.len() >= MAX_NOTE - 1);
+        assert!(note.chars().all(|c| c == 'é'));
         assert_eq!(
-            e.reporting_controller.as_deref(),
-            Some(REPORTING_CONTROLLER)
+            (e.reason.as_str(), e.action.as_str()),
+            ("InvalidAnnotation", "ParseAnnotations")
         );
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+
+    #[test]
+    fn version_references_tell_versions_apart() {
+        let cm = |rv: &str| k8s_openapi::api::core::v1::ConfigMap {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("policies".into()),
+                namespace: Some("ns".into()),
+                resource_version: Some(rv.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let a = version_reference(&cm("1"));
         assert_eq!(
-            e.regarding.and_then(|r| r.kind).as_deref(),
-            Some("Deployment")
+            (
+                a.kind.as_deref(),
+                a.name.as_deref(),
+                a.resource_version.as_deref()
+            ),
+            (Some("ConfigMap"), Some("policies"), Some("1"))
         );
+        assert_ne!(a, version_reference(&cm("2")));
+    }
+
+    #[test]
+    fn annotation_references_tell_annotations_and_versions_apart() {
+        let d = reference("apps/v1", "Deployment", "ns", "shiny", Some("uid-1"));
+        let a = annotation_reference(d.clone(), "x/tickets.max", Some("7"));
+        assert_eq!(
+            a.field_path.as_deref(),
+            Some("metadata.annotations['x/tickets.max']")
+        );
+        assert_ne!(
+            a,
+            annotation_reference(d.clone(), "x/resume-grace", Some("7"))
+        );
+        assert_ne!(a, annotation_reference(d, "x/tickets.max", Some("8")));
     }
 }

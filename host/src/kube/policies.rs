@@ -187,13 +187,9 @@ impl PolicyStore {
                     source.publish(Arc::clone(&p));
                     self.loaded.lock().insert((ns.clone(), r.clone()));
                     self.events.publish(Record {
-                        regarding: events::reference(
-                            "v1",
-                            "ConfigMap",
-                            &ns,
-                            &name,
-                            cm.uid().as_deref(),
-                        ),
+                        // With its resourceVersion: each version is an
+                        // event of its own, not a repeat.
+                        regarding: events::version_reference(cm),
                         related: None,
                         type_: EventType::Normal,
                         reason: "PolicyLoaded",
@@ -216,7 +212,7 @@ impl PolicyStore {
                             "policy version refused, keeping the last good one: {reason}"
                         );
                         self.events.publish(Record {
-                            regarding: events::reference("v1", "ConfigMap", &ns, &name, cm.uid().as_deref()),
+                            regarding: events::version_reference(cm),
                             related: None,
                             type_: EventType::Warning,
                             reason: "PolicyRejected",
@@ -266,6 +262,7 @@ pub async fn watch(
 ) {
     use futures_util::StreamExt;
     use kube::runtime::WatchStreamExt;
+    use kube::runtime::reflector::store::Writer;
     use kube::runtime::watcher::{self, Event};
 
     let label = format!("{}=true", super::annotations::POLICY_LABEL);
@@ -273,13 +270,14 @@ pub async fn watch(
         let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), ns);
         let ns = ns.clone();
         watcher::watcher(api, watcher::Config::default().labels(&label))
-            .backoff(super::retry::WatchBackoff::new(&retry))
+            .backoff(retry.watch())
             .map(move |e| (ns.clone(), e))
             .boxed()
     });
     let mut all = futures_util::stream::select_all(streams);
-    let mut known: HashSet<(String, String)> = HashSet::new();
-    let mut relist: HashMap<String, HashSet<String>> = HashMap::new();
+    // One reflector store per namespace: a relist replaces it at its end,
+    // so what it no longer holds was deleted while the watch was down.
+    let mut stores: HashMap<String, Writer<ConfigMap>> = HashMap::new();
     let mut failing: HashSet<String> = HashSet::new();
     while let Some((ns, event)) = all.next().await {
         let event = match event {
@@ -296,35 +294,29 @@ pub async fn watch(
                 continue;
             }
         };
+        let writer = stores.entry(ns.clone()).or_default();
+        let names = |w: &Writer<ConfigMap>| -> HashSet<String> {
+            w.as_reader()
+                .state()
+                .iter()
+                .map(|cm| cm.name_any())
+                .collect()
+        };
+        let before = matches!(event, Event::InitDone).then(|| names(writer));
+        // The store only tells which ConfigMaps exist: the components stay out.
+        writer.apply_watcher_event(&event.clone().modify(|cm| cm.binary_data = None));
         match event {
-            Event::Init => {
-                relist.insert(ns.clone(), HashSet::new());
-            }
+            Event::Init => {}
             Event::InitApply(cm) | Event::Apply(cm) => {
-                let name = cm.name_any();
-                if let Some(seen) = relist.get_mut(&ns) {
-                    seen.insert(name.clone());
-                }
-                known.insert((ns.clone(), name));
                 store.apply(&cm).await;
             }
             Event::InitDone => {
-                let seen = relist.remove(&ns).unwrap_or_default();
-                let gone: Vec<(String, String)> = known
-                    .iter()
-                    .filter(|(n, c)| *n == ns && !seen.contains(c))
-                    .cloned()
-                    .collect();
-                for (n, c) in gone {
-                    known.remove(&(n.clone(), c.clone()));
-                    store.removed(&n, &c);
+                let after = names(writer);
+                for gone in before.unwrap_or_default().difference(&after) {
+                    store.removed(&ns, gone);
                 }
             }
-            Event::Delete(cm) => {
-                let name = cm.name_any();
-                known.remove(&(ns.clone(), name.clone()));
-                store.removed(&ns, &name);
-            }
+            Event::Delete(cm) => store.removed(&ns, &cm.name_any()),
         }
     }
 }

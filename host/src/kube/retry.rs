@@ -1,9 +1,16 @@
-//! Retrying Kubernetes API calls: which errors are worth retrying, and an
-//! exponential backoff with jitter and an overall deadline.
+//! Retrying Kubernetes API calls: which errors are worth retrying, and the
+//! backoffs (backon's exponential backoff with jitter; for watches wrapped
+//! the way kube-runtime wraps its own default).
 
 use std::time::Duration;
 
-use tokio::time::Instant;
+use backon::ExponentialBuilder;
+use kube::runtime::utils::{Backoff, ResetTimerBackoff};
+use kube::runtime::watcher::ExponentialBackoff;
+
+/// A watch that worked this long since its last failure starts its backoff
+/// over (kube-runtime's `DefaultBackoff` uses the same figure).
+const WATCH_BACKOFF_RESET: Duration = Duration::from_secs(120);
 
 /// Backoff settings (from `[kubernetes]` in the host config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,7 +19,8 @@ pub struct RetrySettings {
     pub initial: Duration,
     /// Longest delay.
     pub max: Duration,
-    /// How long one action is retried before it is given up.
+    /// How long one action waits between its attempts in all before it is
+    /// given up.
     pub deadline: Duration,
 }
 
@@ -26,69 +34,29 @@ impl Default for RetrySettings {
     }
 }
 
-/// Exponential backoff: `initial`, doubling up to `max`, each delay with up
-/// to 25 % random jitter, until `deadline` has passed since the start.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    settings: RetrySettings,
-    next: Duration,
-    started: Instant,
-}
-
-impl Backoff {
-    /// A backoff starting now.
-    pub fn new(settings: &RetrySettings) -> Self {
-        Self {
-            settings: *settings,
-            next: settings.initial,
-            started: Instant::now(),
-        }
+impl RetrySettings {
+    fn exponential(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.initial)
+            .with_max_delay(self.max)
+            .with_jitter()
+            .without_max_times()
     }
 
-    /// The next delay, or None once the deadline is reached.
-    pub fn next_delay(&mut self) -> Option<Duration> {
-        let elapsed = self.started.elapsed();
-        if elapsed >= self.settings.deadline {
-            return None;
-        }
-        let base = self.next;
-        self.next = (self.next * 2).min(self.settings.max);
-        let jitter = base.mul_f64(rand::random::<f64>() * 0.25);
-        Some((base + jitter).min(self.settings.deadline - elapsed))
+    /// The backoff of one action (a pod creation, an Event): `initial`,
+    /// doubling up to `max`, with jitter, until the delays add up to
+    /// `deadline`.
+    pub fn action(&self) -> ExponentialBuilder {
+        self.exponential().with_total_delay(Some(self.deadline))
     }
 
-    /// Starts over (after a success).
-    pub fn reset(&mut self) {
-        self.next = self.settings.initial;
-        self.started = Instant::now();
-    }
-}
-
-/// Watch-stream backoff for `kube::runtime` (no deadline: watches retry forever).
-#[derive(Debug, Clone)]
-pub struct WatchBackoff(Backoff);
-
-impl WatchBackoff {
-    /// From the retry settings; the deadline is ignored.
-    pub fn new(settings: &RetrySettings) -> Self {
-        Self(Backoff::new(&RetrySettings {
-            deadline: Duration::MAX,
-            ..*settings
-        }))
-    }
-}
-
-impl Iterator for WatchBackoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        self.0.next_delay()
-    }
-}
-
-impl kube::runtime::utils::Backoff for WatchBackoff {
-    fn reset(&mut self) {
-        self.0.reset();
+    /// The backoff of a watch: as [`Self::action`] but forever, started
+    /// over once the watch has worked for a while.
+    pub fn watch(&self) -> impl Backoff + use<> {
+        ResetTimerBackoff::new(
+            ExponentialBackoff::from(self.exponential()),
+            WATCH_BACKOFF_RESET,
+        )
     }
 }
 
@@ -113,42 +81,35 @@ pub fn status_code(e: &kube::Error) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use backon::BackoffBuilder;
 
-    #[test]
-    fn backoff_doubles_up_to_max_with_jitter() {
-        let s = RetrySettings {
+    fn settings(deadline: Duration) -> RetrySettings {
+        RetrySettings {
             initial: Duration::from_millis(100),
             max: Duration::from_millis(400),
-            deadline: Duration::from_secs(60),
-        };
-        let mut b = Backoff::new(&s);
-        let delays: Vec<Duration> = (0..6)
-            .map(|_| b.next_delay().expect("within the deadline"))
-            .collect();
-        let ms = |d: &Duration| d.as_millis() as u64;
-        assert!((100..=125).contains(&ms(&delays[0])), "{delays:?}");
-        assert!((200..=250).contains(&ms(&delays[1])), "{delays:?}");
-        assert!(
-            delays[2..].iter().all(|d| (400..=500).contains(&ms(d))),
-            "{delays:?}"
-        );
-        b.reset();
-        assert!(
-            b.next_delay()
-                .is_some_and(|d| d <= Duration::from_millis(125))
-        );
+            deadline,
+        }
     }
 
     #[test]
-    fn backoff_stops_at_the_deadline() {
-        let s = RetrySettings {
-            initial: Duration::from_millis(100),
-            max: Duration::from_millis(400),
-            deadline: Duration::ZERO,
-        };
-        assert_eq!(Backoff::new(&s).next_delay(), None);
-        let mut w = WatchBackoff::new(&s);
-        assert!(w.next().is_some(), "watches retry forever");
+    fn action_backoff_grows_to_max_and_stops_at_the_deadline() {
+        let delays: Vec<Duration> = settings(Duration::from_secs(3)).action().build().collect();
+        assert!(!delays.is_empty());
+        // Jitter adds up to the delay itself.
+        assert!(delays[0] >= Duration::from_millis(100), "{delays:?}");
+        assert!(
+            delays.iter().all(|d| *d <= Duration::from_millis(800)),
+            "{delays:?}"
+        );
+        let total: Duration = delays.iter().sum();
+        assert!(total <= Duration::from_secs(3), "{total:?}");
+        assert!(settings(Duration::ZERO).action().build().next().is_none());
+    }
+
+    #[tokio::test]
+    async fn watches_retry_forever() {
+        let mut w = settings(Duration::ZERO).watch();
+        assert!((0..100).all(|_| w.next().is_some()));
     }
 
     #[test]

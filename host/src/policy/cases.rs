@@ -73,7 +73,7 @@ impl Span {
             Span::Seconds(s) => s.checked_mul(1000).ok_or_else(|| {
                 CaseError::new(case, key, format!("{s} seconds is too long"))
             }),
-            Span::Text(t) => crate::config::parse_duration(t)
+            Span::Text(t) => crate::duration::parse(t)
                 .map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64)
                 .ok_or_else(|| {
                     CaseError::new(

@@ -121,10 +121,9 @@ pub fn watch_file(
     tokio::spawn(async move {
         let mut last = stamp(&path);
         let mut refused: Option<String> = None;
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut changes = FileChanges::new(&path, interval);
         loop {
-            tick.tick().await;
+            changes.next().await;
             let now = stamp(&path);
             if now == last {
                 continue;
@@ -164,6 +163,78 @@ pub fn watch_file(
             }
         }
     })
+}
+
+/// Signals that a file may have changed: the platform's notifications
+/// (inotify on Linux) on the file's folder, so a file replaced by a rename
+/// (as editors, `kubectl cp` and ConfigMap mounts do) is seen too; notify's
+/// polling watcher where those are missing; a plain interval as the last
+/// resort.
+struct FileChanges {
+    _watcher: Option<Box<dyn notify::Watcher + Send>>,
+    rx: tokio::sync::mpsc::Receiver<()>,
+    poll: Option<tokio::time::Interval>,
+}
+
+impl FileChanges {
+    /// Changes of `path`; `interval` is the polling period where polling is
+    /// needed.
+    fn new(path: &Path, interval: Duration) -> Self {
+        use notify::Watcher;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let signal = move |_: notify::Result<notify::Event>| {
+            // Full: a signal is already pending, which is all this says.
+            let _ = tx.try_send(());
+        };
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let watched: Result<Box<dyn notify::Watcher + Send>, notify::Error> =
+            notify::recommended_watcher(signal.clone())
+                .and_then(|mut w| w.watch(&dir, notify::RecursiveMode::NonRecursive).map(|()| w))
+                .map(|w| Box::new(w) as Box<dyn notify::Watcher + Send>)
+                .or_else(|e| {
+                    tracing::info!(path = %path.display(), "no file change notifications ({e}); polling every {interval:?}");
+                    let config = notify::Config::default().with_poll_interval(interval);
+                    let mut w = notify::PollWatcher::new(signal, config)?;
+                    w.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+                    Ok(Box::new(w))
+                });
+        match watched {
+            Ok(w) => Self {
+                _watcher: Some(w),
+                rx,
+                poll: None,
+            },
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "cannot watch the policy file's folder ({e}); checking it every {interval:?}");
+                let mut tick = tokio::time::interval(interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                Self {
+                    _watcher: None,
+                    rx,
+                    poll: Some(tick),
+                }
+            }
+        }
+    }
+
+    /// Waits for the next possible change (a burst of writes is one).
+    async fn next(&mut self) {
+        match &mut self.poll {
+            Some(tick) => {
+                tick.tick().await;
+            }
+            None => {
+                if self.rx.recv().await.is_none() {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                while self.rx.try_recv().is_ok() {}
+            }
+        }
+    }
 }
 
 /// The policy set-up every host mode shares: the engine, the embedded

@@ -1,8 +1,7 @@
 //! Where pods come from. The policy → actions path is the same for every
 //! provider: the local one (processes on loopback, for `wicket demo`) and
-//! the Kubernetes one.
+//! the Kubernetes one (in the Kubernetes wing, [`crate::kube::provider`]).
 
-pub mod kube;
 pub mod local;
 
 use std::future::Future;

@@ -9,7 +9,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 
 use crate::app::WaitStatus;
-use crate::demo_app::html_escape;
+use crate::html::escape as html_escape;
 use crate::state::Basis;
 
 /// The body of every response wicket makes itself.

@@ -3,8 +3,6 @@
 
 /// Longest path accepted.
 pub const MAX_PATH: usize = 8 * 1024;
-/// Longest app, pod or uid segment (a DNS subdomain is at most 253).
-const MAX_SEGMENT: usize = 253;
 
 /// Reserved segment for wicket's own endpoints under a ticket prefix or an app.
 pub const INTERNAL: &str = ".wicket";
@@ -77,14 +75,7 @@ pub enum RouteError {
     Traversal,
 }
 
-/// Is `s` a plausible app, pod or uid name?
-pub fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_SEGMENT
-        && !s.starts_with('.')
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-}
+pub use crate::rules::valid_name;
 
 /// Parses `/<app>[/…]`.
 pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {

@@ -4,6 +4,7 @@
 //! That keeps the rules testable with plain `#[test]`s over event sequences.
 
 pub mod arrivals;
+mod backend;
 pub mod clock;
 mod observed;
 mod serverlist;
@@ -12,9 +13,10 @@ mod snapshot;
 mod ticket;
 
 pub use arrivals::Arrivals;
+pub use backend::Backend;
 pub use clock::{Clock, UnknownZone, zone};
 pub use observed::{Basis, Estimate, Observed, PRIOR_SESSION, Percentiles};
-pub use serverlist::{Backend, IssueError, PodId, PodInfo, Serverlist, Sweep, WaiterId};
+pub use serverlist::{IssueError, PodId, PodInfo, Serverlist, Sweep, WaiterId};
 pub use settings::{AppSettings, SettingsError};
 pub use snapshot::{ObservedTimes, Phase, ScaleDecision, SnapPod, Snapshot, Totals};
 pub use ticket::{Grant, Ticket, TicketGuard, Token, TokenParseError};

@@ -1,13 +1,11 @@
 //! The serverlist: one app's pods, their tickets and the waiting queue.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::HeaderValue;
-
 use super::arrivals::Arrivals;
+use super::backend::Backend;
 use super::clock::Clock;
 use super::observed::{self, Capacity, Estimate, Observed};
 use super::settings::AppSettings;
@@ -19,37 +17,6 @@ pub type PodId = u32;
 
 /// Id of a user waiting in the queue.
 pub type WaiterId = u64;
-
-/// Where a pod's app listens: `addr` plus the path requests are rewritten to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Backend {
-    /// Pod IP and app port.
-    pub addr: SocketAddr,
-    /// `addr` as a `Host` header value (for clients that sent none), built once.
-    pub host: HeaderValue,
-    /// `pod.path`, always starting and ending with `/`.
-    pub base_path: String,
-}
-
-impl Backend {
-    /// A backend at `addr` serving under `path` (normalised to `/…/`).
-    pub fn new(addr: SocketAddr, path: &str) -> Self {
-        let trimmed = path.trim_matches('/');
-        let base_path = if trimmed.is_empty() {
-            "/".to_owned()
-        } else {
-            format!("/{trimmed}/")
-        };
-        // A socket address always makes a valid header value.
-        let host = HeaderValue::try_from(addr.to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
-        Self {
-            addr,
-            host,
-            base_path,
-        }
-    }
-}
 
 /// What the pod source (informer or local provider) knows about a pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -671,6 +638,7 @@ impl Serverlist {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     fn settings(t: u32) -> AppSettings {
         AppSettings {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
 
-use super::serverlist::Backend;
+use super::backend::Backend;
 
 /// A ticket's secret: 128 bits from a CSPRNG, shown as 32 lower-case hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

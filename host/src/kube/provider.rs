@@ -1,20 +1,23 @@
-//! The Kubernetes provider: autoscaled pods made from the app's Deployment
-//! pod template, owned by the Deployment (so deleting the app
+//! The Kubernetes pod provider: autoscaled pods made from the app's
+//! Deployment pod template, owned by the Deployment (so deleting the app
 //! garbage-collects them), recorded as Events. API errors are retried with
-//! backoff; nothing here panics.
+//! backoff (and reported to [`ApiHealth`] while they last); nothing here
+//! panics.
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
+use backon::Retryable;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use tokio::sync::mpsc;
 
-use super::{BoxFuture, PodProvider, ProviderError};
-use crate::kube::annotations::{self, APP_NAME, SCALED_LABEL};
-use crate::kube::events::{self, EventSink, EventType, Record};
-use crate::kube::retry::{Backoff, RetrySettings, is_transient, status_code};
+use super::annotations::{self, APP_NAME, SCALED_LABEL};
+use super::events::{self, EventSink, EventType, Record};
+use super::health::{ActionWaiting, ApiHealth};
+use super::retry::{RetrySettings, is_transient, status_code};
+use crate::provider::{BoxFuture, PodProvider, ProviderError};
 use crate::state::PodInfo;
 
 /// Label of a creation attempt, so a retried create can find a pod whose
@@ -49,6 +52,7 @@ pub struct KubeProvider {
     template: ArcSwapOption<Template>,
     events: EventSink,
     retry: RetrySettings,
+    health: Arc<ApiHealth>,
     resync: mpsc::UnboundedSender<Resync>,
 }
 
@@ -122,6 +126,7 @@ impl KubeProvider {
         namespace: &str,
         events: EventSink,
         retry: RetrySettings,
+        health: Arc<ApiHealth>,
         resync: mpsc::UnboundedSender<Resync>,
     ) -> Self {
         Self {
@@ -130,6 +135,7 @@ impl KubeProvider {
             template: ArcSwapOption::empty(),
             events,
             retry,
+            health,
             resync,
         }
     }
@@ -188,51 +194,70 @@ impl KubeProvider {
             .ok_or_else(|| fail("the app's Deployment is gone".into()))?;
         let create_id = hex::encode(rand::random::<[u8; 8]>());
         let pod = pod_from_template(app, &self.namespace, &t, &create_id).map_err(&fail)?;
-        let mut backoff = Backoff::new(&self.retry);
-        let mut uncertain = false;
-        let created = loop {
-            if uncertain && let Some(p) = self.find_created(&create_id).await {
-                break p;
+        // After a transient error the pod may exist although the answer was
+        // lost: look for it by its creation id before asking again.
+        let uncertain = std::sync::atomic::AtomicBool::new(false);
+        let mut waiting: Option<ActionWaiting> = None;
+        let attempt = || async {
+            if uncertain.load(std::sync::atomic::Ordering::Relaxed)
+                && let Some(p) = self.find_created(&create_id).await
+            {
+                return Ok(p);
             }
-            match self.api.create(&PostParams::default(), &pod).await {
-                Ok(p) => break p,
-                // 409: a generated name collided; a retry draws another.
-                Err(e) if is_transient(&e) || status_code(&e) == 409 => {
-                    uncertain |= is_transient(&e);
-                    match backoff.next_delay() {
-                        Some(d) => {
-                            tracing::debug!(%app, "creating a pod failed, retrying in {d:?}: {e}");
-                            tokio::time::sleep(d).await;
-                        }
-                        None => {
-                            let reason =
-                                format!("the API kept failing for {:?}: {e}", self.retry.deadline);
-                            self.record(
-                                EventType::Warning,
-                                "FailedCreate",
-                                "CreatePod",
-                                None,
-                                reason.clone(),
-                            );
-                            return Err(fail(reason));
-                        }
+            self.api
+                .create(&PostParams::default(), &pod)
+                .await
+                .inspect_err(|e| {
+                    if is_transient(e) {
+                        uncertain.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
-                }
-                Err(e) => {
-                    let reason = format!("refused by the API: {e}");
-                    self.record(
-                        EventType::Warning,
-                        "FailedCreate",
-                        "CreatePod",
-                        None,
-                        reason.clone(),
+                })
+        };
+        let created = attempt
+            .retry(self.retry.action())
+            // 409: a generated name collided; a retry draws another.
+            .when(|e| is_transient(e) || status_code(e) == 409)
+            .notify(|e, d| {
+                tracing::debug!(%app, "creating a pod failed, retrying in {d:?}: {e}");
+                if is_transient(e) && waiting.is_none() {
+                    waiting = Some(
+                        self.health
+                            .action_waiting(format!("a pod creation for app {app}")),
                     );
-                    // The app asks again as soon as this returns: hold the
-                    // request (it counts as a pod being created) so that a
-                    // lasting refusal (RBAC, quota) is not hammered.
-                    tokio::time::sleep(self.retry.max).await;
-                    return Err(fail(reason));
                 }
+            })
+            .await;
+        drop(waiting);
+        let created = match created {
+            Ok(p) => p,
+            Err(e) if is_transient(&e) || status_code(&e) == 409 => {
+                let reason = format!(
+                    "the API kept failing for {}: {e}",
+                    crate::duration::format(self.retry.deadline)
+                );
+                self.record(
+                    EventType::Warning,
+                    "FailedCreate",
+                    "CreatePod",
+                    None,
+                    reason.clone(),
+                );
+                return Err(fail(reason));
+            }
+            Err(e) => {
+                let reason = format!("refused by the API: {e}");
+                self.record(
+                    EventType::Warning,
+                    "FailedCreate",
+                    "CreatePod",
+                    None,
+                    reason.clone(),
+                );
+                // The app asks again as soon as this returns: hold the
+                // request (it counts as a pod being created) so that a
+                // lasting refusal (RBAC, quota) is not hammered.
+                tokio::time::sleep(self.retry.max).await;
+                return Err(fail(reason));
             }
         };
         let name = created.metadata.name.clone().unwrap_or_default();
@@ -259,47 +284,62 @@ impl KubeProvider {
             app: app.into(),
             reason,
         };
-        let mut backoff = Backoff::new(&self.retry);
-        let result = loop {
-            let attempt = async {
-                let Some(pod) = self.api.get_opt(name).await? else {
-                    return Ok(Err("already gone"));
-                };
-                let labels = pod.metadata.labels.as_ref();
-                if !annotations::autoscaled(labels) || annotations::pod_app(labels) != Some(app) {
-                    return Ok(Err("refused: not an autoscaled pod of this app"));
-                }
-                let dp = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: pod.metadata.uid.clone(),
-                        resource_version: None,
-                    }),
-                    ..DeleteParams::default()
-                };
-                self.api.delete(name, &dp).await.map(|_| Ok(()))
+        /// Why a deletion did not happen.
+        enum NotDeleted {
+            AlreadyGone,
+            NotOurs,
+        }
+        let attempt = || async {
+            let Some(pod) = self.api.get_opt(name).await? else {
+                return Ok(Err(NotDeleted::AlreadyGone));
             };
-            match attempt.await {
-                Ok(r) => break r,
-                Err(e) if status_code(&e) == 404 => break Err("already gone"),
-                Err(e) if is_transient(&e) => match backoff.next_delay() {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => break Err("the API kept failing"),
-                },
-                Err(e) => {
-                    let reason = format!("refused by the API: {e}");
-                    self.record(
-                        EventType::Warning,
-                        "FailedDelete",
-                        "DeletePod",
-                        Some(name),
-                        reason.clone(),
+            let labels = pod.metadata.labels.as_ref();
+            if !annotations::autoscaled(labels) || annotations::pod_app(labels) != Some(app) {
+                return Ok(Err(NotDeleted::NotOurs));
+            }
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: pod.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            self.api.delete(name, &dp).await.map(|_| Ok(()))
+        };
+        let mut waiting: Option<ActionWaiting> = None;
+        let outcome = attempt
+            .retry(self.retry.action())
+            .when(is_transient)
+            .notify(|_, _| {
+                if waiting.is_none() {
+                    waiting = Some(
+                        self.health
+                            .action_waiting(format!("deleting pod {name} of app {app}")),
                     );
-                    let _ = self.resync.send(Resync {
-                        namespace: self.namespace.clone(),
-                        pod: name.into(),
-                    });
-                    return Err(fail(reason));
                 }
+            })
+            .await;
+        drop(waiting);
+        let result: Result<(), &'static str> = match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(NotDeleted::AlreadyGone)) => Err("already gone"),
+            Ok(Err(NotDeleted::NotOurs)) => Err("refused: not an autoscaled pod of this app"),
+            Err(e) if status_code(&e) == 404 => Err("already gone"),
+            Err(e) if is_transient(&e) => Err("the API kept failing"),
+            Err(e) => {
+                let reason = format!("refused by the API: {e}");
+                self.record(
+                    EventType::Warning,
+                    "FailedDelete",
+                    "DeletePod",
+                    Some(name),
+                    reason.clone(),
+                );
+                let _ = self.resync.send(Resync {
+                    namespace: self.namespace.clone(),
+                    pod: name.into(),
+                });
+                return Err(fail(reason));
             }
         };
         match result {
