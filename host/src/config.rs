@@ -58,6 +58,17 @@ pub struct ProxyConfig {
     pub header_timeout_ms: u64,
     /// A user connection with no request for this long is closed.
     pub idle_timeout_ms: u64,
+    /// A forwarded request body with no byte from the user for this long:
+    /// 408 and close.
+    pub body_timeout_ms: u64,
+    /// No byte of the pod's response (or the pod takes no byte of the
+    /// request) for this long: 504 if no response head came yet, else close.
+    pub response_timeout_ms: u64,
+    /// The user takes no byte of a response for this long: close.
+    pub send_timeout_ms: u64,
+    /// A WebSocket (or other upgraded connection) to a pod with no byte
+    /// either way for this long: close.
+    pub tunnel_idle_timeout_ms: u64,
 }
 
 impl Default for ProxyConfig {
@@ -70,6 +81,10 @@ impl Default for ProxyConfig {
             threads: 0,
             header_timeout_ms: 30_000,
             idle_timeout_ms: 120_000,
+            body_timeout_ms: 30_000,
+            response_timeout_ms: 60_000,
+            send_timeout_ms: 60_000,
+            tunnel_idle_timeout_ms: 600_000,
         }
     }
 }
@@ -284,7 +299,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), (&'static str, &'static str)> {
-        let checks: [(bool, &'static str, &'static str); 17] = [
+        let checks: [(bool, &'static str, &'static str); 21] = [
             (
                 self.proxy.ticket_expiry_ms >= 100,
                 "proxy.ticket_expiry_ms",
@@ -298,6 +313,26 @@ impl Config {
             (
                 self.proxy.idle_timeout_ms >= 100,
                 "proxy.idle_timeout_ms",
+                "must be at least 100",
+            ),
+            (
+                self.proxy.body_timeout_ms >= 100,
+                "proxy.body_timeout_ms",
+                "must be at least 100",
+            ),
+            (
+                self.proxy.response_timeout_ms >= 100,
+                "proxy.response_timeout_ms",
+                "must be at least 100",
+            ),
+            (
+                self.proxy.send_timeout_ms >= 100,
+                "proxy.send_timeout_ms",
+                "must be at least 100",
+            ),
+            (
+                self.proxy.tunnel_idle_timeout_ms >= 100,
+                "proxy.tunnel_idle_timeout_ms",
                 "must be at least 100",
             ),
             (

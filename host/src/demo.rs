@@ -63,6 +63,10 @@ pub fn proxy_settings(config: &Config) -> ProxySettings {
         clients: ClientTimeouts {
             header: ms(config.proxy.header_timeout_ms),
             idle: ms(config.proxy.idle_timeout_ms),
+            body: ms(config.proxy.body_timeout_ms),
+            response: ms(config.proxy.response_timeout_ms),
+            send: ms(config.proxy.send_timeout_ms),
+            tunnel_idle: ms(config.proxy.tunnel_idle_timeout_ms),
         },
     }
 }

@@ -17,8 +17,12 @@ use tokio::time::timeout;
 const APP: &str = "demo";
 const LIMIT: Duration = Duration::from_secs(10);
 
-/// A demo host whose only pod is the scripted one at `pod`.
-async fn host_for(pod: SocketAddr) -> wicket::demo::Demo {
+/// A demo host whose only pod is the scripted one at `pod`, its config
+/// changed by `tune`.
+async fn host_tuned(
+    pod: SocketAddr,
+    tune: impl FnOnce(&mut wicket::config::Config),
+) -> wicket::demo::Demo {
     let mut c = config();
     c.demo.replicas = 0;
     c.demo.pods_max = 0;
@@ -26,6 +30,7 @@ async fn host_for(pod: SocketAddr) -> wicket::demo::Demo {
     c.demo.tickets_max = 100;
     c.demo.static_backends = vec![pod];
     c.proxy.ticket_expiry_ms = 600;
+    tune(&mut c);
     start(c, 100).await
 }
 
@@ -95,8 +100,12 @@ struct Setup {
 
 impl Setup {
     async fn new() -> Self {
+        Self::tuned(|_| {}).await
+    }
+
+    async fn tuned(tune: impl FnOnce(&mut wicket::config::Config)) -> Self {
         let pods = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let host = host_for(pods.local_addr().expect("addr")).await;
+        let host = host_tuned(pods.local_addr().expect("addr"), tune).await;
         let proxy = host.proxy_addr;
         let t = ticket(proxy, APP, LIMIT).await;
         Self {
@@ -535,4 +544,161 @@ async fn the_ticket_socket_answers_at_once_and_reads_frames_sent_with_the_handsh
         all.starts_with("HTTP/1.1 400") && all.contains("connection: close\r\n"),
         "{all}"
     );
+}
+
+/// The ticket is in use (1) or freed (0): waits for `users` tickets in use.
+async fn wait_users(s: &Setup, users: f64) {
+    wait_for(LIMIT, || async {
+        metric(&s._host, "k8sticket_current_users_total").await == users
+    })
+    .await;
+}
+
+/// Has the peer closed (or reset) the connection? Waits for it.
+async fn closed_by_peer(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    timeout(LIMIT, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_body_gets_408_and_frees_ticket_and_pod_connection() {
+    let s = Setup::tuned(|c| c.proxy.body_timeout_ms = 300).await;
+    let mut user = s.user().await;
+    let started = std::time::Instant::now();
+    user.write_all(
+        s.head("POST", "upload", "Content-Length: 100\r\n")
+            .as_bytes(),
+    )
+    .await
+    .expect("write");
+    user.write_all(b"0123456789").await.expect("write");
+    let mut pod = s.pod_conn().await;
+    read_head(&mut pod).await;
+    // The user sends nothing more: 408, closed, after the body bound.
+    let all = String::from_utf8(read_to_close(&mut user).await).expect("ascii");
+    let took = started.elapsed();
+    assert!(all.starts_with("HTTP/1.1 408"), "{all}");
+    assert!(all.contains("connection: close\r\n"), "{all}");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    // The half-sent request's pod connection is not kept for anyone.
+    assert!(closed_by_peer(&mut pod).await, "pod connection closed");
+    wait_users(&s, 0.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_does_not_answer_gets_504_and_frees_the_ticket() {
+    let s = Setup::tuned(|c| c.proxy.response_timeout_ms = 300).await;
+    let mut user = s.user().await;
+    let started = std::time::Instant::now();
+    user.write_all(s.head("GET", "never", "").as_bytes())
+        .await
+        .expect("write");
+    let mut pod = s.pod_conn().await;
+    read_head(&mut pod).await;
+    let all = String::from_utf8(read_to_close(&mut user).await).expect("ascii");
+    let took = started.elapsed();
+    assert!(all.starts_with("HTTP/1.1 504"), "{all}");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(closed_by_peer(&mut pod).await, "pod connection closed");
+    wait_users(&s, 0.0).await;
+
+    // A pod that stops in the middle of a body: the user's connection is
+    // closed (the head is out: no status can be sent any more).
+    let t = ticket(s.proxy, APP, LIMIT).await;
+    let mut user = s.user().await;
+    let head = format!(
+        "GET {}half HTTP/1.1\r\nHost: h\r\nCookie: {}\r\n\r\n",
+        t.prefix(APP),
+        t.cookie()
+    );
+    user.write_all(head.as_bytes()).await.expect("write");
+    let mut pod = s.pod_conn().await;
+    read_head(&mut pod).await;
+    pod.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf")
+        .await
+        .expect("write");
+    let all = String::from_utf8(read_to_close(&mut user).await).expect("ascii");
+    assert!(
+        all.starts_with("HTTP/1.1 200") && all.ends_with("half"),
+        "{all}"
+    );
+    assert!(closed_by_peer(&mut pod).await, "pod connection closed");
+    wait_users(&s, 0.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_does_not_read_is_closed_and_frees_the_ticket() {
+    let s = Setup::tuned(|c| c.proxy.send_timeout_ms = 300).await;
+    let mut user = s.user().await;
+    user.write_all(s.head("GET", "big", "").as_bytes())
+        .await
+        .expect("write");
+    let mut pod = s.pod_conn().await;
+    read_head(&mut pod).await;
+    // More than the sockets between pod and user can buffer; the user
+    // never reads a byte of it.
+    const BIG: usize = 256 << 20;
+    let writer = tokio::spawn(async move {
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n");
+        pod.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..BIG >> 20 {
+            pod.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    wait_users(&s, 0.0).await;
+    // wicket gave up on the user, so the pod's connection went too.
+    let written = timeout(LIMIT, writer)
+        .await
+        .expect("the pod's writes end")
+        .expect("joined");
+    assert!(written.is_err(), "the pod connection was closed");
+    drop(user);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_tunnel_is_closed_and_frees_the_ticket() {
+    let s = Setup::tuned(|c| c.proxy.tunnel_idle_timeout_ms = 400).await;
+    let mut user = s.user().await;
+    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+    user.write_all(s.head("GET", "socket", upgrade).as_bytes())
+        .await
+        .expect("write");
+    let mut pod = s.pod_conn().await;
+    read_head(&mut pod).await;
+    pod.write_all(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let (head, _) = read_head(&mut user).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // Traffic keeps the tunnel open well past its idle bound.
+    for i in 0..8u8 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        user.write_all(&[i]).await.expect("tunnel open");
+        let mut b = [0u8; 1];
+        timeout(LIMIT, pod.read_exact(&mut b))
+            .await
+            .expect("in time")
+            .expect("byte through");
+        assert_eq!(b[0], i);
+    }
+    // Then silence: closed on both sides, ticket freed.
+    let started = std::time::Instant::now();
+    assert!(closed_by_peer(&mut user).await, "user side closed");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+    assert!(closed_by_peer(&mut pod).await, "pod side closed");
+    wait_users(&s, 0.0).await;
 }

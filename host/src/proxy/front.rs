@@ -11,7 +11,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +19,9 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::{Instant, Sleep};
 
+pub use super::clock::ClientTimeouts;
+use super::clock::{Clock, Phase};
 use super::pages::{self, ProxyBody};
 use super::ticket_ws;
 use super::wire::{self, Body, HeadError, RequestHead, UpstreamHead};
@@ -29,29 +29,6 @@ use super::{Pass, Proxy, Upgrade};
 
 /// Bytes asked of the kernel per read of a user's request.
 pub(super) const READ_CHUNK: usize = 8 * 1024;
-
-/// Timeouts of user connections.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientTimeouts {
-    /// A request head must be complete this long after its first byte.
-    pub header: Duration,
-    /// A connection with no request for this long is closed.
-    pub idle: Duration,
-}
-
-impl ClientTimeouts {
-    /// The timer period: a timeout is noticed at most one period late,
-    /// and the timer costs nothing per request.
-    fn tick(&self) -> Duration {
-        (self.header.min(self.idle) / 2).max(Duration::from_millis(10))
-    }
-
-    /// Periods without progress after which a connection is closed.
-    fn ticks(&self, timeout: Duration) -> u32 {
-        let tick = self.tick().as_millis().max(1);
-        u32::try_from(timeout.as_millis().div_ceil(tick)).unwrap_or(u32::MAX)
-    }
-}
 
 /// A forwarded request, decided: what the exchange with the pod needs
 /// once the head is written.
@@ -112,13 +89,8 @@ pub(super) struct State {
     pub pod: Option<PodLink>,
     /// The ticket the last forwarded request was let through on.
     pub pass: Option<Pass>,
-    /// Request heads completed so far, for the timeouts.
-    progress: u64,
-    /// `progress` when the timer last fired, and the periods since then
-    /// without progress.
-    seen: u64,
-    quiet: u32,
-    timer: Pin<Box<Sleep>>,
+    /// Time bounds (see [`ClientTimeouts`]).
+    pub clock: Clock,
 }
 
 /// A user connection.
@@ -152,7 +124,7 @@ impl Conn {
         proxy: Arc<Proxy>,
         scope: Option<Arc<str>>,
     ) -> Self {
-        let tick = proxy.clients.tick();
+        let clock = Clock::new(proxy.clients);
         Self {
             client,
             s: State {
@@ -164,10 +136,7 @@ impl Conn {
                 rbuf: BytesMut::new(),
                 pod: None,
                 pass: None,
-                progress: 0,
-                seen: 0,
-                quiet: 0,
-                timer: Box::pin(tokio::time::sleep(tick)),
+                clock,
             },
         }
     }
@@ -236,18 +205,24 @@ impl Conn {
         if self.s.buf.capacity() - self.s.buf.len() < READ_CHUNK / 2 {
             self.s.buf.reserve(READ_CHUNK);
         }
+        let s = &mut self.s;
+        s.clock.enter(if s.buf.is_empty() {
+            Phase::Idle
+        } else {
+            Phase::Head
+        });
         loop {
             tokio::select! {
                 biased;
-                read = self.client.read_buf(&mut self.s.buf) => {
+                read = self.client.read_buf(&mut s.buf) => {
                     return match read {
                         Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
                         Ok(_) => Ok(()),
                         Err(e) => Err(e),
                     };
                 }
-                () = &mut self.s.timer => {
-                    if self.s.timed_out() {
+                over = s.clock.expired() => {
+                    if over {
                         return Err(io::ErrorKind::TimedOut.into());
                     }
                 }
@@ -311,7 +286,10 @@ impl Conn {
         if !head_request {
             out.extend_from_slice(&body);
         }
-        self.client.write_all(out).await
+        let s = &mut self.s;
+        s.clock
+            .write_all(&mut self.client, &s.out, Phase::Send)
+            .await
     }
 
     /// Sends a small plain-text response of the proxy's own.
@@ -356,7 +334,7 @@ impl State {
     fn decide(&mut self) -> Result<Next, HeadError> {
         let mut slots = wire::header_slots();
         let head = wire::parse_request(&self.buf, &mut slots)?;
-        self.progress += 1;
+        self.clock.progress();
         let auth = self
             .proxy
             .authorize(&head, self.scope.as_deref(), &mut self.pass);
@@ -397,48 +375,5 @@ impl State {
             replayable: head.is_replayable(),
         };
         Ok(Next::Forward(plan, head.len))
-    }
-
-    /// The timer fired: has the connection been idle (or stuck in a head)
-    /// too long? Re-arms the timer when not.
-    fn timed_out(&mut self) -> bool {
-        let t = self.proxy.clients;
-        if self.progress == self.seen {
-            self.quiet = self.quiet.saturating_add(1);
-        } else {
-            (self.seen, self.quiet) = (self.progress, 0);
-        }
-        let limit = if self.buf.is_empty() {
-            t.ticks(t.idle)
-        } else {
-            t.ticks(t.header)
-        };
-        if self.quiet >= limit {
-            return true;
-        }
-        self.timer.as_mut().reset(Instant::now() + t.tick());
-        false
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timeouts_in_ticks() {
-        let t = ClientTimeouts {
-            header: Duration::from_secs(30),
-            idle: Duration::from_secs(75),
-        };
-        assert_eq!(t.tick(), Duration::from_secs(15));
-        assert_eq!(t.ticks(t.header), 2);
-        assert_eq!(t.ticks(t.idle), 5);
-        let tiny = ClientTimeouts {
-            header: Duration::from_millis(1),
-            idle: Duration::from_millis(1),
-        };
-        assert_eq!(tiny.tick(), Duration::from_millis(10));
-        assert_eq!(tiny.ticks(tiny.idle), 1);
     }
 }

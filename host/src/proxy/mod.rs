@@ -7,6 +7,7 @@
 //! only for something else (`curl`'s `*/*`, `application/json`) or carries
 //! `X-Requested-With` gets redirects and k8sTicket's plain 403 texts.
 
+mod clock;
 pub mod cookies;
 pub mod edge;
 mod exchange;
