@@ -69,6 +69,25 @@ pub struct ProxyConfig {
     /// A WebSocket (or other upgraded connection) to a pod with no byte
     /// either way for this long: close.
     pub tunnel_idle_timeout_ms: u64,
+    /// DNS mode: the domain users reach pods under
+    /// (`<pod>.<uid>.<dns_domain>`), and the `Domain` of the cookies set
+    /// there. Empty: taken from each request's `Host` (not recommended).
+    pub dns_domain: String,
+    /// Origins (`https://host[:port]`) besides the host's own whose pages
+    /// may open the ticket WebSocket.
+    pub ws_origins: Vec<String>,
+    /// User connections the proxy keeps open at once, per process (0: no
+    /// limit). More are answered 503 and closed.
+    pub max_connections: u32,
+    /// User connections one client may keep open at once (0: no limit).
+    /// More are answered 429 and closed.
+    pub connections_per_client: u32,
+    /// Ticket WebSockets and no-JavaScript polls one client may have open
+    /// at once (0: no limit). More are answered 429.
+    pub sockets_per_client: u32,
+    /// Places in line one client may hold in one app (0: no limit). More
+    /// get a waiting-room message (WebSocket) or 429 (poll).
+    pub places_per_client: u32,
 }
 
 impl Default for ProxyConfig {
@@ -85,6 +104,12 @@ impl Default for ProxyConfig {
             response_timeout_ms: 60_000,
             send_timeout_ms: 60_000,
             tunnel_idle_timeout_ms: 600_000,
+            dns_domain: String::new(),
+            ws_origins: Vec::new(),
+            max_connections: 16_384,
+            connections_per_client: 256,
+            sockets_per_client: 32,
+            places_per_client: 32,
         }
     }
 }
@@ -299,7 +324,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), (&'static str, &'static str)> {
-        let checks: [(bool, &'static str, &'static str); 21] = [
+        let checks: [(bool, &'static str, &'static str); 23] = [
             (
                 self.proxy.ticket_expiry_ms >= 100,
                 "proxy.ticket_expiry_ms",
@@ -334,6 +359,24 @@ impl Config {
                 self.proxy.tunnel_idle_timeout_ms >= 100,
                 "proxy.tunnel_idle_timeout_ms",
                 "must be at least 100",
+            ),
+            (
+                self.proxy
+                    .dns_domain
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'),
+                "proxy.dns_domain",
+                "must be a host name (letters, digits, '-' and '.')",
+            ),
+            (
+                self.proxy.ws_origins.iter().all(|o| {
+                    let rest = o
+                        .strip_prefix("https://")
+                        .or_else(|| o.strip_prefix("http://"));
+                    rest.is_some_and(|r| !r.is_empty() && !r.trim_end_matches('/').contains('/'))
+                }),
+                "proxy.ws_origins",
+                "must be origins: http:// or https://, a host, maybe a port, no path",
             ),
             (
                 self.proxy.ws_ping_ms >= 100,

@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::policy::{PolicyRunner, PolicySetup, PolicySource};
 use crate::provider::local::LocalProvider;
 use crate::provider::{PodEvent, PodProvider};
+use crate::proxy::fairness::ClientLimits;
 use crate::proxy::pool::PoolSettings;
 use crate::proxy::ticket_ws::WsTiming;
 use crate::proxy::{self, ClientTimeouts, Proxy, ProxySettings};
@@ -67,6 +68,21 @@ pub fn proxy_settings(config: &Config) -> ProxySettings {
             response: ms(config.proxy.response_timeout_ms),
             send: ms(config.proxy.send_timeout_ms),
             tunnel_idle: ms(config.proxy.tunnel_idle_timeout_ms),
+        },
+        dns_domain: Some(config.proxy.dns_domain.trim())
+            .filter(|d| !d.is_empty())
+            .map(Arc::from),
+        ws_origins: config
+            .proxy
+            .ws_origins
+            .iter()
+            .map(|o| Box::from(o.trim_end_matches('/')))
+            .collect(),
+        limits: ClientLimits {
+            max_connections: config.proxy.max_connections,
+            connections_per_client: config.proxy.connections_per_client,
+            sockets_per_client: config.proxy.sockets_per_client,
+            places_per_client: config.proxy.places_per_client,
         },
     }
 }

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
+use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
@@ -31,7 +32,8 @@ async fn host_tuned(
     c.demo.static_backends = vec![pod];
     c.proxy.ticket_expiry_ms = 600;
     tune(&mut c);
-    start(c, 100).await
+    let free = c.demo.tickets_max;
+    start(c, free).await
 }
 
 /// Reads until `buf` ends with `end` (or holds it), within the limit.
@@ -701,4 +703,284 @@ async fn an_idle_tunnel_is_closed_and_frees_the_ticket() {
     assert!(took >= Duration::from_millis(400), "{took:?}");
     assert!(closed_by_peer(&mut pod).await, "pod side closed");
     wait_users(&s, 0.0).await;
+}
+
+/// A provider for an app whose pods are given, never created.
+struct NoProvider;
+
+impl wicket::provider::PodProvider for NoProvider {
+    fn create<'a>(
+        &'a self,
+        app: &'a str,
+    ) -> wicket::provider::BoxFuture<
+        'a,
+        Result<wicket::state::PodInfo, wicket::provider::ProviderError>,
+    > {
+        Box::pin(async move {
+            Err(wicket::provider::ProviderError {
+                action: "create".into(),
+                app: app.into(),
+                reason: "not in this test".into(),
+            })
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        app: &'a str,
+        _pod: &'a str,
+    ) -> wicket::provider::BoxFuture<'a, Result<(), wicket::provider::ProviderError>> {
+        Box::pin(async move {
+            Err(wicket::provider::ProviderError {
+                action: "delete".into(),
+                app: app.into(),
+                reason: "not in this test".into(),
+            })
+        })
+    }
+}
+
+/// Adds a second app `name` to the host, with no pods.
+fn second_app(host: &wicket::demo::Demo, name: &str) {
+    use std::sync::Arc;
+    let limits = wicket::policy::Limits {
+        timeout: Duration::from_secs(2),
+        ..wicket::policy::Limits::default()
+    };
+    let engine = wicket::policy::PolicyEngine::new(limits).expect("engine");
+    let default = wicket::policy::load_default(&engine).expect("default policy");
+    let runner = wicket::policy::PolicyRunner::new(
+        name,
+        engine,
+        Arc::clone(&host.source),
+        default,
+        host.metrics.clone(),
+    );
+    let app = wicket::app::App::new(
+        wicket::app::Routing {
+            name: name.into(),
+            dns: false,
+        },
+        wicket::state::AppSettings::default(),
+        Duration::from_secs(60),
+        runner,
+        Arc::new(NoProvider),
+        host.metrics.clone(),
+    );
+    host.apps.insert(app);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_of_one_app_opens_nothing_under_another_apps_prefix() {
+    let s = Setup::new().await;
+    second_app(&s._host, "other");
+    let mut user = s.user().await;
+    // A request on the ticket: it reaches the pod (and the connection
+    // remembers the ticket).
+    user.write_all(s.head("GET", "first", "").as_bytes())
+        .await
+        .expect("write");
+    let mut pod = s.pod_conn().await;
+    let (head, _) = read_head(&mut pod).await;
+    assert!(head.starts_with("GET /first HTTP/1.1\r\n"), "{head}");
+    pod.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        .await
+        .expect("write");
+    let (head, rest) = read_head(&mut user).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    read_n(&mut user, rest, 2).await;
+    // The same pod, uid and cookie under the other app's prefix, on the
+    // same connection: not forwarded.
+    let cross = format!(
+        "GET /other/{}/{}/second HTTP/1.1\r\nHost: users.example\r\nCookie: {}\r\n\r\n",
+        s.t.pod,
+        s.t.uid,
+        s.t.cookie()
+    );
+    user.write_all(cross.as_bytes()).await.expect("write");
+    let (head, _) = read_head(&mut user).await;
+    assert!(
+        head.starts_with("HTTP/1.1 302") && head.contains("location: /other/\r\n"),
+        "{head}"
+    );
+    let mut buf = [0u8; 64];
+    let leaked = timeout(Duration::from_millis(300), pod.read(&mut buf)).await;
+    assert!(
+        !matches!(leaked, Ok(Ok(n)) if n > 0),
+        "the pod of the first app got the request: {leaked:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_ticket_cookie_reaches_a_pod() {
+    let s = Setup::new().await;
+    let mut user = s.user().await;
+    let head = format!(
+        "GET {}x HTTP/1.1\r\nHost: h\r\nCookie: a=1; {}; demo-static-0-0123abcd-stoken=other; wicket-bind=00; b=2\r\nCookie: old-pod-u1-stoken=x\r\n\r\n",
+        s.t.prefix(APP),
+        s.t.cookie()
+    );
+    user.write_all(head.as_bytes()).await.expect("write");
+    let mut pod = s.pod_conn().await;
+    let (head, _) = read_head(&mut pod).await;
+    let cookies: Vec<&str> = head
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("cookie:"))
+        .collect();
+    assert_eq!(cookies, ["cookie: a=1; b=2"], "{head}");
+}
+
+const HANDSHAKE_FIELDS: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ticket_socket_refuses_pages_of_other_origins() {
+    let s = Setup::tuned(|c| c.proxy.ws_origins = vec!["https://portal.example".into()]).await;
+    let open = |origin: &str| {
+        let origin = if origin.is_empty() {
+            String::new()
+        } else {
+            format!("Origin: {origin}\r\n")
+        };
+        format!("GET /demo/ws HTTP/1.1\r\nHost: wicket.test:9001\r\n{origin}{HANDSHAKE_FIELDS}\r\n")
+    };
+    for (origin, allowed) in [
+        ("http://evil.example", false),
+        ("null", false),
+        ("http://wicket.test:9002", false),
+        ("http://wicket.test:9001", true),
+        ("https://portal.example", true),
+        ("", true),
+    ] {
+        let mut user = s.user().await;
+        user.write_all(open(origin).as_bytes())
+            .await
+            .expect("write");
+        let (head, _) = read_head(&mut user).await;
+        let status = if allowed {
+            "HTTP/1.1 101"
+        } else {
+            "HTTP/1.1 403"
+        };
+        assert!(head.starts_with(status), "{origin:?}: {head}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_client_that_never_answers_pings_loses_its_place() {
+    let s = Setup::tuned(|c| {
+        c.demo.tickets_max = 1;
+        c.proxy.ws_ping_ms = 200;
+    })
+    .await;
+    // The only slot is taken: the setup's ticket, kept by a request the
+    // pod does not answer.
+    let mut holder = s.user().await;
+    holder
+        .write_all(s.head("GET", "hold", "").as_bytes())
+        .await
+        .expect("write");
+    let mut pod = s.pod_conn().await;
+    read_head(&mut pod).await;
+    let mut user = s.user().await;
+    let req = format!("GET /demo/ws HTTP/1.1\r\nHost: h\r\n{HANDSHAKE_FIELDS}\r\n");
+    user.write_all(req.as_bytes()).await.expect("write");
+    let (head, _) = read_head(&mut user).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    wait_for(LIMIT, || async {
+        metric(&s._host, "wicket_waiting_users").await == 1.0
+    })
+    .await;
+    // The client reads (pings arrive) but never answers: half-open as far
+    // as the server can tell. Dropped after a ping goes unanswered.
+    let started = std::time::Instant::now();
+    assert!(
+        closed_by_peer(&mut user).await,
+        "the server drops the client"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_for(LIMIT, || async {
+        metric(&s._host, "wicket_waiting_users").await == 0.0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_gets_429_past_its_connections() {
+    let s = Setup::tuned(|c| c.proxy.connections_per_client = 3).await;
+    const ASK: &[u8] = b"GET /nothing HTTP/1.1\r\nHost: h\r\n\r\n";
+    // Three served connections, kept open.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut u = s.user().await;
+        u.write_all(ASK).await.expect("write");
+        let (head, _) = read_head(&mut u).await;
+        assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+        held.push(u);
+    }
+    let mut fourth = s.user().await;
+    fourth.write_all(ASK).await.expect("write");
+    let all = String::from_utf8(read_to_close(&mut fourth).await).expect("ascii");
+    assert!(all.starts_with("HTTP/1.1 429"), "{all}");
+    assert!(
+        all.contains("Too many connections from your address"),
+        "{all}"
+    );
+    // One closes: a new connection is served again.
+    drop(held.pop());
+    wait_for(LIMIT, || async {
+        let mut u = s.user().await;
+        if u.write_all(ASK).await.is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 12];
+        matches!(timeout(LIMIT, u.read_exact(&mut buf)).await, Ok(Ok(_)))
+            && buf.starts_with(b"HTTP/1.1 404")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_holds_only_so_many_places_and_sockets() {
+    let s = Setup::tuned(|c| {
+        c.demo.tickets_max = 1;
+        c.demo.resume_grace = Duration::from_secs(4);
+        c.proxy.places_per_client = 2;
+        c.proxy.sockets_per_client = 3;
+    })
+    .await;
+    // The only slot is taken: the setup's ticket, held by an open request.
+    let mut holder = s.user().await;
+    holder
+        .write_all(s.head("GET", "hold", "").as_bytes())
+        .await
+        .expect("write");
+    let mut pod = s.pod_conn().await;
+    read_head(&mut pod).await;
+    let c = client();
+    // Two polls without JavaScript: each leaves a place (kept while away).
+    for _ in 0..2 {
+        let r = get(&c, s.proxy, "/demo/.wicket/poll", None, &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    assert_eq!(metric(&s._host, "wicket_waiting_users").await, 2.0);
+    // A third place: refused, at once.
+    let r = get(&c, s.proxy, "/demo/.wicket/poll", None, &[]).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    // And on the ticket socket: a message, then a close, no place.
+    let mut ws = connect_ws(s.proxy, APP).await;
+    let session = read_ticket(&mut ws, LIMIT).await;
+    assert!(session.ticket.is_none());
+    assert!(
+        session
+            .messages
+            .iter()
+            .any(|m| m.contains("Too many people are waiting from your address")),
+        "{:?}",
+        session.messages
+    );
+    assert_eq!(metric(&s._host, "wicket_waiting_users").await, 2.0);
 }

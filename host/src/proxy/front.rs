@@ -10,7 +10,7 @@
 //! a [`super::ticket_ws`] session.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub use super::clock::ClientTimeouts;
 use super::clock::{Clock, Phase};
+use super::fairness::{self, Refusal, Slot};
 use super::pages::{self, ProxyBody};
 use super::ticket_ws;
 use super::wire::{self, Body, HeadError, RequestHead, UpstreamHead};
@@ -80,6 +81,10 @@ pub(super) struct State {
     scope: Option<Arc<str>>,
     /// The user's IP, for `X-Forwarded-For`.
     client_ip: String,
+    /// The user's key for the limits per client (see [`fairness`]).
+    client: IpAddr,
+    /// This connection's place in the connection counts.
+    _slot: Slot,
     /// Bytes read from the user and not yet handled.
     pub buf: BytesMut,
     /// A head being written (for the pod, or for the user).
@@ -112,8 +117,17 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, scope: Option<Arc<s
             }
         };
         let _ = stream.set_nodelay(true);
-        let conn = Conn::new(stream, client, Arc::clone(&proxy), scope.clone());
-        tokio::spawn(conn.run());
+        let key = fairness::client_key(client.ip());
+        match proxy.fairness.connection(key) {
+            Ok(slot) => {
+                let conn = Conn::new(stream, client, key, slot, Arc::clone(&proxy), scope.clone());
+                tokio::spawn(conn.run());
+            }
+            Err(why) => {
+                tracing::debug!(%client, "connection refused: {why}");
+                tokio::spawn(refuse(stream, why));
+            }
+        }
     }
 }
 
@@ -121,6 +135,8 @@ impl Conn {
     fn new(
         client: TcpStream,
         addr: SocketAddr,
+        key: IpAddr,
+        slot: Slot,
         proxy: Arc<Proxy>,
         scope: Option<Arc<str>>,
     ) -> Self {
@@ -131,6 +147,8 @@ impl Conn {
                 proxy,
                 scope,
                 client_ip: addr.ip().to_string(),
+                client: key,
+                _slot: slot,
                 buf: BytesMut::with_capacity(READ_CHUNK),
                 out: Vec::with_capacity(1024),
                 rbuf: BytesMut::new(),
@@ -157,7 +175,7 @@ impl Conn {
                     let resp = self
                         .s
                         .proxy
-                        .handle(answer.req, self.s.scope.as_deref())
+                        .handle(answer.req, self.s.scope.as_deref(), self.s.client)
                         .await;
                     if self
                         .respond(resp, answer.head_request, close)
@@ -238,7 +256,10 @@ impl Conn {
             self.s.proxy.pool.checkin(link.addr, link.stream);
         }
         let proxy = Arc::clone(&self.s.proxy);
-        match proxy.upgrade(req, self.s.scope.as_deref()).await {
+        match proxy
+            .upgrade(req, self.s.scope.as_deref(), self.s.client)
+            .await
+        {
             Upgrade::TicketSocket(app, opening) => {
                 let early = self.s.buf.split().freeze();
                 ticket_ws::serve(app, opening, proxy.timing, self.client, early).await;
@@ -310,6 +331,32 @@ impl Conn {
         }
         let _ = self.client.shutdown().await;
     }
+}
+
+/// Answers a connection over a limit (429, or 503 when the proxy is
+/// full) and closes it. The request is read first (briefly, bounded), so
+/// that closing does not reset the connection before the answer is read.
+async fn refuse(mut stream: TcpStream, why: Refusal) {
+    const GRACE: Duration = Duration::from_secs(1);
+    let mut buf = [0u8; 2048];
+    let _ = tokio::time::timeout(GRACE, stream.read(&mut buf)).await;
+    let (parts, body) = super::refused(why).into_parts();
+    let text = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(never) => match never {},
+    };
+    let head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 5\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        parts.status.as_str(),
+        parts.status.canonical_reason().unwrap_or(""),
+        text.len()
+    );
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&text).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(GRACE, write).await;
 }
 
 /// The head of a request wicket answers itself, as an `http` request.
