@@ -774,12 +774,18 @@ fn second_app(host: &wicket::demo::Demo, name: &str) {
 async fn a_ticket_of_one_app_opens_nothing_under_another_apps_prefix() {
     let s = Setup::new().await;
     second_app(&s._host, "other");
+    // A fresh ticket (setting up the other app took longer than an unused
+    // ticket lives).
+    let t = ticket(s.proxy, APP, LIMIT).await;
     let mut user = s.user().await;
     // A request on the ticket: it reaches the pod (and the connection
     // remembers the ticket).
-    user.write_all(s.head("GET", "first", "").as_bytes())
-        .await
-        .expect("write");
+    let first = format!(
+        "GET {}first HTTP/1.1\r\nHost: users.example\r\nCookie: {}\r\n\r\n",
+        t.prefix(APP),
+        t.cookie()
+    );
+    user.write_all(first.as_bytes()).await.expect("write");
     let mut pod = s.pod_conn().await;
     let (head, _) = read_head(&mut pod).await;
     assert!(head.starts_with("GET /first HTTP/1.1\r\n"), "{head}");
@@ -793,9 +799,9 @@ async fn a_ticket_of_one_app_opens_nothing_under_another_apps_prefix() {
     // same connection: not forwarded.
     let cross = format!(
         "GET /other/{}/{}/second HTTP/1.1\r\nHost: users.example\r\nCookie: {}\r\n\r\n",
-        s.t.pod,
-        s.t.uid,
-        s.t.cookie()
+        t.pod,
+        t.uid,
+        t.cookie()
     );
     user.write_all(cross.as_bytes()).await.expect("write");
     let (head, _) = read_head(&mut user).await;

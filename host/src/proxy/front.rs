@@ -279,34 +279,7 @@ impl Conn {
         head_request: bool,
         close: bool,
     ) -> io::Result<()> {
-        let (parts, body) = resp.into_parts();
-        let body = match body.collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(never) => match never {},
-        };
-        let out = &mut self.s.out;
-        out.clear();
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(parts.status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
-        out.extend_from_slice(b"\r\n");
-        for (name, value) in &parts.headers {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(body.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
-        if close {
-            out.extend_from_slice(b"connection: close\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        if !head_request {
-            out.extend_from_slice(&body);
-        }
+        write_response(&mut self.s.out, resp, head_request, close).await;
         let s = &mut self.s;
         s.clock
             .write_all(&mut self.client, &s.out, Phase::Send)
@@ -333,6 +306,43 @@ impl Conn {
     }
 }
 
+/// Writes a response of wicket's own (its body is in memory) into `out`:
+/// the one writer of every response wicket makes itself.
+async fn write_response(
+    out: &mut Vec<u8>,
+    resp: Response<ProxyBody>,
+    head_request: bool,
+    close: bool,
+) {
+    let (parts, body) = resp.into_parts();
+    let body = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(never) => match never {},
+    };
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_request {
+        out.extend_from_slice(&body);
+    }
+}
+
 /// Answers a connection over a limit (429, or 503 when the proxy is
 /// full) and closes it. The request is read first (briefly, bounded), so
 /// that closing does not reset the connection before the answer is read.
@@ -340,20 +350,10 @@ async fn refuse(mut stream: TcpStream, why: Refusal) {
     const GRACE: Duration = Duration::from_secs(1);
     let mut buf = [0u8; 2048];
     let _ = tokio::time::timeout(GRACE, stream.read(&mut buf)).await;
-    let (parts, body) = super::refused(why).into_parts();
-    let text = match body.collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(never) => match never {},
-    };
-    let head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 5\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        parts.status.as_str(),
-        parts.status.canonical_reason().unwrap_or(""),
-        text.len()
-    );
+    let mut out = Vec::new();
+    write_response(&mut out, super::refused(why), false, true).await;
     let write = async {
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(&text).await?;
+        stream.write_all(&out).await?;
         stream.shutdown().await
     };
     let _ = tokio::time::timeout(GRACE, write).await;
