@@ -990,3 +990,35 @@ async fn one_client_holds_only_so_many_places_and_sockets() {
     );
     assert_eq!(metric(&s._host, "wicket_waiting_users").await, 2.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_gets_429_past_its_waiting_room_sockets() {
+    let s = Setup::tuned(|c| {
+        c.demo.tickets_max = 1;
+        c.proxy.sockets_per_client = 1;
+    })
+    .await;
+    // The only slot is taken: the setup's ticket, held by an open request.
+    let mut holder = s.user().await;
+    holder
+        .write_all(s.head("GET", "hold", "").as_bytes())
+        .await
+        .expect("write");
+    let mut pod = s.pod_conn().await;
+    read_head(&mut pod).await;
+    // One waiting-room socket, open: the client's one.
+    let _first = connect_ws(s.proxy, APP).await;
+    wait_for(LIMIT, || async {
+        metric(&s._host, "wicket_waiting_users").await == 1.0
+    })
+    .await;
+    let mut second = s.user().await;
+    let req = format!("GET /demo/ws HTTP/1.1\r\nHost: h\r\n{HANDSHAKE_FIELDS}\r\n");
+    second.write_all(req.as_bytes()).await.expect("write");
+    let all = String::from_utf8(read_to_close(&mut second).await).expect("ascii");
+    assert!(all.starts_with("HTTP/1.1 429"), "{all}");
+    // A poll is a waiting-room socket too.
+    let r = get(&client(), s.proxy, "/demo/.wicket/poll", None, &[]).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert_eq!(metric(&s._host, "wicket_waiting_users").await, 1.0);
+}

@@ -165,6 +165,12 @@ async fn claim_sets_http_only_cookie() {
 async fn a_claim_link_works_only_in_the_browser_the_ticket_went_to() {
     let demo = start(config(), 2).await;
     let c = client();
+    // The old form of the link (the token alone) plants nothing.
+    let t = ticket(demo.proxy_addr, APP, Duration::from_secs(5)).await;
+    let old = format!("{}.wicket/claim?token={}", t.prefix(APP), t.token);
+    let r = get(&c, demo.proxy_addr, &old, None, &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.headers.get("set-cookie").is_none());
     // The attacker's own ticket, claimed properly in the attacker's browser.
     let attacker = bind_cookie(demo.proxy_addr, APP).await;
     let (t, proof) =
@@ -180,11 +186,6 @@ async fn a_claim_link_works_only_in_the_browser_the_ticket_went_to() {
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{cookie:?}");
         assert!(r.headers.get("set-cookie").is_none());
     }
-    // The old form of the link (the token alone) plants nothing either.
-    let old = format!("{}.wicket/claim?token={}", t.prefix(APP), t.token);
-    let r = get(&c, demo.proxy_addr, &old, None, &[]).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert!(r.headers.get("set-cookie").is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,6 +258,34 @@ async fn websocket_through_proxy_keeps_ticket_alive() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_mode_cookies_never_take_their_domain_from_the_client() {
+    let mut cfg = config();
+    cfg.demo.dns = true;
+    cfg.proxy.dns_domain = "wicket.test".into();
+    let demo = start(cfg, 2).await;
+    let c = client();
+    let t = ticket(demo.proxy_addr, APP, Duration::from_secs(5)).await;
+    // A host under another domain is no DNS-mode host: nothing is set
+    // for it, whatever the request carries.
+    let evil = format!("{}.{}.evil.test", t.pod, t.uid);
+    let claim = format!("/demo/.wicket/claim?token={}", t.token);
+    let r = get(&c, demo.proxy_addr, &claim, None, &[("host", &evil)]).await;
+    assert!(r.headers.get("set-cookie").is_none(), "{:?}", r.headers);
+    let r = get(
+        &c,
+        demo.proxy_addr,
+        "/demo/hello",
+        Some(&t.cookie()),
+        &[("host", &evil)],
+    )
+    .await;
+    assert_ne!(
+        r.body, "hello, world\n",
+        "not forwarded under a foreign domain"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_mode_routes_by_host() {
     let mut cfg = config();
     cfg.demo.dns = true;
@@ -285,10 +314,7 @@ async fn dns_mode_routes_by_host() {
         set.contains("Domain=wicket.test") && set.contains("Path=/demo/"),
         "{set}"
     );
-    // A host under another domain is no DNS-mode host: no cookie for it.
-    let evil = format!("{}.{}.evil.test", t.pod, t.uid);
-    let r = get(&c, demo.proxy_addr, &claim, Some(&bind), &[("host", &evil)]).await;
-    assert!(r.headers.get("set-cookie").is_none(), "{:?}", r.headers);
+
     // The base host still serves the waiting page.
     assert_eq!(
         get(
