@@ -2,6 +2,7 @@
 //! the loop that expires tickets, serves the queue and scales.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -38,6 +39,14 @@ const SPARE_SNAPSHOTS: usize = 4;
 /// keeps their place after losing the connection, unless
 /// [`App::set_resume_grace`] says otherwise.
 pub const DEFAULT_RESUME_GRACE: Duration = Duration::from_secs(30);
+
+/// How long a waiting user who lost the connection still counts as
+/// waiting for the policy (which scales for waiting users). Their place is
+/// kept for the whole resume grace period, but a user who does not come
+/// back within this bound (a closed tab, a stopped no-JavaScript poll)
+/// stops asking for capacity. A page without JavaScript reloads itself
+/// about a second after each poll, well within it.
+pub const AWAY_COUNTS_FOR: Duration = Duration::from_secs(5);
 
 /// Routing settings of an app (how users reach it), as opposed to the
 /// scaling settings in [`AppSettings`].
@@ -91,6 +100,18 @@ pub enum Join {
     },
     /// The app is disabled or being removed.
     Closed,
+    /// The client already holds as many places in line as it may (see
+    /// [`Owner`]).
+    Refused,
+}
+
+/// Who asks for a place in line, for the limit of places per client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// The client's key (its address, or its network for IPv6).
+    pub client: IpAddr,
+    /// Most places this client may hold at once (connected or away).
+    pub places: u32,
 }
 
 /// A connected waiting user's hold on their place. Dropping it ends the
@@ -141,6 +162,8 @@ struct Waiter {
     since: Instant,
     /// Set when the user may come back after a disconnect.
     resume: Option<Token>,
+    /// The client holding the place, if counted (see [`Owner`]).
+    owner: Option<IpAddr>,
 }
 
 struct Inner {
@@ -153,6 +176,8 @@ struct Inner {
     snaps: Vec<Snapshot>,
     /// Scratch for waiters dropped after their grace period.
     gone: Vec<WaiterId>,
+    /// Places held per client (only clients with places are in it).
+    owners: HashMap<IpAddr, u32>,
     /// The app's time zone, for the UTC offset policies see.
     zone: jiff::tz::TimeZone,
 }
@@ -175,12 +200,10 @@ enum Issued {
 }
 
 impl Inner {
-    /// Forgets a waiter entirely (queue, channel, resume id).
+    /// Forgets a waiter entirely (queue, channel, resume id, owner).
     fn forget(&mut self, waiter: WaiterId) -> bool {
-        if let Some(w) = self.waiters.remove(&waiter)
-            && let Some(rid) = w.resume
-        {
-            self.resumable.remove(&rid);
+        if let Some(w) = self.waiters.remove(&waiter) {
+            self.unlink(&w);
         }
         self.list.cancel(waiter)
     }
@@ -190,18 +213,34 @@ impl Inner {
     fn take_waiter(&mut self, waiter: WaiterId) -> Option<Waiter> {
         self.list.cancel(waiter);
         let w = self.waiters.remove(&waiter)?;
-        if let Some(rid) = w.resume {
-            self.resumable.remove(&rid);
-        }
+        self.unlink(&w);
         Some(w)
     }
 
+    /// Drops what refers to a removed waiter: its resume id, and its place
+    /// in its client's count.
+    fn unlink(&mut self, w: &Waiter) {
+        if let Some(rid) = w.resume {
+            self.resumable.remove(&rid);
+        }
+        if let Some(client) = w.owner
+            && let Some(n) = self.owners.get_mut(&client)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.owners.remove(&client);
+            }
+        }
+    }
+
     /// The current state as a snapshot, in a reused buffer, with the wall
-    /// clock and the app's UTC offset at this moment.
+    /// clock and the app's UTC offset at this moment. Waiting users away
+    /// for longer than [`AWAY_COUNTS_FOR`] are not counted.
     fn take_snapshot(&mut self, now: Instant) -> Snapshot {
         let mut snap = self.snaps.pop().unwrap_or_default();
         let clock = Clock::at(unix_now(), &self.zone);
         self.list.snapshot_into(now, clock, &mut snap);
+        snap.waiting = self.list.waiting_counted(now, AWAY_COUNTS_FOR) as u32;
         snap
     }
 
@@ -222,6 +261,7 @@ impl Inner {
                 tx: Some(tx),
                 since,
                 resume: None,
+                owner: None,
             },
         );
         (waiter, rx)
@@ -276,6 +316,7 @@ impl App {
                 snaps: Vec::new(),
                 gone: Vec::new(),
                 zone: jiff::tz::TimeZone::UTC,
+                owners: HashMap::new(),
             }),
             policy,
             provider,
@@ -440,6 +481,20 @@ impl App {
     /// disconnect; otherwise leaving the connection leaves the queue
     /// (k8sTicket's behaviour).
     pub async fn join(self: &Arc<Self>, resume: Option<&Token>, resumable: bool) -> Join {
+        self.join_as(None, resume, resumable).await
+    }
+
+    /// [`join`](Self::join) for a client whose places in line are
+    /// limited: a new place is refused ([`Join::Refused`]) while the client
+    /// holds `owner.places` (coming back to an old place is not a new one).
+    /// The count is checked before the ticket is asked for, so joins of one
+    /// client running at the same moment may each pass it.
+    pub async fn join_as(
+        self: &Arc<Self>,
+        owner: Option<Owner>,
+        resume: Option<&Token>,
+        resumable: bool,
+    ) -> Join {
         if let Some(rid) = resume
             && let Some((waiter, rx)) = self.resume(rid)
         {
@@ -454,10 +509,25 @@ impl App {
                 resumed: true,
             };
         }
+        if let Some(o) = owner
+            && self
+                .inner
+                .lock()
+                .owners
+                .get(&o.client)
+                .copied()
+                .unwrap_or(0)
+                >= o.places
+        {
+            return Join::Refused;
+        }
         match self.request_ticket().await {
             TicketRequest::Granted(grant) => Join::Granted(grant),
             TicketRequest::Closed => Join::Closed,
             TicketRequest::Queued { waiter, rx } => {
+                if let Some(o) = owner {
+                    self.own(waiter, o.client);
+                }
                 let rid = if resumable {
                     self.make_resumable(waiter)
                 } else {
@@ -509,6 +579,18 @@ impl App {
         let mut inner = self.inner.lock();
         if inner.forget(waiter) {
             self.publish(&inner.list);
+        }
+    }
+
+    /// Counts a queued user's place for `client`.
+    fn own(&self, waiter: WaiterId, client: IpAddr) {
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        if let Some(w) = inner.waiters.get_mut(&waiter)
+            && w.owner.is_none()
+        {
+            w.owner = Some(client);
+            *inner.owners.entry(client).or_default() += 1;
         }
     }
 
@@ -627,6 +709,7 @@ impl App {
             // Dropping the senders tells waiting users the app is closed.
             inner.waiters.clear();
             inner.resumable.clear();
+            inner.owners.clear();
             while inner.list.pop_front().is_some() {}
         }
         self.publish(&inner.list);
@@ -1033,6 +1116,66 @@ mod tests {
         assert!(unix.abs_diff(snap.clock.unix_seconds) < 5);
         assert_eq!(snap.waiting, 1);
         app.release(&first);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_user_who_is_gone_keeps_the_place_but_stops_asking_for_pods() {
+        let app = app(1);
+        let _first = granted(app.request_ticket().await).expect("the free slot");
+        let TicketRequest::Queued { waiter, rx } = app.request_ticket().await else {
+            panic!("the pod is full: the second user waits");
+        };
+        app.make_resumable(waiter).expect("waiting");
+        drop(rx);
+        // The connection ends (a poll answered, a socket dropped).
+        app.detach(waiter);
+        let mut inner = app.inner.lock();
+        let now = Instant::now();
+        assert_eq!(inner.take_snapshot(now).waiting, 1, "just gone: counted");
+        let later = now + AWAY_COUNTS_FOR;
+        assert_eq!(
+            inner.take_snapshot(later).waiting,
+            0,
+            "gone for the bound: the policy no longer scales for them"
+        );
+        assert_eq!(inner.list.waiting(), 1, "the place is kept for the grace");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn places_per_client_are_limited_and_come_back() {
+        let app = app(1);
+        let _first = granted(app.request_ticket().await).expect("the free slot");
+        let owner = Some(Owner {
+            client: [192, 0, 2, 1].into(),
+            places: 2,
+        });
+        let other = Some(Owner {
+            client: [192, 0, 2, 2].into(),
+            places: 2,
+        });
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            match app.join_as(owner, None, true).await {
+                Join::Queued { waiting, .. } => held.push(waiting),
+                j => panic!("queued: {j:?}"),
+            }
+        }
+        assert!(matches!(
+            app.join_as(owner, None, true).await,
+            Join::Refused
+        ));
+        assert!(matches!(
+            app.join_as(other, None, true).await,
+            Join::Queued { .. }
+        ));
+        // A place left for good is a place back.
+        let w = held.pop().expect("held");
+        app.leave_queue(w.waiter());
+        drop(w);
+        assert!(matches!(
+            app.join_as(owner, None, true).await,
+            Join::Queued { .. }
+        ));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

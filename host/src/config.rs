@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::DEFAULT_RESUME_GRACE;
 use crate::policy::{LimitOverrides, Limits};
+use crate::proxy::fairness::ClientLimits;
 use crate::proxy::pool::PoolSettings;
 use crate::proxy::ticket_ws::WsTiming;
 use crate::proxy::trust::TrustedProxies;
@@ -70,6 +71,36 @@ pub struct ProxyConfig {
     /// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded` are believed;
     /// anyone else's are replaced.
     pub trusted_proxies: Vec<String>,
+    /// A forwarded request body with no byte from the user for this long:
+    /// 408 and close.
+    pub body_timeout_ms: u64,
+    /// No byte of the pod's response (or the pod takes no byte of the
+    /// request) for this long: 504 if no response head came yet, else close.
+    pub response_timeout_ms: u64,
+    /// The user takes no byte of a response for this long: close.
+    pub send_timeout_ms: u64,
+    /// A WebSocket (or other upgraded connection) to a pod with no byte
+    /// either way for this long: close.
+    pub tunnel_idle_timeout_ms: u64,
+    /// DNS mode: the domain users reach pods under
+    /// (`<pod>.<uid>.<dns_domain>`), and the `Domain` of the cookies set
+    /// there. Empty: taken from each request's `Host` (not recommended).
+    pub dns_domain: String,
+    /// Origins (`https://host[:port]`) besides the host's own whose pages
+    /// may open the ticket WebSocket.
+    pub ws_origins: Vec<String>,
+    /// User connections the proxy keeps open at once, per process (0: no
+    /// limit). More are answered 503 and closed.
+    pub max_connections: u32,
+    /// User connections one client may keep open at once (0: no limit).
+    /// More are answered 429 and closed.
+    pub connections_per_client: u32,
+    /// Ticket WebSockets and no-JavaScript polls one client may have open
+    /// at once (0: no limit). More are answered 429.
+    pub sockets_per_client: u32,
+    /// Places in line one client may hold in one app (0: no limit). More
+    /// get a waiting-room message (WebSocket) or 429 (poll).
+    pub places_per_client: u32,
 }
 
 impl Default for ProxyConfig {
@@ -85,6 +116,16 @@ impl Default for ProxyConfig {
             forward_trailers: false,
             upgrade_protocols: vec!["websocket".into()],
             trusted_proxies: Vec::new(),
+            body_timeout_ms: 30_000,
+            response_timeout_ms: 60_000,
+            send_timeout_ms: 60_000,
+            tunnel_idle_timeout_ms: 600_000,
+            dns_domain: String::new(),
+            ws_origins: Vec::new(),
+            max_connections: 16_384,
+            connections_per_client: 256,
+            sockets_per_client: 32,
+            places_per_client: 32,
         }
     }
 }
@@ -367,6 +408,44 @@ impl Config {
                 "must be at least 100",
             ),
             (
+                self.proxy.body_timeout_ms >= 100,
+                "proxy.body_timeout_ms",
+                "must be at least 100",
+            ),
+            (
+                self.proxy.response_timeout_ms >= 100,
+                "proxy.response_timeout_ms",
+                "must be at least 100",
+            ),
+            (
+                self.proxy.send_timeout_ms >= 100,
+                "proxy.send_timeout_ms",
+                "must be at least 100",
+            ),
+            (
+                self.proxy.tunnel_idle_timeout_ms >= 100,
+                "proxy.tunnel_idle_timeout_ms",
+                "must be at least 100",
+            ),
+            (
+                self.proxy
+                    .dns_domain
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'),
+                "proxy.dns_domain",
+                "must be a host name (letters, digits, '-' and '.')",
+            ),
+            (
+                self.proxy.ws_origins.iter().all(|o| {
+                    let rest = o
+                        .strip_prefix("https://")
+                        .or_else(|| o.strip_prefix("http://"));
+                    rest.is_some_and(|r| !r.is_empty() && !r.trim_end_matches('/').contains('/'))
+                }),
+                "proxy.ws_origins",
+                "must be origins: http:// or https://, a host, maybe a port, no path",
+            ),
+            (
                 self.proxy.ws_ping_ms >= 100,
                 "proxy.ws_ping_ms",
                 "must be at least 100",
@@ -495,6 +574,25 @@ impl Config {
             clients: ClientTimeouts {
                 header: ms(self.proxy.header_timeout_ms),
                 idle: ms(self.proxy.idle_timeout_ms),
+                body: ms(self.proxy.body_timeout_ms),
+                response: ms(self.proxy.response_timeout_ms),
+                send: ms(self.proxy.send_timeout_ms),
+                tunnel_idle: ms(self.proxy.tunnel_idle_timeout_ms),
+            },
+            dns_domain: Some(self.proxy.dns_domain.trim())
+                .filter(|d| !d.is_empty())
+                .map(std::sync::Arc::from),
+            ws_origins: self
+                .proxy
+                .ws_origins
+                .iter()
+                .map(|o| Box::from(o.trim_end_matches('/')))
+                .collect(),
+            limits: ClientLimits {
+                max_connections: self.proxy.max_connections,
+                connections_per_client: self.proxy.connections_per_client,
+                sockets_per_client: self.proxy.sockets_per_client,
+                places_per_client: self.proxy.places_per_client,
             },
             wire: wire::Rules {
                 trailers: if self.proxy.forward_trailers {

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
+use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
@@ -17,21 +18,22 @@ use tokio::time::timeout;
 const APP: &str = "demo";
 const LIMIT: Duration = Duration::from_secs(10);
 
-/// A demo host whose only pod is the scripted one at `pod`, with `change`
-/// made to its config.
-async fn host_with(
+/// A demo host whose only pod is the scripted one at `pod`, its config
+/// changed by `tune`.
+async fn host_tuned(
     pod: SocketAddr,
-    change: impl FnOnce(&mut wicket::config::Config),
+    tune: impl FnOnce(&mut wicket::config::Config),
 ) -> wicket::demo::Demo {
     let mut c = config();
-    change(&mut c);
     c.demo.replicas = 0;
     c.demo.pods_max = 0;
     c.demo.tickets_spare = 0;
     c.demo.tickets_max = 100;
     c.demo.static_backends = vec![pod];
     c.proxy.ticket_expiry_ms = 600;
-    start(c, 100).await
+    tune(&mut c);
+    let free = c.demo.tickets_max;
+    start(c, free).await
 }
 
 /// Reads until `buf` ends with `end` (or holds it), within the limit.
@@ -100,12 +102,12 @@ struct Setup {
 
 impl Setup {
     async fn new() -> Self {
-        Self::with(|_| {}).await
+        Self::tuned(|_| {}).await
     }
 
-    async fn with(change: impl FnOnce(&mut wicket::config::Config)) -> Self {
+    async fn tuned(tune: impl FnOnce(&mut wicket::config::Config)) -> Self {
         let pods = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let host = host_with(pods.local_addr().expect("addr"), change).await;
+        let host = host_tuned(pods.local_addr().expect("addr"), tune).await;
         let proxy = host.proxy_addr;
         let t = ticket(proxy, APP, LIMIT).await;
         Self {
@@ -565,6 +567,481 @@ async fn the_ticket_socket_answers_at_once_and_reads_frames_sent_with_the_handsh
     );
 }
 
+/// The ticket is in use (1) or freed (0): waits for `users` tickets in use.
+async fn wait_users(s: &Setup, users: f64) {
+    wait_for(LIMIT, || async {
+        metric(&s._host, "k8sticket_current_users_total").await == users
+    })
+    .await;
+}
+
+/// Has the peer closed (or reset) the connection? Waits for it.
+async fn closed_by_peer(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    timeout(LIMIT, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_body_gets_408_and_frees_ticket_and_pod_connection() {
+    let s = Setup::tuned(|c| c.proxy.body_timeout_ms = 300).await;
+    let mut user = s.user().await;
+    let started = std::time::Instant::now();
+    user.write_all(
+        s.head("POST", "upload", "Content-Length: 100\r\n")
+            .as_bytes(),
+    )
+    .await
+    .expect("write");
+    user.write_all(b"0123456789").await.expect("write");
+    let mut pod = s.pod_conn().await;
+    read_head(&mut pod).await;
+    // The user sends nothing more: 408, closed, after the body bound.
+    let all = String::from_utf8(read_to_close(&mut user).await).expect("ascii");
+    let took = started.elapsed();
+    assert!(all.starts_with("HTTP/1.1 408"), "{all}");
+    assert!(all.contains("connection: close\r\n"), "{all}");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    // The half-sent request's pod connection is not kept for anyone.
+    assert!(closed_by_peer(&mut pod).await, "pod connection closed");
+    wait_users(&s, 0.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_does_not_answer_gets_504_and_frees_the_ticket() {
+    let s = Setup::tuned(|c| c.proxy.response_timeout_ms = 300).await;
+    let mut user = s.user().await;
+    let started = std::time::Instant::now();
+    user.write_all(s.head("GET", "never", "").as_bytes())
+        .await
+        .expect("write");
+    let mut pod = s.pod_conn().await;
+    read_head(&mut pod).await;
+    let all = String::from_utf8(read_to_close(&mut user).await).expect("ascii");
+    let took = started.elapsed();
+    assert!(all.starts_with("HTTP/1.1 504"), "{all}");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(closed_by_peer(&mut pod).await, "pod connection closed");
+    wait_users(&s, 0.0).await;
+
+    // A pod that stops in the middle of a body: the user's connection is
+    // closed (the head is out: no status can be sent any more).
+    let t = ticket(s.proxy, APP, LIMIT).await;
+    let mut user = s.user().await;
+    let head = format!(
+        "GET {}half HTTP/1.1\r\nHost: h\r\nCookie: {}\r\n\r\n",
+        t.prefix(APP),
+        t.cookie()
+    );
+    user.write_all(head.as_bytes()).await.expect("write");
+    let mut pod = s.pod_conn().await;
+    read_head(&mut pod).await;
+    pod.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf")
+        .await
+        .expect("write");
+    let all = String::from_utf8(read_to_close(&mut user).await).expect("ascii");
+    assert!(
+        all.starts_with("HTTP/1.1 200") && all.ends_with("half"),
+        "{all}"
+    );
+    assert!(closed_by_peer(&mut pod).await, "pod connection closed");
+    wait_users(&s, 0.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_does_not_read_is_closed_and_frees_the_ticket() {
+    let s = Setup::tuned(|c| c.proxy.send_timeout_ms = 300).await;
+    let mut user = s.user().await;
+    user.write_all(s.head("GET", "big", "").as_bytes())
+        .await
+        .expect("write");
+    let mut pod = s.pod_conn().await;
+    read_head(&mut pod).await;
+    // More than the sockets between pod and user can buffer; the user
+    // never reads a byte of it.
+    const BIG: usize = 256 << 20;
+    let writer = tokio::spawn(async move {
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n");
+        pod.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..BIG >> 20 {
+            pod.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    wait_users(&s, 0.0).await;
+    // wicket gave up on the user, so the pod's connection went too.
+    let written = timeout(LIMIT, writer)
+        .await
+        .expect("the pod's writes end")
+        .expect("joined");
+    assert!(written.is_err(), "the pod connection was closed");
+    drop(user);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_tunnel_is_closed_and_frees_the_ticket() {
+    let s = Setup::tuned(|c| c.proxy.tunnel_idle_timeout_ms = 400).await;
+    let mut user = s.user().await;
+    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+    user.write_all(s.head("GET", "socket", upgrade).as_bytes())
+        .await
+        .expect("write");
+    let mut pod = s.pod_conn().await;
+    read_head(&mut pod).await;
+    pod.write_all(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let (head, _) = read_head(&mut user).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // Traffic keeps the tunnel open well past its idle bound.
+    for i in 0..8u8 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        user.write_all(&[i]).await.expect("tunnel open");
+        let mut b = [0u8; 1];
+        timeout(LIMIT, pod.read_exact(&mut b))
+            .await
+            .expect("in time")
+            .expect("byte through");
+        assert_eq!(b[0], i);
+    }
+    // Then silence: closed on both sides, ticket freed.
+    let started = std::time::Instant::now();
+    assert!(closed_by_peer(&mut user).await, "user side closed");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+    assert!(closed_by_peer(&mut pod).await, "pod side closed");
+    wait_users(&s, 0.0).await;
+}
+
+/// A provider for an app whose pods are given, never created.
+struct NoProvider;
+
+impl wicket::provider::PodProvider for NoProvider {
+    fn create<'a>(
+        &'a self,
+        app: &'a str,
+    ) -> wicket::provider::BoxFuture<
+        'a,
+        Result<wicket::state::PodInfo, wicket::provider::ProviderError>,
+    > {
+        Box::pin(async move {
+            Err(wicket::provider::ProviderError {
+                action: "create".into(),
+                app: app.into(),
+                reason: "not in this test".into(),
+            })
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        app: &'a str,
+        _pod: &'a str,
+    ) -> wicket::provider::BoxFuture<'a, Result<(), wicket::provider::ProviderError>> {
+        Box::pin(async move {
+            Err(wicket::provider::ProviderError {
+                action: "delete".into(),
+                app: app.into(),
+                reason: "not in this test".into(),
+            })
+        })
+    }
+}
+
+/// Adds a second app `name` to the host, with no pods.
+fn second_app(host: &wicket::demo::Demo, name: &str) {
+    use std::sync::Arc;
+    let limits = wicket::policy::Limits {
+        timeout: Duration::from_secs(2),
+        ..wicket::policy::Limits::default()
+    };
+    let engine = wicket::policy::PolicyEngine::new(limits).expect("engine");
+    let default = wicket::policy::load_default(&engine).expect("default policy");
+    let runner = wicket::policy::PolicyRunner::new(
+        name,
+        engine,
+        Arc::clone(&host.source),
+        default,
+        host.metrics.clone(),
+    );
+    let app = wicket::app::App::new(
+        wicket::app::Routing {
+            name: name.into(),
+            dns: false,
+        },
+        wicket::state::AppSettings::default(),
+        Duration::from_secs(60),
+        runner,
+        Arc::new(NoProvider),
+        host.metrics.clone(),
+    );
+    host.apps.insert(app);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_of_one_app_opens_nothing_under_another_apps_prefix() {
+    let s = Setup::new().await;
+    second_app(&s._host, "other");
+    // A fresh ticket (setting up the other app took longer than an unused
+    // ticket lives).
+    let t = ticket(s.proxy, APP, LIMIT).await;
+    let mut user = s.user().await;
+    // A request on the ticket: it reaches the pod (and the connection
+    // remembers the ticket).
+    let first = format!(
+        "GET {}first HTTP/1.1\r\nHost: users.example\r\nCookie: {}\r\n\r\n",
+        t.prefix(APP),
+        t.cookie()
+    );
+    user.write_all(first.as_bytes()).await.expect("write");
+    let mut pod = s.pod_conn().await;
+    let (head, _) = read_head(&mut pod).await;
+    assert!(head.starts_with("GET /first HTTP/1.1\r\n"), "{head}");
+    pod.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        .await
+        .expect("write");
+    let (head, rest) = read_head(&mut user).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    read_n(&mut user, rest, 2).await;
+    // The same pod, uid and cookie under the other app's prefix, on the
+    // same connection: not forwarded.
+    let cross = format!(
+        "GET /other/{}/{}/second HTTP/1.1\r\nHost: users.example\r\nCookie: {}\r\n\r\n",
+        t.pod,
+        t.uid,
+        t.cookie()
+    );
+    user.write_all(cross.as_bytes()).await.expect("write");
+    let (head, _) = read_head(&mut user).await;
+    assert!(
+        head.starts_with("HTTP/1.1 302") && head.contains("location: /other/\r\n"),
+        "{head}"
+    );
+    let mut buf = [0u8; 64];
+    let leaked = timeout(Duration::from_millis(300), pod.read(&mut buf)).await;
+    assert!(
+        !matches!(leaked, Ok(Ok(n)) if n > 0),
+        "the pod of the first app got the request: {leaked:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_ticket_cookie_reaches_a_pod() {
+    let s = Setup::new().await;
+    let mut user = s.user().await;
+    let head = format!(
+        "GET {}x HTTP/1.1\r\nHost: h\r\nCookie: a=1; {}; demo-static-0-0123abcd-stoken=other; wicket-bind=00; b=2\r\nCookie: old-pod-u1-stoken=x\r\n\r\n",
+        s.t.prefix(APP),
+        s.t.cookie()
+    );
+    user.write_all(head.as_bytes()).await.expect("write");
+    let mut pod = s.pod_conn().await;
+    let (head, _) = read_head(&mut pod).await;
+    let cookies: Vec<&str> = head
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("cookie:"))
+        .collect();
+    assert_eq!(cookies, ["cookie: a=1; b=2"], "{head}");
+}
+
+const HANDSHAKE_FIELDS: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ticket_socket_refuses_pages_of_other_origins() {
+    let s = Setup::tuned(|c| c.proxy.ws_origins = vec!["https://portal.example".into()]).await;
+    let open = |origin: &str| {
+        let origin = if origin.is_empty() {
+            String::new()
+        } else {
+            format!("Origin: {origin}\r\n")
+        };
+        format!("GET /demo/ws HTTP/1.1\r\nHost: wicket.test:9001\r\n{origin}{HANDSHAKE_FIELDS}\r\n")
+    };
+    for (origin, allowed) in [
+        ("http://evil.example", false),
+        ("null", false),
+        ("http://wicket.test:9002", false),
+        ("http://wicket.test:9001", true),
+        ("https://portal.example", true),
+        ("", true),
+    ] {
+        let mut user = s.user().await;
+        user.write_all(open(origin).as_bytes())
+            .await
+            .expect("write");
+        let (head, _) = read_head(&mut user).await;
+        let status = if allowed {
+            "HTTP/1.1 101"
+        } else {
+            "HTTP/1.1 403"
+        };
+        assert!(head.starts_with(status), "{origin:?}: {head}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_client_that_never_answers_pings_loses_its_place() {
+    let s = Setup::tuned(|c| {
+        c.demo.tickets_max = 1;
+        c.proxy.ws_ping_ms = 200;
+    })
+    .await;
+    // The only slot is taken: the setup's ticket, kept by a request the
+    // pod does not answer.
+    let mut holder = s.user().await;
+    holder
+        .write_all(s.head("GET", "hold", "").as_bytes())
+        .await
+        .expect("write");
+    let mut pod = s.pod_conn().await;
+    read_head(&mut pod).await;
+    let mut user = s.user().await;
+    let req = format!("GET /demo/ws HTTP/1.1\r\nHost: h\r\n{HANDSHAKE_FIELDS}\r\n");
+    user.write_all(req.as_bytes()).await.expect("write");
+    let (head, _) = read_head(&mut user).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    wait_for(LIMIT, || async {
+        metric(&s._host, "wicket_waiting_users").await == 1.0
+    })
+    .await;
+    // The client reads (pings arrive) but never answers: half-open as far
+    // as the server can tell. Dropped after a ping goes unanswered.
+    let started = std::time::Instant::now();
+    assert!(
+        closed_by_peer(&mut user).await,
+        "the server drops the client"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_for(LIMIT, || async {
+        metric(&s._host, "wicket_waiting_users").await == 0.0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_gets_429_past_its_connections() {
+    let s = Setup::tuned(|c| c.proxy.connections_per_client = 3).await;
+    const ASK: &[u8] = b"GET /nothing HTTP/1.1\r\nHost: h\r\n\r\n";
+    // Three served connections, kept open.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut u = s.user().await;
+        u.write_all(ASK).await.expect("write");
+        let (head, _) = read_head(&mut u).await;
+        assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+        held.push(u);
+    }
+    let mut fourth = s.user().await;
+    fourth.write_all(ASK).await.expect("write");
+    let all = String::from_utf8(read_to_close(&mut fourth).await).expect("ascii");
+    assert!(all.starts_with("HTTP/1.1 429"), "{all}");
+    assert!(
+        all.contains("Too many connections from your address"),
+        "{all}"
+    );
+    // One closes: a new connection is served again.
+    drop(held.pop());
+    wait_for(LIMIT, || async {
+        let mut u = s.user().await;
+        if u.write_all(ASK).await.is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 12];
+        matches!(timeout(LIMIT, u.read_exact(&mut buf)).await, Ok(Ok(_)))
+            && buf.starts_with(b"HTTP/1.1 404")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_holds_only_so_many_places_and_sockets() {
+    let s = Setup::tuned(|c| {
+        c.demo.tickets_max = 1;
+        c.demo.resume_grace = Duration::from_secs(4);
+        c.proxy.places_per_client = 2;
+        c.proxy.sockets_per_client = 3;
+    })
+    .await;
+    // The only slot is taken: the setup's ticket, held by an open request.
+    let mut holder = s.user().await;
+    holder
+        .write_all(s.head("GET", "hold", "").as_bytes())
+        .await
+        .expect("write");
+    let mut pod = s.pod_conn().await;
+    read_head(&mut pod).await;
+    let c = client();
+    // Two polls without JavaScript: each leaves a place (kept while away).
+    for _ in 0..2 {
+        let r = get(&c, s.proxy, "/demo/.wicket/poll", None, &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    assert_eq!(metric(&s._host, "wicket_waiting_users").await, 2.0);
+    // A third place: refused, at once.
+    let r = get(&c, s.proxy, "/demo/.wicket/poll", None, &[]).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    // And on the ticket socket: a message, then a close, no place.
+    let mut ws = connect_ws(s.proxy, APP).await;
+    let session = read_ticket(&mut ws, LIMIT).await;
+    assert!(session.ticket.is_none());
+    assert!(
+        session
+            .messages
+            .iter()
+            .any(|m| m.contains("Too many people are waiting from your address")),
+        "{:?}",
+        session.messages
+    );
+    assert_eq!(metric(&s._host, "wicket_waiting_users").await, 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_gets_429_past_its_waiting_room_sockets() {
+    let s = Setup::tuned(|c| {
+        c.demo.tickets_max = 1;
+        c.proxy.sockets_per_client = 1;
+    })
+    .await;
+    // The only slot is taken: the setup's ticket, held by an open request.
+    let mut holder = s.user().await;
+    holder
+        .write_all(s.head("GET", "hold", "").as_bytes())
+        .await
+        .expect("write");
+    let mut pod = s.pod_conn().await;
+    read_head(&mut pod).await;
+    // One waiting-room socket, open: the client's one.
+    let _first = connect_ws(s.proxy, APP).await;
+    wait_for(LIMIT, || async {
+        metric(&s._host, "wicket_waiting_users").await == 1.0
+    })
+    .await;
+    let mut second = s.user().await;
+    let req = format!("GET /demo/ws HTTP/1.1\r\nHost: h\r\n{HANDSHAKE_FIELDS}\r\n");
+    second.write_all(req.as_bytes()).await.expect("write");
+    let all = String::from_utf8(read_to_close(&mut second).await).expect("ascii");
+    assert!(all.starts_with("HTTP/1.1 429"), "{all}");
+    // A poll is a waiting-room socket too.
+    let r = get(&client(), s.proxy, "/demo/.wicket/poll", None, &[]).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert_eq!(metric(&s._host, "wicket_waiting_users").await, 1.0);
+}
+
 // Regression tests of issue #20 ("Hardening the edge"), one per item:
 // each failed on the code before the change.
 
@@ -640,7 +1117,7 @@ async fn trailers_are_dropped_unless_configured() {
     assert_eq!(String::from_utf8_lossy(&body), "2\r\nok\r\n0\r\n\r\n");
 
     // proxy.forward_trailers = true: they pass.
-    let s = Setup::with(|c| c.proxy.forward_trailers = true).await;
+    let s = Setup::tuned(|c| c.proxy.forward_trailers = true).await;
     let head = s.head("POST", "x", "Transfer-Encoding: chunked\r\n");
     let (_, mut pod, _, mut body) =
         to_pod(&s, &format!("{head}3\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n")).await;
@@ -825,7 +1302,7 @@ async fn spoofable_forwarding_fields_are_replaced_or_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trusted_proxy_is_believed() {
-    let s = Setup::with(|c| c.proxy.trusted_proxies = vec!["127.0.0.0/8".into()]).await;
+    let s = Setup::tuned(|c| c.proxy.trusted_proxies = vec!["127.0.0.0/8".into()]).await;
     let extra =
         "X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\nX-Real-IP: 1.1.1.1\r\n";
     let (_, _, seen, _) = to_pod(&s, &s.head("GET", "who", extra)).await;

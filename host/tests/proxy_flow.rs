@@ -134,10 +134,12 @@ async fn ticket_then_proxied_request_with_cookie_checks() {
 async fn claim_sets_http_only_cookie() {
     let demo = start(config(), 2).await;
     let c = client();
-    let t = ticket(demo.proxy_addr, APP, Duration::from_secs(5)).await;
-    let claim = format!("{}.wicket/claim?token={}", t.prefix(APP), t.token);
-    let r = get(&c, demo.proxy_addr, &claim, None, &[]).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let bind = bind_cookie(demo.proxy_addr, APP).await;
+    let (t, proof) = ticket_with_cookie(demo.proxy_addr, APP, &bind, Duration::from_secs(5)).await;
+    let proof = proof.expect("a claim proof comes with the ticket");
+    let claim = format!("{}.wicket/claim?token={}&c={proof}", t.prefix(APP), t.token);
+    let r = get(&c, demo.proxy_addr, &claim, Some(&bind), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.headers["location"], t.prefix(APP));
     let set = r.headers["set-cookie"].to_str().expect("ascii");
     assert!(set.starts_with(&t.cookie()), "{set}");
@@ -146,11 +148,44 @@ async fn claim_sets_http_only_cookie() {
             && set.contains("SameSite=Lax")
             && set.contains(&format!("Path={}", t.prefix(APP)))
     );
-    let bad = format!("{}.wicket/claim?token={}", t.prefix(APP), "1".repeat(32));
+    let bad = format!(
+        "{}.wicket/claim?token={}&c={proof}",
+        t.prefix(APP),
+        "1".repeat(32)
+    );
     assert_eq!(
-        get(&c, demo.proxy_addr, &bad, None, &[]).await.status,
+        get(&c, demo.proxy_addr, &bad, Some(&bind), &[])
+            .await
+            .status,
         StatusCode::FORBIDDEN
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_link_works_only_in_the_browser_the_ticket_went_to() {
+    let demo = start(config(), 2).await;
+    let c = client();
+    // The old form of the link (the token alone) plants nothing.
+    let t = ticket(demo.proxy_addr, APP, Duration::from_secs(5)).await;
+    let old = format!("{}.wicket/claim?token={}", t.prefix(APP), t.token);
+    let r = get(&c, demo.proxy_addr, &old, None, &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.headers.get("set-cookie").is_none());
+    // The attacker's own ticket, claimed properly in the attacker's browser.
+    let attacker = bind_cookie(demo.proxy_addr, APP).await;
+    let (t, proof) =
+        ticket_with_cookie(demo.proxy_addr, APP, &attacker, Duration::from_secs(5)).await;
+    let proof = proof.expect("proof");
+    let link = format!("{}.wicket/claim?token={}&c={proof}", t.prefix(APP), t.token);
+    // The victim opens the attacker's link: with their own binding, or
+    // none, the ticket is not planted.
+    let victim = bind_cookie(demo.proxy_addr, APP).await;
+    assert_ne!(victim, attacker, "every browser gets its own binding");
+    for cookie in [Some(victim.as_str()), None] {
+        let r = get(&c, demo.proxy_addr, &link, cookie, &[]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{cookie:?}");
+        assert!(r.headers.get("set-cookie").is_none());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,12 +258,43 @@ async fn websocket_through_proxy_keeps_ticket_alive() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dns_mode_routes_by_host() {
+async fn dns_mode_cookies_never_take_their_domain_from_the_client() {
     let mut cfg = config();
     cfg.demo.dns = true;
+    cfg.proxy.dns_domain = "wicket.test".into();
     let demo = start(cfg, 2).await;
     let c = client();
     let t = ticket(demo.proxy_addr, APP, Duration::from_secs(5)).await;
+    // A host under another domain is no DNS-mode host: nothing is set
+    // for it, whatever the request carries.
+    let evil = format!("{}.{}.evil.test", t.pod, t.uid);
+    let claim = format!("/demo/.wicket/claim?token={}", t.token);
+    let r = get(&c, demo.proxy_addr, &claim, None, &[("host", &evil)]).await;
+    assert!(r.headers.get("set-cookie").is_none(), "{:?}", r.headers);
+    let r = get(
+        &c,
+        demo.proxy_addr,
+        "/demo/hello",
+        Some(&t.cookie()),
+        &[("host", &evil)],
+    )
+    .await;
+    assert_ne!(
+        r.body, "hello, world\n",
+        "not forwarded under a foreign domain"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_mode_routes_by_host() {
+    let mut cfg = config();
+    cfg.demo.dns = true;
+    cfg.proxy.dns_domain = "wicket.test".into();
+    let demo = start(cfg, 2).await;
+    let c = client();
+    let bind = bind_cookie(demo.proxy_addr, APP).await;
+    let (t, proof) = ticket_with_cookie(demo.proxy_addr, APP, &bind, Duration::from_secs(5)).await;
+    let proof = proof.expect("proof");
     let host = format!("{}.{}.wicket.test", t.pod, t.uid);
     let r = get(
         &c,
@@ -240,14 +306,15 @@ async fn dns_mode_routes_by_host() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body, "hello, world\n");
-    let claim = format!("/demo/.wicket/claim?token={}", t.token);
-    let r = get(&c, demo.proxy_addr, &claim, None, &[("host", &host)]).await;
+    let claim = format!("/demo/.wicket/claim?token={}&c={proof}", t.token);
+    let r = get(&c, demo.proxy_addr, &claim, Some(&bind), &[("host", &host)]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let set = r.headers["set-cookie"].to_str().expect("ascii");
     assert!(
         set.contains("Domain=wicket.test") && set.contains("Path=/demo/"),
         "{set}"
     );
+
     // The base host still serves the waiting page.
     assert_eq!(
         get(

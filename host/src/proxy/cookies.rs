@@ -7,6 +7,14 @@ use http::header::{COOKIE, HeaderValue};
 /// Largest Cookie header value looked at; larger ones are ignored.
 const MAX_COOKIE_HEADER: usize = 16 * 1024;
 
+/// The claim-binding cookie: a random value the waiting page gives a
+/// browser, to which the tickets it receives are bound (see
+/// [`super::claims`]). Never forwarded to a pod.
+pub const BIND: &str = "wicket-bind";
+
+/// Suffix of every ticket cookie's name (`<pod>-<uid>-stoken`).
+const TICKET_SUFFIX: &[u8] = b"-stoken";
+
 /// The cookie name of ticket `uid` on `pod`.
 pub fn name(pod: &str, uid: &str) -> String {
     format!("{pod}-{uid}-stoken")
@@ -56,9 +64,31 @@ pub fn find<'h>(headers: &'h HeaderMap, pod: &str, uid: &str) -> Option<&'h str>
     )
 }
 
-/// Writes the Cookie field `value` as `cookie: …\r\n` without the ticket
-/// cookie (the pod has no use for the secret); other cookies pass as they
-/// came. Writes nothing when the ticket cookie was all there was.
+/// Is `name` one of wicket's own cookies: any ticket cookie (of any pod,
+/// app or user: a browser sends every ticket cookie whose path covers the
+/// request) or the claim binding?
+fn is_wickets(name: &[u8]) -> bool {
+    name.ends_with(TICKET_SUFFIX) || name == BIND.as_bytes()
+}
+
+/// The value of the cookie `name` among raw Cookie field values.
+pub fn find_named<'v>(values: impl Iterator<Item = &'v [u8]>, name: &str) -> Option<&'v str> {
+    values
+        .filter(|v| v.len() <= MAX_COOKIE_HEADER)
+        .flat_map(|v| v.split(|&b| b == b';'))
+        .find_map(|pair| {
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            if pair[..eq].trim_ascii() != name.as_bytes() {
+                return None;
+            }
+            std::str::from_utf8(pair[eq + 1..].trim_ascii()).ok()
+        })
+}
+
+/// Writes the Cookie field `value` as `cookie: …\r\n` without wicket's
+/// cookies: no ticket cookie (the one for `pod` and `uid`, nor any other)
+/// and no claim binding reaches a pod. Other cookies pass as they came.
+/// Writes nothing when wicket's cookies were all there was.
 pub fn write_without_ticket(out: &mut Vec<u8>, value: &[u8], pod: &str, uid: &str) {
     let start = out.len();
     out.extend_from_slice(b"cookie: ");
@@ -73,7 +103,7 @@ pub fn write_without_ticket(out: &mut Vec<u8>, value: &[u8], pod: &str, uid: &st
             .next()
             .unwrap_or_default()
             .trim_ascii();
-        if is_ticket_cookie(name, pod, uid) {
+        if is_ticket_cookie(name, pod, uid) || is_wickets(name) {
             continue;
         }
         if out.len() > first {
@@ -106,9 +136,13 @@ pub fn set_cookie(
     token: &str,
     scope: CookieScope<'_>,
 ) -> Option<HeaderValue> {
+    set_named(&name(pod, uid), token, scope)
+}
+
+/// `Set-Cookie` value of any of wicket's cookies (see [`set_cookie`]).
+pub fn set_named(name: &str, value: &str, scope: CookieScope<'_>) -> Option<HeaderValue> {
     let mut s = format!(
-        "{}={token}; Path={}; HttpOnly; SameSite=Lax",
-        name(pod, uid),
+        "{name}={value}; Path={}; HttpOnly; SameSite=Lax",
         scope.path
     );
     if let Some(d) = scope.domain {
@@ -170,7 +204,11 @@ mod tests {
         );
         assert_eq!(strip(" p-u-stoken=t "), "");
         assert_eq!(strip("p-u-stoken=t;;flag"), "cookie: flag\r\n");
-        assert_eq!(strip("p-u2-stoken=t"), "cookie: p-u2-stoken=t\r\n");
+        assert_eq!(strip("p-u2-stoken=t"), "", "another ticket's cookie");
+        assert_eq!(
+            strip("q-v-stoken=t; wicket-bind=b; stoken=1; x-stoken-y=2"),
+            "cookie: stoken=1; x-stoken-y=2\r\n"
+        );
     }
 
     #[test]

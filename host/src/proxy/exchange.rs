@@ -6,12 +6,14 @@
 
 use std::future::poll_fn;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Buf;
 use http::StatusCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use super::Pass;
+use super::clock::Phase;
 use super::front::{Conn, Plan, PodLink};
 use super::pool::{self, DialError};
 use super::wire::{self, Body, BodyProgress, HeadError, MAX_HEAD, ResponseFacts};
@@ -20,6 +22,10 @@ use super::wire::{self, Body, BodyProgress, HeadError, MAX_HEAD, ResponseFacts};
 const BODY_CHUNK: usize = 64 * 1024;
 /// What a user reads when the pod could not be reached or gave no answer.
 const NO_ANSWER: &str = "The application pod did not answer.\n";
+/// What a user reads when the pod took too long to answer.
+const TOO_SLOW: &str = "The application pod did not answer in time.\n";
+/// What a user reads whose request body stopped coming.
+const BODY_STALLED: &str = "The request body did not arrive in time.\n";
 
 /// What becomes of the user connection after an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,9 +59,26 @@ enum SendError {
     /// The request body the user sent is malformed.
     #[error("request body: {0}")]
     RequestBody(wire::ChunkError),
-    /// The user went away.
+    /// The user went away (or did not take an interim response in time).
     #[error("the user closed the connection")]
     Client,
+    /// The user stopped sending the request body (`proxy.body_timeout_ms`).
+    #[error("the request body stalled")]
+    BodyTimeout,
+    /// The pod stopped reading the request or gave no response head in
+    /// time (`proxy.response_timeout_ms`).
+    #[error("the pod did not answer in time")]
+    PodTimeout,
+}
+
+/// A write error as the exchange sees it: over time is the pod's fault
+/// (it stopped reading), anything else is a connection that failed.
+fn pod_write(e: io::Error, stale: impl FnOnce(io::Error) -> SendError) -> SendError {
+    if e.kind() == io::ErrorKind::TimedOut {
+        SendError::PodTimeout
+    } else {
+        stale(e)
+    }
 }
 
 /// The response head at the start of `rbuf`, if complete.
@@ -134,6 +157,20 @@ impl Conn {
                 }
                 Err(SendError::Client) => return After::Close,
                 Err(SendError::RequestBody(e)) => return self.bad_request_body(e).await,
+                Err(SendError::BodyTimeout) => {
+                    tracing::debug!(%addr, "request body stalled");
+                    let _ = self
+                        .reply(StatusCode::REQUEST_TIMEOUT, BODY_STALLED, true)
+                        .await;
+                    return After::Close;
+                }
+                Err(SendError::PodTimeout) => {
+                    tracing::debug!(%addr, "the pod did not answer in time");
+                    let _ = self
+                        .reply(StatusCode::GATEWAY_TIMEOUT, TOO_SLOW, true)
+                        .await;
+                    return After::Close;
+                }
                 Err(e) => {
                     tracing::debug!(%addr, "no response from the pod: {e}");
                     return self.bad_gateway(&plan, &body).await;
@@ -217,8 +254,13 @@ impl Conn {
                 SendError::Pod(e)
             }
         };
-        if let Err(e) = link.stream.write_all(&self.s.out).await {
-            return Err(stale(link.reused, e));
+        let s = &mut self.s;
+        if let Err(e) = s
+            .clock
+            .write_all(&mut link.stream, &s.out, Phase::Pod)
+            .await
+        {
+            return Err(pod_write(e, |e| stale(link.reused, e)));
         }
         let mut answered = false;
         loop {
@@ -227,11 +269,15 @@ impl Conn {
                 Some(f) if f.is_interim() => {
                     if !plan.http10 {
                         let sent = if f.verbatim {
-                            self.client.write_all(&s.rbuf[..f.len]).await
+                            s.clock
+                                .write_all(&mut self.client, &s.rbuf[..f.len], Phase::Send)
+                                .await
                         } else {
                             let mut head = Vec::new();
                             rewrite_response_head(&mut head, &s.rbuf, &f, false, false);
-                            self.client.write_all(&head).await
+                            s.clock
+                                .write_all(&mut self.client, &head, Phase::Send)
+                                .await
                         };
                         sent.map_err(|_| SendError::Client)?;
                     }
@@ -246,6 +292,12 @@ impl Conn {
             }
             let body_pending = !body.is_done();
             let watch = !body_pending && s.buf.len() < MAX_HEAD;
+            // A stalled body is the user's doing; anything else the pod's.
+            s.clock.enter(if body_pending {
+                Phase::Body
+            } else {
+                Phase::Pod
+            });
             if s.rbuf.capacity() - s.rbuf.len() < 1024 {
                 s.rbuf.reserve(super::front::READ_CHUNK);
             }
@@ -256,7 +308,10 @@ impl Conn {
                         return Err(stale(link.reused, io::ErrorKind::UnexpectedEof.into()));
                     }
                     Ok(0) => return Err(SendError::Pod(io::ErrorKind::UnexpectedEof.into())),
-                    Ok(_) => answered = true,
+                    Ok(_) => {
+                        answered = true;
+                        s.clock.progress();
+                    }
                     Err(e) if !answered => return Err(stale(link.reused, e)),
                     Err(e) => return Err(SendError::Pod(e)),
                 },
@@ -274,15 +329,29 @@ impl Conn {
                     match self.client.try_read_buf(&mut s.buf) {
                         Ok(0) => return Err(SendError::Client),
                         Ok(_) if body_pending => {
+                            s.clock.progress();
                             let n = body.advance(&mut s.buf).map_err(SendError::RequestBody)?;
-                            if let Err(e) = link.stream.write_all(&s.buf[..n.kept]).await {
-                                return Err(SendError::Pod(e));
+                            if let Err(e) = s
+                                .clock
+                                .write_all(&mut link.stream, &s.buf[..n.kept], Phase::Pod)
+                                .await
+                            {
+                                return Err(pod_write(e, SendError::Pod));
                             }
                             s.buf.advance(n.taken);
                         }
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(_) => return Err(SendError::Client),
+                    }
+                }
+                over = s.clock.expired() => {
+                    if over {
+                        return Err(if body_pending {
+                            SendError::BodyTimeout
+                        } else {
+                            SendError::PodTimeout
+                        });
                     }
                 }
             }
@@ -306,14 +375,19 @@ impl Conn {
             .advance(&mut s.rbuf[facts.len..])
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let end = facts.len + in_hand.kept;
+        s.clock.enter(Phase::Pod);
         if facts.verbatim && !close {
             // The usual case: head and body as the pod sent them, one write.
-            self.client.write_all(&s.rbuf[..end]).await?;
+            s.clock
+                .write_all(&mut self.client, &s.rbuf[..end], Phase::Send)
+                .await?;
         } else {
             s.out.clear();
             rewrite_response_head(&mut s.out, &s.rbuf, facts, head_request, close);
             s.out.extend_from_slice(&s.rbuf[facts.len..end]);
-            self.client.write_all(&s.out).await?;
+            s.clock
+                .write_all(&mut self.client, &s.out, Phase::Send)
+                .await?;
         }
         let mut exact = s.rbuf.len() == facts.len + in_hand.taken;
         s.rbuf.clear();
@@ -321,7 +395,18 @@ impl Conn {
             if s.rbuf.capacity() < BODY_CHUNK {
                 s.rbuf.reserve(BODY_CHUNK);
             }
-            let n = link.stream.read_buf(&mut s.rbuf).await?;
+            // The pod's body, bounded like its head.
+            let n = tokio::select! {
+                biased;
+                n = link.stream.read_buf(&mut s.rbuf) => n?,
+                over = s.clock.expired() => {
+                    if over {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    continue;
+                }
+            };
+            s.clock.progress();
             if n == 0 {
                 if body.until_close() {
                     break;
@@ -331,7 +416,9 @@ impl Conn {
             let take = body
                 .advance(&mut s.rbuf)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            self.client.write_all(&s.rbuf[..take.kept]).await?;
+            s.clock
+                .write_all(&mut self.client, &s.rbuf[..take.kept], Phase::Send)
+                .await?;
             exact &= take.taken == s.rbuf.len();
             s.rbuf.clear();
         }
@@ -340,29 +427,75 @@ impl Conn {
 
     /// After a 101: its head (re-written when the pod's is not fit to pass
     /// on), the bytes both sides sent early, then a byte tunnel until
-    /// either side closes.
+    /// either side closes, or neither sends anything for
+    /// `proxy.tunnel_idle_timeout_ms`.
     async fn tunnel(&mut self, mut link: PodLink, facts: &ResponseFacts) {
         let s = &mut self.s;
         if !facts.verbatim {
             let mut head = Vec::new();
             rewrite_response_head(&mut head, &s.rbuf, facts, false, false);
-            if self.client.write_all(&head).await.is_err() {
+            if s
+                .clock
+                .write_all(&mut self.client, &head, Phase::Tunnel)
+                .await
+                .is_err()
+            {
                 return;
             }
             s.rbuf.advance(facts.len);
         }
-        if self.client.write_all(&s.rbuf).await.is_err() {
+        let early = s
+            .clock
+            .write_all(&mut self.client, &s.rbuf, Phase::Tunnel)
+            .await;
+        if early.is_err() {
             return;
         }
-        if !s.buf.is_empty() && link.stream.write_all(&s.buf).await.is_err() {
+        if !s.buf.is_empty()
+            && s.clock
+                .write_all(&mut link.stream, &s.buf, Phase::Tunnel)
+                .await
+                .is_err()
+        {
             return;
         }
         // A long-lived tunnel keeps no HTTP buffers.
         s.rbuf = Default::default();
         s.buf = Default::default();
         s.out = Vec::new();
-        if let Err(e) = tokio::io::copy_bidirectional(&mut self.client, &mut link.stream).await {
-            tracing::trace!(addr = %link.addr, "tunnel ended: {e}");
+        s.clock.enter(Phase::Tunnel);
+        let moved = AtomicU64::new(0);
+        let mut user = Counted {
+            inner: &mut self.client,
+            moved: &moved,
+        };
+        let mut pod = Counted {
+            inner: &mut link.stream,
+            moved: &moved,
+        };
+        let copy = tokio::io::copy_bidirectional(&mut user, &mut pod);
+        tokio::pin!(copy);
+        let mut last = 0;
+        loop {
+            tokio::select! {
+                ended = &mut copy => {
+                    if let Err(e) = ended {
+                        tracing::trace!(addr = %link.addr, "tunnel ended: {e}");
+                    }
+                    return;
+                }
+                () = s.clock.fired() => {
+                    // Bytes moved since the last tick are progress.
+                    if moved.load(Ordering::Relaxed) != last {
+                        last = moved.load(Ordering::Relaxed);
+                        s.clock.progress();
+                    }
+                    if s.clock.over() {
+                        tracing::debug!(addr = %link.addr, "idle tunnel closed");
+                        return;
+                    }
+                }
+            }
         }
     }
 
@@ -382,5 +515,52 @@ impl Conn {
         let text = format!("Bad request: {e}.\n");
         let _ = self.reply(StatusCode::BAD_REQUEST, &text, true).await;
         After::Close
+    }
+}
+
+/// A stream that counts the reads that brought bytes (a tunnel's
+/// activity, for its idle bound). Atomic only because the connection's
+/// future must be `Send`; one task uses it.
+struct Counted<'a> {
+    inner: &'a mut tokio::net::TcpStream,
+    moved: &'a AtomicU64,
+}
+
+impl tokio::io::AsyncRead for Counted<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut *self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.moved.fetch_add(1, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted<'_> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut *self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut *self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut *self.inner).poll_shutdown(cx)
     }
 }

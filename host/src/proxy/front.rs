@@ -10,8 +10,7 @@
 //! a [`super::ticket_ws`] session.
 
 use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +19,10 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::{Instant, Sleep};
 
+pub use super::clock::ClientTimeouts;
+use super::clock::{Clock, Phase};
+use super::fairness::{self, Refusal, Slot};
 use super::pages::{self, ProxyBody};
 use super::ticket_ws;
 use super::trust::{self, Scheme};
@@ -30,29 +31,6 @@ use super::{Pass, Proxy, Upgrade};
 
 /// Bytes asked of the kernel per read of a user's request.
 pub(super) const READ_CHUNK: usize = 8 * 1024;
-
-/// Timeouts of user connections.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientTimeouts {
-    /// A request head must be complete this long after its first byte.
-    pub header: Duration,
-    /// A connection with no request for this long is closed.
-    pub idle: Duration,
-}
-
-impl ClientTimeouts {
-    /// The timer period: a timeout is noticed at most one period late,
-    /// and the timer costs nothing per request.
-    fn tick(&self) -> Duration {
-        (self.header.min(self.idle) / 2).max(Duration::from_millis(10))
-    }
-
-    /// Periods without progress after which a connection is closed.
-    fn ticks(&self, timeout: Duration) -> u32 {
-        let tick = self.tick().as_millis().max(1);
-        u32::try_from(timeout.as_millis().div_ceil(tick)).unwrap_or(u32::MAX)
-    }
-}
 
 /// A forwarded request, decided: what the exchange with the pod needs
 /// once the head is written.
@@ -106,6 +84,13 @@ pub(super) struct State {
     client_ip: String,
     /// The peer is a trusted proxy (`proxy.trusted_proxies`).
     pub peer_trusted: bool,
+    /// The peer's address.
+    peer: IpAddr,
+    /// The user's key for the limits per client (see [`fairness`]): the
+    /// peer's, or behind a trusted proxy the forwarded client's, per request.
+    client: IpAddr,
+    /// This connection's place in the connection counts.
+    _slot: Slot,
     /// Bytes read from the user and not yet handled.
     pub buf: BytesMut,
     /// A head being written (for the pod, or for the user).
@@ -115,13 +100,8 @@ pub(super) struct State {
     pub pod: Option<PodLink>,
     /// The ticket the last forwarded request was let through on.
     pub pass: Option<Pass>,
-    /// Request heads completed so far, for the timeouts.
-    progress: u64,
-    /// `progress` when the timer last fired, and the periods since then
-    /// without progress.
-    seen: u64,
-    quiet: u32,
-    timer: Pin<Box<Sleep>>,
+    /// Time bounds (see [`ClientTimeouts`]).
+    pub clock: Clock,
 }
 
 /// A user connection.
@@ -143,8 +123,24 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, scope: Option<Arc<s
             }
         };
         let _ = stream.set_nodelay(true);
-        let conn = Conn::new(stream, client, Arc::clone(&proxy), scope.clone());
-        tokio::spawn(conn.run());
+        let key = fairness::client_key(client.ip());
+        // A trusted proxy carries many users: only the global cap counts
+        // its connections (its users are counted per request).
+        let slot = if proxy.trusted.trusts(client.ip()) {
+            proxy.fairness.proxied_connection()
+        } else {
+            proxy.fairness.connection(key)
+        };
+        match slot {
+            Ok(slot) => {
+                let conn = Conn::new(stream, client, key, slot, Arc::clone(&proxy), scope.clone());
+                tokio::spawn(conn.run());
+            }
+            Err(why) => {
+                tracing::debug!(%client, "connection refused: {why}");
+                tokio::spawn(refuse(stream, why));
+            }
+        }
     }
 }
 
@@ -152,10 +148,12 @@ impl Conn {
     fn new(
         client: TcpStream,
         addr: SocketAddr,
+        key: IpAddr,
+        slot: Slot,
         proxy: Arc<Proxy>,
         scope: Option<Arc<str>>,
     ) -> Self {
-        let tick = proxy.clients.tick();
+        let clock = Clock::new(proxy.clients);
         let peer = addr.ip().to_canonical();
         let peer_trusted = proxy.trusted.trusts(peer);
         Self {
@@ -165,15 +163,15 @@ impl Conn {
                 scope,
                 client_ip: peer.to_string(),
                 peer_trusted,
+                peer,
+                client: key,
+                _slot: slot,
                 buf: BytesMut::with_capacity(READ_CHUNK),
                 out: Vec::with_capacity(1024),
                 rbuf: BytesMut::new(),
                 pod: None,
                 pass: None,
-                progress: 0,
-                seen: 0,
-                quiet: 0,
-                timer: Box::pin(tokio::time::sleep(tick)),
+                clock,
             },
         }
     }
@@ -194,7 +192,7 @@ impl Conn {
                     let resp = self
                         .s
                         .proxy
-                        .handle(answer.req, self.s.scope.as_deref())
+                        .handle(answer.req, self.s.scope.as_deref(), self.s.client)
                         .await;
                     if self
                         .respond(resp, answer.head_request, close)
@@ -242,18 +240,24 @@ impl Conn {
         if self.s.buf.capacity() - self.s.buf.len() < READ_CHUNK / 2 {
             self.s.buf.reserve(READ_CHUNK);
         }
+        let s = &mut self.s;
+        s.clock.enter(if s.buf.is_empty() {
+            Phase::Idle
+        } else {
+            Phase::Head
+        });
         loop {
             tokio::select! {
                 biased;
-                read = self.client.read_buf(&mut self.s.buf) => {
+                read = self.client.read_buf(&mut s.buf) => {
                     return match read {
                         Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
                         Ok(_) => Ok(()),
                         Err(e) => Err(e),
                     };
                 }
-                () = &mut self.s.timer => {
-                    if self.s.timed_out() {
+                over = s.clock.expired() => {
+                    if over {
                         return Err(io::ErrorKind::TimedOut.into());
                     }
                 }
@@ -269,7 +273,10 @@ impl Conn {
             self.s.proxy.pool.checkin(link.addr, link.stream);
         }
         let proxy = Arc::clone(&self.s.proxy);
-        match proxy.upgrade(req, self.s.scope.as_deref()).await {
+        match proxy
+            .upgrade(req, self.s.scope.as_deref(), self.s.client)
+            .await
+        {
             Upgrade::TicketSocket(app, opening) => {
                 let early = self.s.buf.split().freeze();
                 ticket_ws::serve(app, opening, proxy.timing, self.client, early).await;
@@ -289,35 +296,11 @@ impl Conn {
         head_request: bool,
         close: bool,
     ) -> io::Result<()> {
-        let (parts, body) = resp.into_parts();
-        let body = match body.collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(never) => match never {},
-        };
-        let out = &mut self.s.out;
-        out.clear();
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(parts.status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
-        out.extend_from_slice(b"\r\n");
-        for (name, value) in &parts.headers {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(body.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
-        if close {
-            out.extend_from_slice(b"connection: close\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        if !head_request {
-            out.extend_from_slice(&body);
-        }
-        self.client.write_all(out).await
+        write_response(&mut self.s.out, resp, head_request, close).await;
+        let s = &mut self.s;
+        s.clock
+            .write_all(&mut self.client, &s.out, Phase::Send)
+            .await
     }
 
     /// Sends a small plain-text response of the proxy's own.
@@ -338,6 +321,59 @@ impl Conn {
         }
         let _ = self.client.shutdown().await;
     }
+}
+
+/// Writes a response of wicket's own (its body is in memory) into `out`:
+/// the one writer of every response wicket makes itself.
+async fn write_response(
+    out: &mut Vec<u8>,
+    resp: Response<ProxyBody>,
+    head_request: bool,
+    close: bool,
+) {
+    let (parts, body) = resp.into_parts();
+    let body = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(never) => match never {},
+    };
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_request {
+        out.extend_from_slice(&body);
+    }
+}
+
+/// Answers a connection over a limit (429, or 503 when the proxy is
+/// full) and closes it. The request is read first (briefly, bounded), so
+/// that closing does not reset the connection before the answer is read.
+async fn refuse(mut stream: TcpStream, why: Refusal) {
+    const GRACE: Duration = Duration::from_secs(1);
+    let mut buf = [0u8; 2048];
+    let _ = tokio::time::timeout(GRACE, stream.read(&mut buf)).await;
+    let mut out = Vec::new();
+    write_response(&mut out, super::refused(why), false, true).await;
+    let write = async {
+        stream.write_all(&out).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(GRACE, write).await;
 }
 
 /// The head of a request wicket answers itself, as an `http` request:
@@ -375,11 +411,18 @@ impl State {
         let mut slots = wire::header_slots();
         let mut head = wire::parse_request(&self.buf, &mut slots)?;
         let scheme = if self.peer_trusted {
+            // Behind a trusted proxy the limits per client count the
+            // client it forwards, not the proxy.
+            self.client = fairness::client_key(trust::client_ip(
+                &self.proxy.trusted,
+                self.peer,
+                head.forwarded_for(),
+            ));
             trust::scheme(true, head.forwarded_proto())
         } else {
             Scheme::Http
         };
-        self.progress += 1;
+        self.clock.progress();
         let auth = self
             .proxy
             .authorize(&head, self.scope.as_deref(), &mut self.pass);
@@ -425,48 +468,5 @@ impl State {
             replayable: head.is_replayable(),
         };
         Ok(Next::Forward(plan, head.len))
-    }
-
-    /// The timer fired: has the connection been idle (or stuck in a head)
-    /// too long? Re-arms the timer when not.
-    fn timed_out(&mut self) -> bool {
-        let t = self.proxy.clients;
-        if self.progress == self.seen {
-            self.quiet = self.quiet.saturating_add(1);
-        } else {
-            (self.seen, self.quiet) = (self.progress, 0);
-        }
-        let limit = if self.buf.is_empty() {
-            t.ticks(t.idle)
-        } else {
-            t.ticks(t.header)
-        };
-        if self.quiet >= limit {
-            return true;
-        }
-        self.timer.as_mut().reset(Instant::now() + t.tick());
-        false
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timeouts_in_ticks() {
-        let t = ClientTimeouts {
-            header: Duration::from_secs(30),
-            idle: Duration::from_secs(75),
-        };
-        assert_eq!(t.tick(), Duration::from_secs(15));
-        assert_eq!(t.ticks(t.header), 2);
-        assert_eq!(t.ticks(t.idle), 5);
-        let tiny = ClientTimeouts {
-            header: Duration::from_millis(1),
-            idle: Duration::from_millis(1),
-        };
-        assert_eq!(tiny.tick(), Duration::from_millis(10));
-        assert_eq!(tiny.ticks(tiny.idle), 1);
     }
 }

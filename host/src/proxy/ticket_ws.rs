@@ -26,13 +26,18 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
+use super::claims::ClaimKey;
+use super::fairness::Slot;
 use super::pages::{ProxyBody, local};
 use super::rewind::Rewind;
-use crate::app::{App, Join, WaitStatus};
+use crate::app::{App, Join, Owner, WaitStatus};
 use crate::state::{Grant, Token};
 
 /// The waiting message k8sTicket repeats.
 pub const WAITING_MESSAGE: &str = "Waiting for a free application slot. Please be patient.";
+/// Sent when the client already holds as many places as it may.
+pub const REFUSED_MESSAGE: &str =
+    "Too many people are waiting from your address. Please try again later.";
 /// Sent when the app does not accept users.
 pub const CLOSED_MESSAGE: &str =
     "This application is not available right now. Please try again later.";
@@ -47,7 +52,8 @@ const STATUS_REFRESH_CHECKS: u32 = 5;
 /// Timing of the ticket WebSocket.
 #[derive(Debug, Clone, Copy)]
 pub struct WsTiming {
-    /// Ping interval (k8sTicket: 5 s).
+    /// Ping interval (k8sTicket: 5 s); a ping not answered by the next one
+    /// drops the client.
     pub ping: Duration,
     /// Interval of the waiting message (k8sTicket: 10 s).
     pub message: Duration,
@@ -83,13 +89,27 @@ pub struct Opening {
     /// `Sec-WebSocket-Accept` for the client's key.
     accept: String,
     joining: Joining,
+    /// The browser's claim binding (and the key its proofs are made with):
+    /// a ticket is sent with `clm#<proof>` for `.wicket/claim`.
+    bind: Option<(ClaimKey, Token)>,
+    /// The client's count of open sockets (given back when the session
+    /// ends), and who its place in line is counted for.
+    held: Option<(Slot, Option<Owner>)>,
+}
+
+impl Opening {
+    /// The socket counts against `slot`, and its place in line for `owner`.
+    pub fn held_by(mut self, slot: Slot, owner: Option<Owner>) -> Self {
+        self.held = Some((slot, owner));
+        self
+    }
 }
 
 /// Checks an upgrade request for the ticket socket (its Connection field
 /// listing `upgrade` was checked where the head was parsed, see
 /// [`super::wire::RequestHead::upgrade`]): None if it is no WebSocket
 /// handshake (answer [`not_a_websocket`]).
-pub fn opening(req: &Request<()>) -> Option<Opening> {
+pub fn opening(req: &Request<()>, bind: Option<(ClaimKey, Token)>) -> Option<Opening> {
     let is_ws = req
         .headers()
         .get(header::UPGRADE)
@@ -101,7 +121,50 @@ pub fn opening(req: &Request<()>) -> Option<Opening> {
     Some(Opening {
         accept: derive_accept_key(key.as_bytes()),
         joining: joining(req.uri().query()),
+        bind,
+        held: None,
     })
+}
+
+/// Is a ticket socket handshake from `origin` (its `Origin` field) to
+/// `host` (its `Host` field) allowed? Same origin as the host, or one of
+/// `allowed` (whole origins, e.g. `https://apps.example.org`). Without an
+/// Origin field it is: browsers always send one on a WebSocket handshake,
+/// so its absence means a non-browser client (a script, k8sTicket's own
+/// clients), which no web page can make a visitor's browser be.
+pub fn origin_allowed(origin: Option<&[u8]>, host: &str, allowed: &[Box<str>]) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let Ok(origin) = std::str::from_utf8(origin) else {
+        return false;
+    };
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return false,
+    };
+    let bare = |h: &'_ str| -> String {
+        h.strip_suffix(default_port)
+            .unwrap_or(h)
+            .to_ascii_lowercase()
+    };
+    !host.is_empty() && !authority.contains('/') && bare(authority) == bare(host)
+}
+
+/// The answer to a handshake from a page of another origin.
+pub fn foreign_origin() -> Response<ProxyBody> {
+    local(
+        StatusCode::FORBIDDEN,
+        "text/plain",
+        "This page may not open the waiting room of this application (origin not allowed).\n",
+    )
 }
 
 /// The answer to a plain request for the ticket socket.
@@ -143,7 +206,9 @@ pub async fn serve(
         .max_message_size(Some(64 << 10))
         .max_frame_size(Some(64 << 10));
     let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-    session(app, ws, timing, opening.joining).await;
+    let (slot, owner) = opening.held.map_or((None, None), |(s, o)| (Some(s), o));
+    session(app, ws, timing, opening.joining, opening.bind, owner).await;
+    drop(slot);
 }
 
 async fn send_text(ws: &mut Ws, text: String) -> bool {
@@ -179,12 +244,32 @@ async fn closed(mut ws: Ws) {
     }
 }
 
-/// Sends the ticket; if the user is gone, frees it at once.
-async fn deliver(app: &App, mut ws: Ws, grant: Grant) {
+/// The client holds as many places as it may: says so and closes.
+async fn refused(mut ws: Ws) {
+    let sent = ws
+        .feed(Message::text(format!("msg#{REFUSED_MESSAGE}")))
+        .await
+        .is_ok()
+        && close_sent(&mut ws).await;
+    if sent {
+        linger(ws).await;
+    }
+}
+
+/// Sends the ticket (after its claim proof, for a browser with a claim
+/// binding); if the user is gone, frees it at once.
+async fn deliver(app: &App, mut ws: Ws, grant: Grant, bind: Option<(ClaimKey, Token)>) {
     let msg = format!("tkn#{}@{}@{}", grant.token, grant.pod, grant.uid);
+    let proof = match bind {
+        Some((key, bind)) => {
+            let clm = format!("clm#{}", key.proof(&grant.token, &bind));
+            ws.feed(Message::text(clm)).await.is_ok()
+        }
+        None => true,
+    };
     // Queued, not sent: it leaves with the close (and, for a user served
     // at once, with the handshake), in one write.
-    if ws.feed(Message::text(msg)).await.is_ok() && close_sent(&mut ws).await {
+    if proof && ws.feed(Message::text(msg)).await.is_ok() && close_sent(&mut ws).await {
         linger(ws).await;
     } else {
         app.release(&grant);
@@ -200,15 +285,23 @@ pub fn eta_message(status: &WaitStatus) -> String {
     }
 }
 
-async fn session(app: Arc<App>, mut ws: Ws, timing: WsTiming, joining: Joining) {
+async fn session(
+    app: Arc<App>,
+    mut ws: Ws,
+    timing: WsTiming,
+    joining: Joining,
+    bind: Option<(ClaimKey, Token)>,
+    owner: Option<Owner>,
+) {
     let (resume, resumable) = match joining {
         Joining::Plain => (None, false),
         Joining::Resumable(rid) => (rid, true),
     };
     let mut changes = app.subscribe();
-    let (mut waiting, rid) = match app.join(resume.as_ref(), resumable).await {
-        Join::Granted(grant) => return deliver(&app, ws, grant).await,
+    let (mut waiting, rid) = match app.join_as(owner, resume.as_ref(), resumable).await {
+        Join::Granted(grant) => return deliver(&app, ws, grant, bind).await,
         Join::Closed => return closed(ws).await,
+        Join::Refused => return refused(ws).await,
         Join::Queued { waiting, rid, .. } => (waiting, rid),
     };
     let opened = match rid {
@@ -221,6 +314,10 @@ async fn session(app: Arc<App>, mut ws: Ws, timing: WsTiming, joining: Joining) 
     }
     let mut message = tokio::time::interval(timing.message);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + timing.ping, timing.ping);
+    // Nothing heard since the last ping (a pong at least, which browsers
+    // send by themselves) when the next is due: the client is gone (a
+    // half-open connection) and loses its place like one that closed.
+    let mut unanswered = false;
     let mut check = tokio::time::interval(STATUS_CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let (mut last_pos, mut last_eta) = (String::new(), String::new());
@@ -233,7 +330,7 @@ async fn session(app: Arc<App>, mut ws: Ws, timing: WsTiming, joining: Joining) 
                     Ok(grant) => {
                         // The user holds the ticket now, not a place in line.
                         drop(waiting);
-                        deliver(&app, ws, grant).await;
+                        deliver(&app, ws, grant, bind).await;
                     }
                     Err(_) => closed(ws).await,
                 }
@@ -270,13 +367,18 @@ async fn session(app: Arc<App>, mut ws: Ws, timing: WsTiming, joining: Joining) 
                 }
             }
             _ = ping.tick() => {
+                if unanswered {
+                    tracing::debug!(app = app.name(), "no pong: the waiting user is gone");
+                    break;
+                }
                 if ws.send(Message::Ping(Default::default())).await.is_err() {
                     break;
                 }
+                unanswered = true;
             }
             incoming = ws.next() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => unanswered = false,
             },
         }
     }
@@ -287,6 +389,32 @@ async fn session(app: Arc<App>, mut ws: Ws, timing: WsTiming, joining: Joining) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins() {
+        let none: &[Box<str>] = &[];
+        let ok = |o: &str, h: &str| origin_allowed(Some(o.as_bytes()), h, none);
+        assert!(origin_allowed(None, "h", none), "non-browser clients");
+        assert!(ok("http://wicket.test:9001", "wicket.test:9001"));
+        assert!(ok("https://Wicket.Test", "wicket.test:443"));
+        assert!(ok("http://wicket.test", "wicket.test"));
+        assert!(!ok("http://evil.test", "wicket.test"));
+        assert!(!ok("http://wicket.test:9002", "wicket.test:9001"));
+        assert!(!ok("null", "wicket.test"));
+        assert!(!ok("http://wicket.test", ""));
+        assert!(!ok("ftp://wicket.test", "wicket.test"));
+        let list: &[Box<str>] = &["https://apps.example.org".into()];
+        assert!(origin_allowed(
+            Some(b"https://apps.example.org"),
+            "wicket.test",
+            list
+        ));
+        assert!(!origin_allowed(
+            Some(b"https://x.example.org"),
+            "wicket.test",
+            list
+        ));
+    }
 
     #[test]
     fn resume_query() {

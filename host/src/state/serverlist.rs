@@ -534,6 +534,19 @@ impl Serverlist {
             .map(|e| e.id)
     }
 
+    /// Waiting users who still ask for capacity: the connected ones and
+    /// those away for less than `bound` (the others keep their places but
+    /// may never come back).
+    pub fn waiting_counted(&self, now: Instant, bound: Duration) -> usize {
+        self.queue
+            .iter()
+            .filter(|e| {
+                e.away_since
+                    .is_none_or(|since| now.saturating_duration_since(since) < bound)
+            })
+            .count()
+    }
+
     /// Removes the users away for `grace` or longer, appending them to `gone`.
     pub fn drop_away(&mut self, now: Instant, grace: Duration, gone: &mut Vec<WaiterId>) {
         self.queue.retain(|e| match e.away_since {
@@ -954,6 +967,16 @@ mod tests {
         assert_eq!(gone, vec![w1]);
         assert_eq!(list.position(w2), Some(0));
         assert_eq!(list.waiting(), 2);
+        assert_eq!(
+            list.waiting_counted(t0 + Duration::from_secs(31), Duration::from_secs(5)),
+            1,
+            "only the connected user asks for capacity"
+        );
+        assert_eq!(
+            list.waiting_counted(t0 + Duration::from_secs(21), Duration::from_secs(5)),
+            2,
+            "a user away for a moment still does"
+        );
         // Going away twice keeps the first time.
         list.set_away(w3, t0 + Duration::from_secs(40));
         list.drop_away(t0 + Duration::from_secs(51), grace, &mut gone);

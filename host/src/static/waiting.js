@@ -2,7 +2,8 @@
   "use strict";
   // The waiting room: a k8sTicket-compatible ticket socket (msg#, tkn#) plus
   // wicket's extra message kinds: rid# (resume id), pos# (place in line),
-  // eta# (<seconds or ?>@<queue|starting>) and sta# (closed).
+  // eta# (<seconds or ?>@<queue|starting>), sta# (closed) and clm# (the
+  // proof that binds the ticket's claim to this browser, sent before tkn#).
   var room = document.getElementById("room");
   var app = room.getAttribute("data-app");
   var dns = room.getAttribute("data-dns") === "true";
@@ -10,7 +11,7 @@
   var KEY = "wicket.rid." + app;
   var DELAYS = [500, 1000, 2000, 3000, 5000];
   var done = false, closed = false, lost = false, tries = 0, sentRid = null;
-  var pos = 0, eta = null, noteIsMsg = false;
+  var pos = 0, eta = null, noteIsMsg = false, proof = "";
 
   function el(id) { return document.getElementById(id); }
   function put(id, text) { var e = el(id); if (e.textContent !== text) e.textContent = text; }
@@ -46,7 +47,7 @@
   }
   function go(token, pod, uid) {
     // The server turns the token into an HttpOnly cookie and redirects.
-    var claim = "/.wicket/claim?token=" + encodeURIComponent(token);
+    var claim = "/.wicket/claim?token=" + encodeURIComponent(token) + "&c=" + encodeURIComponent(proof);
     if (dns) location.replace(location.protocol + "//" + pod + "." + uid + "." + location.host + "/" + app + claim);
     else location.replace("/" + app + "/" + encodeURIComponent(pod) + "/" + encodeURIComponent(uid) + claim);
   }
@@ -64,6 +65,8 @@
       room.className = "done";
       put("state", "A slot is free — opening " + title + "…");
       go(p[0], p[1], p[2]);
+    } else if (kind === "clm#") {
+      proof = v;
     } else if (kind === "rid#") {
       if (lost) {
         noteIsMsg = false;

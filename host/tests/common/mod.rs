@@ -230,3 +230,51 @@ impl Drop for Keeper {
         self.0.abort();
     }
 }
+
+/// The claim-binding cookie (`wicket-bind=<value>`) the waiting page of
+/// `app` gives a browser.
+pub async fn bind_cookie(addr: SocketAddr, app: &str) -> String {
+    let r = get(
+        &client(),
+        addr,
+        &format!("/{app}/"),
+        None,
+        &[("accept", "text/html")],
+    )
+    .await;
+    let set = r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("wicket-bind="))
+        .expect("the waiting page sets the claim binding")
+        .to_owned();
+    set.split(';').next().expect("name=value").to_owned()
+}
+
+/// Gets a ticket on a ticket socket opened with `cookie`; returns it with
+/// the claim proof (`clm#`) sent before it, if any.
+pub async fn ticket_with_cookie(
+    addr: SocketAddr,
+    app: &str,
+    cookie: &str,
+    limit: Duration,
+) -> (Ticket, Option<String>) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}/{app}/ws")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut()
+        .insert("cookie", cookie.parse().expect("cookie value"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("ws connects");
+    let s = read_ticket(&mut ws, limit).await;
+    let proof = s
+        .messages
+        .iter()
+        .find_map(|m| m.strip_prefix("clm#"))
+        .map(str::to_owned);
+    (s.ticket.expect("a ticket"), proof)
+}

@@ -1,0 +1,165 @@
+//! Tickets handed to browsers as HttpOnly cookies: the no-JavaScript poll
+//! (the cookie comes with its answer) and the claim of a ticket the
+//! ticket WebSocket delivered (bound to the browser it went to, see
+//! [`super::claims`]).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{Request, StatusCode, header};
+
+use crate::app::{App, Join};
+use crate::state::{Grant, Token};
+
+use super::gate::{self, Gate};
+use super::pages::{self, ProxyBody, View};
+use super::request::{base_host, cookie_domain, host, query_param, scheme, wants_https};
+use super::{POLL_HOLD, Proxy, claims, cookies, room};
+
+impl Proxy {
+    /// The no-JavaScript way in (`/<app>/.wicket/poll`, and `/<app>/` for
+    /// plain HTTP clients): a free slot answers with a redirect that sets
+    /// the HttpOnly ticket cookie and lands on the app; otherwise the poll
+    /// waits a few seconds for one, then answers with a page showing the
+    /// place in line that reloads itself here with its resume id `w`.
+    pub(super) async fn poll(
+        &self,
+        app: &Arc<App>,
+        req: &Request<()>,
+        client: IpAddr,
+    ) -> http::Response<ProxyBody> {
+        // Counted as an open waiting-room socket while it holds.
+        let _slot = match self.fairness.socket(client) {
+            Ok(s) => s,
+            Err(r) => return super::refused(r),
+        };
+        let rid = query_param(req.uri().query(), "w").and_then(|w| Token::parse(w).ok());
+        let owner = self.owner(client);
+        let (mut waiting, rid) = match app.join_as(owner, rid.as_ref(), true).await {
+            Join::Granted(grant) => return self.admit(app, &grant, req),
+            Join::Closed => return pages::room_page(room(app, &app.display_name()), View::Closed),
+            Join::Refused => return super::refused(super::fairness::Refusal::TooMany),
+            Join::Queued { waiting, rid, .. } => (waiting, rid),
+        };
+        let hold = POLL_HOLD.min(app.resume_grace() / 2);
+        let outcome = tokio::time::timeout(hold, waiting.granted()).await;
+        match outcome {
+            Ok(Ok(grant)) => {
+                drop(waiting);
+                self.admit(app, &grant, req)
+            }
+            Ok(Err(_)) => pages::room_page(room(app, &app.display_name()), View::Closed),
+            Err(_) => {
+                let status = waiting.status();
+                // Steps away until the next poll (the place is kept).
+                drop(waiting);
+                let rid = rid.map(|r| r.to_string()).unwrap_or_default();
+                pages::room_page(
+                    room(app, &app.display_name()),
+                    View::NoScript { rid: &rid, status },
+                )
+            }
+        }
+    }
+
+    /// Sends a user who was granted `grant` to the app, with the ticket
+    /// cookie set by this response (HttpOnly; the token never appears in a
+    /// URL).
+    fn admit(&self, app: &App, grant: &Grant, req: &Request<()>) -> http::Response<ProxyBody> {
+        let name = app.name();
+        let base = host(req);
+        let dns = app.routing().dns && !base.is_empty();
+        let (location, path) = if dns {
+            (
+                format!(
+                    "{}://{}.{}.{}/{name}/",
+                    scheme(req.headers()),
+                    grant.pod,
+                    grant.uid,
+                    base_host(self.dns_domain.as_deref(), base)
+                ),
+                format!("/{name}/"),
+            )
+        } else {
+            let p = format!("/{name}/{}/{}/", grant.pod, grant.uid);
+            (p.clone(), p)
+        };
+        let domain = dns.then(|| cookie_domain(self.dns_domain.as_deref(), base));
+        let scope = cookies::CookieScope {
+            path: &path,
+            domain,
+            secure: wants_https(req.headers()),
+        };
+        let mut r = pages::redirect(StatusCode::SEE_OTHER, &location);
+        if let Some(v) =
+            cookies::set_cookie(&grant.pod, &grant.uid, &grant.token.to_string(), scope)
+        {
+            r.headers_mut().insert(header::SET_COOKIE, v);
+        }
+        r
+    }
+
+    /// The claim-binding cookie for a browser that loads the waiting page
+    /// of `app` without one (None when it has one).
+    pub(super) fn binding_cookie(&self, app: &App, req: &Request<()>) -> Option<http::HeaderValue> {
+        if bind_of(req).is_some() {
+            return None;
+        }
+        let base = host(req);
+        let path = format!("/{}/", app.name());
+        let scope = cookies::CookieScope {
+            path: &path,
+            domain: (app.routing().dns && !base.is_empty())
+                .then(|| cookie_domain(self.dns_domain.as_deref(), base)),
+            secure: wants_https(req.headers()),
+        };
+        cookies::set_named(cookies::BIND, &Token::generate().to_string(), scope)
+    }
+}
+
+/// The browser's claim binding, from its cookie.
+pub(super) fn bind_of(req: &Request<()>) -> Option<Token> {
+    let values = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .map(http::HeaderValue::as_bytes);
+    cookies::find_named(values, cookies::BIND).and_then(|v| Token::parse(v).ok())
+}
+
+/// Turns a ticket's token into an HttpOnly cookie and redirects to the
+/// app: only for the browser the ticket was delivered to (the claim's
+/// proof `c` must match this browser's binding cookie and the token).
+pub(super) fn claim(
+    app: &App,
+    key: &claims::ClaimKey,
+    pod: &str,
+    uid: &str,
+    req: &Request<()>,
+    home: &str,
+    domain: Option<&str>,
+) -> http::Response<ProxyBody> {
+    let query = req.uri().query();
+    let token = query_param(query, "token");
+    let bound = match (token.and_then(|t| Token::parse(t).ok()), bind_of(req)) {
+        (Some(t), Some(bind)) => query_param(query, "c").is_some_and(|c| key.verify(&t, &bind, c)),
+        _ => false,
+    };
+    if !bound {
+        return pages::forbidden(pages::NO_ACCESS);
+    }
+    let (Some(token), Gate::Open(ticket)) = (token, gate::check(app, pod, uid, token)) else {
+        return pages::forbidden(pages::NO_ACCESS);
+    };
+    ticket.touch_at(std::time::Instant::now());
+    let scope = cookies::CookieScope {
+        path: home,
+        domain,
+        secure: wants_https(req.headers()),
+    };
+    let mut r = pages::redirect(StatusCode::SEE_OTHER, home);
+    if let Some(v) = cookies::set_cookie(pod, uid, token, scope) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}

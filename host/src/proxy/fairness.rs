@@ -1,0 +1,238 @@
+//! Fairness per client: how many connections, waiting-room sockets and
+//! places in line one client may hold, and how many connections the
+//! proxy takes at all. Counted per [`client_key`]; a refusal is an answer
+//! (429, or 503 when the proxy is full), never a crash.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use parking_lot::Mutex;
+
+/// The key a client's limits are counted under, from the address the
+/// request came from. The one place that decides who "one client" is:
+/// an IPv4 address, or an IPv6 /64 (one subscriber's network; a single
+/// host commonly holds a whole /64, so its addresses are one client).
+///
+/// Behind a load balancer every user arrives from its address: the
+/// client's own address must then come from a forwarding field sent by a
+/// trusted proxy (`proxy.trusted_proxies`), resolved before this is called.
+pub fn client_key(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V4(_) => peer,
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return IpAddr::V4(v4);
+            }
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+    }
+}
+
+/// Limits per client and for the whole proxy (0: none).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientLimits {
+    /// User connections the proxy keeps open at once (per process).
+    pub max_connections: u32,
+    /// User connections one client may keep open at once.
+    pub connections_per_client: u32,
+    /// Ticket WebSockets and no-JavaScript polls one client may have open
+    /// at once.
+    pub sockets_per_client: u32,
+    /// Places in line one client may hold in one app (connected or away).
+    pub places_per_client: u32,
+}
+
+/// Why a connection or socket was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The proxy holds `max_connections`.
+    #[error("the proxy is full")]
+    Full,
+    /// The client holds as many as it may.
+    #[error("too many from one client")]
+    TooMany,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    connections: u32,
+    sockets: u32,
+}
+
+/// What a [`Slot`] holds.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Connection,
+    /// A connection from a trusted proxy: counted only in the total.
+    Proxied,
+    Socket,
+}
+
+/// The counts, shared by every edge thread. Its lock is taken when a
+/// connection opens or closes and when a waiting-room socket or poll
+/// starts or ends, never per proxied request.
+#[derive(Debug)]
+pub struct Fairness {
+    limits: ClientLimits,
+    connections: AtomicU32,
+    per_client: Mutex<HashMap<IpAddr, Counts>>,
+}
+
+/// One counted connection or socket; dropping it gives the place back.
+#[derive(Debug)]
+pub struct Slot {
+    fairness: Arc<Fairness>,
+    client: IpAddr,
+    kind: Kind,
+}
+
+fn within(n: u32, limit: u32) -> bool {
+    limit == 0 || n < limit
+}
+
+impl Fairness {
+    /// Counts under `limits`.
+    pub fn new(limits: ClientLimits) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            connections: AtomicU32::new(0),
+            per_client: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> ClientLimits {
+        self.limits
+    }
+
+    /// Takes a place for a new connection of `client`.
+    pub fn connection(self: &Arc<Self>, client: IpAddr) -> Result<Slot, Refusal> {
+        let total = self.connections.fetch_add(1, Ordering::AcqRel);
+        if !within(total, self.limits.max_connections) {
+            self.connections.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refusal::Full);
+        }
+        let taken = self.take(client, Kind::Connection);
+        if taken.is_err() {
+            self.connections.fetch_sub(1, Ordering::AcqRel);
+        }
+        taken
+    }
+
+    /// Takes a place for a new connection from a trusted proxy, which many
+    /// users share: only `max_connections` applies to it.
+    pub fn proxied_connection(self: &Arc<Self>) -> Result<Slot, Refusal> {
+        let total = self.connections.fetch_add(1, Ordering::AcqRel);
+        if !within(total, self.limits.max_connections) {
+            self.connections.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refusal::Full);
+        }
+        Ok(Slot {
+            fairness: Arc::clone(self),
+            client: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            kind: Kind::Proxied,
+        })
+    }
+
+    /// Takes a place for a ticket WebSocket or poll of `client`.
+    pub fn socket(self: &Arc<Self>, client: IpAddr) -> Result<Slot, Refusal> {
+        self.take(client, Kind::Socket)
+    }
+
+    fn take(self: &Arc<Self>, client: IpAddr, kind: Kind) -> Result<Slot, Refusal> {
+        let mut map = self.per_client.lock();
+        let c = map.entry(client).or_default();
+        let (n, limit) = match kind {
+            Kind::Connection => (&mut c.connections, self.limits.connections_per_client),
+            // Proxied connections are not counted per client (see `proxied_connection`).
+            Kind::Socket | Kind::Proxied => (&mut c.sockets, self.limits.sockets_per_client),
+        };
+        if !within(*n, limit) {
+            if c.connections == 0 && c.sockets == 0 {
+                map.remove(&client);
+            }
+            return Err(Refusal::TooMany);
+        }
+        *n += 1;
+        Ok(Slot {
+            fairness: Arc::clone(self),
+            client,
+            kind,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let f = &self.fairness;
+        match self.kind {
+            Kind::Connection => {
+                f.connections.fetch_sub(1, Ordering::AcqRel);
+            }
+            Kind::Proxied => {
+                f.connections.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
+            Kind::Socket => {}
+        }
+        let mut map = f.per_client.lock();
+        if let Some(c) = map.get_mut(&self.client) {
+            match self.kind {
+                Kind::Connection => c.connections = c.connections.saturating_sub(1),
+                Kind::Socket | Kind::Proxied => c.sockets = c.sockets.saturating_sub(1),
+            }
+            if c.connections == 0 && c.sockets == 0 {
+                map.remove(&self.client);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("address")
+    }
+
+    #[test]
+    fn one_client_is_an_ipv4_address_or_an_ipv6_network() {
+        assert_eq!(client_key(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(client_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(
+            client_key(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            client_key(ip("2001:db8:1:2::1"))
+        );
+        assert_ne!(
+            client_key(ip("2001:db8:1:2::1")),
+            client_key(ip("2001:db8:1:3::1"))
+        );
+    }
+
+    #[test]
+    fn limits_hold_and_places_come_back() {
+        let f = Fairness::new(ClientLimits {
+            max_connections: 3,
+            connections_per_client: 2,
+            sockets_per_client: 1,
+            places_per_client: 0,
+        });
+        let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
+        let a1 = f.connection(a).expect("first");
+        let a2 = f.connection(a).expect("second");
+        assert_eq!(f.connection(a).err(), Some(Refusal::TooMany));
+        let b1 = f.connection(b).expect("another client");
+        assert_eq!(f.connection(b).err(), Some(Refusal::Full));
+        drop(a1);
+        let b2 = f.connection(b).expect("room again");
+        let s = f.socket(a).expect("a socket");
+        assert_eq!(f.socket(a).err(), Some(Refusal::TooMany));
+        drop((a2, b1, b2, s));
+        assert!(f.per_client.lock().is_empty(), "nothing left counted");
+        assert_eq!(f.connections.load(Ordering::Acquire), 0);
+    }
+}
