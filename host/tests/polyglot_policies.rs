@@ -349,6 +349,7 @@ fn schedule_component_keeps_the_window_spare_in_local_time() {
         ..app(at, 3600)
     };
     assert_eq!(policy.assign(&snapshot(&busy)), Some(2));
+    assert_eq!(policy.assign(&snapshot(&app(at, 3600))), None);
 }
 
 #[test]
@@ -387,6 +388,7 @@ fn predictive_component_covers_the_arrivals_during_a_pod_start() {
     };
     assert_eq!(policy.scale(&snapshot(&quiet)), (0, vec![2, 1]));
     assert_eq!(policy.assign(&snapshot(&quiet)), Some(3));
+    assert_eq!(policy.assign(&snapshot(&app(vec![0; 60], None))), None);
 }
 
 /// A snapshot of `n` pods, most of them ready with some tickets, a few
