@@ -107,6 +107,21 @@ export class Pods {
     );
   }
 
+  /**
+   * Positions of the autoscaled, ready, empty pods idle for at least
+   * `minSeconds`, in name order (a plain loop: QuickJS has no JIT).
+   */
+  idleIndices(minSeconds) {
+    const { words: w, stride, length } = this;
+    const out = [];
+    for (let b = 0, i = 0; i < length; i++, b += stride) {
+      if (w[b + PHASE] === Phase.READY && w[b + AUTOSCALED] !== 0 && w[b + TICKETS] === 0 && w[b + IDLE] >= minSeconds) {
+        out.push(i);
+      }
+    }
+    return out;
+  }
+
   /** The pods whose index passes `keep`, in name order. */
   *where(keep) {
     for (let i = 0; i < this.length; i++) if (keep(i)) yield this.at(i);
@@ -265,13 +280,9 @@ export class Snapshot {
    */
   idle(minSeconds = this.settings.cooldownSeconds) {
     const pods = this.pods;
-    return pods.where(
-      (i) =>
-        pods.phaseOf(i) === Phase.READY &&
-        pods.word(i, AUTOSCALED) !== 0 &&
-        pods.word(i, TICKETS) === 0 &&
-        pods.word(i, IDLE) >= minSeconds,
-    );
+    return (function* () {
+      for (const i of pods.idleIndices(minSeconds)) yield pods.at(i);
+    })();
   }
 
   /**
@@ -327,14 +338,16 @@ export class Snapshot {
       return new ScaleDecision(Math.min(wanted, room));
     }
     if (needed === available) return new ScaleDecision();
-    const candidates = [...this.idle()];
+    // Positions of the deletable pods, most idle first; read in place.
+    const candidates = this.pods.idleIndices(s.cooldownSeconds);
     // Array.prototype.sort is stable: ties keep name order.
-    candidates.sort((a, b) => b.idleSeconds - a.idleSeconds);
+    candidates.sort((a, b) => w[b * stride + IDLE] - w[a * stride + IDLE]);
     const remove = [];
-    for (const pod of candidates) {
-      if (free - pod.capacity >= needed) {
-        free -= pod.capacity;
-        remove.push(pod.id);
+    for (const i of candidates) {
+      const capacity = w[i * stride + CAPACITY];
+      if (free - capacity >= needed) {
+        free -= capacity;
+        remove.push(w[i * stride + ID]);
       }
     }
     return new ScaleDecision(0, remove);
