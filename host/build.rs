@@ -12,6 +12,8 @@ const POLICIES: &[(&str, &str)] = &[
     ("wicket-policy-spare-tickets", "WICKET_POLICY_SPARE_TICKETS"),
     ("wicket-policy-faulty", "WICKET_POLICY_FAULTY"),
     ("wicket-policy-other-major", "WICKET_POLICY_OTHER_MAJOR"),
+    ("wicket-policy-contract-0-1", "WICKET_POLICY_CONTRACT_0_1"),
+    ("wicket-policy-contract-0-2", "WICKET_POLICY_CONTRACT_0_2"),
 ];
 
 const WASM_TARGET: &str = "wasm32-wasip2";

@@ -4,7 +4,8 @@
 //!
 //! Three tables:
 //! 1. `call`: `Live::assign`/`Live::scale` on one reused instance — the
-//!    guest call alone (snapshot lowering, guest code, result lifting).
+//!    guest call (filling the instance's guest-snapshot buffer of its
+//!    contract version, lowering it, guest code, result lifting).
 //! 2. `runner inline`: `PolicyRunner::assign`/`scale` outside tokio — what
 //!    the host adds around the call (snapshot conversion, invariant checks,
 //!    metrics), no thread hop.
@@ -22,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use wicket::metrics::Metrics;
-use wicket::policy::bindings::Snapshot;
 use wicket::policy::{
     self, CallError, Limits, Live, LoadedPolicy, PolicyEngine, PolicyRunner, PolicySource,
 };
@@ -83,14 +83,14 @@ fn row(label: &str, a: (f64, f64), s: (f64, f64), faults: Option<usize>) {
 }
 
 /// Table 1: the guest call alone, on one reused instance (replaced after a fault).
-fn bench_calls(engine: &PolicyEngine, default: &LoadedPolicy) -> anyhow::Result<()> {
+fn bench_calls(engine: &PolicyEngine, default: &LoadedPolicy, what: &str) -> anyhow::Result<()> {
     header(&format!(
-        "call: default policy (spare-tickets), {CALLS} calls each, one reused instance"
+        "call: {what} (contract {}), {CALLS} calls each, one reused instance",
+        default.version
     ));
     let mut first_fault: Option<(CallError, Duration)> = None;
     for n in SIZES {
-        let mut buf = Snapshot::empty();
-        buf.fill_from(&policy::samples::mixed(n));
+        let snap = policy::samples::mixed(n);
         let mut live: Live = default.instantiate(engine)?;
         let mut faults: Vec<(CallError, Duration)> = Vec::new();
         let run = |live: &mut Live,
@@ -103,9 +103,9 @@ fn bench_calls(engine: &PolicyEngine, default: &LoadedPolicy) -> anyhow::Result<
                 let before = faults.len();
                 out.extend(time(calls - out.len(), faults, || {
                     if scale {
-                        live.scale(&buf).map(drop)
+                        live.scale(&snap).map(drop)
                     } else {
-                        live.assign(&buf).map(drop)
+                        live.assign(&snap).map(drop)
                     }
                 }));
                 if faults.len() > before {
@@ -212,7 +212,17 @@ async fn time_calls(
 fn main() -> anyhow::Result<()> {
     let engine = PolicyEngine::new(Limits::default())?;
     let default = policy::load_default(&engine)?;
-    bench_calls(&engine, &default)?;
+    bench_calls(&engine, &default, "default policy (spare-tickets)")?;
+    println!();
+    // The same decisions in a component that speaks contract 0.2 (the
+    // host's own version: 7 words per pod as bytes, clock, arrivals,
+    // observed times, totals), until the default itself moves to 0.2.
+    let v02 = LoadedPolicy::load(
+        &engine,
+        &std::fs::read(env!("WICKET_POLICY_CONTRACT_0_2"))?,
+        "contract-0.2",
+    )?;
+    bench_calls(&engine, &v02, "test policy contract-0.2, the default's decisions")?;
     println!();
     bench_runner(&engine, &default, false)?;
     println!();

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use tokio::sync::{Notify, oneshot, watch};
@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 use crate::policy::{PolicyRunner, invariants};
 use crate::provider::{PodEvent, PodProvider};
 use crate::state::{
-    AppSettings, Estimate, Grant, IssueError, Serverlist, Snapshot, Ticket, Token, WaiterId,
+    AppSettings, Clock, Estimate, Grant, IssueError, Serverlist, Snapshot, Ticket, Token, WaiterId,
 };
 
 /// How often the app's loop runs even when nothing happens (expiry, idle
@@ -153,6 +153,15 @@ struct Inner {
     snaps: Vec<Snapshot>,
     /// Scratch for waiters dropped after their grace period.
     gone: Vec<WaiterId>,
+    /// The app's time zone, for the UTC offset policies see.
+    zone: jiff::tz::TimeZone,
+}
+
+/// The wall clock in unix seconds (0 before 1970: a broken clock, not a time).
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// What became of an `assign` decision applied to the current state.
@@ -187,10 +196,12 @@ impl Inner {
         Some(w)
     }
 
-    /// The current state as a snapshot, in a reused buffer.
+    /// The current state as a snapshot, in a reused buffer, with the wall
+    /// clock and the app's UTC offset at this moment.
     fn take_snapshot(&mut self, now: Instant) -> Snapshot {
         let mut snap = self.snaps.pop().unwrap_or_default();
-        self.list.snapshot_into(now, &mut snap);
+        let clock = Clock::at(unix_now(), &self.zone);
+        self.list.snapshot_into(now, clock, &mut snap);
         snap
     }
 
@@ -203,7 +214,7 @@ impl Inner {
 
     /// Adds a user to the back of the queue.
     fn enqueue(&mut self, since: Instant) -> (WaiterId, oneshot::Receiver<Grant>) {
-        let waiter = self.list.enqueue();
+        let waiter = self.list.enqueue(since);
         let (tx, rx) = oneshot::channel();
         self.waiters.insert(
             waiter,
@@ -264,6 +275,7 @@ impl App {
                 resumable: HashMap::new(),
                 snaps: Vec::new(),
                 gone: Vec::new(),
+                zone: jiff::tz::TimeZone::UTC,
             }),
             policy,
             provider,
@@ -338,6 +350,11 @@ impl App {
         &self.policy
     }
 
+    /// Sets the time zone whose UTC offset policies see (UTC until set).
+    pub fn set_timezone(&self, zone: jiff::tz::TimeZone) {
+        self.inner.lock().zone = zone;
+    }
+
     /// Asks for a ticket: granted at once if nobody waits and the policy
     /// assigns a pod, else queued (first come, first served).
     ///
@@ -346,11 +363,15 @@ impl App {
     /// state it finds when it comes back.
     pub async fn request_ticket(&self) -> TicketRequest {
         let started = Instant::now();
-        for _ in 0..ISSUE_ATTEMPTS {
+        for attempt in 0..ISSUE_ATTEMPTS {
             let snap = {
                 let mut inner = self.inner.lock();
                 if !inner.list.accepting() {
                     return TicketRequest::Closed;
+                }
+                if attempt == 0 {
+                    // A new user (a resumed place does not come here).
+                    inner.list.record_arrival(unix_now());
                 }
                 // Users away keep their places but do not hold up the others.
                 let now = Instant::now();
@@ -971,6 +992,40 @@ mod tests {
             !inner.resumable.contains_key(&rid),
             "a served user's resume id is forgotten"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn new_users_are_arrivals_resumed_ones_are_not_and_snapshots_carry_the_clock() {
+        let app = app(1);
+        app.set_timezone(crate::state::zone("Asia/Kolkata").expect("zone"));
+        let first = granted(app.request_ticket().await).expect("the free slot");
+        let Join::Queued {
+            waiting,
+            rid: Some(rid),
+            ..
+        } = app.join(None, true).await
+        else {
+            panic!("the pod is full: the second user waits, resumable");
+        };
+        drop(waiting);
+        let Join::Queued { resumed, .. } = app.join(Some(&rid), true).await else {
+            panic!("the place is kept");
+        };
+        assert!(resumed);
+        let snap = app.inner.lock().take_snapshot(Instant::now());
+        let arrived: u32 = snap.arrivals_per_minute.iter().sum();
+        // Two users asked (at most one minute boundary apart); the resume
+        // is not a new arrival.
+        assert_eq!(arrived, 2, "{:?}", snap.arrivals_per_minute);
+        assert_eq!(snap.arrivals_per_hour.iter().sum::<u32>(), 2);
+        assert_eq!(snap.clock.utc_offset_seconds, 19_800, "India: +05:30");
+        let unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        assert!(unix.abs_diff(snap.clock.unix_seconds) < 5);
+        assert_eq!(snap.waiting, 1);
+        app.release(&first);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::app::DEFAULT_RESUME_GRACE;
-use crate::policy::Limits;
+use crate::policy::{LimitOverrides, Limits};
 use crate::state::AppSettings;
 
 /// Shortest resume grace period (`demo.resume_grace`,
@@ -30,6 +30,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Policy limits and the optional policy file.
     pub policy: PolicyConfig,
+    /// Defaults for every app.
+    pub apps: AppsConfig,
     /// Connections to the pods.
     pub backend: BackendConfig,
     /// `wicket demo`: the local app and its pods.
@@ -103,8 +105,13 @@ pub struct PolicyConfig {
     pub timeout_ms: u64,
     /// Memory cap of one policy instance.
     pub memory_mib: u64,
+    /// Deadline of one policy instantiation.
+    pub instantiate_timeout_ms: u64,
     /// Log lines one policy call may write.
     pub log_lines_per_call: u32,
+    /// Limits of the policy in `file` only, where they differ from the
+    /// defaults above (`[policy.file_limits]`).
+    pub file_limits: LimitOverrides,
 }
 
 impl Default for PolicyConfig {
@@ -115,7 +122,26 @@ impl Default for PolicyConfig {
             watch_interval_ms: 1000,
             timeout_ms: l.timeout.as_millis() as u64,
             memory_mib: (l.memory_bytes >> 20) as u64,
+            instantiate_timeout_ms: l.instantiate_timeout.as_millis() as u64,
             log_lines_per_call: l.log_lines_per_call,
+            file_limits: LimitOverrides::default(),
+        }
+    }
+}
+
+/// `[apps]`: defaults for every app (an app's annotations override them).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppsConfig {
+    /// IANA time zone whose UTC offset policies see
+    /// (`wicket.dev/timezone` overrides it per app).
+    pub timezone: String,
+}
+
+impl Default for AppsConfig {
+    fn default() -> Self {
+        Self {
+            timezone: "UTC".into(),
         }
     }
 }
@@ -284,7 +310,16 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), (&'static str, &'static str)> {
-        let checks: [(bool, &'static str, &'static str); 17] = [
+        if let Err((key, problem)) = self.policy.file_limits.validate() {
+            // Static keys, for the error type.
+            let key = match key {
+                "timeout_ms" => "policy.file_limits.timeout_ms",
+                "memory_mib" => "policy.file_limits.memory_mib",
+                _ => "policy.file_limits.instantiate_timeout_ms",
+            };
+            return Err((key, problem));
+        }
+        let checks: [(bool, &'static str, &'static str); 19] = [
             (
                 self.proxy.ticket_expiry_ms >= 100,
                 "proxy.ticket_expiry_ms",
@@ -319,6 +354,17 @@ impl Config {
                 self.policy.memory_mib >= 1 && self.policy.memory_mib <= 4096,
                 "policy.memory_mib",
                 "must be between 1 and 4096",
+            ),
+            (
+                self.policy.instantiate_timeout_ms >= 1
+                    && self.policy.instantiate_timeout_ms <= crate::policy::INSTANTIATE_TIMEOUT_MS_MAX,
+                "policy.instantiate_timeout_ms",
+                "must be between 1 and 60000",
+            ),
+            (
+                crate::state::zone(&self.apps.timezone).is_ok(),
+                "apps.timezone",
+                "is not an IANA time zone name (such as \"Europe/Berlin\", \"America/New_York\" or \"UTC\")",
             ),
             (
                 self.policy.watch_interval_ms >= 50,
@@ -379,13 +425,26 @@ impl Config {
         }
     }
 
-    /// Policy limits from `[policy]`.
+    /// The host's default policy limits, from `[policy]`.
     pub fn limits(&self) -> Limits {
         Limits {
             timeout: Duration::from_millis(self.policy.timeout_ms),
             memory_bytes: (self.policy.memory_mib as usize) << 20,
+            instantiate_timeout: Duration::from_millis(self.policy.instantiate_timeout_ms),
             log_lines_per_call: self.policy.log_lines_per_call,
         }
+    }
+
+    /// The limits of the policy in `policy.file`: the defaults with
+    /// `[policy.file_limits]` applied.
+    pub fn file_limits(&self) -> Limits {
+        self.policy.file_limits.apply(self.limits())
+    }
+
+    /// The apps' default time zone (`apps.timezone`; UTC if it is invalid,
+    /// which [`Config::parse`] refuses).
+    pub fn timezone(&self) -> jiff::tz::TimeZone {
+        crate::state::zone(&self.apps.timezone).unwrap_or(jiff::tz::TimeZone::UTC)
     }
 
     /// The demo app's scaling settings.
@@ -504,6 +563,25 @@ mod tests {
             ("[proxy]\nticket_expiry_ms = \"3s\"", "ticket_expiry_ms"),
             ("[policy]\ntimeout_ms = 0", "policy.timeout_ms"),
             ("[policy]\nmemory_mib = 100000", "policy.memory_mib"),
+            (
+                "[policy]\ninstantiate_timeout_ms = 0",
+                "policy.instantiate_timeout_ms",
+            ),
+            (
+                "[policy.file_limits]\nmemory_mib = 5000",
+                "policy.file_limits.memory_mib",
+            ),
+            (
+                "[policy.file_limits]\ntimeout_ms = 0",
+                "policy.file_limits.timeout_ms",
+            ),
+            (
+                "[policy.file_limits]\ninstantiate_timeout_ms = 60001",
+                "policy.file_limits.instantiate_timeout_ms",
+            ),
+            ("[policy.file_limits]\nfuel = 1", "fuel"),
+            ("[apps]\ntimezone = \"Europe/Berlim\"", "apps.timezone"),
+            ("[apps]\ntimezone = \"\"", "apps.timezone"),
             ("[demo]\ntickets_max = 0", "demo.tickets_max"),
             ("[demo]\napp = \"a b\"", "demo.app"),
             ("[demo]\nbogus = 1", "bogus"),
@@ -535,6 +613,20 @@ mod tests {
                 "{text:?}: error {err:?} should name {key:?}"
             );
         }
+    }
+
+    #[test]
+    fn file_limits_override_the_defaults_key_by_key() {
+        let c = parse(
+            "[policy]\ntimeout_ms = 20\n[policy.file_limits]\nmemory_mib = 128\ninstantiate_timeout_ms = 5000\n[apps]\ntimezone = \"Europe/Berlin\"",
+        )
+        .expect("valid");
+        let l = c.file_limits();
+        assert_eq!(l.timeout, Duration::from_millis(20), "not overridden");
+        assert_eq!(l.memory_bytes, 128 << 20);
+        assert_eq!(l.instantiate_timeout, Duration::from_secs(5));
+        assert_eq!(c.limits().memory_bytes, 16 << 20, "the default stays");
+        assert_eq!(c.timezone().iana_name(), Some("Europe/Berlin"));
     }
 
     #[test]

@@ -102,6 +102,7 @@ pub async fn start(config: Config, exe: PathBuf) -> anyhow::Result<Demo> {
     );
     app.set_display_name(Some(&config.demo.display_name));
     app.set_resume_grace(config.demo.resume_grace);
+    app.set_timezone(config.timezone());
     let apps = Arc::new(Apps::default());
     apps.insert(Arc::clone(&app));
 

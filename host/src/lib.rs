@@ -15,6 +15,7 @@ pub mod kube;
 pub mod metrics;
 pub mod policy;
 pub mod policy_check;
+pub mod policy_test;
 pub mod provider;
 pub mod proxy;
 pub mod run;

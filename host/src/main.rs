@@ -72,13 +72,32 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
-    /// Validate a component against the contract and dry-run it.
+    /// Validate a component against the contract, dry-run it, and measure
+    /// what it needs (time, memory) against the host's default limits.
     Check {
         /// The component (.wasm).
         file: PathBuf,
         /// The policy-config string to pass in the samples.
         #[arg(long, default_value = "")]
         config: String,
+        /// Check under this memory cap (MiB) instead of a generous one.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        memory_mib: Option<u64>,
+        /// Check under this call deadline (ms) instead of a generous one.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        timeout_ms: Option<u64>,
+        /// Check under this instantiation deadline (ms) instead of a generous one.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        instantiate_timeout_ms: Option<u64>,
+    },
+    /// Run a component on the cases of a TOML file (see
+    /// examples/policy-cases.toml) and compare its decisions with the
+    /// expected ones; exits non-zero if any case fails.
+    Test {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// The cases (.toml).
+        cases: PathBuf,
     },
 }
 
@@ -190,8 +209,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Policy {
-            command: PolicyCommand::Check { file, config },
-        } => wicket::policy_check::run(&file, &config),
+            command:
+                PolicyCommand::Check {
+                    file,
+                    config,
+                    memory_mib,
+                    timeout_ms,
+                    instantiate_timeout_ms,
+                },
+        } => wicket::policy_check::run(
+            &file,
+            &config,
+            wicket::policy::LimitOverrides {
+                timeout_ms,
+                memory_mib,
+                instantiate_timeout_ms,
+            },
+        ),
+        Command::Policy {
+            command: PolicyCommand::Test { file, cases },
+        } => {
+            let summary = wicket::policy_test::run(&file, &cases)?;
+            if summary.failed > 0 {
+                // The cases' diffs and the summary line are printed already.
+                return Err(anyhow::anyhow!(
+                    "{} of {} cases failed",
+                    summary.failed,
+                    summary.failed + summary.passed
+                ));
+            }
+            Ok(())
+        }
         Command::Config => {
             print!(
                 "{}",

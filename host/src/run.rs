@@ -149,6 +149,7 @@ pub async fn start(config: Config, client: ::kube::Client) -> anyhow::Result<Run
         edge_threads: threads,
         shared_port: proxy_addr.port(),
         ports: Arc::clone(&ports),
+        timezone: config.timezone(),
     };
     tasks.push(Task::spawn(Controller::run(shared, namespaces.clone())));
 

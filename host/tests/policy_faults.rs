@@ -151,8 +151,9 @@ async fn other_major_version_is_refused_with_a_clear_message() {
         "{:#}",
         wicket::demo::start(cfg, exe()).await.expect_err("refused")
     );
+    // Names the component's version and both the host speaks.
     assert!(
-        err.contains("@1.0.0") && err.contains("@0.1.0") && err.contains("major"),
+        err.contains("@1.0.0") && err.contains("@0.2.0") && err.contains("@0.1.0"),
         "{err}"
     );
 }
@@ -184,12 +185,45 @@ fn policy_check_cli() {
         "{out}{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    // The default is still a 0.1 build: the version it speaks, and what it
+    // costs, line by line.
+    for line in [
+        "wicket:policy/decide@0.1.0 (an older version",
+        "size ",
+        "compile ",
+        "instantiate ",
+        "sample \"100 pods\"",
+        "   10 pods",
+        "  100 pods",
+        " 1000 pods",
+        "peak memory",
+        "limits: fits the host's defaults",
+    ] {
+        assert!(out.contains(line), "{line:?} missing in:\n{out}");
+    }
+
+    let v02 = std::process::Command::new(exe())
+        .args(["policy", "check", "--memory-mib", "64", "--timeout-ms", "500"])
+        .arg(policy_path("contract-0.2"))
+        .output()
+        .expect("runs");
+    let out = String::from_utf8_lossy(&v02.stdout);
+    assert!(v02.status.success(), "{out}");
     assert!(
-        out.contains("wicket:policy/decide@0.1.0")
-            && out.contains("sample \"100 pods\"")
-            && out.contains("µs"),
+        out.contains("wicket:policy/decide@0.2.0 (the host's own version)")
+            && out.contains("checked under timeout 500 ms, memory 64 MiB"),
         "{out}"
     );
+
+    // Under a memory cap it cannot start in, it is refused, and says why.
+    let small = std::process::Command::new(exe())
+        .args(["policy", "check", "--memory-mib", "1"])
+        .arg(policy_path("contract-0.2"))
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&small.stderr);
+    assert!(!small.status.success());
+    assert!(err.contains("memory limit of 1 MiB"), "{err}");
 
     let bad = std::process::Command::new(exe())
         .args(["policy", "check"])
@@ -198,5 +232,8 @@ fn policy_check_cli() {
         .expect("runs");
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success());
-    assert!(err.contains("different major version"), "{err}");
+    assert!(
+        err.contains("@1.0.0") && err.contains("accepts 0.1.x and 0.2.x"),
+        "{err}"
+    );
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::app::DEFAULT_RESUME_GRACE;
 use crate::config::{RESUME_GRACE_MAX, RESUME_GRACE_MIN, format_duration, parse_duration};
+use crate::policy::{INSTANTIATE_TIMEOUT_MS_MAX, LimitOverrides, MEMORY_MIB_MAX, TIMEOUT_MS_MAX};
 use crate::state::AppSettings;
 
 /// Deployment label that enables an app (`"true"`; any other value drains it).
@@ -44,6 +45,14 @@ pub const DISPLAY_NAME: &str = "wicket.dev/display-name";
 /// wicket: how long a waiting user who lost the connection keeps their place
 /// in line (a duration such as `15s`).
 pub const RESUME_GRACE: &str = "wicket.dev/resume-grace";
+/// wicket: the app's IANA time zone (policies see its UTC offset).
+pub const TIMEZONE: &str = "wicket.dev/timezone";
+/// wicket, on a policy ConfigMap: deadline of one call of its policies (ms).
+pub const POLICY_TIMEOUT_MS: &str = "wicket.dev/policy-timeout-ms";
+/// wicket, on a policy ConfigMap: memory cap of one instance (MiB).
+pub const POLICY_MEMORY_MIB: &str = "wicket.dev/policy-memory-mib";
+/// wicket, on a policy ConfigMap: deadline of one instantiation (ms).
+pub const POLICY_INSTANTIATE_TIMEOUT_MS: &str = "wicket.dev/policy-instantiate-timeout-ms";
 
 /// Longest display name, in characters: it is a heading on a phone screen.
 pub const DISPLAY_NAME_MAX_CHARS: usize = 80;
@@ -106,6 +115,9 @@ pub struct AppSpec {
     pub display_name: Option<String>,
     /// How long a disconnected waiting user keeps their place.
     pub resume_grace: Duration,
+    /// The app's IANA time zone name; None: the host's `apps.timezone`.
+    /// A name that is not a zone is reported and read as `UTC`.
+    pub timezone: Option<String>,
 }
 
 /// Where an app listens inside its pods.
@@ -326,6 +338,17 @@ pub fn app_spec(deployment: &str, annotations: Option<&Map>) -> (AppSpec, Vec<Wa
         RESUME_GRACE_MIN,
         RESUME_GRACE_MAX,
     );
+    let timezone = match r.raw(TIMEZONE) {
+        None => None,
+        Some(raw) if raw.trim().is_empty() => None,
+        Some(raw) => match crate::state::zone(raw) {
+            Ok(_) => Some(raw.trim().to_owned()),
+            Err(e) => {
+                r.warn(TIMEZONE, raw, format!("{}; using UTC", e.problem()));
+                Some("UTC".to_owned())
+            }
+        },
+    };
     let settings = AppSettings {
         tickets_max,
         tickets_spare,
@@ -342,9 +365,45 @@ pub fn app_spec(deployment: &str, annotations: Option<&Map>) -> (AppSpec, Vec<Wa
             policy,
             display_name,
             resume_grace,
+            timezone,
         },
         r.warnings,
     )
+}
+
+/// Reads the limits a policy ConfigMap sets for its policies from its
+/// annotations. Never fails: a malformed value is left unset (the host's
+/// default applies) and reported as a warning.
+pub fn policy_limits(annotations: Option<&Map>) -> (LimitOverrides, Vec<Warning>) {
+    let mut r = Reader {
+        map: annotations,
+        warnings: Vec::new(),
+    };
+    let mut optional = |key: &str, max: u64| {
+        let raw = r.raw(key)?;
+        match raw.trim().parse::<u64>() {
+            Ok(v) if (1..=max).contains(&v) => Some(v),
+            _ => {
+                r.warn(
+                    key,
+                    raw,
+                    format!(
+                        "is not a whole number from 1 to {max}; using the host's default"
+                    ),
+                );
+                None
+            }
+        }
+    };
+    let limits = LimitOverrides {
+        timeout_ms: optional(POLICY_TIMEOUT_MS, TIMEOUT_MS_MAX),
+        memory_mib: optional(POLICY_MEMORY_MIB, MEMORY_MIB_MAX),
+        instantiate_timeout_ms: optional(
+            POLICY_INSTANTIATE_TIMEOUT_MS,
+            INSTANTIATE_TIMEOUT_MS_MAX,
+        ),
+    };
+    (limits, r.warnings)
 }
 
 /// Reads where the app listens in a pod from the pod's annotations, falling
@@ -415,6 +474,7 @@ mod tests {
         assert_eq!(spec.policy, None);
         assert_eq!(spec.display_name, None, "the app name is shown");
         assert_eq!(spec.resume_grace, Duration::from_secs(30));
+        assert_eq!(spec.timezone, None, "the host's default zone");
     }
 
     #[test]
@@ -431,6 +491,7 @@ mod tests {
             (POLICY_CONFIG, "{\"x\":1}"),
             (DISPLAY_NAME, " Gene Atlas <beta> — Lab 3 "),
             (RESUME_GRACE, "1m30s"),
+            (TIMEZONE, " Europe/Berlin "),
         ]);
         let (spec, warnings) = app_spec("deploy", Some(&a));
         assert!(warnings.is_empty(), "{warnings:?}");
@@ -460,6 +521,57 @@ mod tests {
             "trimmed; the page escapes HTML"
         );
         assert_eq!(spec.resume_grace, Duration::from_secs(90));
+        assert_eq!(spec.timezone.as_deref(), Some("Europe/Berlin"));
+    }
+
+    #[test]
+    fn a_bad_time_zone_warns_and_reads_as_utc() {
+        for bad in ["Europe/Berlim", "CEST", "+02:00", "Mars/Olympus"] {
+            let (spec, warnings) = app_spec("d", Some(&map(&[(TIMEZONE, bad)])));
+            assert_eq!(spec.timezone.as_deref(), Some("UTC"), "{bad}");
+            assert_eq!(warnings.len(), 1, "{bad}");
+            assert_eq!(warnings[0].annotation, TIMEZONE);
+            let text = warnings[0].to_string();
+            assert!(text.contains("IANA") && text.contains("UTC"), "{text}");
+        }
+        // Blank: the host's default, silently.
+        let (spec, warnings) = app_spec("d", Some(&map(&[(TIMEZONE, " ")])));
+        assert_eq!((spec.timezone, warnings.len()), (None, 0));
+    }
+
+    #[test]
+    fn policy_limits_are_read_from_the_configmap() {
+        let (l, w) = policy_limits(None);
+        assert_eq!((l, w.len()), (LimitOverrides::default(), 0));
+        let a = map(&[
+            (POLICY_TIMEOUT_MS, "50"),
+            (POLICY_MEMORY_MIB, " 96 "),
+            (POLICY_INSTANTIATE_TIMEOUT_MS, "3000"),
+        ]);
+        let (l, w) = policy_limits(Some(&a));
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            l,
+            LimitOverrides {
+                timeout_ms: Some(50),
+                memory_mib: Some(96),
+                instantiate_timeout_ms: Some(3000)
+            }
+        );
+        for (key, bad) in [
+            (POLICY_TIMEOUT_MS, "0"),
+            (POLICY_TIMEOUT_MS, "10001"),
+            (POLICY_MEMORY_MIB, "64Mi"),
+            (POLICY_MEMORY_MIB, "4097"),
+            (POLICY_INSTANTIATE_TIMEOUT_MS, "-1"),
+            (POLICY_INSTANTIATE_TIMEOUT_MS, "1.5"),
+        ] {
+            let (l, w) = policy_limits(Some(&map(&[(key, bad)])));
+            assert_eq!(l, LimitOverrides::default(), "{key}={bad}");
+            assert_eq!(w.len(), 1, "{key}={bad}");
+            assert_eq!(w[0].annotation, key);
+            assert!(w[0].to_string().contains("default"), "{}", w[0]);
+        }
     }
 
     #[test]

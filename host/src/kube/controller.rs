@@ -91,6 +91,8 @@ pub struct Shared {
     pub shared_port: u16,
     /// Bound per-app listeners, by app name (for status and tests).
     pub ports: Arc<Mutex<HashMap<String, SocketAddr>>>,
+    /// The time zone of apps without `wicket.dev/timezone` (`apps.timezone`).
+    pub timezone: jiff::tz::TimeZone,
 }
 
 type NsName = (String, String);
@@ -521,6 +523,12 @@ impl Controller {
         entry.app.set_settings(spec.settings.clone());
         entry.app.set_display_name(spec.display_name.as_deref());
         entry.app.set_resume_grace(spec.resume_grace);
+        // A bad name was reported (Event, log) and reads as UTC.
+        let zone = match &spec.timezone {
+            Some(name) => crate::state::zone(name).unwrap_or(jiff::tz::TimeZone::UTC),
+            None => self.shared.timezone.clone(),
+        };
+        entry.app.set_timezone(zone);
         entry.app.set_accepting(true);
         entry.app.policy().set_source(source);
         entry.provider.set_template(template);
@@ -892,6 +900,7 @@ mod tests {
             edge_threads: 1,
             shared_port: 1,
             ports: Arc::default(),
+            timezone: jiff::tz::TimeZone::UTC,
         };
         let (resync_tx, _rx) = mpsc::unbounded_channel();
         Controller {

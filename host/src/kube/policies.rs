@@ -8,6 +8,11 @@
 //! the last good one stays, with a warning log and a Warning Event on the
 //! ConfigMap. Compiled policies are cached by digest, so a re-list or a
 //! roll-back does not compile again.
+//!
+//! The ConfigMap's annotations `wicket.dev/policy-timeout-ms`,
+//! `wicket.dev/policy-memory-mib` and `wicket.dev/policy-instantiate-timeout-ms`
+//! set the limits of its policies (else the host's defaults); changing them
+//! reloads the policies under the new limits (without compiling again).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
@@ -17,10 +22,10 @@ use kube::ResourceExt;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
-use super::annotations::PolicyRef;
+use super::annotations::{self, PolicyRef};
 use super::events::{self, EventSink, EventType, Record};
 use crate::metrics::Metrics;
-use crate::policy::{LoadedPolicy, PolicyEngine, PolicySource};
+use crate::policy::{Limits, LoadedPolicy, PolicyEngine, PolicySource};
 
 /// Name of the source of `<ns>/<configmap>/<key>` (in logs and metrics).
 pub fn source_name(ns: &str, r: &PolicyRef) -> String {
@@ -36,9 +41,10 @@ pub struct PolicyStore {
     metrics: Metrics,
     events: EventSink,
     sources: Mutex<HashMap<Key, Arc<PolicySource>>>,
-    compiled: Mutex<HashMap<String, Weak<LoadedPolicy>>>,
-    /// Digests that failed validation, with the reason.
-    refused: Mutex<HashMap<String, String>>,
+    /// Validated policies by digest and limits.
+    compiled: Mutex<HashMap<(String, Limits), Weak<LoadedPolicy>>>,
+    /// Digests that failed validation under some limits, with the reason.
+    refused: Mutex<HashMap<(String, Limits), String>>,
     /// Keys that have served a version of their own (not the placeholder).
     loaded: Mutex<HashSet<Key>>,
 }
@@ -99,28 +105,36 @@ impl PolicyStore {
         }))
     }
 
-    /// Compiles and validates `bytes` (cached by digest; off the async threads).
-    async fn load(&self, bytes: Vec<u8>, name: String) -> Result<Arc<LoadedPolicy>, String> {
-        let digest = hex::encode(Sha256::digest(&bytes));
-        if let Some(p) = self.compiled.lock().get(&digest).and_then(Weak::upgrade) {
+    /// Compiles and validates `bytes` to run under `limits` (cached by
+    /// digest and limits; off the async threads).
+    async fn load(
+        &self,
+        bytes: Vec<u8>,
+        name: String,
+        limits: Limits,
+    ) -> Result<Arc<LoadedPolicy>, String> {
+        let key = (hex::encode(Sha256::digest(&bytes)), limits);
+        if let Some(p) = self.compiled.lock().get(&key).and_then(Weak::upgrade) {
             return Ok(p);
         }
-        if let Some(reason) = self.refused.lock().get(&digest) {
+        if let Some(reason) = self.refused.lock().get(&key) {
             return Err(reason.clone());
         }
         let engine = Arc::clone(&self.engine);
-        let loaded =
-            tokio::task::spawn_blocking(move || LoadedPolicy::load(&engine, &bytes, &name)).await;
+        let loaded = tokio::task::spawn_blocking(move || {
+            LoadedPolicy::load_with(&engine, &bytes, &name, limits)
+        })
+        .await;
         match loaded {
             Ok(Ok(p)) => {
                 let mut compiled = self.compiled.lock();
                 compiled.retain(|_, w| w.strong_count() > 0);
-                compiled.insert(digest, Arc::downgrade(&p));
+                compiled.insert(key, Arc::downgrade(&p));
                 Ok(p)
             }
             Ok(Err(e)) => {
                 let reason = e.to_string();
-                self.refused.lock().insert(digest, reason.clone());
+                self.refused.lock().insert(key, reason.clone());
                 Err(reason)
             }
             Err(e) => Err(format!("the policy loader task failed: {e}")),
@@ -133,6 +147,19 @@ impl PolicyStore {
         let ns = cm.namespace().unwrap_or_default();
         let name = cm.name_any();
         let mut outcomes = Vec::new();
+        let (overrides, warnings) = annotations::policy_limits(cm.metadata.annotations.as_ref());
+        for w in warnings {
+            tracing::warn!(namespace = %ns, configmap = %name, "{w}");
+            self.events.publish(Record {
+                regarding: events::reference("v1", "ConfigMap", &ns, &name, cm.uid().as_deref()),
+                related: None,
+                type_: EventType::Warning,
+                reason: "InvalidAnnotation",
+                action: "ParseAnnotations",
+                note: w.to_string(),
+            });
+        }
+        let limits = overrides.apply(self.engine.limits());
         let data = cm.binary_data.clone().unwrap_or_default();
         if data.is_empty() {
             tracing::warn!(namespace = %ns, configmap = %name, "policy ConfigMap has no binaryData (put the .wasm component there)");
@@ -145,12 +172,16 @@ impl PolicyStore {
             let digest = hex::encode(Sha256::digest(&bytes.0));
             let source = self.source(&ns, &r);
             let first = !self.loaded.lock().contains(&(ns.clone(), r.clone()));
-            if !first && source.current().digest == digest {
+            let current = source.current();
+            if !first && current.digest == digest && current.limits == limits {
                 outcomes.push((key, Outcome::Unchanged));
                 continue;
             }
-            let already_refused = self.refused.lock().contains_key(&digest);
-            match self.load(bytes.0, source_name(&ns, &r)).await {
+            let already_refused = self
+                .refused
+                .lock()
+                .contains_key(&(digest.clone(), limits));
+            match self.load(bytes.0, source_name(&ns, &r), limits).await {
                 Ok(p) => {
                     tracing::info!(
                         namespace = %ns, policy = %r, digest = p.short_digest(),

@@ -1,18 +1,25 @@
-//! The shared wasmtime engine: configuration, linker, limits, and the per-store
-//! host state (deny-by-default WASI, rate-limited logging, memory cap).
+//! The shared wasmtime engine: configuration, linker (both contract
+//! versions), the cache of compiled components, and the per-store host state
+//! (deny-by-default WASI, rate-limited logging, memory cap). Limits belong to
+//! each loaded policy; the engine only holds the host's defaults.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use parking_lot::Mutex;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter, Store};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{self, LogLevel};
+use super::bindings::{v01, v02};
+
+/// Log levels as the host handles them (0.2's; 0.1's are the same three).
+type LogLevel = v02::LogLevel;
 
 /// How often the epoch advances; deadlines are whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -20,13 +27,20 @@ const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Longest log line a policy may write; longer ones are cut.
 const MAX_LOG_LINE: usize = 512;
 
-/// Limits applied to every policy call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Compiled components kept by digest (each holds its machine code: a few
+/// hundred KB for a Rust policy, tens of MB for a Python one).
+const COMPILED_KEPT: usize = 16;
+
+/// Limits of one policy: every call and instantiation runs under them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Limits {
     /// Wall-clock deadline of one call.
     pub timeout: Duration,
     /// Most linear memory one policy instance may use.
     pub memory_bytes: usize,
+    /// Wall-clock deadline of one instantiation (a component's start-up
+    /// code runs then: an interpreter's, for Python or JavaScript).
+    pub instantiate_timeout: Duration,
     /// Log lines (from `log` or stdout/stderr) one call may write.
     pub log_lines_per_call: u32,
 }
@@ -36,16 +50,86 @@ impl Default for Limits {
         Self {
             timeout: Duration::from_millis(10),
             memory_bytes: 16 << 20,
+            instantiate_timeout: Duration::from_millis(100),
             log_lines_per_call: 8,
         }
     }
 }
 
+/// Most a policy's call deadline may be, in milliseconds.
+pub const TIMEOUT_MS_MAX: u64 = 10_000;
+/// Most a policy's memory cap may be, in MiB.
+pub const MEMORY_MIB_MAX: u64 = 4096;
+/// Most a policy's instantiation budget may be, in milliseconds.
+pub const INSTANTIATE_TIMEOUT_MS_MAX: u64 = 60_000;
+
+/// Limits one policy sets for itself (TOML `policy.file_limits`, or the
+/// annotations of its ConfigMap); what it leaves unset is the host's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    /// Deadline of one call, in milliseconds (1 to 10000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Memory cap of one instance, in MiB (1 to 4096).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+    /// Deadline of one instantiation, in milliseconds (1 to 60000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instantiate_timeout_ms: Option<u64>,
+}
+
+impl LimitOverrides {
+    /// `base` with these overrides applied.
+    pub fn apply(&self, base: Limits) -> Limits {
+        Limits {
+            timeout: self.timeout_ms.map_or(base.timeout, Duration::from_millis),
+            memory_bytes: self
+                .memory_mib
+                .map_or(base.memory_bytes, |m| (m as usize) << 20),
+            instantiate_timeout: self
+                .instantiate_timeout_ms
+                .map_or(base.instantiate_timeout, Duration::from_millis),
+            log_lines_per_call: base.log_lines_per_call,
+        }
+    }
+
+    /// The first value out of bounds, as (key, problem).
+    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        let within = |v: Option<u64>, max: u64| v.is_none_or(|v| (1..=max).contains(&v));
+        if !within(self.timeout_ms, TIMEOUT_MS_MAX) {
+            return Err(("timeout_ms", "must be between 1 and 10000"));
+        }
+        if !within(self.memory_mib, MEMORY_MIB_MAX) {
+            return Err(("memory_mib", "must be between 1 and 4096"));
+        }
+        if !within(self.instantiate_timeout_ms, INSTANTIATE_TIMEOUT_MS_MAX) {
+            return Err(("instantiate_timeout_ms", "must be between 1 and 60000"));
+        }
+        Ok(())
+    }
+}
+
+// The messages of `LimitOverrides::validate` spell these bounds out.
+const _: () = assert!(TIMEOUT_MS_MAX == 10_000);
+const _: () = assert!(MEMORY_MIB_MAX == 4096);
+const _: () = assert!(INSTANTIATE_TIMEOUT_MS_MAX == 60_000);
+
+/// A deadline in epoch ticks; one extra tick because the first may be
+/// nearly over when the call starts.
+fn ticks(d: Duration) -> u64 {
+    (d.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
+}
+
 impl Limits {
-    /// The deadline in epoch ticks; one extra tick because the first may be
-    /// nearly over when the call starts.
+    /// The call deadline in epoch ticks.
     pub fn deadline_ticks(&self) -> u64 {
-        (self.timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
+        ticks(self.timeout)
+    }
+
+    /// The instantiation deadline in epoch ticks.
+    pub fn instantiate_ticks(&self) -> u64 {
+        ticks(self.instantiate_timeout)
     }
 }
 
@@ -72,7 +156,7 @@ impl LogSink {
         self.budget.store(self.per_call, Ordering::Relaxed);
     }
 
-    fn emit(&self, level: LogLevel, message: &str) {
+    pub(super) fn emit(&self, level: LogLevel, message: &str) {
         let took = self
             .budget
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1));
@@ -161,6 +245,8 @@ pub struct HostState {
     pub deadline_ticks: u64,
     /// Set when the memory cap refused a growth during the current call.
     pub memory_denied: bool,
+    /// The most linear memory (bytes) the instance asked for so far.
+    pub peak_memory: usize,
     /// Where guest logs go.
     pub log: LogSink,
     /// The deadline clock; a call holds [`Ticker::running`] while guest code runs.
@@ -187,6 +273,7 @@ impl ResourceLimiter for HostState {
             self.memory_denied = true;
             return Ok(false);
         }
+        self.peak_memory = self.peak_memory.max(desired);
         Ok(true)
     }
 
@@ -200,10 +287,23 @@ impl ResourceLimiter for HostState {
     }
 }
 
-impl bindings::wicket::policy::types::Host for HostState {}
+impl v02::wicket::policy::types::Host for HostState {}
 
-impl bindings::wicket::policy::host::Host for HostState {
+impl v02::wicket::policy::host::Host for HostState {
     fn log(&mut self, level: LogLevel, message: String) {
+        self.log.emit(level, &message);
+    }
+}
+
+impl v01::wicket::policy::types::Host for HostState {}
+
+impl v01::wicket::policy::host::Host for HostState {
+    fn log(&mut self, level: v01::LogLevel, message: String) {
+        let level = match level {
+            v01::LogLevel::Debug => LogLevel::Debug,
+            v01::LogLevel::Info => LogLevel::Info,
+            v01::LogLevel::Warn => LogLevel::Warn,
+        };
         self.log.emit(level, &message);
     }
 }
@@ -213,7 +313,10 @@ impl bindings::wicket::policy::host::Host for HostState {
 pub struct PolicyEngine {
     engine: Engine,
     linker: Linker<HostState>,
+    /// The host's default limits (a policy may have its own).
     limits: Limits,
+    /// Compiled components by digest, oldest first.
+    compiled: Mutex<VecDeque<(String, Component)>>,
     /// Jobs for the policy thread (see [`PolicyEngine::run_on_policy_thread`]).
     jobs: std::sync::mpsc::Sender<Job>,
     ticker: Arc<Ticker>,
@@ -231,7 +334,8 @@ impl std::fmt::Debug for PolicyEngine {
 
 impl PolicyEngine {
     /// Creates the engine and starts its epoch ticker thread (which stops
-    /// when the engine is dropped).
+    /// when the engine is dropped). `limits` are the host's defaults, for
+    /// policies loaded without limits of their own.
     pub fn new(limits: Limits) -> anyhow::Result<Arc<Self>> {
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
@@ -240,8 +344,10 @@ impl PolicyEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
-        bindings::Policy::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(|e| anyhow::anyhow!("linking the policy host interface: {e}"))?;
+        v02::Policy::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("linking the policy host interface (0.2): {e}"))?;
+        v01::Policy::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("linking the policy host interface (0.1): {e}"))?;
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("wicket-policy".into())
@@ -257,6 +363,7 @@ impl PolicyEngine {
             engine,
             linker,
             limits,
+            compiled: Mutex::new(VecDeque::new()),
             jobs,
             ticker: Arc::clone(&ticker),
         });
@@ -298,14 +405,34 @@ impl PolicyEngine {
         &self.ticker
     }
 
-    /// Limits applied to each call.
+    /// The host's default limits.
     pub fn limits(&self) -> Limits {
         self.limits
     }
 
-    /// A fresh store for one instance of the policy `name`.
-    pub fn new_store(&self, name: &str) -> Store<HostState> {
-        let log = LogSink::new(name, self.limits.log_lines_per_call);
+    /// The component of `bytes` (whose sha256 is `digest`), compiled now or
+    /// taken from the cache of recently compiled ones; true when cached.
+    /// Compiling is slow (tens of ms for Rust, seconds for Python): a reload
+    /// or hot swap of the same bytes, or the same bytes under other limits,
+    /// does not pay it again. The lock is not held while compiling.
+    pub fn compile(&self, digest: &str, bytes: &[u8]) -> wasmtime::Result<(Component, bool)> {
+        if let Some((_, c)) = self.compiled.lock().iter().find(|(d, _)| d == digest) {
+            return Ok((c.clone(), true));
+        }
+        let component = Component::new(&self.engine, bytes)?;
+        let mut compiled = self.compiled.lock();
+        if !compiled.iter().any(|(d, _)| d == digest) {
+            if compiled.len() == COMPILED_KEPT {
+                compiled.pop_front();
+            }
+            compiled.push_back((digest.to_owned(), component.clone()));
+        }
+        Ok((component, false))
+    }
+
+    /// A fresh store for one instance of the policy `name`, under `limits`.
+    pub fn new_store(&self, name: &str, limits: &Limits) -> Store<HostState> {
+        let log = LogSink::new(name, limits.log_lines_per_call);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(GuestOutput {
             sink: log.clone(),
@@ -318,9 +445,10 @@ impl PolicyEngine {
         let state = HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            memory_cap: self.limits.memory_bytes,
-            deadline_ticks: self.limits.deadline_ticks(),
+            memory_cap: limits.memory_bytes,
+            deadline_ticks: limits.deadline_ticks(),
             memory_denied: false,
+            peak_memory: 0,
             log,
             ticker: Arc::clone(&self.ticker),
         };

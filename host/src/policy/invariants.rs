@@ -151,6 +151,7 @@ mod tests {
             phase,
             autoscaled,
             idle_seconds: 60,
+            age_seconds: 60,
         };
         Snapshot {
             tickets_max: 2,
@@ -166,6 +167,7 @@ mod tests {
                 pod(5, 1, Phase::Draining, true),
             ],
             waiting: 0,
+            ..Snapshot::default()
         }
     }
 
@@ -318,6 +320,7 @@ mod tests {
                     phase: phases[next(3) as usize],
                     autoscaled: next(5) != 0,
                     idle_seconds: next(100),
+                    age_seconds: 100,
                 })
                 .collect();
             let mut snap = Snapshot {
@@ -383,6 +386,7 @@ mod tests {
                 phase: Phase::Ready,
                 autoscaled: true,
                 idle_seconds: 60,
+                age_seconds: 60,
             })
             .collect();
         let snap = Snapshot {

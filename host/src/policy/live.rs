@@ -1,12 +1,13 @@
-//! A running policy instance: one store, reused call after call.
+//! A running policy instance: one store, reused call after call, and the
+//! guest-snapshot buffer of the contract version it speaks.
 
 use std::sync::Arc;
 
 use wasmtime::{Store, Trap};
 
-use super::bindings::{self, Policy};
+use super::bindings::{Contract, v01, v02};
 use super::engine::HostState;
-use crate::state::ScaleDecision;
+use crate::state::{ScaleDecision, Snapshot};
 
 /// A policy call that did not return an answer.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -37,15 +38,37 @@ impl CallError {
     }
 }
 
+/// The exports of an instance, by contract version, with the snapshot
+/// buffer of that version (refilled for every call).
+pub(super) enum Bindings {
+    /// Speaks 0.1 (through the adapter).
+    V0_1(v01::Policy, Box<v01::Snapshot>),
+    /// Speaks 0.2.
+    V0_2(v02::Policy, Box<v02::Snapshot>),
+}
+
 /// An instantiated policy. After any error it is poisoned and must be dropped.
 pub struct Live {
     store: Store<HostState>,
-    bindings: Policy,
+    bindings: Bindings,
 }
 
 impl Live {
-    pub(super) fn new(store: Store<HostState>, bindings: Policy) -> Self {
+    pub(super) fn new(store: Store<HostState>, bindings: Bindings) -> Self {
         Self { store, bindings }
+    }
+
+    /// The contract version the instance speaks.
+    pub fn contract(&self) -> Contract {
+        match self.bindings {
+            Bindings::V0_1(..) => Contract::V0_1,
+            Bindings::V0_2(..) => Contract::V0_2,
+        }
+    }
+
+    /// The most linear memory the instance has asked for so far, in bytes.
+    pub fn peak_memory(&self) -> usize {
+        self.store.data().peak_memory
     }
 
     fn prepare(&mut self, ticks: u64) {
@@ -70,27 +93,43 @@ impl Live {
         self.store.data().deadline_ticks
     }
 
-    /// Calls `assign`.
-    pub fn assign(&mut self, snap: &bindings::Snapshot) -> Result<Option<u32>, CallError> {
+    /// Calls `assign` on `snap`, given in the instance's contract version.
+    pub fn assign(&mut self, snap: &Snapshot) -> Result<Option<u32>, CallError> {
         self.prepare(self.ticks());
         let ticker = Arc::clone(&self.store.data().ticker);
         let _running = ticker.running();
-        let r = self
-            .bindings
-            .wicket_policy_decide()
-            .call_assign(&mut self.store, snap);
+        let r = match &mut self.bindings {
+            Bindings::V0_1(b, buf) => {
+                buf.fill_from(snap);
+                b.wicket_policy_decide().call_assign(&mut self.store, buf)
+            }
+            Bindings::V0_2(b, buf) => {
+                buf.fill_from(snap);
+                b.wicket_policy_decide().call_assign(&mut self.store, buf)
+            }
+        };
         r.map_err(|e| self.classify(e))
     }
 
-    /// Calls `scale`.
-    pub fn scale(&mut self, snap: &bindings::Snapshot) -> Result<ScaleDecision, CallError> {
+    /// Calls `scale` on `snap`, given in the instance's contract version.
+    pub fn scale(&mut self, snap: &Snapshot) -> Result<ScaleDecision, CallError> {
         self.prepare(self.ticks());
         let ticker = Arc::clone(&self.store.data().ticker);
         let _running = ticker.running();
-        let r = self
-            .bindings
-            .wicket_policy_decide()
-            .call_scale(&mut self.store, snap);
-        r.map(Into::into).map_err(|e| self.classify(e))
+        let r = match &mut self.bindings {
+            Bindings::V0_1(b, buf) => {
+                buf.fill_from(snap);
+                b.wicket_policy_decide()
+                    .call_scale(&mut self.store, buf)
+                    .map(Into::into)
+            }
+            Bindings::V0_2(b, buf) => {
+                buf.fill_from(snap);
+                b.wicket_policy_decide()
+                    .call_scale(&mut self.store, buf)
+                    .map(Into::into)
+            }
+        };
+        r.map_err(|e| self.classify(e))
     }
 }

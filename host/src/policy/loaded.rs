@@ -1,5 +1,6 @@
-//! Loading a policy component: compile, check the contract version, link,
-//! and dry-run it on sample snapshots before it may serve.
+//! Loading a policy component: compile (or take it from the engine's cache),
+//! find the contract version it speaks, link, and dry-run it on sample
+//! snapshots under its limits before it may serve.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,10 +8,12 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use super::bindings::{self, CONTRACT_VERSION, DECIDE_INTERFACE, PolicyPre};
-use super::engine::{HostState, PolicyEngine};
+use super::bindings::{
+    CONTRACT_VERSION, Contract, DECIDE_INTERFACE, LEGACY_CONTRACT_VERSION, v01, v02,
+};
+use super::engine::{HostState, Limits, PolicyEngine};
 use super::invariants::{self, Violation};
-use super::live::{CallError, Live};
+use super::live::{Bindings, CallError, Live};
 use super::samples;
 
 /// Why a component cannot become a policy.
@@ -22,10 +25,11 @@ pub enum LoadError {
     /// Exports no `wicket:policy/decide` interface at all.
     #[error("not a wicket policy: it exports no `{DECIDE_INTERFACE}` interface (exports: {0})")]
     NotAPolicy(String),
-    /// Speaks an incompatible version of the contract.
+    /// Speaks a contract version the host does not know.
     #[error(
-        "policy speaks contract {DECIDE_INTERFACE}@{found}, but this host speaks @{CONTRACT_VERSION}; \
-         {found} is a different major version — rebuild the policy against wit/ of this wicket"
+        "policy speaks contract {DECIDE_INTERFACE}@{found}, but this host speaks \
+         @{CONTRACT_VERSION} (and @{LEGACY_CONTRACT_VERSION} through an adapter); it accepts \
+         0.1.x and 0.2.x — rebuild the policy against wit/ of this wicket"
     )]
     WrongVersion {
         /// Version the component exports.
@@ -44,17 +48,29 @@ pub enum LoadError {
     },
 }
 
+/// The linked component, by the contract version it speaks.
+enum Pre {
+    V0_1(v01::PolicyPre<HostState>),
+    V0_2(v02::PolicyPre<HostState>),
+}
+
 /// A compiled, validated policy, ready to be instantiated.
 pub struct LoadedPolicy {
     /// sha256 of the component bytes, hex.
     pub digest: String,
     /// Where it came from (file path, `embedded`, ConfigMap key).
     pub source: String,
-    /// Contract version it exports.
+    /// Contract version it exports (e.g. `0.1.0`).
     pub version: String,
-    /// How long compilation and validation took.
+    /// The contract the host speaks with it.
+    pub contract: Contract,
+    /// The limits its calls and instances run under.
+    pub limits: Limits,
+    /// How long compilation took (zero when the engine had it cached).
+    pub compile_time: Duration,
+    /// How long loading took in all: compile, link and dry run.
     pub load_time: Duration,
-    pre: PolicyPre<HostState>,
+    pre: Pre,
 }
 
 impl std::fmt::Debug for LoadedPolicy {
@@ -63,28 +79,53 @@ impl std::fmt::Debug for LoadedPolicy {
             .field("digest", &self.short_digest())
             .field("source", &self.source)
             .field("version", &self.version)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
 
 impl LoadedPolicy {
-    /// Compiles and validates `bytes`. Slow (tens of ms): call it off the
-    /// request path (`spawn_blocking`).
+    /// Compiles and validates `bytes` under the engine's default limits.
+    /// Slow (tens of ms, unless cached): call it off the request path
+    /// (`spawn_blocking`).
     pub fn load(engine: &PolicyEngine, bytes: &[u8], source: &str) -> Result<Arc<Self>, LoadError> {
+        Self::load_with(engine, bytes, source, engine.limits())
+    }
+
+    /// Compiles and validates `bytes`, to run under `limits`.
+    pub fn load_with(
+        engine: &PolicyEngine,
+        bytes: &[u8],
+        source: &str,
+        limits: Limits,
+    ) -> Result<Arc<Self>, LoadError> {
         let started = Instant::now();
         let digest = hex::encode(Sha256::digest(bytes));
-        let component = Component::new(engine.engine(), bytes)
+        let (component, cached) = engine
+            .compile(&digest, bytes)
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        let version = contract_version(engine, &component)?;
+        let compile_time = if cached {
+            Duration::ZERO
+        } else {
+            started.elapsed()
+        };
+        let (version, contract) = contract_version(engine, &component)?;
         let instance_pre = engine
             .linker()
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let pre = PolicyPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
+        let pre = match contract {
+            Contract::V0_1 => Pre::V0_1(v01::PolicyPre::new(instance_pre).map_err(link)?),
+            Contract::V0_2 => Pre::V0_2(v02::PolicyPre::new(instance_pre).map_err(link)?),
+        };
         let policy = Self {
             digest,
             source: source.to_owned(),
             version,
+            contract,
+            limits,
+            compile_time,
             load_time: Duration::ZERO,
             pre,
         };
@@ -100,16 +141,41 @@ impl LoadedPolicy {
         &self.digest[..12.min(self.digest.len())]
     }
 
-    /// A fresh instance in a fresh store.
+    /// A fresh instance in a fresh store, under the policy's limits.
     pub fn instantiate(&self, engine: &PolicyEngine) -> Result<Live, CallError> {
-        let mut store = engine.new_store(&format!("{}@{}", self.source, self.short_digest()));
-        // Instantiation runs guest code too: bound it like a call.
-        store.set_epoch_deadline(engine.limits().deadline_ticks());
+        let mut store = engine.new_store(
+            &format!("{}@{}", self.source, self.short_digest()),
+            &self.limits,
+        );
+        // Instantiation runs guest code too (an interpreter's start-up, for
+        // some languages): bound it by its own budget.
+        store.set_epoch_deadline(self.limits.instantiate_ticks());
         let _running = engine.ticker().running();
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        let failed = |store: &wasmtime::Store<HostState>, e: wasmtime::Error| {
+            if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+                CallError::Instantiate(format!(
+                    "ran past its instantiation budget of {:?}",
+                    self.limits.instantiate_timeout
+                ))
+            } else if store.data().memory_denied {
+                CallError::Instantiate(format!(
+                    "needed more than its memory limit of {} MiB",
+                    self.limits.memory_bytes >> 20
+                ))
+            } else {
+                CallError::Instantiate(format!("{e:#}"))
+            }
+        };
+        let bindings = match &self.pre {
+            Pre::V0_1(pre) => match pre.instantiate(&mut store) {
+                Ok(b) => Bindings::V0_1(b, Box::new(v01::Snapshot::empty())),
+                Err(e) => return Err(failed(&store, e)),
+            },
+            Pre::V0_2(pre) => match pre.instantiate(&mut store) {
+                Ok(b) => Bindings::V0_2(b, Box::new(v02::Snapshot::empty())),
+                Err(e) => return Err(failed(&store, e)),
+            },
+        };
         Ok(Live::new(store, bindings))
     }
 
@@ -119,22 +185,23 @@ impl LoadedPolicy {
             sample: "instantiate",
             reason: e.to_string(),
         })?;
-        let mut buf = bindings::Snapshot::empty();
         for (sample, snap) in samples::samples() {
-            buf.fill_from(&snap);
             let fail = |reason: String| LoadError::DryRun { sample, reason };
-            let assigned = live.assign(&buf).map_err(|e| fail(e.to_string()))?;
+            let assigned = live.assign(&snap).map_err(|e| fail(e.to_string()))?;
             invariants::check_assign(&snap, assigned)
                 .map_err(|v: Violation| fail(v.to_string()))?;
-            let scale = live.scale(&buf).map_err(|e| fail(e.to_string()))?;
+            let scale = live.scale(&snap).map_err(|e| fail(e.to_string()))?;
             invariants::check_scale(&snap, &scale).map_err(|v| fail(v.to_string()))?;
         }
         Ok(())
     }
 }
 
-/// Finds the `decide` export and checks its version against ours.
-fn contract_version(engine: &PolicyEngine, component: &Component) -> Result<String, LoadError> {
+/// Finds the `decide` export and the contract version the host speaks with it.
+fn contract_version(
+    engine: &PolicyEngine,
+    component: &Component,
+) -> Result<(String, Contract), LoadError> {
     let ty = component.component_type();
     let mut names = Vec::new();
     for (name, _) in ty.exports(engine.engine()) {
@@ -146,12 +213,11 @@ fn contract_version(engine: &PolicyEngine, component: &Component) -> Result<Stri
             names.push(name.to_owned());
             continue;
         }
-        return if compatible(version, CONTRACT_VERSION) {
-            Ok(version.to_owned())
-        } else {
-            Err(LoadError::WrongVersion {
+        return match Contract::for_version(version) {
+            Some(c) => Ok((version.to_owned(), c)),
+            None => Err(LoadError::WrongVersion {
                 found: version.to_owned(),
-            })
+            }),
         };
     }
     Err(LoadError::NotAPolicy(if names.is_empty() {
@@ -161,25 +227,52 @@ fn contract_version(engine: &PolicyEngine, component: &Component) -> Result<Stri
     }))
 }
 
-/// Semver compatibility: same major, and for 0.x the same minor.
-fn compatible(found: &str, ours: &str) -> bool {
-    match (semver::Version::parse(found), semver::Version::parse(ours)) {
-        (Ok(f), Ok(o)) => f.major == o.major && (o.major != 0 || f.minor == o.minor),
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::compatible;
+    use super::*;
+    use crate::policy::DEFAULT_POLICY;
+
+    fn engine() -> Arc<PolicyEngine> {
+        PolicyEngine::new(Limits {
+            timeout: Duration::from_secs(2),
+            ..Limits::default()
+        })
+        .expect("engine")
+    }
 
     #[test]
-    fn version_compatibility() {
-        assert!(compatible("0.1.0", "0.1.0"));
-        assert!(compatible("0.1.7", "0.1.0"));
-        assert!(!compatible("0.2.0", "0.1.0"));
-        assert!(!compatible("1.0.0", "0.1.0"));
-        assert!(compatible("1.4.0", "1.0.0"));
-        assert!(!compatible("garbage", "0.1.0"));
+    fn the_same_bytes_compile_once_whatever_the_limits() {
+        let engine = engine();
+        let first = LoadedPolicy::load(&engine, DEFAULT_POLICY, "a").expect("loads");
+        assert!(first.compile_time > Duration::ZERO);
+        let again = LoadedPolicy::load(&engine, DEFAULT_POLICY, "b").expect("loads");
+        assert_eq!(again.compile_time, Duration::ZERO, "taken from the cache");
+        assert_eq!(again.digest, first.digest);
+        let roomy = Limits {
+            memory_bytes: 64 << 20,
+            ..engine.limits()
+        };
+        let other = LoadedPolicy::load_with(&engine, DEFAULT_POLICY, "c", roomy).expect("loads");
+        assert_eq!(other.compile_time, Duration::ZERO);
+        assert_eq!(other.limits, roomy, "the policy keeps its own limits");
+        assert_eq!(first.limits, engine.limits());
+    }
+
+    #[test]
+    fn a_policy_runs_under_its_own_memory_cap() {
+        let engine = engine();
+        let tiny = Limits {
+            memory_bytes: 1 << 20,
+            ..engine.limits()
+        };
+        let e = LoadedPolicy::load_with(&engine, DEFAULT_POLICY, "tiny", tiny)
+            .expect_err("a Rust component starts above 1 MiB")
+            .to_string();
+        assert!(e.contains("memory limit of 1 MiB"), "{e}");
+        // The same bytes under the engine's default cap load.
+        let ok = LoadedPolicy::load(&engine, DEFAULT_POLICY, "default").expect("loads");
+        let live = ok.instantiate(&engine).expect("instance");
+        assert!(live.peak_memory() > 1 << 20, "{}", live.peak_memory());
+        assert!(live.peak_memory() <= 16 << 20);
     }
 }

@@ -1,8 +1,10 @@
 //! The policy runtime: untrusted Wasm components that decide who gets a
 //! ticket and how to scale, run under deadlines and memory caps, checked
 //! against the host's invariants, hot-swapped without dropping anything.
+//! Components speak contract 0.2 natively or 0.1 through an adapter.
 
 pub mod bindings;
+pub mod cases;
 mod engine;
 pub mod invariants;
 mod live;
@@ -11,7 +13,9 @@ mod runner;
 pub mod samples;
 mod source;
 
-pub use engine::{Limits, PolicyEngine};
+pub use engine::{
+    INSTANTIATE_TIMEOUT_MS_MAX, LimitOverrides, Limits, MEMORY_MIB_MAX, PolicyEngine, TIMEOUT_MS_MAX,
+};
 pub use live::{CallError, Live};
 pub use loaded::{LoadError, LoadedPolicy};
 pub use runner::PolicyRunner;

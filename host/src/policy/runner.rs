@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::bindings;
 use super::engine::PolicyEngine;
 use super::invariants::{self, Violation};
 use super::live::{CallError, Live};
@@ -52,7 +51,6 @@ struct Inner {
     /// Digest retired after a fault: not taken back from the source until the
     /// source publishes another version.
     retired: Option<String>,
-    buf: bindings::Snapshot,
 }
 
 /// Runs one app's policy calls. Each call is short and synchronous on the
@@ -96,7 +94,6 @@ impl PolicyRunner {
                 active: Slot::new(Arc::clone(&current)),
                 fallback: None,
                 retired: None,
-                buf: bindings::Snapshot::empty(),
             }),
         };
         core.publish_info(None, &current);
@@ -178,13 +175,12 @@ impl Core {
         snap: &Snapshot,
         call: &'static str,
         conservative: T,
-        f: impl Fn(&mut Live, &bindings::Snapshot) -> Result<T, CallError>,
+        f: impl Fn(&mut Live, &Snapshot) -> Result<T, CallError>,
         check: impl Fn(&Snapshot, &T) -> Result<(), Violation>,
     ) -> T {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         self.sync(inner);
-        inner.buf.fill_from(snap);
         let histogram = self
             .metrics
             .policy_call
@@ -192,7 +188,7 @@ impl Core {
         let mut faulted = false;
         loop {
             let started = Instant::now();
-            let result = call_slot(&self.engine, &mut inner.active, &inner.buf, &f);
+            let result = call_slot(&self.engine, &mut inner.active, snap, &f);
             histogram.observe(started.elapsed().as_secs_f64());
             let fault = match result {
                 Ok(answer) => match check(snap, &answer) {
@@ -272,8 +268,8 @@ impl Core {
 fn call_slot<T>(
     engine: &PolicyEngine,
     slot: &mut Slot,
-    snap: &bindings::Snapshot,
-    f: &impl Fn(&mut Live, &bindings::Snapshot) -> Result<T, CallError>,
+    snap: &Snapshot,
+    f: &impl Fn(&mut Live, &Snapshot) -> Result<T, CallError>,
 ) -> Result<T, CallError> {
     if slot.live.is_none() {
         slot.live = Some(slot.policy.instantiate(engine)?);

@@ -1,7 +1,14 @@
 //! Sample snapshots: the dry run every policy must pass before it serves,
 //! and the cases `wicket policy check` prints.
 
-use crate::state::{Phase, SnapPod, Snapshot};
+use crate::state::arrivals::{HOURS, MINUTES};
+use crate::state::{Clock, ObservedTimes, Phase, SnapPod, Snapshot};
+
+/// The samples' time: Friday 2026-12-04 10:00:00 UTC, 11:00 in Berlin.
+pub const SAMPLE_CLOCK: Clock = Clock {
+    unix_seconds: 1_796_378_400,
+    utc_offset_seconds: 3600,
+};
 
 fn pod(id: u32, tickets: u32, phase: Phase, autoscaled: bool, idle_seconds: u32) -> SnapPod {
     SnapPod {
@@ -11,6 +18,7 @@ fn pod(id: u32, tickets: u32, phase: Phase, autoscaled: bool, idle_seconds: u32)
         phase,
         autoscaled,
         idle_seconds,
+        age_seconds: idle_seconds + 60 * id,
     }
 }
 
@@ -23,6 +31,19 @@ fn base(pods: Vec<SnapPod>, waiting: u32) -> Snapshot {
         config: String::new(),
         pods,
         waiting,
+        clock: SAMPLE_CLOCK,
+        // A few users a minute, busier in the working hours of each day.
+        arrivals_per_minute: (0..MINUTES as u32).map(|m| m % 4).collect(),
+        arrivals_per_hour: (0..HOURS as u32)
+            .map(|h| if (8..18).contains(&((h + 11) % 24)) { 90 } else { 4 })
+            .collect(),
+        observed: ObservedTimes {
+            startup_median_ms: Some(4_500),
+            startup_p90_ms: Some(9_000),
+            session_median_seconds: Some(900),
+            session_p90_seconds: Some(2_700),
+            longest_wait_ms: if waiting > 0 { 12_000 } else { 0 },
+        },
     }
 }
 
@@ -43,6 +64,7 @@ pub fn mixed(n: u32) -> Snapshot {
                 phase,
                 autoscaled: i % 4 != 0,
                 idle_seconds: (i * 7) % 40,
+                age_seconds: 600 + (i * 13) % 3600,
             }
         })
         .collect();
@@ -52,7 +74,9 @@ pub fn mixed(n: u32) -> Snapshot {
     }
 }
 
-/// The named samples, in order.
+/// The named samples, in order. Each is a snapshot as the live host sends
+/// it (clock, arrivals, observed times filled in), plus one with nothing
+/// observed yet.
 pub fn samples() -> Vec<(&'static str, Snapshot)> {
     vec![
         ("no pods yet", base(vec![], 0)),
@@ -108,6 +132,15 @@ pub fn samples() -> Vec<(&'static str, Snapshot)> {
             Snapshot {
                 pods_max: 1,
                 ..base(vec![pod(0, 2, Phase::Ready, true, 0)], 2)
+            },
+        ),
+        (
+            "nothing observed yet",
+            Snapshot {
+                observed: ObservedTimes::default(),
+                arrivals_per_minute: vec![0; MINUTES],
+                arrivals_per_hour: vec![0; HOURS],
+                ..base(vec![pod(0, 0, Phase::Ready, false, 0)], 0)
             },
         ),
         ("100 pods", mixed(100)),

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
-use super::engine::PolicyEngine;
+use super::engine::{Limits, PolicyEngine};
 use super::loaded::{LoadError, LoadedPolicy};
 use crate::metrics::Metrics;
 
@@ -75,13 +75,17 @@ pub enum FileError {
     },
 }
 
-/// Loads a policy from a file (blocking: compiles).
-pub fn load_file(engine: &PolicyEngine, path: &Path) -> Result<Arc<LoadedPolicy>, FileError> {
+/// Loads a policy from a file to run under `limits` (blocking: compiles).
+pub fn load_file(
+    engine: &PolicyEngine,
+    path: &Path,
+    limits: Limits,
+) -> Result<Arc<LoadedPolicy>, FileError> {
     let bytes = std::fs::read(path).map_err(|source| FileError::Read {
         path: path.to_owned(),
         source,
     })?;
-    LoadedPolicy::load(engine, &bytes, &path.display().to_string()).map_err(|source| {
+    LoadedPolicy::load_with(engine, &bytes, &path.display().to_string(), limits).map_err(|source| {
         FileError::Load {
             path: path.to_owned(),
             source,
@@ -103,13 +107,15 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
-/// Watches `path` and publishes each new valid version into `source`.
-/// Invalid versions are logged and counted; the last good one stays.
+/// Watches `path` and publishes each new valid version (to run under
+/// `limits`) into `source`. Invalid versions are logged and counted; the
+/// last good one stays.
 pub fn watch_file(
     engine: Arc<PolicyEngine>,
     source: Arc<PolicySource>,
     path: PathBuf,
     interval: Duration,
+    limits: Limits,
     metrics: Metrics,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -133,8 +139,10 @@ pub fn watch_file(
                 continue;
             }
             let (eng, name) = (Arc::clone(&engine), path.display().to_string());
-            let loaded =
-                tokio::task::spawn_blocking(move || LoadedPolicy::load(&eng, &bytes, &name)).await;
+            let loaded = tokio::task::spawn_blocking(move || {
+                LoadedPolicy::load_with(&eng, &bytes, &name, limits)
+            })
+            .await;
             match loaded {
                 Ok(Ok(policy)) => {
                     tracing::info!(
@@ -191,7 +199,8 @@ impl PolicySetup {
             });
         };
         let (eng, p) = (Arc::clone(&engine), path.clone());
-        let first = tokio::task::spawn_blocking(move || load_file(&eng, &p)).await??;
+        let limits = config.file_limits();
+        let first = tokio::task::spawn_blocking(move || load_file(&eng, &p, limits)).await??;
         tracing::info!(path = %path.display(), digest = first.short_digest(), "policy loaded from file");
         let source = PolicySource::new(path.display().to_string(), first);
         let interval = Duration::from_millis(config.policy.watch_interval_ms);
@@ -200,6 +209,7 @@ impl PolicySetup {
             Arc::clone(&source),
             path.clone(),
             interval,
+            limits,
             metrics.clone(),
         );
         Ok(Self {

@@ -3,14 +3,18 @@
 //! Nothing here does I/O, spawns tasks or reads the clock: callers pass `now`.
 //! That keeps the rules testable with plain `#[test]`s over event sequences.
 
+pub mod arrivals;
+pub mod clock;
 mod observed;
 mod serverlist;
 mod settings;
 mod snapshot;
 mod ticket;
 
-pub use observed::{Basis, Estimate, Observed, PRIOR_SESSION};
+pub use arrivals::Arrivals;
+pub use clock::{Clock, UnknownZone, zone};
+pub use observed::{Basis, Estimate, Observed, PRIOR_SESSION, Percentiles};
 pub use serverlist::{Backend, IssueError, PodId, PodInfo, Serverlist, Sweep, WaiterId};
 pub use settings::{AppSettings, SettingsError};
-pub use snapshot::{Phase, ScaleDecision, SnapPod, Snapshot};
+pub use snapshot::{ObservedTimes, Phase, ScaleDecision, SnapPod, Snapshot, Totals};
 pub use ticket::{Grant, Ticket, TicketGuard, Token, TokenParseError};

@@ -20,6 +20,36 @@ pub const PRIOR_SESSION: Duration = Duration::from_secs(300);
 pub struct Observed {
     sessions: VecDeque<Duration>,
     starts: VecDeque<Duration>,
+    /// Median and p90 of `sessions`, kept up to date on each record (records
+    /// are rare, snapshots are taken for every decision).
+    session_stats: Option<Percentiles>,
+    /// Median and p90 of `starts`, likewise.
+    start_stats: Option<Percentiles>,
+}
+
+/// The median and the 90th percentile of some durations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Percentiles {
+    /// The median (the lower one of an even count).
+    pub median: Duration,
+    /// The 90th percentile.
+    pub p90: Duration,
+}
+
+/// Nearest-rank percentiles (each one a value that was observed); None for
+/// no values.
+fn percentiles(q: &VecDeque<Duration>) -> Option<Percentiles> {
+    if q.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<Duration> = q.iter().copied().collect();
+    sorted.sort_unstable();
+    // Rank ⌈p·n⌉, 1-based.
+    let at = |p: usize| sorted[(sorted.len() * p).div_ceil(100).max(1) - 1];
+    Some(Percentiles {
+        median: at(50),
+        p90: at(90),
+    })
 }
 
 fn push_bounded(q: &mut VecDeque<Duration>, d: Duration, cap: usize) {
@@ -37,11 +67,23 @@ impl Observed {
     /// A ticket ended after holding its slot for `held`.
     pub fn record_session(&mut self, held: Duration) {
         push_bounded(&mut self.sessions, held, SESSIONS_KEPT);
+        self.session_stats = percentiles(&self.sessions);
     }
 
     /// A pod became ready `took` after it was asked for (or first seen).
     pub fn record_start(&mut self, took: Duration) {
         push_bounded(&mut self.starts, took, STARTS_KEPT);
+        self.start_stats = percentiles(&self.starts);
+    }
+
+    /// Median and p90 of the completed sessions kept; None before the first.
+    pub fn session_percentiles(&self) -> Option<Percentiles> {
+        self.session_stats
+    }
+
+    /// Median and p90 of the pod start times kept; None before the first.
+    pub fn start_percentiles(&self) -> Option<Percentiles> {
+        self.start_stats
     }
 
     /// Completed sessions observed (within the window).
@@ -280,6 +322,37 @@ mod tests {
             },
             "starting, no start time seen yet"
         );
+    }
+
+    #[test]
+    fn medians_and_p90s_are_observed_values_of_the_window() {
+        let mut seen = Observed::default();
+        assert_eq!(seen.session_percentiles(), None);
+        assert_eq!(seen.start_percentiles(), None);
+        seen.record_start(S(30));
+        assert_eq!(
+            seen.start_percentiles(),
+            Some(Percentiles {
+                median: S(30),
+                p90: S(30)
+            })
+        );
+        // 1..=10 s in any order: median 5 (the lower one), p90 9.
+        for s in [7, 3, 10, 1, 5, 9, 2, 8, 4, 6] {
+            seen.record_session(S(s));
+        }
+        assert_eq!(
+            seen.session_percentiles(),
+            Some(Percentiles {
+                median: S(5),
+                p90: S(9)
+            })
+        );
+        // Only the newest STARTS_KEPT starts count.
+        for _ in 0..STARTS_KEPT {
+            seen.record_start(S(2));
+        }
+        assert_eq!(seen.start_percentiles().map(|p| p.p90), Some(S(2)));
     }
 
     #[test]

@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 
+use super::arrivals::Arrivals;
+use super::clock::Clock;
 use super::observed::{self, Capacity, Estimate, Observed};
 use super::settings::AppSettings;
-use super::snapshot::{Phase, SnapPod, Snapshot};
+use super::snapshot::{ObservedTimes, Phase, SnapPod, Snapshot};
 use super::ticket::{Grant, Ticket, Token};
 
 /// Stable numeric id of a pod within its app (what policies name pods by).
@@ -101,6 +103,8 @@ struct PodEntry {
     /// While starting: since when (its creation was asked for, or it was
     /// first seen), to observe start times.
     starting_since: Option<Instant>,
+    /// When the pod was first seen (or its creation asked for): its age.
+    first_seen: Instant,
 }
 
 /// A ticket the serverlist holds. However it lets go of it (freed,
@@ -136,6 +140,8 @@ struct QueueEntry {
     /// Set while the user is disconnected (and may come back): they keep
     /// their place but are skipped when slots are given out.
     away_since: Option<Instant>,
+    /// When the user asked for a ticket.
+    since: Instant,
 }
 
 /// One app's pods, tickets and FIFO waiting queue. Pure: no I/O, no clock.
@@ -152,6 +158,7 @@ pub struct Serverlist {
     queue: VecDeque<QueueEntry>,
     next_waiter: WaiterId,
     observed: Observed,
+    arrivals: Arrivals,
 }
 
 impl Serverlist {
@@ -167,6 +174,7 @@ impl Serverlist {
             queue: VecDeque::new(),
             next_waiter: 0,
             observed: Observed::default(),
+            arrivals: Arrivals::default(),
         }
     }
 
@@ -220,6 +228,7 @@ impl Serverlist {
                         tickets: HashMap::new(),
                         idle_since: now,
                         starting_since: (!ready).then_some(now),
+                        first_seen: now,
                     },
                 );
             }
@@ -294,10 +303,11 @@ impl Serverlist {
         if let Some(info) = created {
             let name = info.name.clone();
             self.upsert_pod(info, now);
-            if let (Some(asked), Some(pod)) = (asked, self.pods.get_mut(&name))
-                && let Some(since) = pod.starting_since.as_mut()
-            {
-                *since = (*since).min(asked);
+            if let (Some(asked), Some(pod)) = (asked, self.pods.get_mut(&name)) {
+                pod.first_seen = pod.first_seen.min(asked);
+                if let Some(since) = pod.starting_since.as_mut() {
+                    *since = (*since).min(asked);
+                }
             }
         }
     }
@@ -317,8 +327,10 @@ impl Serverlist {
         Some(name)
     }
 
-    /// Fills `out` with the current state (reusing its allocations).
-    pub fn snapshot_into(&self, now: Instant, out: &mut Snapshot) {
+    /// Fills `out` with the current state at `now` (durations: idle times,
+    /// ages, waits) and `clock` (the wall clock or simulated time, for the
+    /// arrival history), reusing its allocations.
+    pub fn snapshot_into(&self, now: Instant, clock: Clock, out: &mut Snapshot) {
         let s = &self.settings;
         out.tickets_max = s.tickets_max;
         out.tickets_spare = s.tickets_spare;
@@ -328,6 +340,26 @@ impl Serverlist {
             out.config.clone_from(&s.policy_config);
         }
         out.waiting = self.queue.len() as u32;
+        out.clock = clock;
+        self.arrivals.fill(
+            clock.unix_seconds,
+            &mut out.arrivals_per_minute,
+            &mut out.arrivals_per_hour,
+        );
+        let ms = |d: Duration| d.as_millis().min(u128::from(u32::MAX)) as u32;
+        let secs = |d: Duration| d.as_secs().min(u64::from(u32::MAX)) as u32;
+        let starts = self.observed.start_percentiles();
+        let sessions = self.observed.session_percentiles();
+        out.observed = ObservedTimes {
+            startup_median_ms: starts.map(|p| ms(p.median)),
+            startup_p90_ms: starts.map(|p| ms(p.p90)),
+            session_median_seconds: sessions.map(|p| secs(p.median)),
+            session_p90_seconds: sessions.map(|p| secs(p.p90)),
+            longest_wait_ms: self
+                .queue
+                .front()
+                .map_or(0, |w| ms(now.saturating_duration_since(w.since))),
+        };
         out.pods.clear();
         out.pods.extend(self.pods.values().map(|p| SnapPod {
             id: p.id,
@@ -342,23 +374,31 @@ impl Serverlist {
             } else {
                 0
             },
+            age_seconds: secs(now.saturating_duration_since(p.first_seen)),
         }));
         out.pods
-            .extend(self.creating.iter().map(|&(id, _)| SnapPod {
+            .extend(self.creating.iter().map(|&(id, asked)| SnapPod {
                 id,
                 capacity: s.tickets_max,
                 tickets: 0,
                 phase: Phase::Starting,
                 autoscaled: true,
                 idle_seconds: 0,
+                age_seconds: asked.map_or(0, |t| secs(now.saturating_duration_since(t))),
             }));
     }
 
-    /// A fresh snapshot.
-    pub fn snapshot(&self, now: Instant) -> Snapshot {
+    /// A fresh snapshot (see [`snapshot_into`](Self::snapshot_into)).
+    pub fn snapshot(&self, now: Instant, clock: Clock) -> Snapshot {
         let mut s = Snapshot::default();
-        self.snapshot_into(now, &mut s);
+        self.snapshot_into(now, clock, &mut s);
         s
+    }
+
+    /// Counts a user who asked for a ticket at `unix_seconds` (once per
+    /// user: not again when they resume a place in the queue).
+    pub fn record_arrival(&mut self, unix_seconds: u64) {
+        self.arrivals.record(unix_seconds);
     }
 
     /// Issues a ticket on pod `id` with a fresh token and uid.
@@ -449,13 +489,14 @@ impl Serverlist {
         sweep
     }
 
-    /// Adds a user to the back of the queue.
-    pub fn enqueue(&mut self) -> WaiterId {
+    /// Adds a user who asked for a ticket at `since` to the back of the queue.
+    pub fn enqueue(&mut self, since: Instant) -> WaiterId {
         let id = self.next_waiter;
         self.next_waiter += 1;
         self.queue.push_back(QueueEntry {
             id,
             away_since: None,
+            since,
         });
         id
     }
@@ -648,7 +689,7 @@ mod tests {
     }
 
     fn id_of(list: &Serverlist, name: &str, now: Instant) -> PodId {
-        let snap = list.snapshot(now);
+        let snap = list.snapshot(now, Clock::default());
         let idx = list
             .pods
             .keys()
@@ -806,7 +847,7 @@ mod tests {
         list.upsert_pod(pod("a", 1, true, false), t0);
         let _g = list.issue(id_of(&list, "a", t0), t0).expect("ticket");
         list.upsert_pod(pod("a", 2, true, false), t0);
-        assert_eq!(list.snapshot(t0).pods[0].phase, Phase::Draining);
+        assert_eq!(list.snapshot(t0, Clock::default()).pods[0].phase, Phase::Draining);
     }
 
     #[test]
@@ -823,14 +864,14 @@ mod tests {
     fn queue_is_fifo_and_cancellable() {
         let t0 = Instant::now();
         let mut list = Serverlist::new(settings(1), t0);
-        let w1 = list.enqueue();
-        let w2 = list.enqueue();
-        let w3 = list.enqueue();
+        let w1 = list.enqueue(t0);
+        let w2 = list.enqueue(t0);
+        let w3 = list.enqueue(t0);
         assert_eq!(list.position(w3), Some(2));
         assert!(list.cancel(w2));
         assert!(!list.cancel(w2));
         assert_eq!(list.position(w3), Some(1));
-        assert_eq!(list.snapshot(t0).waiting, 2);
+        assert_eq!(list.snapshot(t0, Clock::default()).waiting, 2);
         assert_eq!(list.pop_front(), Some(w1));
         assert_eq!(list.queue_front(), Some(w3));
     }
@@ -840,14 +881,14 @@ mod tests {
         let t0 = Instant::now();
         let mut list = Serverlist::new(settings(2), t0);
         let p = list.begin_create();
-        let snap = list.snapshot(t0);
+        let snap = list.snapshot(t0, Clock::default());
         assert_eq!(snap.pods.len(), 1);
         assert_eq!(snap.pods[0].phase, Phase::Starting);
         assert!(snap.pods[0].autoscaled);
         assert_eq!(list.autoscaled_pods(), 1);
         list.end_create(p, Some(pod("x", 1, false, true)), t0);
         assert_eq!(list.autoscaled_pods(), 1);
-        assert_eq!(list.snapshot(t0).pods.len(), 1);
+        assert_eq!(list.snapshot(t0, Clock::default()).pods.len(), 1);
         let q = list.begin_create();
         list.end_create(q, None, t0);
         assert_eq!(list.autoscaled_pods(), 1);
@@ -879,12 +920,12 @@ mod tests {
         list.upsert_pod(pod("a", 1, true, true), t0);
         let g = list.issue(id_of(&list, "a", t0), t0).expect("ticket");
         assert_eq!(
-            list.snapshot(t0 + Duration::from_secs(5)).pods[0].idle_seconds,
+            list.snapshot(t0 + Duration::from_secs(5), Clock::default()).pods[0].idle_seconds,
             0
         );
         assert!(list.release("a", &g.uid, t0 + Duration::from_secs(5)));
         assert_eq!(
-            list.snapshot(t0 + Duration::from_secs(12)).pods[0].idle_seconds,
+            list.snapshot(t0 + Duration::from_secs(12), Clock::default()).pods[0].idle_seconds,
             7
         );
     }
@@ -916,7 +957,7 @@ mod tests {
         let t0 = Instant::now();
         let grace = Duration::from_secs(30);
         let mut list = Serverlist::new(settings(1), t0);
-        let (w1, w2, w3) = (list.enqueue(), list.enqueue(), list.enqueue());
+        let (w1, w2, w3) = (list.enqueue(t0), list.enqueue(t0), list.enqueue(t0));
         assert!(list.set_away(w1, t0));
         assert_eq!(
             list.position(w2),
@@ -981,11 +1022,71 @@ mod tests {
     }
 
     #[test]
+    fn snapshots_carry_the_clock_arrivals_ages_and_observed_times() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut list = Serverlist::new(settings(1), t0);
+        let asked = list.begin_create_at(t0);
+        list.upsert_pod(pod("replica", 1, true, false), t0 + s(5));
+        // 10:00:30 UTC: two arrivals this minute, one 3 minutes before.
+        let unix = 1_796_378_430;
+        list.record_arrival(unix - 180);
+        list.record_arrival(unix - 1);
+        list.record_arrival(unix);
+        list.enqueue(t0 + s(8));
+        list.enqueue(t0 + s(9));
+        let clock = Clock {
+            unix_seconds: unix,
+            utc_offset_seconds: 3600,
+        };
+        let snap = list.snapshot(t0 + s(10), clock);
+        assert_eq!(snap.clock, clock);
+        assert_eq!(snap.arrivals_per_minute.len(), 60);
+        assert_eq!(snap.arrivals_per_hour.len(), 168);
+        assert_eq!(snap.arrivals_per_minute[59], 2);
+        assert_eq!(snap.arrivals_per_minute[56], 1);
+        assert_eq!(snap.arrivals_per_hour[167], 2);
+        assert_eq!(snap.arrivals_per_hour[166], 1, "09:57 is the hour before");
+        // The replica was first seen at 5 s, the placeholder asked for at 0.
+        assert_eq!(snap.pods[0].age_seconds, 5);
+        assert_eq!(snap.pods[1].id, asked);
+        assert_eq!(snap.pods[1].age_seconds, 10);
+        assert_eq!(
+            snap.observed,
+            ObservedTimes {
+                longest_wait_ms: 2000,
+                ..ObservedTimes::default()
+            },
+            "the first in line asked at 8 s; nothing else observed yet"
+        );
+        // A created pod keeps the age of its request; start and session
+        // times show up as medians and p90s.
+        list.end_create(asked, Some(pod("a", 2, false, true)), t0 + s(3));
+        list.upsert_pod(pod("a", 2, true, true), t0 + s(12));
+        let g = list
+            .issue(id_of(&list, "a", t0 + s(12)), t0 + s(12))
+            .expect("ticket");
+        list.ticket("a", &g.uid).expect("t").touch_at(t0 + s(20));
+        list.sweep(t0 + s(30), s(3));
+        let snap = list.snapshot(t0 + s(40), clock);
+        let a = snap.pods.iter().find(|p| p.autoscaled).expect("pod a");
+        assert_eq!(a.age_seconds, 40, "from the request at 0 s");
+        assert_eq!(snap.observed.startup_median_ms, Some(12_000));
+        assert_eq!(snap.observed.startup_p90_ms, Some(12_000));
+        assert_eq!(snap.observed.session_median_seconds, Some(18));
+        assert_eq!(snap.observed.session_p90_seconds, Some(18));
+        assert_eq!(snap.observed.longest_wait_ms, 32_000);
+        // Totals agree with the pods.
+        let t = snap.totals();
+        assert_eq!((t.ready_pods, t.autoscaled_pods, t.free_tickets), (2, 1, 2));
+    }
+
+    #[test]
     fn estimates_follow_capacity() {
         let t0 = Instant::now();
         let mut list = Serverlist::new(settings(1), t0);
         list.upsert_pod(pod("a", 1, true, false), t0);
-        let w = list.enqueue();
+        let w = list.enqueue(t0);
         let e = list.estimate(list.position(w).expect("queued"), t0);
         assert_eq!(e.wait, Some(Duration::ZERO), "a free slot: any moment");
         let _g = list.issue(id_of(&list, "a", t0), t0).expect("ticket");

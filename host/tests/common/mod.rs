@@ -28,6 +28,8 @@ pub fn policy_path(var: &str) -> PathBuf {
     let p = match var {
         "faulty" => env!("WICKET_POLICY_FAULTY"),
         "other-major" => env!("WICKET_POLICY_OTHER_MAJOR"),
+        "contract-0.1" => env!("WICKET_POLICY_CONTRACT_0_1"),
+        "contract-0.2" => env!("WICKET_POLICY_CONTRACT_0_2"),
         _ => env!("WICKET_POLICY_SPARE_TICKETS"),
     };
     PathBuf::from(p)
