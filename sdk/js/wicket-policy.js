@@ -364,12 +364,15 @@ export class ScaleDecision {
   }
 }
 
-let logger = (level, message) => console.error(`[${level}] ${message}`);
+// The host logs a component's stdout as info and its stderr as warnings.
+let logger = (level, message) =>
+  level === "warn" ? console.error(`[${level}] ${message}`) : console.log(`[${level}] ${message}`);
 
 /**
- * Writes a line to the host's log (`level`: "debug", "info" or "warn").
- * In a component it goes through the host's `log` once `setLog` gave it;
- * otherwise to stderr, which the host also logs.
+ * Writes a line to the host's log (`level`: "debug", "info" or "warn"):
+ * through the component's stdout (info) or stderr (warn), which the host
+ * logs under the policy's name, or through `fn` once `setLog(fn)` gave one
+ * (e.g. the contract's `log` import, in a module that imports it).
  */
 export function log(level, message) {
   logger(level, message);

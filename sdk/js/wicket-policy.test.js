@@ -141,6 +141,13 @@ test("default scale deletes most idle first while the spare stays covered", () =
     .build();
   assert.deepEqual(snap.defaultScale(), new ScaleDecision(0, [1]));
   assert.deepEqual(snap.defaultScale(3), new ScaleDecision(0, [2]));
+  const ties = new SnapshotBuilder({ ticketsMax: 1, ticketsSpare: 0, podsMax: 4 })
+    .pod(5, "ready", { idleSeconds: 20 })
+    .pod(3, "ready", { idleSeconds: 50 })
+    .pod(4, "ready", { idleSeconds: 20 })
+    .build();
+  // Most idle first; equally idle pods in name order.
+  assert.deepEqual(ties.defaultScale(), new ScaleDecision(0, [3, 5, 4]));
 });
 
 test("the export glue wraps raw snapshots and returns the contract's shapes", () => {

@@ -126,6 +126,15 @@ def test_default_scale_deletes_most_idle_first_while_the_spare_stays_covered():
     )
     assert snap.default_scale() == ScaleDecision(delete=[1])
     assert snap.default_scale(spare=3) == ScaleDecision(delete=[2])
+    ties = (
+        SnapshotBuilder(tickets_max=1, tickets_spare=0, pods_max=4)
+        .pod(5, "ready", idle_seconds=20)
+        .pod(3, "ready", idle_seconds=50)
+        .pod(4, "ready", idle_seconds=20)
+        .build()
+    )
+    # Most idle first; equally idle pods in name order.
+    assert ties.default_scale() == ScaleDecision(delete=[3, 5, 4])
     young = SnapshotBuilder(tickets_spare=0, pods_max=4).pod(1, "ready", idle_seconds=9).build()
     assert young.default_scale() == ScaleDecision()
 

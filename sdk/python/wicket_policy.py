@@ -477,7 +477,10 @@ class Snapshot:
         # Positions of the deletable pods, most idle first (sorted() is
         # stable: ties keep name order); read by column, no Pod objects.
         idle, ids, caps = pods.column(_IDLE), pods.column(_ID), pods.column(_CAPACITY)
-        candidates = sorted(pods.idle_indices(settings.cooldown_seconds), key=lambda i: -idle[i])
+        # reverse=True keeps equal keys in their order; the key is C-level.
+        candidates = sorted(
+            pods.idle_indices(settings.cooldown_seconds), key=idle.__getitem__, reverse=True
+        )
         delete = []
         for i in candidates:
             if free - caps[i] >= needed:
@@ -498,22 +501,27 @@ class ScaleDecision:
 
 # --- Logging ------------------------------------------------------------------
 
-_LEVELS = ("debug", "info", "warn")
+# Imported now, not on first use: componentize-py bundles only the modules
+# imported while it pre-initialises the app, and its generated bindings are
+# not importable later. Natively there are none.
+try:
+    from wit_world.imports import host as _host  # type: ignore[import-not-found]
+    from wit_world.imports import types as _types  # type: ignore[import-not-found]
+except ImportError:
+    _host = _types = None
 
 
 def log(level: str, message: str) -> None:
     """Writes a line to the host's log (`level`: debug, info or warn).
     Natively it goes to stderr."""
-    try:
-        from wit_world.imports import host, types  # type: ignore[import-not-found]
-    except ImportError:
+    if _host is None or _types is None:
         print(f"[{level}] {message}", file=sys.stderr)
         return
     kind = {
-        "debug": types.LogLevel.DEBUG,
-        "warn": types.LogLevel.WARN,
-    }.get(level, types.LogLevel.INFO)
-    host.log(kind, message)
+        "debug": _types.LogLevel.DEBUG,
+        "warn": _types.LogLevel.WARN,
+    }.get(level, _types.LogLevel.INFO)
+    _host.log(kind, message)
 
 
 # --- Export -------------------------------------------------------------------
