@@ -23,7 +23,10 @@ fn repo() -> PathBuf {
 /// Builds an example with its own build script into a temporary folder.
 fn build(example: &str, out: &Path) -> PathBuf {
     let wasm = out.join(format!("{example}.wasm"));
-    let script = repo().join("examples/policies").join(example).join("build.sh");
+    let script = repo()
+        .join("examples/policies")
+        .join(example)
+        .join("build.sh");
     let status = Command::new(&script)
         .arg(&wasm)
         .status()
