@@ -12,6 +12,9 @@ ensure_rust
 step "control plane" scripts/cluster/build.sh
 # Debian's Chromium and ChromeDriver for the browser tests.
 step "browser" scripts/browser-deps.sh
+# componentize-py and jco (cached), then the Python and JavaScript SDKs,
+# example policies and templates, built from source and tested.
+step "policy SDKs" scripts/test-policy-sdks.sh
 step "format" cargo fmt --all --check
 step "lint" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests" cargo test --workspace --locked
