@@ -13,7 +13,8 @@ use crate::metrics::Metrics;
 use crate::policy::{PolicyRunner, invariants};
 use crate::provider::{PodEvent, PodProvider};
 use crate::state::{
-    AppSettings, Estimate, Grant, IssueError, Serverlist, Snapshot, Ticket, Token, WaiterId,
+    AppSettings, Estimate, Grant, IssueError, ScaleActions, Serverlist, Snapshot, Ticket, Token,
+    WaiterId,
 };
 
 /// How often the app's loop runs even when nothing happens (expiry, idle
@@ -731,24 +732,7 @@ impl App {
         if decision.is_noop() {
             return;
         }
-        let now = Instant::now();
-        // Pods may have been created meanwhile: pods.max holds for the
-        // state now, not only for the snapshot the decision was checked on.
-        let room = inner
-            .list
-            .settings()
-            .pods_max
-            .saturating_sub(inner.list.autoscaled_pods());
-        let creates: Vec<u32> = (0..decision.create.min(room))
-            .map(|_| inner.list.begin_create_at(now))
-            .collect();
-        // `begin_delete` checks again that each pod is autoscaled, idle and
-        // not starting (it may have taken a ticket meanwhile).
-        let deletes: Vec<String> = decision
-            .delete
-            .iter()
-            .filter_map(|&id| inner.list.begin_delete(id))
-            .collect();
+        let ScaleActions { creates, deletes } = inner.list.apply_scale(&decision, Instant::now());
         self.publish(&inner.list);
         drop(guard);
         for placeholder in creates {

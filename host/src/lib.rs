@@ -18,4 +18,5 @@ pub mod policy_check;
 pub mod provider;
 pub mod proxy;
 pub mod run;
+pub mod simulate;
 pub mod state;

@@ -57,6 +57,9 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Simulate an app under one or more policies on a traffic trace or
+    /// generated traffic, in simulated time (see docs/simulate.md).
+    Simulate(Box<wicket::simulate::cli::SimulateArgs>),
     /// Print the default configuration.
     Config,
     /// Run the built-in demo app (what a demo "pod" runs).
@@ -84,7 +87,7 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::DemoApp { .. }) {
+    let default_level = if matches!(cli.command, Command::DemoApp { .. } | Command::Simulate(_)) {
         "warn"
     } else {
         "info"
@@ -192,6 +195,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy {
             command: PolicyCommand::Check { file, config },
         } => wicket::policy_check::run(&file, &config),
+        Command::Simulate(args) => wicket::simulate::cli::run(&args),
         Command::Config => {
             print!(
                 "{}",

@@ -4,6 +4,7 @@
 //! That keeps the rules testable with plain `#[test]`s over event sequences.
 
 mod observed;
+mod scaling;
 mod serverlist;
 mod settings;
 mod snapshot;
@@ -11,6 +12,7 @@ mod ticket;
 
 pub use observed::{Basis, Estimate, Observed, PRIOR_SESSION};
 pub use serverlist::{Backend, IssueError, PodId, PodInfo, Serverlist, Sweep, WaiterId};
+pub use scaling::ScaleActions;
 pub use settings::{AppSettings, SettingsError};
 pub use snapshot::{Phase, ScaleDecision, SnapPod, Snapshot};
 pub use ticket::{Grant, Ticket, TicketGuard, Token, TokenParseError};
