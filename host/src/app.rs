@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use tokio::sync::{Notify, oneshot, watch};
@@ -12,6 +12,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use crate::metrics::Metrics;
 use crate::policy::{PolicyRunner, invariants};
 use crate::provider::{PodEvent, PodProvider};
+use crate::session_log::SessionLog;
 use crate::state::{
     AppSettings, Estimate, Grant, IssueError, ScaleActions, Serverlist, Snapshot, Ticket, Token,
     WaiterId,
@@ -154,6 +155,8 @@ struct Inner {
     snaps: Vec<Snapshot>,
     /// Scratch for waiters dropped after their grace period.
     gone: Vec<WaiterId>,
+    /// Finished sessions, for `/apps/<app>/trace.csv`.
+    sessions: SessionLog,
 }
 
 /// What became of an `assign` decision applied to the current state.
@@ -236,6 +239,8 @@ pub struct App {
     /// Set once the app is removed from (or replaced in) the app table:
     /// connections that remember it must look it up again.
     retired: AtomicBool,
+    /// The same moment on both clocks: turns `Instant`s into unix times.
+    epoch: (Instant, SystemTime),
 }
 
 impl std::fmt::Debug for App {
@@ -265,6 +270,7 @@ impl App {
                 resumable: HashMap::new(),
                 snaps: Vec::new(),
                 gone: Vec::new(),
+                sessions: SessionLog::default(),
             }),
             policy,
             provider,
@@ -274,6 +280,7 @@ impl App {
             resume_grace_ms: AtomicU64::new(DEFAULT_RESUME_GRACE.as_millis() as u64),
             changes: watch::Sender::new(Signature::default()),
             retired: AtomicBool::new(false),
+            epoch: (Instant::now(), SystemTime::now()),
         })
     }
 
@@ -334,6 +341,23 @@ impl App {
         &self.routing
     }
 
+    /// Unix time in ms of `at`.
+    fn unix_ms(&self, at: Instant) -> i64 {
+        let (i0, s0) = self.epoch;
+        let base = s0
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as i64;
+        base + at.saturating_duration_since(i0).as_millis() as i64
+            - i0.saturating_duration_since(at).as_millis() as i64
+    }
+
+    /// The app's recent finished sessions as an arrival trace (CSV, the
+    /// format `wicket simulate --trace` reads).
+    pub fn session_trace(&self) -> String {
+        self.inner.lock().sessions.csv()
+    }
+
     /// The app's policy runner.
     pub fn policy(&self) -> &PolicyRunner {
         &self.policy
@@ -375,6 +399,8 @@ impl App {
             };
             match self.issue_decided(&mut inner, id, now) {
                 Issued::Granted(grant) => {
+                    let asked = self.unix_ms(started);
+                    inner.sessions.granted(&grant.pod, &grant.uid, asked);
                     self.metrics
                         .ticket_wait
                         .with_label_values(&[self.name()])
@@ -643,6 +669,8 @@ impl App {
             else {
                 continue;
             };
+            let asked = self.unix_ms(since);
+            inner.sessions.granted(&grant.pod, &grant.uid, asked);
             match tx.send(grant) {
                 Ok(()) => {
                     self.metrics
@@ -652,7 +680,10 @@ impl App {
                     return;
                 }
                 // Gone between the check and the send: the next one gets it.
-                Err(back) => grant = back,
+                Err(back) => {
+                    inner.sessions.forget(&back.pod, &back.uid);
+                    grant = back;
+                }
             }
         }
         inner.list.release(&grant.pod, &grant.uid, now);
@@ -710,8 +741,11 @@ impl App {
     /// actions it approved.
     async fn step(self: &Arc<Self>, sweep: bool) {
         if sweep {
-            let mut inner = self.inner.lock();
-            let swept = inner.list.sweep(Instant::now(), self.expiry);
+            let mut guard = self.inner.lock();
+            let inner = &mut *guard;
+            let now = Instant::now();
+            inner.sessions.before_sweep(&inner.list, now, self.expiry);
+            let swept = inner.list.sweep(now, self.expiry);
             if swept.expired > 0 {
                 tracing::debug!(app = %self.name(), expired = swept.expired, "tickets expired");
             }

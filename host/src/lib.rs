@@ -18,5 +18,6 @@ pub mod policy_check;
 pub mod provider;
 pub mod proxy;
 pub mod run;
+pub mod session_log;
 pub mod simulate;
 pub mod state;

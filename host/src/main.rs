@@ -87,10 +87,11 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::DemoApp { .. } | Command::Simulate(_)) {
-        "warn"
-    } else {
-        "info"
+    let default_level = match cli.command {
+        Command::DemoApp { .. } => "warn",
+        // Faults are in the summary; RUST_LOG=warn shows each one.
+        Command::Simulate(_) => "off",
+        _ => "info",
     };
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -71,6 +71,12 @@ pub struct SimulateArgs {
     /// Policy to run: `default` or a .wasm file, optionally `#CONFIG`; repeat to compare.
     #[arg(long = "policy", default_values_t = ["default".to_string()])]
     pub policies: Vec<String>,
+    /// Wall-clock deadline of one policy call. The host's is 10 ms; the
+    /// simulator's default is generous, so that a call descheduled on a busy
+    /// machine does not fault and make two runs differ (a policy that loops
+    /// still faults, once, and is retired).
+    #[arg(long, default_value = "1s")]
+    pub deadline: String,
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -145,7 +151,10 @@ pub fn scenario(args: &SimulateArgs) -> anyhow::Result<(Scenario, String)> {
         let preset = match args.preset.as_deref() {
             Some(name) => Some(generator::preset(name).with_context(|| {
                 let known: Vec<&str> = generator::PRESETS.iter().map(|p| p.0).collect();
-                format!("--preset: unknown preset `{name}` (known: {})", known.join(", "))
+                format!(
+                    "--preset: unknown preset `{name}` (known: {})",
+                    known.join(", ")
+                )
             })?),
             None => None,
         };
@@ -196,8 +205,11 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         std::fs::write(path, trace::write_relative(&scenario.arrivals))
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    // The host's limits: a policy that is too slow for the host faults here too.
-    let engine = PolicyEngine::new(Limits::default())?;
+    // The host's limits (memory, log lines), with the deadline above.
+    let engine = PolicyEngine::new(Limits {
+        timeout: duration("deadline", &args.deadline)?,
+        ..Limits::default()
+    })?;
     let default = load_default(&engine).context("loading the embedded default policy")?;
     let policies = args
         .policies

@@ -79,13 +79,13 @@ impl DurationDist {
             }
             "lognormal" => {
                 let (m, p) = args.split_once(',').ok_or_else(|| {
-                    DistError(format!("`{s}`: write lognormal:MEDIAN,P90 (e.g. lognormal:20m,45m)"))
+                    DistError(format!(
+                        "`{s}`: write lognormal:MEDIAN,P90 (e.g. lognormal:20m,45m)"
+                    ))
                 })?;
                 let (median, p90) = (parse_duration(m)?, parse_duration(p)?);
                 if median.is_zero() || p90 <= median {
-                    return Err(DistError(format!(
-                        "`{s}`: needs 0 < median < p90"
-                    )));
+                    return Err(DistError(format!("`{s}`: needs 0 < median < p90")));
                 }
                 Ok(Self::LogNormal { median, p90 })
             }
@@ -117,15 +117,11 @@ impl DurationDist {
 
 impl fmt::Display for DurationDist {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let h = |d: &Duration| super::summary::human(d.as_secs_f64());
         match self {
-            Self::Fixed(d) => write!(f, "fixed:{}s", d.as_secs_f64()),
-            Self::Exponential(d) => write!(f, "exp:{}s", d.as_secs_f64()),
-            Self::LogNormal { median, p90 } => write!(
-                f,
-                "lognormal:{}s,{}s",
-                median.as_secs_f64(),
-                p90.as_secs_f64()
-            ),
+            Self::Fixed(d) => write!(f, "{}", h(d)),
+            Self::Exponential(d) => write!(f, "exp:{}", h(d)),
+            Self::LogNormal { median, p90 } => write!(f, "lognormal:{},{}", h(median), h(p90)),
         }
     }
 }

@@ -30,7 +30,9 @@ use super::dist::Sampler;
 use super::summary::{Outcome, Point, Timeline};
 use super::{Scenario, SimError};
 use crate::policy::PolicyRunner;
-use crate::state::{AppSettings, Backend, Grant, Phase, PodId, PodInfo, Serverlist, Snapshot, WaiterId};
+use crate::state::{
+    AppSettings, Backend, Grant, Phase, PodId, PodInfo, Serverlist, Snapshot, WaiterId,
+};
 
 /// How often a decision is retried on a state that changed under it before
 /// the user joins the queue (the live app's `ISSUE_ATTEMPTS`). In the
@@ -337,8 +339,11 @@ impl<'a> Simulation<'a> {
     }
 
     fn created(&mut self, placeholder: PodId, pod: u64) {
-        self.list
-            .end_create(placeholder, Some(pod_info(pod, false, true)), self.instant());
+        self.list.end_create(
+            placeholder,
+            Some(pod_info(pod, false, true)),
+            self.instant(),
+        );
         let startup = self.startup.sample_ms(&mut self.startup_rng);
         self.schedule(self.now + startup, Event::Ready(pod));
     }

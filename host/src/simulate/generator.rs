@@ -272,8 +272,8 @@ mod tests {
 
     #[test]
     fn the_first_matching_rule_wins() {
-        let s = RateSchedule::parse("Mon-Fri 09:00-10:00 300/h; Sat,Sun 0/h; *: 6/min")
-            .expect("valid");
+        let s =
+            RateSchedule::parse("Mon-Fri 09:00-10:00 300/h; Sat,Sun 0/h; *: 6/min").expect("valid");
         assert_eq!(s.per_second(9 * 60), 300.0 / 3600.0, "Monday 09:00");
         assert_eq!(s.per_second(10 * 60), 0.1, "Monday 10:00");
         assert_eq!(s.per_second(5 * 1440 + 9 * 60), 0.0, "Saturday 09:00");
@@ -283,8 +283,14 @@ mod tests {
     #[test]
     fn rule_errors_name_the_rule() {
         for (spec, want) in [
-            ("* 5/h; Mno 09:00-10:00 3/h", "rule 2 (`Mno 09:00-10:00 3/h`): unknown day `Mno`"),
-            ("Mon 09:00-25:00 3/h", "rule 1 (`Mon 09:00-25:00 3/h`): `25:00` is not a time"),
+            (
+                "* 5/h; Mno 09:00-10:00 3/h",
+                "rule 2 (`Mno 09:00-10:00 3/h`): unknown day `Mno`",
+            ),
+            (
+                "Mon 09:00-25:00 3/h",
+                "rule 1 (`Mon 09:00-25:00 3/h`): `25:00` is not a time",
+            ),
             ("Mon 10:00-09:00 3/h", "ends before it starts"),
             ("Mon 3 per hour", "is not a rate"),
         ] {
@@ -301,7 +307,10 @@ mod tests {
         assert_eq!(a, generate(&s, &sessions, MONDAY, 86_400_000, 7));
         assert_ne!(a, generate(&s, &sessions, MONDAY, 86_400_000, 8));
         assert!((500..700).contains(&a.len()), "{} arrivals", a.len());
-        assert!(a.iter().all(|x| (9 * 3_600_000..10 * 3_600_000).contains(&x.at_ms)));
+        assert!(
+            a.iter()
+                .all(|x| (9 * 3_600_000..10 * 3_600_000).contains(&x.at_ms))
+        );
         assert!(a.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
     }
 

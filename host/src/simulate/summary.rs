@@ -138,7 +138,10 @@ fn quantile_s(sorted_ms: &[u64], q: f64) -> f64 {
 
 impl Outcome {
     /// Builds the summary (the policy's name is filled in by the caller).
-    #[allow(clippy::too_many_arguments, reason = "one call site, the engine's finish")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site, the engine's finish"
+    )]
     pub(super) fn new(
         mut waits_ms: Vec<u64>,
         unserved: u64,
@@ -204,8 +207,18 @@ pub fn human(secs: f64) -> String {
 /// The summaries as a text table, one row per policy.
 pub fn table(summaries: &[Summary]) -> String {
     let headers = [
-        "policy", "users", "waited", "p50", "p95", "p99", "max", "unserved", "pod-h",
-        "peak pods", "faults", "rejected",
+        "policy",
+        "users",
+        "waited",
+        "p50",
+        "p95",
+        "p99",
+        "max",
+        "unserved",
+        "pod-h",
+        "peak pods",
+        "faults",
+        "rejected",
     ];
     let rows: Vec<Vec<String>> = summaries
         .iter()

@@ -122,9 +122,15 @@ fn impossible_settings_and_unknown_policies_are_named() {
     s.settings.app.tickets_max = 0;
     let policy = load_policy(&engine, &default, "default").expect("default");
     let e = run_policy(&engine, &default, &s, &policy, &mut |_, _| {}).expect_err("refused");
-    assert_eq!(e.to_string(), "--tickets-max: tickets.max must be at least 1");
+    assert_eq!(
+        e.to_string(),
+        "--tickets-max: tickets.max must be at least 1"
+    );
     let e = load_policy(&engine, &default, "no/such.wasm").expect_err("unknown");
-    assert!(e.to_string().starts_with("unknown policy `no/such.wasm`"), "{e}");
+    assert!(
+        e.to_string().starts_with("unknown policy `no/such.wasm`"),
+        "{e}"
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"not wasm").expect("write");
@@ -140,7 +146,8 @@ fn inside_an_async_runtime_it_refuses_rather_than_blocks() {
         .build()
         .expect("runtime");
     let scenario = busy_scenario(1);
-    let r = rt.block_on(async { run_policy(&engine, &default, &scenario, &policy, &mut |_, _| {}) });
+    let r =
+        rt.block_on(async { run_policy(&engine, &default, &scenario, &policy, &mut |_, _| {}) });
     assert!(matches!(r, Err(SimError::InsideRuntime)), "{r:?}");
 }
 
@@ -197,7 +204,11 @@ fn the_simulation_matches_the_live_app() {
                 Ok(pod(&name, false, true))
             })
         }
-        fn delete<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<(), ProviderError>> {
+        fn delete<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<(), ProviderError>> {
             Box::pin(async { Ok(()) })
         }
     }
@@ -285,9 +296,20 @@ fn the_simulation_matches_the_live_app() {
         )
     });
     assert_eq!((at_once, live_at_once), (2, 2), "granted at once");
-    assert_eq!((sim.summary.pods_created, live_created), (2, 2), "pods created");
+    assert_eq!(
+        (sim.summary.pods_created, live_created),
+        (2, 2),
+        "pods created"
+    );
     assert_eq!((last.tickets, tickets), (5, 5), "tickets in use");
     assert_eq!((last.waiting, waiting), (0, 0), "nobody waits");
-    assert_eq!((last.ready - 1, scaled), (2, 2), "autoscaled pods (the replica aside)");
-    assert_eq!(sim.summary.wait_max_s, 20.0, "the waiters waited for the start-up");
+    assert_eq!(
+        (last.ready - 1, scaled),
+        (2, 2),
+        "autoscaled pods (the replica aside)"
+    );
+    assert_eq!(
+        sim.summary.wait_max_s, 20.0,
+        "the waiters waited for the start-up"
+    );
 }

@@ -236,18 +236,36 @@ mod tests {
     #[test]
     fn errors_name_line_and_column() {
         let cases = [
-            ("0,60\n5,abc\n", "line 2, column 2 (session_seconds): `abc` is not a number"),
-            ("0,60\n\n# x\nsoon,60\n", "line 4, column 1 (arrival_seconds): `soon`"),
+            (
+                "0,60\n5,abc\n",
+                "line 2, column 2 (session_seconds): `abc` is not a number",
+            ),
+            (
+                "0,60\n\n# x\nsoon,60\n",
+                "line 4, column 1 (arrival_seconds): `soon`",
+            ),
             ("0,60\n1,2,3\n", "line 2: expected 2 columns"),
-            ("-1,60\n", "line 1, column 1 (arrival_seconds): `-1` must be 0 or more"),
-            ("0,60\n2026-12-04T09:00:00Z,5\n", "line 2, column 1 (arrival_seconds): mixes"),
-            ("2026-13-04T09:00:00Z,5\n", "line 1, column 1 (arrival_seconds): `2026-13-04T09:00:00Z` is not an RFC 3339"),
+            (
+                "-1,60\n",
+                "line 1, column 1 (arrival_seconds): `-1` must be 0 or more",
+            ),
+            (
+                "0,60\n2026-12-04T09:00:00Z,5\n",
+                "line 2, column 1 (arrival_seconds): mixes",
+            ),
+            (
+                "2026-13-04T09:00:00Z,5\n",
+                "line 1, column 1 (arrival_seconds): `2026-13-04T09:00:00Z` is not an RFC 3339",
+            ),
             ("0,NaN\n", "line 1, column 2 (session_seconds)"),
             ("# nothing\n", "no arrivals"),
         ];
         for (text, want) in cases {
             let got = parse(text).expect_err(text).to_string();
-            assert!(got.starts_with(want) || got.contains(want), "{text:?}: {got}");
+            assert!(
+                got.starts_with(want) || got.contains(want),
+                "{text:?}: {got}"
+            );
         }
     }
 
@@ -256,7 +274,13 @@ mod tests {
         let rows = [(1_796_374_800_000, 1_800_000), (1_796_374_812_500, 600_250)];
         let t = parse(&write_unix(rows)).expect("valid");
         assert_eq!(t.start_unix_ms, Some(1_796_374_800_000));
-        assert_eq!(t.arrivals[1], Arrival { at_ms: 12_500, session_ms: 600_250 });
+        assert_eq!(
+            t.arrivals[1],
+            Arrival {
+                at_ms: 12_500,
+                session_ms: 600_250
+            }
+        );
         let again = parse(&write_relative(&t.arrivals)).expect("valid");
         assert_eq!(again.arrivals, t.arrivals);
     }

@@ -11,8 +11,8 @@ mod snapshot;
 mod ticket;
 
 pub use observed::{Basis, Estimate, Observed, PRIOR_SESSION};
-pub use serverlist::{Backend, IssueError, PodId, PodInfo, Serverlist, Sweep, WaiterId};
 pub use scaling::ScaleActions;
+pub use serverlist::{Backend, IssueError, PodId, PodInfo, Serverlist, Sweep, WaiterId};
 pub use settings::{AppSettings, SettingsError};
 pub use snapshot::{Phase, ScaleDecision, SnapPod, Snapshot};
 pub use ticket::{Grant, Ticket, TicketGuard, Token, TokenParseError};
