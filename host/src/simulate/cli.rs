@@ -17,6 +17,10 @@ use crate::state::AppSettings;
 /// Monday 2026-01-05 00:00 UTC: generated traffic starts on a Monday.
 const DEFAULT_START: &str = "2026-01-05T00:00:00Z";
 
+/// Longest simulated time: a year of traffic is plenty, and keeps the
+/// generated arrivals in memory.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
 /// Arguments of `wicket simulate` (see docs/simulate.md).
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
@@ -128,6 +132,9 @@ pub fn scenario(args: &SimulateArgs) -> anyhow::Result<(Scenario, String)> {
         .as_deref()
         .map(|d| duration("duration", d))
         .transpose()?;
+    if given_duration.is_some_and(|d| d > MAX_DURATION) {
+        bail!("--duration: at most 366 days");
+    }
     let (arrivals, start_unix_ms, end, traffic) = if let Some(path) = &args.trace {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the trace {}", path.display()))?;

@@ -182,6 +182,15 @@ impl<'a> Simulation<'a> {
         self.events.push(Reverse((at, self.seq, event)));
     }
 
+    /// The state as a policy sees it, in the reused buffer (give it back to
+    /// `self.snap`). The one place the simulator builds a snapshot: the
+    /// simulated wall clock, where a contract needs it, is
+    /// `scenario.start_unix_ms + now`.
+    fn take_snapshot(&mut self) -> Snapshot {
+        self.list.snapshot_into(self.instant(), &mut self.snap);
+        std::mem::take(&mut self.snap)
+    }
+
     /// The simulated `now` as the serverlist's clock.
     fn instant(&self) -> Instant {
         self.base + Duration::from_millis(self.now)
@@ -240,8 +249,7 @@ impl<'a> Simulation<'a> {
             return Ok(());
         }
         for _ in 0..ISSUE_ATTEMPTS {
-            self.list.snapshot_into(self.instant(), &mut self.snap);
-            let snap = std::mem::take(&mut self.snap);
+            let snap = self.take_snapshot();
             let (id, snap) = answer(self.runner.assign(snap))?;
             self.snap = snap;
             let Some(id) = id else { break };
@@ -292,8 +300,7 @@ impl<'a> Simulation<'a> {
         let mut stale = 0;
         while let Some(waiter) = self.list.next_present() {
             // The user still counts as waiting while the policy decides.
-            self.list.snapshot_into(self.instant(), &mut self.snap);
-            let snap = std::mem::take(&mut self.snap);
+            let snap = self.take_snapshot();
             let (id, snap) = answer(self.runner.assign(snap))?;
             self.snap = snap;
             let Some(id) = id else { break };
@@ -318,8 +325,7 @@ impl<'a> Simulation<'a> {
 
     /// Asks the policy to scale and starts what it approved.
     fn scale(&mut self) -> Result<(), SimError> {
-        self.list.snapshot_into(self.instant(), &mut self.snap);
-        let snap = std::mem::take(&mut self.snap);
+        let snap = self.take_snapshot();
         let (decision, snap) = answer(self.runner.scale(snap))?;
         self.snap = snap;
         if decision.is_noop() {
@@ -366,12 +372,12 @@ impl<'a> Simulation<'a> {
 
     /// Reads the counts after a batch of events.
     fn observe(&mut self) {
-        self.list.snapshot_into(self.instant(), &mut self.snap);
+        let snap = self.take_snapshot();
         let mut c = Counts {
-            waiting: self.snap.waiting,
+            waiting: snap.waiting,
             ..Counts::default()
         };
-        for p in &self.snap.pods {
+        for p in &snap.pods {
             match p.phase {
                 Phase::Starting => c.starting += 1,
                 Phase::Ready => c.ready += 1,
@@ -379,6 +385,7 @@ impl<'a> Simulation<'a> {
             }
             c.tickets += p.tickets;
         }
+        self.snap = snap;
         self.counts = c;
         self.peak_pods = self.peak_pods.max(c.pods());
         self.timeline.observe(

@@ -57,8 +57,9 @@ pub struct RateSchedule {
 
 fn day(name: &str) -> Result<u32, String> {
     let lower = name.to_ascii_lowercase();
+    // `Mon`, `mon`, `Monday`: the first three letters decide.
     DAYS.iter()
-        .position(|d| lower.starts_with(d) && d.len() <= lower.len() && lower.len() <= 9)
+        .position(|d| lower.len() <= 9 && lower.starts_with(d))
         .map(|i| i as u32)
         .ok_or_else(|| format!("unknown day `{name}` (Mon … Sun, or *)"))
 }
@@ -243,19 +244,19 @@ pub fn generate(
     while minute_start < duration_ms as i64 {
         let rate = schedule.per_second(minute_of_week((start_unix_ms + minute_start).max(0)));
         let minute_end = (minute_start + 60_000).min(duration_ms as i64);
-        if let Ok(exp) = Exp::new(rate) {
-            if rate > 0.0 {
-                let mut t = minute_start.max(0) as f64;
-                loop {
-                    t += exp.sample(&mut arrivals_rng) * 1000.0;
-                    if t >= minute_end as f64 {
-                        break;
-                    }
-                    out.push(Arrival {
-                        at_ms: t as u64,
-                        session_ms: sampler.sample_ms(&mut sessions_rng),
-                    });
+        if rate > 0.0
+            && let Ok(exp) = Exp::new(rate)
+        {
+            let mut t = minute_start.max(0) as f64;
+            loop {
+                t += exp.sample(&mut arrivals_rng) * 1000.0;
+                if t >= minute_end as f64 {
+                    break;
                 }
+                out.push(Arrival {
+                    at_ms: t as u64,
+                    session_ms: sampler.sample_ms(&mut sessions_rng),
+                });
             }
         }
         minute_start += 60_000;
