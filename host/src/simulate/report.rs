@@ -17,6 +17,9 @@ const RIGHT: f64 = 10.0;
 const TOP: f64 = 12.0;
 const BOTTOM: f64 = 26.0;
 
+/// A plotted quantity: its colour and how to read it from a point.
+type Series = (&'static str, fn(&Point) -> u32);
+
 /// Wait buckets of the distribution plot: (upper bound in s, label).
 const WAIT_BUCKETS: &[(f64, &str)] = &[
     (0.0, "0"),
@@ -173,7 +176,7 @@ fn pods_chart(o: &Outcome, frame: &Frame, ticks: &[(f64, String)]) -> String {
     svg_open(&mut out, &format!("{}: pods by phase", o.summary.policy));
     frame.axes(&mut out, ticks, "");
     let step_s = o.timeline.step_ms as f64 / 1000.0;
-    let layers: [(&str, fn(&Point) -> u32); 3] = [
+    let layers: [Series; 3] = [
         (READY, |p| p.ready),
         (STARTING, |p| p.ready + p.starting),
         (DRAINING, |p| p.ready + p.starting + p.draining),
@@ -207,8 +210,7 @@ fn load_chart(o: &Outcome, frame: &Frame, ticks: &[(f64, String)]) -> String {
     );
     frame.axes(&mut out, ticks, "");
     let step_s = o.timeline.step_ms as f64 / 1000.0;
-    let series: [(&str, fn(&Point) -> u32); 2] =
-        [(TICKETS, |p| p.tickets), (WAITING, |p| p.waiting)];
+    let series: [Series; 2] = [(TICKETS, |p| p.tickets), (WAITING, |p| p.waiting)];
     for (colour, value) in series {
         let pts = steps(
             frame,
