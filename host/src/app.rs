@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use tokio::sync::{Notify, oneshot, watch};
@@ -13,8 +13,10 @@ use tokio::sync::{Notify, oneshot, watch};
 use crate::metrics::Metrics;
 use crate::policy::{PolicyRunner, invariants};
 use crate::provider::{PodEvent, PodProvider};
+use crate::session_log::SessionLog;
 use crate::state::{
-    AppSettings, Clock, Estimate, Grant, IssueError, Serverlist, Snapshot, Ticket, Token, WaiterId,
+    AppSettings, Clock, Estimate, Grant, IssueError, ScaleActions, Serverlist, Snapshot, Ticket,
+    Token, WaiterId,
 };
 
 /// How often the app's loop runs even when nothing happens (expiry, idle
@@ -180,6 +182,8 @@ struct Inner {
     owners: HashMap<IpAddr, u32>,
     /// The app's time zone, for the UTC offset policies see.
     zone: jiff::tz::TimeZone,
+    /// Finished sessions, for `/apps/<app>/trace.csv`.
+    sessions: SessionLog,
 }
 
 /// The wall clock in unix seconds (0 before 1970: a broken clock, not a time).
@@ -286,6 +290,8 @@ pub struct App {
     /// Set once the app is removed from (or replaced in) the app table:
     /// connections that remember it must look it up again.
     retired: AtomicBool,
+    /// The same moment on both clocks: turns `Instant`s into unix times.
+    epoch: (Instant, SystemTime),
 }
 
 impl std::fmt::Debug for App {
@@ -317,6 +323,7 @@ impl App {
                 gone: Vec::new(),
                 zone: jiff::tz::TimeZone::UTC,
                 owners: HashMap::new(),
+                sessions: SessionLog::default(),
             }),
             policy,
             provider,
@@ -326,6 +333,7 @@ impl App {
             resume_grace_ms: AtomicU64::new(DEFAULT_RESUME_GRACE.as_millis() as u64),
             changes: watch::Sender::new(Signature::default()),
             retired: AtomicBool::new(false),
+            epoch: (Instant::now(), SystemTime::now()),
         })
     }
 
@@ -393,6 +401,23 @@ impl App {
         &self.routing
     }
 
+    /// Unix time in ms of `at`.
+    fn unix_ms(&self, at: Instant) -> i64 {
+        let (i0, s0) = self.epoch;
+        let base = s0
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as i64;
+        base + at.saturating_duration_since(i0).as_millis() as i64
+            - i0.saturating_duration_since(at).as_millis() as i64
+    }
+
+    /// The app's recent finished sessions as an arrival trace (CSV, the
+    /// format `wicket simulate --trace` reads).
+    pub fn session_trace(&self) -> String {
+        self.inner.lock().sessions.csv()
+    }
+
     /// The app's policy runner.
     pub fn policy(&self) -> &PolicyRunner {
         &self.policy
@@ -443,6 +468,8 @@ impl App {
             };
             match self.issue_decided(&mut inner, id, now) {
                 Issued::Granted(grant) => {
+                    let asked = self.unix_ms(started);
+                    inner.sessions.granted(&grant.pod, &grant.uid, asked);
                     self.metrics
                         .ticket_wait
                         .with_label_values(&[self.name()])
@@ -753,6 +780,8 @@ impl App {
             else {
                 continue;
             };
+            let asked = self.unix_ms(since);
+            inner.sessions.granted(&grant.pod, &grant.uid, asked);
             match tx.send(grant) {
                 Ok(()) => {
                     self.metrics
@@ -762,7 +791,10 @@ impl App {
                     return;
                 }
                 // Gone between the check and the send: the next one gets it.
-                Err(back) => grant = back,
+                Err(back) => {
+                    inner.sessions.forget(&back.pod, &back.uid);
+                    grant = back;
+                }
             }
         }
         inner.list.release(&grant.pod, &grant.uid, now);
@@ -820,8 +852,11 @@ impl App {
     /// actions it approved.
     async fn step(self: &Arc<Self>, sweep: bool) {
         if sweep {
-            let mut inner = self.inner.lock();
-            let swept = inner.list.sweep(Instant::now(), self.expiry);
+            let mut guard = self.inner.lock();
+            let inner = &mut *guard;
+            let now = Instant::now();
+            inner.sessions.before_sweep(&inner.list, now, self.expiry);
+            let swept = inner.list.sweep(now, self.expiry);
             if swept.expired > 0 {
                 tracing::debug!(app = %self.name(), expired = swept.expired, "tickets expired");
             }
@@ -842,24 +877,7 @@ impl App {
         if decision.is_noop() {
             return;
         }
-        let now = Instant::now();
-        // Pods may have been created meanwhile: pods.max holds for the
-        // state now, not only for the snapshot the decision was checked on.
-        let room = inner
-            .list
-            .settings()
-            .pods_max
-            .saturating_sub(inner.list.autoscaled_pods());
-        let creates: Vec<u32> = (0..decision.create.min(room))
-            .map(|_| inner.list.begin_create_at(now))
-            .collect();
-        // `begin_delete` checks again that each pod is autoscaled, idle and
-        // not starting (it may have taken a ticket meanwhile).
-        let deletes: Vec<String> = decision
-            .delete
-            .iter()
-            .filter_map(|&id| inner.list.begin_delete(id))
-            .collect();
+        let ScaleActions { creates, deletes } = inner.list.apply_scale(&decision, Instant::now());
         self.publish(&inner.list);
         drop(guard);
         for placeholder in creates {

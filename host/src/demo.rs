@@ -139,7 +139,11 @@ pub async fn start(config: Config, exe: PathBuf) -> anyhow::Result<Demo> {
         .await
         .with_context(|| format!("binding metrics.listen {}", config.metrics.listen))?;
     let metrics_addr = admin.local_addr()?;
-    tasks.push(tokio::spawn(crate::admin::serve(admin, metrics.clone())));
+    tasks.push(tokio::spawn(crate::admin::serve(
+        admin,
+        metrics.clone(),
+        Arc::clone(&apps),
+    )));
 
     Ok(Demo {
         proxy_addr,

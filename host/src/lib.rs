@@ -23,5 +23,7 @@ pub mod provider;
 pub mod proxy;
 pub mod rules;
 pub mod run;
+pub mod session_log;
+pub mod simulate;
 pub mod state;
 pub mod task;

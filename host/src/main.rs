@@ -74,6 +74,9 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Simulate an app under one or more policies on a traffic trace or
+    /// generated traffic, in simulated time (see docs/simulate.md).
+    Simulate(Box<wicket::simulate::cli::SimulateArgs>),
     /// Print the default configuration.
     Config,
     /// Run the built-in demo app (what a demo "pod" runs).
@@ -120,10 +123,11 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::DemoApp { .. }) {
-        "warn"
-    } else {
-        "info"
+    let default_level = match cli.command {
+        Command::DemoApp { .. } => "warn",
+        // Faults are in the summary; RUST_LOG=warn shows each one.
+        Command::Simulate(_) => "off",
+        _ => "info",
     };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
@@ -261,6 +265,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Simulate(args) => wicket::simulate::cli::run(&args),
         Command::Config => {
             print!(
                 "{}",

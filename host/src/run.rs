@@ -132,7 +132,11 @@ pub async fn start(config: Config, client: ::kube::Client) -> anyhow::Result<Run
         .await
         .with_context(|| format!("binding metrics.listen {}", config.metrics.listen))?;
     let metrics_addr = admin.local_addr()?;
-    tasks.push(Task::spawn(crate::admin::serve(admin, metrics.clone())));
+    tasks.push(Task::spawn(crate::admin::serve(
+        admin,
+        metrics.clone(),
+        Arc::clone(&apps),
+    )));
 
     let ports = config.kubernetes.app_ports.then(|| {
         AppPorts::new(

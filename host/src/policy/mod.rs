@@ -19,7 +19,7 @@ pub use engine::{
 };
 pub use live::{CallError, Live};
 pub use loaded::{LoadError, LoadedPolicy};
-pub use runner::PolicyRunner;
+pub use runner::{FaultCounts, PolicyRunner};
 pub use source::{
     DEFAULT_POLICY, FileError, PolicySetup, PolicySource, load_default, load_file, watch_file,
 };

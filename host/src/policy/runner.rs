@@ -43,8 +43,25 @@ impl Slot {
     }
 }
 
+/// What went wrong with a runner's policy calls so far: the same events the
+/// fault metrics count, for tools that run policies without a Prometheus
+/// registry to scrape (`wicket simulate`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Calls that trapped, ran past the deadline, ran out of memory or could
+    /// not be instantiated.
+    pub failed_calls: u64,
+    /// Answers refused because they broke an invariant.
+    pub rejected: u64,
+    /// Decisions answered by a fallback policy after a fault.
+    pub fallbacks: u64,
+    /// The first fault, as it was logged.
+    pub first: Option<String>,
+}
+
 struct Inner {
     source: Arc<PolicySource>,
+    faults: FaultCounts,
     active: Slot,
     /// The last good policy before the active one (the default if none).
     fallback: Option<Arc<LoadedPolicy>>,
@@ -94,6 +111,7 @@ impl PolicyRunner {
                 active: Slot::new(Arc::clone(&current)),
                 fallback: None,
                 retired: None,
+                faults: FaultCounts::default(),
             }),
         };
         core.publish_info(None, &current);
@@ -110,6 +128,11 @@ impl PolicyRunner {
         let mut inner = self.0.inner.lock();
         self.0.sync(&mut inner);
         Arc::clone(&inner.active.policy)
+    }
+
+    /// Faults and fallbacks of this runner's calls so far.
+    pub fn faults(&self) -> FaultCounts {
+        self.0.inner.lock().faults.clone()
     }
 
     /// Which pod gets the next ticket, if any. Takes the snapshot by value
@@ -194,6 +217,7 @@ impl Core {
                 Ok(answer) => match check(snap, &answer) {
                     Ok(()) => {
                         if faulted {
+                            inner.faults.fallbacks += 1;
                             self.metrics
                                 .policy_fallbacks
                                 .with_label_values(&[&self.app])
@@ -206,6 +230,14 @@ impl Core {
                 Err(e) => Fault::from(e),
             };
             faulted = true;
+            match fault {
+                Fault::Invariant(_) => inner.faults.rejected += 1,
+                Fault::Call(_) => inner.faults.failed_calls += 1,
+            }
+            if inner.faults.first.is_none() {
+                let policy = &inner.active.policy.source;
+                inner.faults.first = Some(format!("{call} ({policy}): {fault}"));
+            }
             // A faulted instance is poisoned (or untrustworthy): drop it.
             inner.active.live = None;
             self.metrics

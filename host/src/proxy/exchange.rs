@@ -434,8 +434,7 @@ impl Conn {
         if !facts.verbatim {
             let mut head = Vec::new();
             rewrite_response_head(&mut head, &s.rbuf, facts, false, false);
-            if s
-                .clock
+            if s.clock
                 .write_all(&mut self.client, &head, Phase::Tunnel)
                 .await
                 .is_err()

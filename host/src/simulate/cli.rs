@@ -1,0 +1,281 @@
+//! The `wicket simulate` command line: reads or generates the traffic,
+//! runs every policy on it, prints the table (or JSON) and writes the report.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use super::dist::{DurationDist, parse_duration};
+use super::generator::{self, RateSchedule};
+use super::{Scenario, ScenarioInfo, SimSettings, load_policy, report, run_policy, summary, trace};
+use crate::policy::{Limits, PolicyEngine, load_default};
+use crate::state::AppSettings;
+
+/// Monday 2026-01-05 00:00 UTC: generated traffic starts on a Monday.
+const DEFAULT_START: &str = "2026-01-05T00:00:00Z";
+
+/// Longest simulated time: a year of traffic is plenty, and keeps the
+/// generated arrivals in memory.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
+/// Arguments of `wicket simulate` (see docs/simulate.md).
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Arrival trace (CSV: arrival_seconds,session_seconds); replaces the generator.
+    #[arg(long, conflicts_with_all = ["rate", "preset"])]
+    pub trace: Option<PathBuf>,
+    /// Traffic preset: class-week or day-10k (sets --rate, --sessions, --duration unless given).
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Arrival rate by hour of the week, e.g. "Mon-Fri 09:00-10:00 300/h; * 5/h".
+    #[arg(long)]
+    pub rate: Option<String>,
+    /// Session length: 30m, exp:20m (mean) or lognormal:20m,45m (median, p90).
+    #[arg(long)]
+    pub sessions: Option<String>,
+    /// Simulated time (e.g. 7d, 12h); for a trace, default: until its last user leaves.
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Simulated start (RFC 3339, UTC); a trace with RFC 3339 times starts at its first arrival.
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Seed of the generator and of the start-up times.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Pod start-up time: 20s, exp:30s or lognormal:20s,45s.
+    #[arg(long, default_value = "20s")]
+    pub startup: String,
+    /// tickets.max: users per pod.
+    #[arg(long, default_value_t = AppSettings::default().tickets_max)]
+    pub tickets_max: u32,
+    /// tickets.spare: free slots to keep ready.
+    #[arg(long, default_value_t = AppSettings::default().tickets_spare)]
+    pub tickets_spare: u32,
+    /// pods.max: most autoscaled pods.
+    #[arg(long, default_value_t = AppSettings::default().pods_max)]
+    pub pods_max: u32,
+    /// pods.cooldown: idle time before a pod may be deleted.
+    #[arg(long, default_value = "10s")]
+    pub cooldown: String,
+    /// Deployment replicas: pods that always exist.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: u32,
+    /// The app's policy config string.
+    #[arg(long, default_value = "")]
+    pub policy_config: String,
+    /// Ticket expiry after the user left (the host's proxy.ticket_expiry_ms).
+    #[arg(long, default_value = "3s")]
+    pub expiry: String,
+    /// Timer round: expiry sweep, queue and scale (the host: 250 ms).
+    #[arg(long, default_value = "1s")]
+    pub tick: String,
+    /// Policy to run: `default` or a .wasm file, optionally `#CONFIG`; repeat to compare.
+    #[arg(long = "policy", default_values_t = ["default".to_string()])]
+    pub policies: Vec<String>,
+    /// Wall-clock deadline of one policy call. The host's is 10 ms; the
+    /// simulator's default is generous, so that a call descheduled on a busy
+    /// machine does not fault and make two runs differ (a policy that loops
+    /// still faults, once, and is retired).
+    #[arg(long, default_value = "1s")]
+    pub deadline: String,
+    /// Memory cap of one policy instance, in MiB (the host's default is
+    /// 16; a Python component needs about 24, as on its ConfigMap).
+    #[arg(long, default_value_t = 16)]
+    pub memory_mib: u64,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write an HTML report with plots here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write the arrivals used (generated or read) as a trace CSV here.
+    #[arg(long)]
+    pub save_trace: Option<PathBuf>,
+    /// No progress on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn duration(key: &str, s: &str) -> anyhow::Result<Duration> {
+    parse_duration(s).with_context(|| format!("--{key}"))
+}
+
+fn dist(key: &str, s: &str) -> anyhow::Result<DurationDist> {
+    DurationDist::parse(s).with_context(|| format!("--{key}"))
+}
+
+/// The scenario the arguments describe, and a line saying where its
+/// traffic came from.
+pub fn scenario(args: &SimulateArgs) -> anyhow::Result<(Scenario, String)> {
+    let settings = SimSettings {
+        app: AppSettings {
+            tickets_max: args.tickets_max,
+            tickets_spare: args.tickets_spare,
+            pods_max: args.pods_max,
+            cooldown: duration("cooldown", &args.cooldown)?,
+            policy_config: args.policy_config.clone(),
+        },
+        replicas: args.replicas,
+        startup: dist("startup", &args.startup)?,
+        create_latency: Duration::ZERO,
+        expiry: duration("expiry", &args.expiry)?,
+        tick: duration("tick", &args.tick)?,
+    };
+    let start = |fallback: &str| -> anyhow::Result<i64> {
+        let s = args.start.as_deref().unwrap_or(fallback);
+        let t: jiff::Timestamp = s
+            .parse()
+            .with_context(|| format!("--start: `{s}` is not an RFC 3339 time"))?;
+        Ok(t.as_millisecond())
+    };
+    let given_duration = args
+        .duration
+        .as_deref()
+        .map(|d| duration("duration", d))
+        .transpose()?;
+    if given_duration.is_some_and(|d| d > MAX_DURATION) {
+        bail!("--duration: at most 366 days");
+    }
+    let (arrivals, start_unix_ms, end, traffic) = if let Some(path) = &args.trace {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the trace {}", path.display()))?;
+        let t = trace::parse(&text).with_context(|| format!("trace {}", path.display()))?;
+        let start = match t.start_unix_ms {
+            Some(s) if args.start.is_none() => s,
+            _ => start(DEFAULT_START)?,
+        };
+        // Until the last user has left and the ticket expired.
+        let last = t
+            .arrivals
+            .iter()
+            .map(|a| a.at_ms + a.session_ms)
+            .max()
+            .unwrap_or(0)
+            + settings.expiry.as_millis() as u64
+            + 2 * settings.tick.as_millis() as u64;
+        let end = given_duration.map_or(last, |d| d.as_millis() as u64);
+        (t.arrivals, start, end, format!("trace {}", path.display()))
+    } else {
+        let preset = match args.preset.as_deref() {
+            Some(name) => Some(generator::preset(name).with_context(|| {
+                let known: Vec<&str> = generator::PRESETS.iter().map(|p| p.0).collect();
+                format!(
+                    "--preset: unknown preset `{name}` (known: {})",
+                    known.join(", ")
+                )
+            })?),
+            None => None,
+        };
+        let Some(rate) = args.rate.as_deref().or(preset.map(|p| p.0)) else {
+            bail!("give the traffic: --trace FILE, --rate SCHEDULE or --preset NAME");
+        };
+        let schedule = RateSchedule::parse(rate)?;
+        let sessions = dist(
+            "sessions",
+            args.sessions
+                .as_deref()
+                .or(preset.map(|p| p.1))
+                .unwrap_or("lognormal:20m,45m"),
+        )?;
+        let end = match given_duration {
+            Some(d) => d,
+            None => duration("duration", preset.map_or("7d", |p| p.2))?,
+        };
+        let start = start(DEFAULT_START)?;
+        let end = end.as_millis() as u64;
+        let arrivals = generator::generate(&schedule, &sessions, start, end, args.seed);
+        let traffic = format!(
+            "generated: rate \"{}\", sessions {sessions}, seed {}{}",
+            schedule.text(),
+            args.seed,
+            args.preset
+                .as_deref()
+                .map(|p| format!(" (preset {p})"))
+                .unwrap_or_default()
+        );
+        (arrivals, start, end, traffic)
+    };
+    let scenario = Scenario {
+        arrivals,
+        start_unix_ms,
+        end_ms: end,
+        settings,
+        seed: args.seed,
+    };
+    scenario.validate()?;
+    Ok((scenario, traffic))
+}
+
+/// Runs `wicket simulate`.
+pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
+    let (scenario, traffic) = scenario(args)?;
+    if let Some(path) = &args.save_trace {
+        std::fs::write(path, trace::write_relative(&scenario.arrivals))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    // The host's limits (log lines), with the deadline and memory above.
+    if !(1..=4096).contains(&args.memory_mib) {
+        anyhow::bail!("--memory-mib must be between 1 and 4096");
+    }
+    let engine = PolicyEngine::new(Limits {
+        timeout: duration("deadline", &args.deadline)?,
+        memory_bytes: (args.memory_mib as usize) << 20,
+        ..Limits::default()
+    })?;
+    let default = load_default(&engine).context("loading the embedded default policy")?;
+    let policies = args
+        .policies
+        .iter()
+        .map(|spec| load_policy(&engine, &default, spec))
+        .collect::<Result<Vec<_>, _>>()?;
+    let info = ScenarioInfo::new(&scenario, traffic);
+    let mut outcomes = Vec::new();
+    for policy in &policies {
+        let started = Instant::now();
+        let mut last = started;
+        let mut progress = |sim_ms: u64, events: u64| {
+            if args.quiet || last.elapsed() < Duration::from_secs(1) {
+                return;
+            }
+            last = Instant::now();
+            eprintln!(
+                "simulate {}: {} of {} simulated, {events} events, {:.1} s",
+                policy.label,
+                summary::human(sim_ms as f64 / 1000.0),
+                summary::human(scenario.end_ms as f64 / 1000.0),
+                started.elapsed().as_secs_f64()
+            );
+        };
+        let outcome = run_policy(&engine, &default, &scenario, policy, &mut progress)?;
+        if !args.quiet {
+            eprintln!(
+                "simulate {}: {} users over {} simulated in {:.2} s",
+                policy.label,
+                outcome.summary.users,
+                summary::human(scenario.end_ms as f64 / 1000.0),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        outcomes.push(outcome);
+    }
+    let summaries: Vec<_> = outcomes.iter().map(|o| o.summary.clone()).collect();
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        let doc = serde_json::json!({ "scenario": info, "policies": summaries });
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&doc)?)?;
+    } else {
+        writeln!(stdout, "{}", info.traffic)?;
+        write!(stdout, "{}", summary::table(&summaries))?;
+    }
+    if let Some(path) = &args.report {
+        std::fs::write(path, report::html(&info, &outcomes))
+            .with_context(|| format!("writing the report {}", path.display()))?;
+        if !args.json {
+            writeln!(stdout, "report: {}", path.display())?;
+        }
+    }
+    Ok(())
+}
