@@ -90,9 +90,11 @@ pub mod v02 {
             // Packed as the contract says: 7 little-endian words per pod,
             // copied into the guest in one go; the totals in the same pass.
             let mut totals = crate::state::Totals::default();
+            // Sized once, then written in place: no capacity check per pod.
             self.pods.clear();
-            self.pods.reserve(s.pods.len() * POD_BYTES);
-            for p in &s.pods {
+            self.pods.resize(s.pods.len() * POD_BYTES, 0);
+            let (chunks, _) = self.pods.as_chunks_mut::<POD_BYTES>();
+            for (bytes, p) in chunks.iter_mut().zip(&s.pods) {
                 totals.add(p);
                 let words = [
                     p.id,
@@ -103,11 +105,9 @@ pub mod v02 {
                     p.idle_seconds,
                     p.age_seconds,
                 ];
-                let mut bytes = [0u8; POD_BYTES];
-                for (chunk, w) in bytes.chunks_exact_mut(4).zip(words) {
-                    chunk.copy_from_slice(&w.to_le_bytes());
+                for (chunk, w) in bytes.as_chunks_mut::<4>().0.iter_mut().zip(words) {
+                    *chunk = w.to_le_bytes();
                 }
-                self.pods.extend_from_slice(&bytes);
             }
             self.totals = Totals {
                 ready_pods: totals.ready_pods,
