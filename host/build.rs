@@ -12,6 +12,9 @@ const POLICIES: &[(&str, &str)] = &[
     ("wicket-policy-spare-tickets", "WICKET_POLICY_SPARE_TICKETS"),
     ("wicket-policy-faulty", "WICKET_POLICY_FAULTY"),
     ("wicket-policy-other-major", "WICKET_POLICY_OTHER_MAJOR"),
+    // The Rust example (examples/policies/scale-to-zero), built here so that
+    // CI builds it and tests can load it.
+    ("wicket-policy-scale-to-zero", "WICKET_POLICY_SCALE_TO_ZERO"),
 ];
 
 const WASM_TARGET: &str = "wasm32-wasip2";
@@ -61,6 +64,9 @@ fn run() -> Result<(), String> {
     for (pkg, _) in POLICIES {
         cmd.args(["-p", pkg]);
     }
+    // The default policy is written on the SDK against contract 0.2; until
+    // the host speaks 0.2 it embeds the same decisions exported as 0.1.
+    cmd.args(["--features", "wicket-policy-spare-tickets/contract-0-1"]);
     // Flags meant for the host (e.g. target-cpu=native) must not reach wasm.
     for var in [
         "CARGO_ENCODED_RUSTFLAGS",
