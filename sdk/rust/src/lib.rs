@@ -110,9 +110,7 @@ mod snapshot;
 pub use builder::{ARRIVAL_HOURS, ARRIVAL_MINUTES, SnapshotBuilder};
 pub use decision::ScaleDecision;
 pub use pod::{KNOWN_POD_WORDS, Phase, Pod, Pods};
-pub use snapshot::{
-    Arrivals, Clock, Observed, Settings, Snapshot, Totals, Weekday, pods_to_cover,
-};
+pub use snapshot::{Arrivals, Clock, Observed, Settings, Snapshot, Totals, Weekday, pods_to_cover};
 
 /// A ticket and scaling policy. Implement it on a unit struct and export it
 /// with [`export!`].

@@ -29,6 +29,7 @@ pub enum Phase {
 impl Phase {
     /// The phase a packed word stands for. Unknown values read as
     /// [`Phase::Draining`], the phase that allows nothing (the contract's rule).
+    #[inline]
     pub const fn from_word(word: u32) -> Self {
         match word {
             0 => Self::Starting,
@@ -149,27 +150,32 @@ impl Pod {
     }
 
     /// Ready to receive tickets (if it has a free slot).
+    #[inline]
     pub const fn is_ready(&self) -> bool {
         matches!(self.phase, Phase::Ready)
     }
 
     /// Still booting.
+    #[inline]
     pub const fn is_starting(&self) -> bool {
         matches!(self.phase, Phase::Starting)
     }
 
     /// Leaving.
+    #[inline]
     pub const fn is_draining(&self) -> bool {
         matches!(self.phase, Phase::Draining)
     }
 
     /// Holds no tickets.
+    #[inline]
     pub const fn is_empty(&self) -> bool {
         self.tickets == 0
     }
 
     /// Tickets this pod can still take now: `capacity - tickets` if ready,
     /// else 0. A pod holding more tickets than its capacity counts as full.
+    #[inline]
     pub const fn free_slots(&self) -> u32 {
         if self.is_ready() {
             self.capacity.saturating_sub(self.tickets)
@@ -179,12 +185,14 @@ impl Pod {
     }
 
     /// The host would accept a ticket for this pod: ready with a free slot.
+    #[inline]
     pub const fn can_take_ticket(&self) -> bool {
         self.is_ready() && self.tickets < self.capacity
     }
 
     /// The host would accept deleting this pod: autoscaled, not starting and
     /// holding no tickets.
+    #[inline]
     pub const fn is_deletable(&self) -> bool {
         self.autoscaled && !self.is_starting() && self.tickets == 0
     }
@@ -192,12 +200,21 @@ impl Pod {
     /// Decodes one pod from the first [`KNOWN_POD_WORDS`] little-endian words
     /// of `bytes`; missing words read as 0 (a host never sends fewer, but a
     /// short block must not panic), extra words are ignored.
+    #[inline]
     pub fn from_le_bytes(bytes: &[u8]) -> Self {
-        if let Some(known) = bytes.first_chunk::<KNOWN_POD_BYTES>() {
-            return Self::from_known(known);
+        match bytes.first_chunk::<KNOWN_POD_BYTES>() {
+            Some(known) => Self::from_known(known),
+            None => Self::from_short(bytes),
         }
+    }
+
+    /// Fewer bytes than a pod: out of line, as no host sends them.
+    #[cold]
+    #[inline(never)]
+    fn from_short(bytes: &[u8]) -> Self {
         let mut known = [0_u8; KNOWN_POD_BYTES];
-        known[..bytes.len()].copy_from_slice(bytes);
+        let len = bytes.len().min(KNOWN_POD_BYTES);
+        known[..len].copy_from_slice(&bytes[..len]);
         Self::from_known(&known)
     }
 
@@ -240,29 +257,37 @@ impl Pod {
 /// [`Pods::get`] need no walk. Bytes after the last whole pod are ignored.
 #[derive(Clone, Debug)]
 pub struct Pods<'a> {
-    chunks: std::slice::ChunksExact<'a, u8>,
+    /// The pods not yet iterated over (and maybe a partial pod at the end).
+    bytes: &'a [u8],
+    /// Bytes per pod; at least 1.
+    stride: usize,
 }
 
 impl<'a> Pods<'a> {
     /// A view of `bytes` holding pods of `pod_words` words each. A stride of
     /// 0 (or one too large to address) reads as no pods.
+    #[inline]
     pub fn new(bytes: &'a [u8], pod_words: u32) -> Self {
         let stride = usize::try_from(pod_words)
             .ok()
             .and_then(|words| words.checked_mul(4))
             .filter(|&stride| stride > 0);
-        let chunks = match stride {
-            Some(stride) => bytes.chunks_exact(stride),
-            // `chunks_exact` panics on 0: an empty slice with any stride
-            // yields nothing.
-            None => bytes[..0].chunks_exact(1),
-        };
-        Self { chunks }
+        match stride {
+            Some(stride) => Self { bytes, stride },
+            None => Self {
+                bytes: &[],
+                stride: 1,
+            },
+        }
     }
 
-    /// The pod at `position` in the host's order.
+    /// The pod at `position` among those not yet iterated over (in a fresh
+    /// view: in the host's order).
+    #[inline]
     pub fn get(&self, position: usize) -> Option<Pod> {
-        self.chunks.clone().nth(position).map(Pod::from_le_bytes)
+        let start = position.checked_mul(self.stride)?;
+        let end = start.checked_add(self.stride)?;
+        self.bytes.get(start..end).map(Pod::from_le_bytes)
     }
 }
 
@@ -271,21 +296,33 @@ impl Iterator for Pods<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<Pod> {
-        self.chunks.next().map(Pod::from_le_bytes)
+        let (pod, rest) = self.bytes.split_at_checked(self.stride)?;
+        self.bytes = rest;
+        Some(Pod::from_le_bytes(pod))
     }
 
+    #[inline]
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.chunks.size_hint()
+        let len = self.bytes.len() / self.stride;
+        (len, Some(len))
     }
 
+    #[inline]
     fn nth(&mut self, n: usize) -> Option<Pod> {
-        self.chunks.nth(n).map(Pod::from_le_bytes)
+        let skip = n.saturating_mul(self.stride);
+        self.bytes = self.bytes.get(skip..).unwrap_or_default();
+        self.next()
     }
 }
 
 impl DoubleEndedIterator for Pods<'_> {
+    #[inline]
     fn next_back(&mut self) -> Option<Pod> {
-        self.chunks.next_back().map(Pod::from_le_bytes)
+        let whole = self.bytes.len() - self.bytes.len() % self.stride;
+        let start = whole.checked_sub(self.stride)?;
+        let pod = Pod::from_le_bytes(&self.bytes[start..whole]);
+        self.bytes = &self.bytes[..start];
+        Some(pod)
     }
 }
 
@@ -380,8 +417,37 @@ mod tests {
     }
 
     #[test]
+    fn iterating_from_both_ends_and_skipping_agree() {
+        let pods: Vec<Pod> = (0..5).map(|id| Pod::ready(id).idle(id * 10)).collect();
+        let mut bytes = Vec::new();
+        for pod in &pods {
+            encode(&mut bytes, pod, 1);
+        }
+        bytes.extend_from_slice(&[9; 5]); // a partial pod: ignored
+        let view = Pods::new(&bytes, 8);
+        assert_eq!(
+            view.clone().rev().collect::<Vec<_>>(),
+            pods.iter().rev().copied().collect::<Vec<_>>()
+        );
+        let mut it = view.clone();
+        assert_eq!(it.nth(1), Some(pods[1]));
+        assert_eq!(it.len(), 3);
+        assert_eq!(it.get(0), Some(pods[2]));
+        assert_eq!(it.next_back(), Some(pods[4]));
+        assert_eq!(it.collect::<Vec<_>>(), [pods[2], pods[3]]);
+        assert_eq!(view.clone().nth(usize::MAX), None);
+        assert_eq!(view.get(usize::MAX), None);
+        assert_eq!(view.get(5), None);
+    }
+
+    #[test]
     fn encoding_round_trips() {
-        let pod = Pod::draining(u32::MAX).capacity(3).tickets(2).replica().idle(4).age(5);
+        let pod = Pod::draining(u32::MAX)
+            .capacity(3)
+            .tickets(2)
+            .replica()
+            .idle(4)
+            .age(5);
         let mut bytes = Vec::new();
         encode(&mut bytes, &pod, 2);
         assert_eq!(bytes.len(), 9 * 4);

@@ -135,7 +135,8 @@ fn totals_are_summed_as_the_contract_defines_them() {
             draining_pods: 1,
             autoscaled_pods: 7,
             tickets_in_use: 6,
-            free_tickets: 1 + 2 + 0 + 2 + 2 + 1,
+            // Pods 11, 12, 15, 16, 17 (13 is over capacity: none).
+            free_tickets: 1 + 2 + 2 + 2 + 1,
             starting_tickets: 2,
         }
     );
@@ -185,13 +186,24 @@ fn deletable_idle_pods_are_autoscaled_and_most_idle_first() {
 fn pods_to_cover_rounds_up_within_pods_max() {
     // T = 2, M = 6, 7 autoscaled pods already: no room.
     assert_eq!(mixed().pods_to_cover(3), 0);
-    let s = Snapshot::builder().tickets_max(2).pods_max(4).pod(Pod::ready(1)).build();
+    let s = Snapshot::builder()
+        .tickets_max(2)
+        .pods_max(4)
+        .pod(Pod::ready(1))
+        .build();
     assert_eq!(s.pods_to_cover(0), 0);
     assert_eq!(s.pods_to_cover(3), 2);
     assert_eq!(s.pods_to_cover(100), 3, "4 at most, 1 exists");
     let empty_pods = Snapshot::builder().tickets_max(0).pods_max(4).build();
-    assert_eq!(empty_pods.pods_to_cover(3), 0, "a pod of 0 tickets cannot help");
-    let huge = Snapshot::builder().tickets_max(1).pods_max(u32::MAX).build();
+    assert_eq!(
+        empty_pods.pods_to_cover(3),
+        0,
+        "a pod of 0 tickets cannot help"
+    );
+    let huge = Snapshot::builder()
+        .tickets_max(1)
+        .pods_max(u32::MAX)
+        .build();
     assert_eq!(huge.pods_to_cover(u64::MAX), u32::MAX);
 }
 
@@ -219,7 +231,11 @@ fn settings_observed_and_config_values_come_through() {
         .waiting(3)
         .build();
     let settings = s.settings();
-    assert_eq!(settings.config_value("idle_seconds"), Some("600"), "the last wins");
+    assert_eq!(
+        settings.config_value("idle_seconds"),
+        Some("600"),
+        "the last wins"
+    );
     assert_eq!(settings.config_value("spare"), Some("4"));
     assert_eq!(settings.config_value("mode"), Some("fast"));
     assert_eq!(settings.config_value("Mode"), None);

@@ -53,7 +53,11 @@ impl Policy for ScaleToZero {
     fn scale(s: &Snapshot) -> ScaleDecision {
         let config = Config::of(s);
         let totals = s.totals();
-        let spare = if totals.tickets_in_use > 0 { config.spare } else { 0 };
+        let spare = if totals.tickets_in_use > 0 {
+            config.spare
+        } else {
+            0
+        };
         let needed = u64::from(s.waiting()) + u64::from(spare);
         // Pods still starting will bring their tickets: no second pod for
         // the same waiting user.
@@ -66,11 +70,11 @@ impl Policy for ScaleToZero {
         let mut free = u64::from(totals.free_tickets);
         let mut delete = Vec::new();
         for pod in s.deletable_idle_pods(config.idle_seconds) {
-            if let Some(left) = free.checked_sub(u64::from(pod.capacity)) {
-                if left >= needed {
-                    free = left;
-                    delete.push(pod.id);
-                }
+            if let Some(left) = free.checked_sub(u64::from(pod.capacity))
+                && left >= needed
+            {
+                free = left;
+                delete.push(pod.id);
             }
         }
         ScaleDecision::delete(delete)

@@ -2,8 +2,8 @@
 //! no pods → a user waits → a pod starts → the user is admitted → the user
 //! leaves → the pod goes after the idle time → no pods.
 
-use wicket_policy_sdk::{Pod, Policy, ScaleDecision, Snapshot, SnapshotBuilder};
 use wicket_policy_scale_to_zero::ScaleToZero;
+use wicket_policy_sdk::{Pod, Policy, ScaleDecision, Snapshot, SnapshotBuilder};
 
 /// An app as the README describes it: one user per pod, up to 3 pods, a
 /// 60 s cooldown, and `tickets.spare` left at its default of 2 (this policy
@@ -71,9 +71,18 @@ fn idle_seconds_in_the_config_replaces_the_cooldown() {
 
 #[test]
 fn an_unreadable_config_falls_back_to_the_defaults() {
-    for config in ["idle_seconds=soon", "idle_seconds=-5", "nonsense", "spare=lots"] {
+    for config in [
+        "idle_seconds=soon",
+        "idle_seconds=-5",
+        "nonsense",
+        "spare=lots",
+    ] {
         let s = app().config(config).pod(Pod::ready(1).idle(60)).build();
-        assert_eq!(ScaleToZero::scale(&s), ScaleDecision::delete([1]), "{config}");
+        assert_eq!(
+            ScaleToZero::scale(&s),
+            ScaleDecision::delete([1]),
+            "{config}"
+        );
     }
 }
 
@@ -98,7 +107,10 @@ fn while_a_waiting_user_is_covered_only_surplus_idle_pods_go() {
 
 #[test]
 fn spare_applies_only_while_the_app_is_in_use() {
-    let busy = app().config("spare=1").pod(Pod::ready(1).tickets(1)).build();
+    let busy = app()
+        .config("spare=1")
+        .pod(Pod::ready(1).tickets(1))
+        .build();
     assert_eq!(ScaleToZero::scale(&busy), ScaleDecision::create(1));
     let warm = app()
         .config("spare=1")

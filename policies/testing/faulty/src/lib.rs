@@ -36,11 +36,11 @@ mod logic;
 #[cfg(target_family = "wasm")]
 mod component {
     use crate::logic;
-    use wicket_policy_sdk::{Phase, Pod};
     use bindings::exports::wicket::policy::decide::Guest;
     use bindings::wicket::policy::host::log;
     use bindings::wicket::policy::types::{LogLevel, ScaleDecision, Snapshot};
     use std::hint::black_box;
+    use wicket_policy_sdk::{Phase, Pod};
 
     #[allow(unsafe_code, reason = "wit-bindgen's generated ABI glue")]
     mod bindings {
