@@ -24,26 +24,26 @@ struct Contract01;
 
 impl Guest for Contract01 {
     fn assign(snapshot: Snapshot) -> Option<u32> {
-        SpareTickets::assign(&to_0_2(&snapshot))
+        SpareTickets::assign(&to_0_2(snapshot))
     }
 
     fn scale(snapshot: Snapshot) -> ScaleDecision {
         let wicket_policy_sdk::ScaleDecision { create, delete } =
-            SpareTickets::scale(&to_0_2(&snapshot));
+            SpareTickets::scale(&to_0_2(snapshot));
         ScaleDecision { create, delete }
     }
 }
 
 /// The 0.1 snapshot as the SDK's.
-fn to_0_2(snapshot: &Snapshot) -> wicket_policy_sdk::Snapshot {
-    let settings = &snapshot.settings;
+fn to_0_2(snapshot: Snapshot) -> wicket_policy_sdk::Snapshot {
+    let settings = snapshot.settings;
     wicket_policy_sdk::Snapshot::from_0_1(
         Settings {
             tickets_max: settings.tickets_max,
             tickets_spare: settings.tickets_spare,
             pods_max: settings.pods_max,
             cooldown_seconds: settings.cooldown_seconds,
-            config: settings.config.clone(),
+            config: settings.config,
         },
         &snapshot.pods,
         snapshot.waiting,

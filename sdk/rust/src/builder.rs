@@ -213,12 +213,16 @@ impl Snapshot {
     /// The snapshot a `wicket:policy@0.1.0` host sends, as this SDK's: 0.1
     /// packs six `u32` words per pod (id, capacity, tickets, phase,
     /// autoscaled, idle seconds: 0.2's first six) and has no clock,
-    /// arrivals, observed times or pod ages, which read as zero here. For a
-    /// component that still exports 0.1 (one copy of the pods per call);
-    /// words after the last whole pod are ignored.
+    /// arrivals, observed times or pod ages: they read as zero (the arrival
+    /// lists as empty). For a component that still exports 0.1: one pass
+    /// that packs the pods as 0.2 bytes and sums the totals, one
+    /// allocation. Words after the last whole pod are ignored.
     pub fn from_0_1(settings: Settings, pod_words: &[u32], waiting: u32) -> Self {
-        let pods = pod_words.as_chunks::<6>().0.iter().map(
-            |&[id, capacity, tickets, phase, autoscaled, idle_seconds]| Pod {
+        let pods_0_1 = pod_words.as_chunks::<6>().0;
+        let mut bytes = Vec::with_capacity(pods_0_1.len() * KNOWN_POD_WORDS as usize * 4);
+        let mut totals = Totals::default();
+        for &[id, capacity, tickets, phase, autoscaled, idle_seconds] in pods_0_1 {
+            let pod = Pod {
                 id,
                 capacity,
                 tickets,
@@ -226,13 +230,20 @@ impl Snapshot {
                 autoscaled: autoscaled != 0,
                 idle_seconds,
                 age_seconds: 0,
-            },
-        );
-        Self::builder()
-            .settings(settings)
-            .pods(pods)
-            .waiting(waiting)
-            .build()
+            };
+            totals.add(&pod);
+            pod::encode(&mut bytes, &pod, 0);
+        }
+        Snapshot {
+            settings,
+            clock: Clock::default(),
+            pod_words: KNOWN_POD_WORDS,
+            pods: bytes,
+            totals,
+            waiting,
+            arrivals: Arrivals::default(),
+            observed: Observed::default(),
+        }
     }
 }
 

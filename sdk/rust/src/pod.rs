@@ -332,10 +332,13 @@ impl FusedIterator for Pods<'_> {}
 
 /// Appends `pod` to `bytes` as the contract packs it, followed by
 /// `extra_words` zero words (a later contract's words this one ignores).
+#[inline]
 pub(crate) fn encode(bytes: &mut Vec<u8>, pod: &Pod, extra_words: u32) {
-    for word in pod.to_words() {
-        bytes.extend_from_slice(&word.to_le_bytes());
+    let mut packed = [0_u8; KNOWN_POD_BYTES];
+    for (chunk, word) in packed.as_chunks_mut::<4>().0.iter_mut().zip(pod.to_words()) {
+        *chunk = word.to_le_bytes();
     }
+    bytes.extend_from_slice(&packed);
     for _ in 0..extra_words {
         bytes.extend_from_slice(&[0; 4]);
     }

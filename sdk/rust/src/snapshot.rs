@@ -288,22 +288,27 @@ impl Totals {
     pub fn of(pods: impl IntoIterator<Item = Pod>) -> Self {
         let mut totals = Self::default();
         for pod in pods {
-            let count = match pod.phase {
-                Phase::Ready => &mut totals.ready_pods,
-                Phase::Starting => &mut totals.starting_pods,
-                Phase::Draining => &mut totals.draining_pods,
-            };
-            *count = count.saturating_add(1);
-            if pod.autoscaled {
-                totals.autoscaled_pods = totals.autoscaled_pods.saturating_add(1);
-            }
-            totals.tickets_in_use = totals.tickets_in_use.saturating_add(pod.tickets);
-            totals.free_tickets = totals.free_tickets.saturating_add(pod.free_slots());
-            if pod.is_starting() {
-                totals.starting_tickets = totals.starting_tickets.saturating_add(pod.capacity);
-            }
+            totals.add(&pod);
         }
         totals
+    }
+
+    /// Adds one pod to the sums.
+    pub(crate) fn add(&mut self, pod: &Pod) {
+        let count = match pod.phase {
+            Phase::Ready => &mut self.ready_pods,
+            Phase::Starting => &mut self.starting_pods,
+            Phase::Draining => &mut self.draining_pods,
+        };
+        *count = count.saturating_add(1);
+        if pod.autoscaled {
+            self.autoscaled_pods = self.autoscaled_pods.saturating_add(1);
+        }
+        self.tickets_in_use = self.tickets_in_use.saturating_add(pod.tickets);
+        self.free_tickets = self.free_tickets.saturating_add(pod.free_slots());
+        if pod.is_starting() {
+            self.starting_tickets = self.starting_tickets.saturating_add(pod.capacity);
+        }
     }
 }
 

@@ -260,3 +260,29 @@ fn scale_decisions_say_what_they_change() {
     assert_eq!(ScaleDecision::delete([3, 1]).delete, [3, 1]);
     assert!(!ScaleDecision::delete([3]).is_none());
 }
+
+#[test]
+fn a_0_1_snapshot_reads_as_a_0_2_one() {
+    let settings = Settings {
+        tickets_max: 2,
+        config: "x=1".into(),
+        ..Settings::default()
+    };
+    // Two pods of six words, then a partial third.
+    let words = [7, 2, 1, 1, 1, 0, 9, 2, 0, 0, 0, 0, 4, 4];
+    let s = Snapshot::from_0_1(settings.clone(), &words, 5);
+    assert_eq!(
+        s.pods().collect::<Vec<_>>(),
+        [
+            Pod::ready(7).capacity(2).tickets(1),
+            Pod::starting(9).capacity(2).replica(),
+        ]
+    );
+    assert_eq!(s.pod_words(), 7);
+    assert_eq!(s.totals(), Totals::of(s.pods()));
+    assert_eq!((s.settings(), s.waiting()), (&settings, 5));
+    assert_eq!(s.clock(), Clock::default());
+    assert!(s.arrivals().per_minute().is_empty());
+    assert_eq!(s.arrivals().per_minute_rate(10), 0.0);
+    assert_eq!(s.observed(), Observed::default());
+}
