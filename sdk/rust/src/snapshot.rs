@@ -197,6 +197,11 @@ impl Arrivals {
         &self.per_hour
     }
 
+    /// Arrivals so far in the current minute (0 without history).
+    pub fn this_minute(&self) -> u32 {
+        self.per_minute.last().copied().unwrap_or(0)
+    }
+
     /// Arrivals `minutes` minutes ago (0 is the current minute so far).
     pub fn minutes_ago(&self, minutes: usize) -> Option<u32> {
         ago(&self.per_minute, minutes)

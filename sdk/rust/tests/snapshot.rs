@@ -87,6 +87,7 @@ fn arrival_rates_leave_out_the_current_bucket() {
         .build();
     let arrivals = s.arrivals();
     assert_eq!(arrivals.minutes_ago(0), Some(7));
+    assert_eq!(arrivals.this_minute(), 7);
     assert_eq!(arrivals.minutes_ago(3), Some(4));
     assert_eq!(arrivals.minutes_ago(60), None);
     assert_eq!(arrivals.hours_ago(2), Some(30));
@@ -107,6 +108,7 @@ fn arrival_rates_leave_out_the_current_bucket() {
     assert_eq!(empty.per_minute_rate(5), 0.0);
     assert_eq!(empty.recent_minutes(5), 0);
     assert_eq!(empty.minutes_ago(0), None);
+    assert_eq!(empty.this_minute(), 0);
 }
 
 fn mixed() -> Snapshot {
