@@ -14,6 +14,9 @@ const POLICIES: &[(&str, &str)] = &[
     ("wicket-policy-other-major", "WICKET_POLICY_OTHER_MAJOR"),
     ("wicket-policy-contract-0-1", "WICKET_POLICY_CONTRACT_0_1"),
     ("wicket-policy-contract-0-2", "WICKET_POLICY_CONTRACT_0_2"),
+    // The Rust example (examples/policies/scale-to-zero), built here so that
+    // CI builds it and tests can load it.
+    ("wicket-policy-scale-to-zero", "WICKET_POLICY_SCALE_TO_ZERO"),
 ];
 
 const WASM_TARGET: &str = "wasm32-wasip2";

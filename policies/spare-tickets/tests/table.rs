@@ -1,48 +1,52 @@
 //! Replays `cases.toml`, the policy's table of states and decisions, against
-//! the decision logic. The host replays the same file through the compiled
-//! component, so the file's format (`table_format`, shared with the host's
-//! test) is part of the contract between the two.
+//! the decision logic through the SDK's snapshot (pods packed into bytes and
+//! decoded as the component decodes the host's). The host replays the same
+//! file through the compiled component, so the file's format
+//! (`table_format`, shared with the host's test) is part of the contract
+//! between the two.
 
 mod table_format;
 
-use table_format::{CasePhase, CasePod, cases};
-use wicket_policy_spare_tickets::logic::{self, Phase, Pod, Settings, Snapshot};
+use table_format::{Case, CasePhase, CasePod, cases};
+use wicket_policy_sdk::{Phase, Pod, ScaleDecision, Snapshot};
+use wicket_policy_spare_tickets::logic;
 
-impl From<&CasePod> for Pod {
-    fn from(pod: &CasePod) -> Self {
-        Pod {
-            id: pod.id,
-            capacity: pod.capacity,
-            tickets: pod.tickets,
-            phase: match pod.phase {
-                CasePhase::Starting => Phase::Starting,
-                CasePhase::Ready => Phase::Ready,
-                CasePhase::Draining => Phase::Draining,
-            },
-            autoscaled: pod.autoscaled,
-            idle_seconds: pod.idle_seconds,
-        }
+fn pod(pod: &CasePod) -> Pod {
+    Pod {
+        id: pod.id,
+        capacity: pod.capacity,
+        tickets: pod.tickets,
+        phase: match pod.phase {
+            CasePhase::Starting => Phase::Starting,
+            CasePhase::Ready => Phase::Ready,
+            CasePhase::Draining => Phase::Draining,
+        },
+        autoscaled: pod.autoscaled,
+        idle_seconds: pod.idle_seconds,
+        age_seconds: 0,
     }
+}
+
+fn snapshot(case: &Case) -> Snapshot {
+    Snapshot::builder()
+        .tickets_max(case.settings.tickets_max)
+        .tickets_spare(case.settings.tickets_spare)
+        .pods_max(case.settings.pods_max)
+        .cooldown_seconds(case.settings.cooldown_seconds)
+        .config(case.settings.config.as_str())
+        .pods(case.pods.iter().map(pod))
+        .waiting(case.waiting)
+        .build()
 }
 
 #[test]
 fn every_case_gets_its_expected_decisions() {
     let mut failures = Vec::new();
     for case in cases() {
-        let pods: Vec<Pod> = case.pods.iter().map(Pod::from).collect();
-        let snapshot = Snapshot {
-            settings: Settings {
-                tickets_max: case.settings.tickets_max,
-                tickets_spare: case.settings.tickets_spare,
-                pods_max: case.settings.pods_max,
-                cooldown_seconds: case.settings.cooldown_seconds,
-            },
-            pods: &pods,
-            waiting: case.waiting,
-        };
+        let snapshot = snapshot(&case);
         let assigned = logic::assign(&snapshot);
         let scaled = logic::scale(&snapshot);
-        let expected = logic::ScaleDecision {
+        let expected = ScaleDecision {
             create: case.expect_create,
             delete: case.expect_delete,
         };

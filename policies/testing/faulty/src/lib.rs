@@ -35,11 +35,12 @@ mod logic;
 
 #[cfg(target_family = "wasm")]
 mod component {
-    use crate::logic::{self, POD_WORDS, Phase, Pod, ToPod};
+    use crate::logic;
     use bindings::exports::wicket::policy::decide::Guest;
     use bindings::wicket::policy::host::log;
     use bindings::wicket::policy::types::{LogLevel, ScaleDecision, Snapshot};
     use std::hint::black_box;
+    use wicket_policy_sdk::{Phase, Pod};
 
     #[allow(unsafe_code, reason = "wit-bindgen's generated ABI glue")]
     mod bindings {
@@ -123,7 +124,8 @@ mod component {
 
         fn scale(snapshot: Snapshot) -> ScaleDecision {
             let fault = Fault::commit(&snapshot.settings.config);
-            let logic::ScaleDecision { create, delete } = logic::scale(&view(&snapshot));
+            let wicket_policy_sdk::ScaleDecision { create, delete } =
+                logic::scale(&view(&snapshot));
             match fault {
                 Some(Fault::DeleteBusy) => ScaleDecision {
                     create,
@@ -179,28 +181,24 @@ mod component {
             .collect()
     }
 
-    /// The snapshot as the default policy's logic takes it.
-    fn view(snapshot: &Snapshot) -> logic::Snapshot<'_, [u32; POD_WORDS]> {
+    /// The snapshot as the default policy's logic takes it (the SDK's).
+    fn view(snapshot: &Snapshot) -> wicket_policy_sdk::Snapshot {
         let settings = &snapshot.settings;
-        logic::Snapshot {
-            settings: logic::Settings {
+        wicket_policy_sdk::Snapshot::from_0_1(
+            wicket_policy_sdk::Settings {
                 tickets_max: settings.tickets_max,
                 tickets_spare: settings.tickets_spare,
                 pods_max: settings.pods_max,
                 cooldown_seconds: settings.cooldown_seconds,
+                config: settings.config.clone(),
             },
-            pods: words(snapshot),
-            waiting: snapshot.waiting,
-        }
-    }
-
-    /// The packed pod words, one array per pod.
-    fn words(snapshot: &Snapshot) -> &[[u32; POD_WORDS]] {
-        snapshot.pods.as_chunks::<POD_WORDS>().0
+            &snapshot.pods,
+            snapshot.waiting,
+        )
     }
 
     /// The pods, decoded (this test policy may allocate).
     fn pods(snapshot: &Snapshot) -> Vec<Pod> {
-        words(snapshot).iter().map(ToPod::to_pod).collect()
+        view(snapshot).pods().collect()
     }
 }

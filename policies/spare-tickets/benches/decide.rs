@@ -1,0 +1,150 @@
+//! Native decision cost of the default policy: the SDK path (pods packed as
+//! 0.2's little-endian bytes, decoded by `wicket_policy_sdk::Pods` as the
+//! decision walks them) against the baseline, the logic as it was on 0.1's
+//! `[u32; 6]` words (`baseline_logic.rs`), on the host's `samples::mixed`
+//! snapshot of 100 and 1,000 pods.
+//!
+//! `cargo bench -p wicket-policy-spare-tickets --bench decide`
+//!
+//! The workspace builds this package and the SDK in one codegen unit for
+//! benches, as the `policy` profile builds the component: with the default
+//! 16, the iterator code of the SDK path lands in another unit than the
+//! decision and is not inlined (5-12x slower, and not what runs in Wasm).
+//!
+//! The last two columns are the transitional 0.1 build (feature
+//! `contract-0-1`): the SDK path behind `Snapshot::from_0_1`, which re-packs
+//! the 0.1 words (and the settings' config string) on every call.
+//!
+//! Prints ns per decision: the median over 2,001 runs of the mean of one
+//! run (each run about 50 µs). The guest in wasmtime adds the call's lowering and
+//! lifting; `cargo bench -p wicket --bench policy` measures that.
+
+#[path = "baseline_logic.rs"]
+#[allow(dead_code, reason = "the baseline is kept verbatim")]
+mod baseline;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use wicket_policy_sdk::{Phase, Pod, Snapshot};
+use wicket_policy_spare_tickets::logic;
+
+// Many short runs: on a shared machine most of them finish within one time
+// slice, so their median is the cost, not the neighbours' load.
+const RUNS: usize = 2001;
+const RUN_TIME: Duration = Duration::from_micros(50);
+
+/// The host's `policy::samples::mixed(n)`: every 10th pod starting, every
+/// 10th + 1 draining, a quarter replicas, tickets 0–2 of 2, idle 0–39 s.
+fn mixed(n: u32) -> Vec<Pod> {
+    (0..n)
+        .map(|i| {
+            let phase = match i % 10 {
+                0 => Phase::Starting,
+                1 => Phase::Draining,
+                _ => Phase::Ready,
+            };
+            let tickets = if phase == Phase::Starting { 0 } else { i % 3 };
+            Pod {
+                id: i,
+                capacity: 2,
+                tickets: tickets.min(2),
+                phase,
+                autoscaled: i % 4 != 0,
+                idle_seconds: (i * 7) % 40,
+                age_seconds: 0,
+            }
+        })
+        .collect()
+}
+
+/// ns per call of `f`: median over the runs of each run's mean.
+fn ns_per_call<R>(mut f: impl FnMut() -> R) -> f64 {
+    // Calibrate: how many calls fill one run.
+    let start = Instant::now();
+    let mut calls = 0_u32;
+    while start.elapsed() < RUN_TIME {
+        black_box(f());
+        calls += 1;
+    }
+    let mut means: Vec<f64> = (0..RUNS)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..calls {
+                black_box(f());
+            }
+            start.elapsed().as_secs_f64() * 1e9 / f64::from(calls)
+        })
+        .collect();
+    means.sort_by(f64::total_cmp);
+    means[RUNS / 2]
+}
+
+fn main() {
+    println!(
+        "{:<7} {:>16} {:>16} {:>16} {:>16} {:>16} {:>16}",
+        "pods",
+        "assign sdk ns",
+        "assign 0.1 ns",
+        "scale sdk ns",
+        "scale 0.1 ns",
+        "assign 0.1→sdk",
+        "scale 0.1→sdk"
+    );
+    for n in [100, 1000] {
+        let pods = mixed(n);
+        let sdk = Snapshot::builder()
+            .tickets_max(2)
+            .tickets_spare(2)
+            .pods_max(n + 4)
+            .cooldown_seconds(10)
+            .pods(pods.iter().copied())
+            .waiting(3)
+            .build();
+        let words: Vec<[u32; 6]> = pods
+            .iter()
+            .map(|pod| {
+                let [id, capacity, tickets, phase, autoscaled, idle, _age] = pod.to_words();
+                [id, capacity, tickets, phase, autoscaled, idle]
+            })
+            .collect();
+        let old = baseline::Snapshot {
+            settings: baseline::Settings {
+                tickets_max: 2,
+                tickets_spare: 2,
+                pods_max: n + 4,
+                cooldown_seconds: 10,
+            },
+            pods: &words,
+            waiting: 3,
+        };
+        // The two paths must agree before their speed means anything.
+        assert_eq!(logic::assign(&sdk), baseline::assign(&old));
+        let (new, was) = (logic::scale(&sdk), baseline::scale(&old));
+        assert_eq!((new.create, &new.delete), (was.create, &was.delete));
+
+        let assign_sdk = ns_per_call(|| logic::assign(black_box(&sdk)));
+        let assign_old = ns_per_call(|| baseline::assign(black_box(&old)));
+        let scale_sdk = ns_per_call(|| logic::scale(black_box(&sdk)));
+        let scale_old = ns_per_call(|| baseline::scale(black_box(&old)));
+        // The transitional 0.1 build (feature `contract-0-1`) re-packs the
+        // 0.1 words into a 0.2 snapshot on every call.
+        let flat: Vec<u32> = words.iter().flatten().copied().collect();
+        let settings = sdk.settings().clone();
+        let repacked = |decide: fn(&Snapshot) -> u32| {
+            ns_per_call(|| {
+                decide(&Snapshot::from_0_1(
+                    settings.clone(),
+                    black_box(&flat),
+                    black_box(3),
+                ))
+            })
+        };
+        let assign_repacked = repacked(|s| logic::assign(s).unwrap_or(0));
+        let scale_repacked = repacked(|s| logic::scale(s).create);
+        println!(
+            "{n:<7} {assign_sdk:>16.0} {assign_old:>16.0} {scale_sdk:>16.0} {scale_old:>16.0} \
+             {assign_repacked:>16.0} {scale_repacked:>16.0}"
+        );
+    }
+}
