@@ -5,13 +5,11 @@
 #   2. native tests: pytest (sdk/python, examples/policies/schedule) and
 #      node --test (sdk/js, examples/policies/predictive);
 #   3. builds schedule.wasm and predictive.wasm with their build scripts;
-#   4. makes a project from each template as `wicket policy new` does (the
-#      template with __NAME__ replaced, the SDK module and wit/policy.wit
-#      copied in), runs its own test and builds it;
-#   5. if the `wicket` binary can (WICKET_BIN, default: `cargo run -q -p
-#      wicket --`), `wicket policy check` on both examples under the memory
-#      caps their READMEs give, and `wicket policy test` with the cases.toml
-#      of each example and template project.
+#   4. makes a project in each language with `wicket policy new` (WICKET_BIN,
+#      default: `cargo run -q -p wicket --`), runs its own test and builds it;
+#   5. `wicket policy check` on both examples under the memory caps their
+#      READMEs give, and `wicket policy test` with the cases.toml of each
+#      example and project.
 # Loading the two examples in wasmtime and checking their decisions is
 # host/tests/polyglot_policies.rs (run by `cargo test`).
 #
@@ -50,16 +48,6 @@ run "schedule: build" examples/policies/schedule/build.sh "$work/schedule.wasm"
 run "predictive: build" examples/policies/predictive/build.sh "$work/predictive.wasm"
 
 # --- 4. templates -----------------------------------------------------------
-# What `wicket policy new NAME --lang L` writes: the template, the SDK and the WIT.
-new_project() {
-    local lang=$1 name=$2 sdk=$3 dir="$work/$2"
-    mkdir -p "$dir/wit"
-    cp -r "sdk/templates/$lang/." "$dir/"
-    grep -rl __NAME__ "$dir" | xargs -r sed -i "s/__NAME__/$name/g"
-    cp "$sdk" "$dir/"
-    cp wit/policy.wit "$dir/wit/"
-}
-
 # The templates pin the same tool versions as scripts/policy-tools.sh, so a
 # new project shares the installed tools.
 same_pins() {
@@ -82,14 +70,6 @@ pins_match() {
 }
 run "templates pin the tools' versions" same_pins
 
-new_project python my-python-policy sdk/python/wicket_policy.py
-run "template python: its test" "$work/my-python-policy/test.sh" -p no:cacheprovider
-run "template python: build" "$work/my-python-policy/build.sh"
-new_project js my-js-policy sdk/js/wicket-policy.js
-run "template js: its test" bash -c "cd '$work/my-js-policy' && npm test --silent"
-run "template js: build" "$work/my-js-policy/build.sh"
-
-# --- 5. the host ------------------------------------------------------------
 wicket() {
     if [ -n "${WICKET_BIN:-}" ]; then
         "$WICKET_BIN" "$@"
@@ -97,21 +77,33 @@ wicket() {
         (cd "$root" && cargo run -q -p wicket -- "$@")
     fi
 }
-if wicket policy --help 2>/dev/null | grep -q '^ *test'; then
-    # Each load compiles the component again (~10 s for Python in release,
-    # more in debug): the templates are only tested, not checked.
-    run "policy check schedule" wicket policy check "$work/schedule.wasm" \
-        --config "Mon-Fri 08:45-10:30 spare=20" --memory-mib 24
-    run "policy check predictive" wicket policy check "$work/predictive.wasm" --memory-mib 4
-    run "policy test schedule" wicket policy test "$work/schedule.wasm" examples/policies/schedule/cases.toml
-    run "policy test predictive" wicket policy test "$work/predictive.wasm" examples/policies/predictive/cases.toml
-    run "policy test template python" wicket policy test \
-        "$work/my-python-policy/my-python-policy.wasm" "$work/my-python-policy/cases.toml"
-    run "policy test template js" wicket policy test \
-        "$work/my-js-policy/my-js-policy.wasm" "$work/my-js-policy/cases.toml"
-else
-    log "the wicket binary has no 'policy test' yet: components not run through the host here"
-fi
+
+# `wicket policy new` itself makes the projects (templates, SDK, contract).
+run "policy new python" wicket policy new my-python-policy --lang python --dir "$work"
+run "template python: its test" "$work/my-python-policy/test.sh" -p no:cacheprovider
+run "template python: build" "$work/my-python-policy/build.sh"
+run "policy new js" wicket policy new my-js-policy --lang js --dir "$work"
+run "template js: its test" bash -c "cd '$work/my-js-policy' && npm test --silent"
+run "template js: build" "$work/my-js-policy/build.sh"
+run "policy new rust" wicket policy new my-rust-policy --lang rust --dir "$work"
+run "template rust: its test" bash -c "cd '$work/my-rust-policy' && cargo test -q"
+run "template rust: build" bash -c \
+    "cd '$work/my-rust-policy' && cargo build -q --target wasm32-wasip2 --release"
+
+# Each load compiles the component again (~10 s for Python in release,
+# more in debug): the templates are only tested, not checked.
+run "policy check schedule" wicket policy check "$work/schedule.wasm" \
+    --config "Mon-Fri 08:45-10:30 spare=20" --memory-mib 24
+run "policy check predictive" wicket policy check "$work/predictive.wasm" --memory-mib 4
+run "policy test schedule" wicket policy test "$work/schedule.wasm" examples/policies/schedule/cases.toml
+run "policy test predictive" wicket policy test "$work/predictive.wasm" examples/policies/predictive/cases.toml
+run "policy test template python" wicket policy test \
+    "$work/my-python-policy/my-python-policy.wasm" "$work/my-python-policy/cases.toml"
+run "policy test template js" wicket policy test \
+    "$work/my-js-policy/my-js-policy.wasm" "$work/my-js-policy/cases.toml"
+run "policy test template rust" wicket policy test \
+    "$work/my-rust-policy/target/wasm32-wasip2/release/my_rust_policy.wasm" \
+    "$work/my-rust-policy/cases.toml"
 
 if [ "$failed" -ne 0 ]; then
     echo "policy SDKs: $failed step(s) failed" >&2

@@ -18,6 +18,7 @@ pub mod kube;
 pub mod metrics;
 pub mod policy;
 pub mod policy_check;
+pub mod policy_new;
 pub mod policy_test;
 pub mod provider;
 pub mod proxy;

@@ -119,6 +119,18 @@ enum PolicyCommand {
         /// The cases (.toml).
         cases: PathBuf,
     },
+    /// Start a policy project: a minimal policy, its own test, a cases
+    /// file, the SDK and the contract; it builds with one command.
+    New {
+        /// The project's name (and folder, and component).
+        name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum)]
+        lang: wicket::policy_new::Lang,
+        /// The folder to create the project in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -265,6 +277,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Policy {
+            command: PolicyCommand::New { name, lang, dir },
+        } => wicket::policy_new::run(&name, lang, &dir).map(|_| ()),
         Command::Simulate(args) => wicket::simulate::cli::run(&args),
         Command::Config => {
             print!(

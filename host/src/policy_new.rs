@@ -59,18 +59,21 @@ const RUST: &[File] = &[
         "Cargo.toml",
         include_str!("../../sdk/templates/rust/Cargo.toml"),
     ),
-    file("README.md", include_str!("../../sdk/templates/rust/README.md")),
+    file(
+        "README.md",
+        include_str!("../../sdk/templates/rust/README.md"),
+    ),
     file(
         "cases.toml",
         include_str!("../../sdk/templates/rust/cases.toml"),
     ),
-    file("src/lib.rs", include_str!("../../sdk/templates/rust/src/lib.rs")),
+    file(
+        "src/lib.rs",
+        include_str!("../../sdk/templates/rust/src/lib.rs"),
+    ),
     // The SDK crate, vendored: its bindings read `../../wit`, which is the
     // project's own `wit/` from here.
-    file(
-        "vendor/wicket-policy-sdk/Cargo.toml",
-        SDK_RUST_MANIFEST,
-    ),
+    file("vendor/wicket-policy-sdk/Cargo.toml", SDK_RUST_MANIFEST),
     file(
         "vendor/wicket-policy-sdk/src/lib.rs",
         include_str!("../../sdk/rust/src/lib.rs"),
@@ -139,7 +142,10 @@ const PYTHON: &[File] = &[
         "pytest.ini",
         include_str!("../../sdk/templates/python/pytest.ini"),
     ),
-    script("test.sh", include_str!("../../sdk/templates/python/test.sh")),
+    script(
+        "test.sh",
+        include_str!("../../sdk/templates/python/test.sh"),
+    ),
     file(
         "test_policy.py",
         include_str!("../../sdk/templates/python/test_policy.py"),
@@ -155,14 +161,23 @@ const PYTHON: &[File] = &[
 ];
 
 const JS: &[File] = &[
-    file("README.md", include_str!("../../sdk/templates/js/README.md")),
+    file(
+        "README.md",
+        include_str!("../../sdk/templates/js/README.md"),
+    ),
     script("build.sh", include_str!("../../sdk/templates/js/build.sh")),
-    file("cases.toml", include_str!("../../sdk/templates/js/cases.toml")),
+    file(
+        "cases.toml",
+        include_str!("../../sdk/templates/js/cases.toml"),
+    ),
     file(
         "package.json",
         include_str!("../../sdk/templates/js/package.json"),
     ),
-    file("policy.js", include_str!("../../sdk/templates/js/policy.js")),
+    file(
+        "policy.js",
+        include_str!("../../sdk/templates/js/policy.js"),
+    ),
     file(
         "policy.test.js",
         include_str!("../../sdk/templates/js/policy.test.js"),
@@ -196,7 +211,10 @@ pub fn run(name: &str, lang: Lang, dir: &Path) -> anyhow::Result<PathBuf> {
     }
     let root = dir.join(name);
     if root.exists() {
-        bail!("{} exists already: choose another name or folder", root.display());
+        bail!(
+            "{} exists already: choose another name or folder",
+            root.display()
+        );
     }
     let files = match lang {
         Lang::Rust => RUST,
@@ -206,8 +224,7 @@ pub fn run(name: &str, lang: Lang, dir: &Path) -> anyhow::Result<PathBuf> {
     for f in files.iter().chain(std::iter::once(&WIT)) {
         let path = root.join(f.path);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
         let text = f
             .text

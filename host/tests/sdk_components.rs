@@ -194,3 +194,17 @@ fn the_scale_to_zero_story_through_the_component() {
     check(&[(7, 0, 5, 999)], 0, "", None, 0, &[]);
     assert!(store.data().logged.is_empty(), "the example does not log");
 }
+
+/// The example's cases file, run through the host as `wicket policy test`
+/// runs it (the host speaks 0.2 itself).
+#[test]
+fn the_scale_to_zero_cases_pass_in_the_host() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let summary = wicket::policy_test::run(
+        std::path::Path::new(env!("WICKET_POLICY_SCALE_TO_ZERO")),
+        &root.join("examples/policies/scale-to-zero/cases.toml"),
+    )
+    .expect("the cases run");
+    assert_eq!(summary.failed, 0, "{summary:?}");
+    assert!(summary.passed >= 14, "{summary:?}");
+}
