@@ -66,6 +66,10 @@ start_proxy() {
     cat >"$WORK/$name.toml" <<EOF
 [proxy]
 listen = "127.0.0.1:$port"
+# Every connection comes from one loopback address: no per-client limits.
+connections_per_client = 0
+sockets_per_client = 0
+places_per_client = 0
 
 [metrics]
 listen = "127.0.0.1:$metrics"

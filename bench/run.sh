@@ -218,6 +218,10 @@ start_wicket() {
     cat >"$WORK/wicket.toml" <<EOF
 [proxy]
 listen = "127.0.0.1:$WICKET_PORT"
+# Every connection comes from one loopback address: no per-client limits.
+connections_per_client = 0
+sockets_per_client = 0
+places_per_client = 0
 
 [metrics]
 listen = "127.0.0.1:$metrics_port"

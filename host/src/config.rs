@@ -546,6 +546,18 @@ impl Config {
         }
     }
 
+    /// The policy file that replaces the embedded default, if any.
+    pub fn policy_file(&self) -> Option<crate::policy::PolicyFile> {
+        self.policy
+            .file
+            .as_ref()
+            .map(|path| crate::policy::PolicyFile {
+                path: path.clone(),
+                limits: self.file_limits(),
+                watch_interval: Duration::from_millis(self.policy.watch_interval_ms),
+            })
+    }
+
     /// The limits of the policy in `policy.file`: the defaults with
     /// `[policy.file_limits]` applied.
     pub fn file_limits(&self) -> Limits {

@@ -21,5 +21,6 @@ pub use live::{CallError, Live};
 pub use loaded::{LoadError, LoadedPolicy};
 pub use runner::{FaultCounts, PolicyRunner};
 pub use source::{
-    DEFAULT_POLICY, FileError, PolicySetup, PolicySource, load_default, load_file, watch_file,
+    DEFAULT_POLICY, FileError, PolicyFile, PolicySetup, PolicySource, load_default, load_file,
+    watch_file,
 };

@@ -251,16 +251,38 @@ pub struct PolicySetup {
     pub watcher: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// A policy file that replaces the embedded default (`policy.file`).
+#[derive(Debug, Clone)]
+pub struct PolicyFile {
+    /// The component.
+    pub path: PathBuf,
+    /// Its limits (the host's, with `[policy.file_limits]` applied).
+    pub limits: Limits,
+    /// How often the file is checked where change notifications are missing.
+    pub watch_interval: Duration,
+}
+
 impl PolicySetup {
-    /// Builds it from the config; a bad `policy.file` is an error.
-    pub async fn start(config: &crate::config::Config, metrics: &Metrics) -> anyhow::Result<Self> {
+    /// The engine under the host's default `limits`, the embedded default,
+    /// and the source apps follow: `file` (watched) if given, else the
+    /// default. A bad file is an error.
+    pub async fn start(
+        limits: Limits,
+        file: Option<PolicyFile>,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
         use anyhow::Context;
-        let engine = PolicyEngine::new(config.limits())?;
+        let engine = PolicyEngine::new(limits)?;
         let eng = Arc::clone(&engine);
         let default = tokio::task::spawn_blocking(move || load_default(&eng))
             .await?
             .context("the embedded default policy failed validation (a build problem)")?;
-        let Some(path) = &config.policy.file else {
+        let Some(PolicyFile {
+            path,
+            limits,
+            watch_interval,
+        }) = file
+        else {
             let source = PolicySource::new("embedded:spare-tickets", Arc::clone(&default));
             return Ok(Self {
                 engine,
@@ -270,16 +292,14 @@ impl PolicySetup {
             });
         };
         let (eng, p) = (Arc::clone(&engine), path.clone());
-        let limits = config.file_limits();
         let first = tokio::task::spawn_blocking(move || load_file(&eng, &p, limits)).await??;
         tracing::info!(path = %path.display(), digest = first.short_digest(), "policy loaded from file");
         let source = PolicySource::new(path.display().to_string(), first);
-        let interval = Duration::from_millis(config.policy.watch_interval_ms);
         let watcher = watch_file(
             Arc::clone(&engine),
             Arc::clone(&source),
-            path.clone(),
-            interval,
+            path,
+            watch_interval,
             limits,
             metrics.clone(),
         );
