@@ -185,10 +185,10 @@ fn policy_check_cli() {
         "{out}{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    // The default is still a 0.1 build: the version it speaks, and what it
+    // The default speaks the host's own contract: the version, and what it
     // costs, line by line.
     for line in [
-        "wicket:policy/decide@0.1.0 (an older version",
+        "wicket:policy/decide@0.2.0 (the host's own version)",
         "size ",
         "compile ",
         "instantiate ",
@@ -203,6 +203,20 @@ fn policy_check_cli() {
     ] {
         assert!(out.contains(line), "{line:?} missing in:\n{out}");
     }
+
+    // A component of the older contract loads through the adapter, and
+    // says so.
+    let v01 = std::process::Command::new(exe())
+        .args(["policy", "check"])
+        .arg(policy_path("contract-0.1"))
+        .output()
+        .expect("runs");
+    let out = String::from_utf8_lossy(&v01.stdout);
+    assert!(v01.status.success(), "{out}");
+    assert!(
+        out.contains("wicket:policy/decide@0.1.0 (an older version"),
+        "{out}"
+    );
 
     let v02 = std::process::Command::new(exe())
         .args([
