@@ -251,3 +251,53 @@ async fn simultaneous_requests_never_overfill_and_the_rest_wait_their_turn() {
     assert_eq!(metric(&demo, "k8sticket_users_total").await, 8.0);
     assert_eq!(metric(&demo, "wicket_waiting_users").await, 0.0);
 }
+
+/// The shipped scale-to-zero example (examples/policies/scale-to-zero) as
+/// the app's policy: no pods until the first user asks; that user waits
+/// while a pod starts, is admitted when it is ready, and the app goes back
+/// to no pods once the user has left and the pod was idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_to_zero_starts_a_pod_for_the_first_user_and_returns_to_none() {
+    let mut cfg = config();
+    cfg.demo.replicas = 0;
+    cfg.demo.tickets_max = 1;
+    cfg.demo.tickets_spare = 0;
+    cfg.demo.pods_max = 2;
+    cfg.demo.cooldown_seconds = 1;
+    cfg.demo.pod_start_delay_ms = 500;
+    cfg.policy.file = Some(policy_path("scale-to-zero"));
+    let demo = wicket::demo::start(cfg, exe()).await.expect("demo starts");
+    let addr = demo.proxy_addr;
+    // Nothing runs while nobody asks (a few rounds of the app's loop).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(metric(&demo, "k8sticket_scaled_pods_total").await, 0.0);
+    assert_eq!(
+        metric(&demo, "k8sticket_current_free_tickets_total").await,
+        0.0
+    );
+
+    let mut ws = connect_ws(addr, APP).await;
+    let s = read_ticket(&mut ws, Duration::from_secs(15)).await;
+    assert!(
+        s.messages.iter().any(|m| m == "pos#1"),
+        "the first user waits for the pod: {:?}",
+        s.messages
+    );
+    let t = s.ticket.expect("admitted once the new pod is ready");
+    let r = get(&client(), addr, &t.prefix(APP), Some(&t.cookie()), &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(metric(&demo, "k8sticket_scaled_pods_total").await, 1.0);
+    // It was the example that decided (no fault sent the app to the default).
+    assert_eq!(
+        metric_at(demo.metrics_addr, "wicket_policy_info", "scale_to_zero").await,
+        1.0
+    );
+    assert_eq!(metric(&demo, "wicket_policy_faults_total").await, 0.0);
+
+    // The user leaves: the ticket expires, the pod idles for the cooldown
+    // and goes; nothing is kept warm.
+    wait_for(Duration::from_secs(20), || async {
+        metric(&demo, "k8sticket_scaled_pods_total").await == 0.0
+    })
+    .await;
+}

@@ -30,6 +30,7 @@ pub fn policy_path(var: &str) -> PathBuf {
         "other-major" => env!("WICKET_POLICY_OTHER_MAJOR"),
         "contract-0.1" => env!("WICKET_POLICY_CONTRACT_0_1"),
         "contract-0.2" => env!("WICKET_POLICY_CONTRACT_0_2"),
+        "scale-to-zero" => env!("WICKET_POLICY_SCALE_TO_ZERO"),
         _ => env!("WICKET_POLICY_SPARE_TICKETS"),
     };
     PathBuf::from(p)
