@@ -1,7 +1,7 @@
 //! Native decision cost of the default policy: the SDK path (pods packed as
 //! 0.2's little-endian bytes, decoded by `wicket_policy_sdk::Pods` as the
 //! decision walks them) against the baseline, the logic as it was on 0.1's
-//! `[u32; 6]` words (`baseline_logic.rs`), on the host's `samples::mixed`
+//! `[u32; 6]` words (`policies/testing/contract-0.1/src/logic.rs`), on the host's `samples::mixed`
 //! snapshot of 100 and 1,000 pods.
 //!
 //! `cargo bench -p wicket-policy-spare-tickets --bench decide`
@@ -19,7 +19,8 @@
 //! run (each run about 50 µs). The guest in wasmtime adds the call's lowering and
 //! lifting; `cargo bench -p wicket --bench policy` measures that.
 
-#[path = "baseline_logic.rs"]
+// The frozen 0.1 logic: the one copy, which the 0.1 test component builds.
+#[path = "../../testing/contract-0.1/src/logic.rs"]
 #[allow(dead_code, reason = "the baseline is kept verbatim")]
 mod baseline;
 

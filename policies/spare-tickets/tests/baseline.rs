@@ -1,8 +1,9 @@
 //! The SDK rewrite decides exactly as the 0.1 logic did
-//! (`benches/baseline_logic.rs`, kept verbatim): both are run on many
+//! (`policies/testing/contract-0.1/src/logic.rs`, kept verbatim): both are run on many
 //! generated snapshots, from tiny and extreme to a few hundred pods.
 
-#[path = "../benches/baseline_logic.rs"]
+// The frozen 0.1 logic: the one copy, which the 0.1 test component builds.
+#[path = "../../testing/contract-0.1/src/logic.rs"]
 #[allow(dead_code, reason = "the baseline is kept verbatim")]
 mod baseline;
 
