@@ -165,7 +165,7 @@ fn bench_runner(
             Arc::clone(engine),
             source,
             Arc::clone(default),
-            Metrics::new()?,
+            Metrics::new()?.policy,
         );
         let mut snap = policy::samples::mixed(n);
         let mut measure = |scale: bool, calls: usize| -> Vec<Duration> {
@@ -219,7 +219,7 @@ fn main() -> anyhow::Result<()> {
     // observed times, totals), until the default itself moves to 0.2.
     let v02 = LoadedPolicy::load(
         &engine,
-        &std::fs::read(env!("WICKET_POLICY_CONTRACT_0_2"))?,
+        &std::fs::read(wicket::policy::built::CONTRACT_0_2)?,
         "contract-0.2",
     )?;
     bench_calls(

@@ -142,7 +142,7 @@ mod tests {
             engine,
             PolicySource::new("default", std::sync::Arc::clone(&default)),
             default,
-            metrics.clone(),
+            metrics.policy.clone(),
         );
         let settings = AppSettings {
             tickets_max: 2,

@@ -1020,7 +1020,7 @@ mod tests {
         let engine = PolicyEngine::new(limits).expect("engine");
         let default = load_default(&engine).expect("default policy");
         let source = PolicySource::new("embedded:spare-tickets", Arc::clone(&default));
-        let runner = PolicyRunner::new("t", engine, source, default, metrics.clone());
+        let runner = PolicyRunner::new("t", engine, source, default, metrics.policy.clone());
         let settings = AppSettings {
             tickets_max,
             tickets_spare: 0,

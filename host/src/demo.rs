@@ -53,7 +53,7 @@ pub async fn start(config: Config, exe: PathBuf) -> anyhow::Result<Demo> {
         default,
         source,
         watcher,
-    } = PolicySetup::start(config.limits(), config.policy_file(), &metrics).await?;
+    } = PolicySetup::start(config.limits(), config.policy_file(), &metrics.policy).await?;
     let mut tasks: Vec<JoinHandle<()>> = watcher.into_iter().collect();
 
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
@@ -65,7 +65,7 @@ pub async fn start(config: Config, exe: PathBuf) -> anyhow::Result<Demo> {
         Arc::clone(&engine),
         Arc::clone(&source),
         default,
-        metrics.clone(),
+        metrics.policy.clone(),
     );
     let app = App::new(
         Routing {

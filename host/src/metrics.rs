@@ -2,9 +2,10 @@
 //! plus wicket's own.
 
 use prometheus::{
-    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
+use wicket_policy_runtime::PolicyMetrics;
 
 /// Every metric the host exports, registered in one registry.
 #[derive(Debug, Clone)]
@@ -22,16 +23,9 @@ pub struct Metrics {
     pub waiting_users: IntGaugeVec,
     /// Time from asking for a ticket to receiving it.
     pub ticket_wait: HistogramVec,
-    /// Duration of policy calls, by call (`assign`, `scale`).
-    pub policy_call: HistogramVec,
-    /// Policy faults, by kind (trap, timeout, memory, invariant, instantiate).
-    pub policy_faults: IntCounterVec,
-    /// Decisions answered by a fallback policy after a fault.
-    pub policy_fallbacks: IntCounterVec,
-    /// The active policy of each app (value 1).
-    pub policy_info: IntGaugeVec,
-    /// Policy versions refused when loading (hot swap kept the last good one).
-    pub policy_load_errors: IntCounterVec,
+    /// The policy runtime's metrics (calls, faults, fallbacks, the active
+    /// policy, refused loads).
+    pub policy: PolicyMetrics,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -77,38 +71,7 @@ impl Metrics {
                 ]),
                 app,
             )?,
-            policy_call: HistogramVec::new(
-                HistogramOpts::new("wicket_policy_call_seconds", "Duration of policy calls")
-                    .buckets(vec![
-                        1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2,
-                    ]),
-                &["application", "call"],
-            )?,
-            policy_faults: IntCounterVec::new(
-                opts(
-                    "wicket_policy_faults_total",
-                    "Policy calls that trapped, timed out, ran out of memory or broke an invariant",
-                ),
-                &["application", "kind"],
-            )?,
-            policy_fallbacks: IntCounterVec::new(
-                opts(
-                    "wicket_policy_fallbacks_total",
-                    "Decisions answered by the last good policy after a fault",
-                ),
-                app,
-            )?,
-            policy_info: IntGaugeVec::new(
-                opts("wicket_policy_info", "The active policy of each app"),
-                &["application", "source", "digest"],
-            )?,
-            policy_load_errors: IntCounterVec::new(
-                opts(
-                    "wicket_policy_load_errors_total",
-                    "Policy versions refused at load (the last good one was kept)",
-                ),
-                &["source"],
-            )?,
+            policy: PolicyMetrics::new()?,
         };
         let r = &m.registry;
         r.register(Box::new(m.current_users.clone()))?;
@@ -117,11 +80,7 @@ impl Metrics {
         r.register(Box::new(m.users_total.clone()))?;
         r.register(Box::new(m.waiting_users.clone()))?;
         r.register(Box::new(m.ticket_wait.clone()))?;
-        r.register(Box::new(m.policy_call.clone()))?;
-        r.register(Box::new(m.policy_faults.clone()))?;
-        r.register(Box::new(m.policy_fallbacks.clone()))?;
-        r.register(Box::new(m.policy_info.clone()))?;
-        r.register(Box::new(m.policy_load_errors.clone()))?;
+        m.policy.register(r)?;
         Ok(m)
     }
 

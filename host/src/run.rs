@@ -87,7 +87,7 @@ pub async fn start(config: Config, client: ::kube::Client) -> anyhow::Result<Run
         default,
         source: default_source,
         watcher,
-    } = PolicySetup::start(config.limits(), config.policy_file(), &metrics).await?;
+    } = PolicySetup::start(config.limits(), config.policy_file(), &metrics.policy).await?;
     let mut tasks = Vec::new();
     if let Some(watch) = watcher {
         tasks.push(Task::spawn(async move {

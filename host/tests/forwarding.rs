@@ -773,7 +773,7 @@ fn second_app(host: &wicket::demo::Demo, name: &str) {
         engine,
         Arc::clone(&host.source),
         default,
-        host.metrics.clone(),
+        host.metrics.policy.clone(),
     );
     let app = wicket::app::App::new(
         wicket::app::Routing {

@@ -33,7 +33,8 @@ fn engine() -> Arc<PolicyEngine> {
 }
 
 fn load(engine: &PolicyEngine, which: &str) -> Arc<LoadedPolicy> {
-    let bytes = std::fs::read(common::policy_path(which)).expect("built by build.rs");
+    let bytes =
+        std::fs::read(common::policy_path(which)).expect("built by crates/policy-runtime/build.rs");
     LoadedPolicy::load(engine, &bytes, which).expect("loads")
 }
 

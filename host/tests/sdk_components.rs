@@ -1,7 +1,7 @@
 //! A component built on the Rust SDK (`sdk/rust`), called in wasmtime the way
 //! a `wicket:policy@0.2.0` host calls it: the SDK's `export!` glue, its view
 //! of the packed snapshot, and the `scale-to-zero` example
-//! (`examples/policies/scale-to-zero`, built by `build.rs`), end to end.
+//! (`examples/policies/scale-to-zero`, built by crates/policy-runtime/build.rs), end to end.
 //!
 //! The host itself still speaks 0.1 until its 0.2 support lands, so this test
 //! binds `wit/policy.wit` on its own; the decisions are the ones the
@@ -48,7 +48,7 @@ fn scale_to_zero() -> (Store<State>, v02::Policy) {
     let mut config = Config::new();
     config.wasm_component_model(true);
     let engine = Engine::new(&config).expect("engine");
-    let component = Component::from_file(&engine, env!("WICKET_POLICY_SCALE_TO_ZERO"))
+    let component = Component::from_file(&engine, wicket::policy::built::SCALE_TO_ZERO)
         .expect("the scale-to-zero component compiles");
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("WASI links");
@@ -201,7 +201,7 @@ fn the_scale_to_zero_story_through_the_component() {
 fn the_scale_to_zero_cases_pass_in_the_host() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let summary = wicket::policy_test::run(
-        std::path::Path::new(env!("WICKET_POLICY_SCALE_TO_ZERO")),
+        std::path::Path::new(wicket::policy::built::SCALE_TO_ZERO),
         &root.join("examples/policies/scale-to-zero/cases.toml"),
     )
     .expect("the cases run");

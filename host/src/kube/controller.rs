@@ -632,7 +632,7 @@ impl Controller {
             Arc::clone(&sh.engine),
             source,
             Arc::clone(&sh.default_policy),
-            sh.metrics.clone(),
+            sh.metrics.policy.clone(),
         );
         let app = App::new(
             Routing {

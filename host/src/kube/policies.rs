@@ -204,7 +204,8 @@ impl PolicyStore {
                 Err(reason) => {
                     if !already_refused {
                         self.metrics
-                            .policy_load_errors
+                            .policy
+                            .load_errors
                             .with_label_values(&[source.name()])
                             .inc();
                         tracing::warn!(

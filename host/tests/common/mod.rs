@@ -23,15 +23,16 @@ pub fn exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_wicket"))
 }
 
-/// A component built by host/build.rs.
+/// A component built by crates/policy-runtime/build.rs.
 pub fn policy_path(var: &str) -> PathBuf {
+    use wicket::policy::built;
     let p = match var {
-        "faulty" => env!("WICKET_POLICY_FAULTY"),
-        "other-major" => env!("WICKET_POLICY_OTHER_MAJOR"),
-        "contract-0.1" => env!("WICKET_POLICY_CONTRACT_0_1"),
-        "contract-0.2" => env!("WICKET_POLICY_CONTRACT_0_2"),
-        "scale-to-zero" => env!("WICKET_POLICY_SCALE_TO_ZERO"),
-        _ => env!("WICKET_POLICY_SPARE_TICKETS"),
+        "faulty" => built::FAULTY,
+        "other-major" => built::OTHER_MAJOR,
+        "contract-0.1" => built::CONTRACT_0_1,
+        "contract-0.2" => built::CONTRACT_0_2,
+        "scale-to-zero" => built::SCALE_TO_ZERO,
+        _ => built::SPARE_TICKETS,
     };
     PathBuf::from(p)
 }

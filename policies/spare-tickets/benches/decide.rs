@@ -11,10 +11,6 @@
 //! 16, the iterator code of the SDK path lands in another unit than the
 //! decision and is not inlined (5-12x slower, and not what runs in Wasm).
 //!
-//! The last two columns are the transitional 0.1 build (feature
-//! `contract-0-1`): the SDK path behind `Snapshot::from_0_1`, which re-packs
-//! the 0.1 words (and the settings' config string) on every call.
-//!
 //! Prints ns per decision: the median over 2,001 runs of the mean of one
 //! run (each run about 50 µs). The guest in wasmtime adds the call's lowering and
 //! lifting; `cargo bench -p wicket --bench policy` measures that.
@@ -83,14 +79,8 @@ fn ns_per_call<R>(mut f: impl FnMut() -> R) -> f64 {
 
 fn main() {
     println!(
-        "{:<7} {:>16} {:>16} {:>16} {:>16} {:>16} {:>16}",
-        "pods",
-        "assign sdk ns",
-        "assign 0.1 ns",
-        "scale sdk ns",
-        "scale 0.1 ns",
-        "assign 0.1→sdk",
-        "scale 0.1→sdk"
+        "{:<7} {:>16} {:>16} {:>16} {:>16}",
+        "pods", "assign sdk ns", "assign 0.1 ns", "scale sdk ns", "scale 0.1 ns"
     );
     for n in [100, 1000] {
         let pods = mixed(n);
@@ -128,24 +118,8 @@ fn main() {
         let assign_old = ns_per_call(|| baseline::assign(black_box(&old)));
         let scale_sdk = ns_per_call(|| logic::scale(black_box(&sdk)));
         let scale_old = ns_per_call(|| baseline::scale(black_box(&old)));
-        // The transitional 0.1 build (feature `contract-0-1`) re-packs the
-        // 0.1 words into a 0.2 snapshot on every call.
-        let flat: Vec<u32> = words.iter().flatten().copied().collect();
-        let settings = sdk.settings().clone();
-        let repacked = |decide: fn(&Snapshot) -> u32| {
-            ns_per_call(|| {
-                decide(&Snapshot::from_0_1(
-                    settings.clone(),
-                    black_box(&flat),
-                    black_box(3),
-                ))
-            })
-        };
-        let assign_repacked = repacked(|s| logic::assign(s).unwrap_or(0));
-        let scale_repacked = repacked(|s| logic::scale(s).create);
         println!(
-            "{n:<7} {assign_sdk:>16.0} {assign_old:>16.0} {scale_sdk:>16.0} {scale_old:>16.0} \
-             {assign_repacked:>16.0} {scale_repacked:>16.0}"
+            "{n:<7} {assign_sdk:>16.0} {assign_old:>16.0} {scale_sdk:>16.0} {scale_old:>16.0}"
         );
     }
 }

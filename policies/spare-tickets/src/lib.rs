@@ -5,14 +5,8 @@
 //! others go idle; and deletes autoscaled pods idle for the cooldown while
 //! the spare stays covered. The decisions are in [`logic`]; this file only
 //! exports them, through the Rust SDK, as a `wicket:policy@0.2.0` component.
-//!
-//! Feature `contract-0-1` builds the same decisions as a 0.1.0 component
-//! instead (see `contract_0_1.rs`), for hosts that do not speak 0.2 yet.
 
 pub mod logic;
-
-#[cfg(all(feature = "contract-0-1", target_family = "wasm"))]
-mod contract_0_1;
 
 use wicket_policy_sdk::{Policy, ScaleDecision, Snapshot};
 
@@ -29,5 +23,4 @@ impl Policy for SpareTickets {
     }
 }
 
-#[cfg(not(feature = "contract-0-1"))]
 wicket_policy_sdk::export!(SpareTickets);

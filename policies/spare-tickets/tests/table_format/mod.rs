@@ -3,7 +3,7 @@
 //!
 //! The file is written in the case format of `wicket policy test`
 //! (documented in `examples/policy-cases.toml`, parsed by the host in
-//! `host/src/policy/cases.rs`). This module reads the subset the table uses
+//! `crates/policy-runtime/src/cases.rs`). This module reads the subset the table uses
 //! — settings, waiting, pods by name with phase, tickets, capacity,
 //! autoscaled and idle time, and the expected decisions — and gives the pods
 //! ids the way the host does (neither positions nor in list order), so that
@@ -116,7 +116,7 @@ pub enum CasePhase {
 
 fn case(def: CaseDef) -> Case {
     let n = def.pods.len() as u32;
-    // The host's ids (host/src/policy/cases.rs): descending from the first.
+    // The host's ids (crates/policy-runtime/src/cases.rs): descending from the first.
     let id_of = |i: usize| 100 + 10 * (n - 1 - i as u32);
     let by_name = |name: &str| -> u32 {
         match def.pods.iter().position(|p| p.name == name) {

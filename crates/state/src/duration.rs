@@ -1,6 +1,6 @@
 //! Durations as people write them (`15s`, `1m30s`, `1500ms`, `2h`), read
-//! and written by humantime. A leaf module: the host config (`[demo]`) and
-//! the Kubernetes annotations both use it.
+//! and written by humantime. A leaf module: the host config (`[demo]`), the
+//! Kubernetes annotations and policy case files all use it.
 
 use std::time::Duration;
 

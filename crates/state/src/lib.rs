@@ -6,6 +6,7 @@
 pub mod arrivals;
 mod backend;
 pub mod clock;
+pub mod duration;
 mod observed;
 mod scaling;
 mod serverlist;

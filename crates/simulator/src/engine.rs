@@ -29,8 +29,8 @@ use rand_chacha::ChaCha8Rng;
 use super::dist::Sampler;
 use super::summary::{Outcome, Point, Timeline};
 use super::{Scenario, SimError};
-use crate::policy::PolicyRunner;
-use crate::state::{
+use wicket_policy_runtime::PolicyRunner;
+use wicket_state::{
     AppSettings, Backend, Clock, Grant, Phase, PodId, PodInfo, Serverlist, Snapshot, WaiterId,
 };
 

@@ -46,7 +46,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::state::{AppSettings, Backend, PodInfo};
+    use crate::{AppSettings, Backend, PodInfo};
 
     fn pod(name: &str, ready: bool) -> PodInfo {
         PodInfo {

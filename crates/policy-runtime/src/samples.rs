@@ -1,8 +1,8 @@
 //! Sample snapshots: the dry run every policy must pass before it serves,
 //! and the cases `wicket policy check` prints.
 
-use crate::state::arrivals::{HOURS, MINUTES};
-use crate::state::{Clock, ObservedTimes, Phase, SnapPod, Snapshot};
+use wicket_state::arrivals::{HOURS, MINUTES};
+use wicket_state::{Clock, ObservedTimes, Phase, SnapPod, Snapshot};
 
 /// The samples' time: Friday 2026-12-04 10:00:00 UTC, 11:00 in Berlin.
 pub const SAMPLE_CLOCK: Clock = Clock {

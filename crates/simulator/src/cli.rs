@@ -11,8 +11,8 @@ use clap::Args;
 use super::dist::{DurationDist, parse_duration};
 use super::generator::{self, RateSchedule};
 use super::{Scenario, ScenarioInfo, SimSettings, load_policy, report, run_policy, summary, trace};
-use crate::policy::{Limits, PolicyEngine, load_default};
-use crate::state::AppSettings;
+use wicket_policy_runtime::{Limits, PolicyEngine, load_default};
+use wicket_state::AppSettings;
 
 /// Monday 2026-01-05 00:00 UTC: generated traffic starts on a Monday.
 const DEFAULT_START: &str = "2026-01-05T00:00:00Z";

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use crate::state::arrivals::{HOURS, MINUTES};
-use crate::state::{Clock, ObservedTimes, Phase, SnapPod, Snapshot};
+use wicket_state::arrivals::{HOURS, MINUTES};
+use wicket_state::{Clock, ObservedTimes, Phase, SnapPod, Snapshot};
 
 /// The clock of a case that gives none: 2026-12-04T10:00:00Z, a Friday.
 pub const DEFAULT_TIME: &str = "2026-12-04T10:00:00Z";
@@ -73,7 +73,7 @@ impl Span {
             Span::Seconds(s) => s.checked_mul(1000).ok_or_else(|| {
                 CaseError::new(case, key, format!("{s} seconds is too long"))
             }),
-            Span::Text(t) => crate::duration::parse(t)
+            Span::Text(t) => wicket_state::duration::parse(t)
                 .map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64)
                 .ok_or_else(|| {
                     CaseError::new(
@@ -236,7 +236,7 @@ pub fn parse(text: &str) -> Result<Vec<Case>, CasesError> {
 fn case(def: CaseDef, defaults: &Defaults) -> Result<Case, CaseError> {
     let name = def.name.clone();
     let err = |key: &str, problem: String| CaseError::new(&name, key, problem);
-    let k8s = crate::state::AppSettings::default();
+    let k8s = wicket_state::AppSettings::default();
     let pick = |v: &Option<u32>, d: &Option<u32>, fallback: u32| v.or(*d).unwrap_or(fallback);
     let (s, d) = (&def.settings, &defaults.settings);
     let tickets_max = pick(&s.tickets_max, &d.tickets_max, k8s.tickets_max);
@@ -451,7 +451,7 @@ fn clock(def: Option<&ClockDef>, case: &str) -> Result<Clock, CaseError> {
             ));
         }
         (Some(name), None) => {
-            crate::state::zone(name).map_err(|e| err("clock.timezone", e.to_string()))?
+            wicket_state::zone(name).map_err(|e| err("clock.timezone", e.to_string()))?
         }
         (None, Some(offset)) => {
             let off = parse_offset(offset).ok_or_else(|| {

@@ -1,13 +1,14 @@
-//! Builds the policy components for `wasm32-wasip2`, so that a plain
-//! `cargo build` embeds the default policy and the tests find the
-//! deliberately faulty ones. A nested cargo with its own target directory
-//! (beside the outer one) avoids waiting on the outer build's lock.
+//! Builds the workspace's policy components for `wasm32-wasip2`, so that a
+//! plain `cargo build` embeds the default policy and the tests find the
+//! deliberately faulty ones (their paths: `src/built.rs`). A nested
+//! cargo with its own target directory (beside the outer one) avoids waiting
+//! on the outer build's lock.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// (cargo package, env var naming the built component for the host's code)
+/// (cargo package, env var naming the built component)
 const POLICIES: &[(&str, &str)] = &[
     ("wicket-policy-spare-tickets", "WICKET_POLICY_SPARE_TICKETS"),
     ("wicket-policy-faulty", "WICKET_POLICY_FAULTY"),
@@ -30,13 +31,16 @@ fn main() {
 
 fn run() -> Result<(), String> {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
-    let root = manifest.parent().ok_or("host/ has no parent")?;
+    let root = manifest
+        .ancestors()
+        .nth(2)
+        .ok_or("crates/policy-runtime/ has no workspace above it")?;
     for dir in ["wit", "policies", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     let out = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
     // OUT_DIR is <target>/<profile>/build/<pkg>/out: share one policy build
-    // between debug, test and release builds of the host.
+    // between debug, test and release builds.
     // Keyed by the workspace path: two checkouts sharing one target
     // directory must not embed each other's policies.
     let tree = {
@@ -90,7 +94,7 @@ fn run() -> Result<(), String> {
         let built = target_dir.join(WASM_TARGET).join("policy").join(&file);
         let dest = out.join(&file);
         copy(&built, &dest)?;
-        println!("cargo:rustc-env={var}={}", dest.display());
+        println!("cargo::rustc-env={var}={}", dest.display());
     }
     Ok(())
 }

@@ -230,7 +230,7 @@ fn contract_version(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::DEFAULT_POLICY;
+    use crate::DEFAULT_POLICY;
 
     fn engine() -> Arc<PolicyEngine> {
         PolicyEngine::new(Limits {

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::policy::FaultCounts;
+use wicket_policy_runtime::FaultCounts;
 
 /// Most points a timeline keeps: enough for a plot, small for a long run.
 const TIMELINE_POINTS: u64 = 1200;

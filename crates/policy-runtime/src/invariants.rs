@@ -3,7 +3,7 @@
 //! Pure functions over the snapshot the decision was made from, so a decision
 //! is judged against exactly what the policy saw.
 
-use crate::state::{Phase, ScaleDecision, SnapPod, Snapshot};
+use wicket_state::{Phase, ScaleDecision, SnapPod, Snapshot};
 
 /// A decision that breaks an invariant.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::engine::{Limits, PolicyEngine};
 use super::loaded::{LoadError, LoadedPolicy};
-use crate::metrics::Metrics;
+use crate::PolicyMetrics;
 
 /// The default policy (`policies/spare-tickets`), built by `build.rs`.
 pub const DEFAULT_POLICY: &[u8] = include_bytes!(env!("WICKET_POLICY_SPARE_TICKETS"));
@@ -116,7 +116,7 @@ pub fn watch_file(
     path: PathBuf,
     interval: Duration,
     limits: Limits,
-    metrics: Metrics,
+    metrics: PolicyMetrics,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut last = stamp(&path);
@@ -153,7 +153,7 @@ pub fn watch_file(
                 }
                 Ok(Err(e)) => {
                     metrics
-                        .policy_load_errors
+                        .load_errors
                         .with_label_values(&[source.name()])
                         .inc();
                     tracing::warn!(path = %path.display(), "policy version refused, keeping the last good one: {e}");
@@ -269,7 +269,7 @@ impl PolicySetup {
     pub async fn start(
         limits: Limits,
         file: Option<PolicyFile>,
-        metrics: &Metrics,
+        metrics: &PolicyMetrics,
     ) -> anyhow::Result<Self> {
         use anyhow::Context;
         let engine = PolicyEngine::new(limits)?;

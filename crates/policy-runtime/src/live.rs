@@ -7,7 +7,7 @@ use wasmtime::{Store, Trap};
 
 use super::bindings::{Contract, v01, v02};
 use super::engine::HostState;
-use crate::state::{ScaleDecision, Snapshot};
+use wicket_state::{ScaleDecision, Snapshot};
 
 /// A policy call that did not return an answer.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

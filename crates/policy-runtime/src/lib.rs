@@ -4,11 +4,13 @@
 //! Components speak contract 0.2 natively or 0.1 through an adapter.
 
 pub mod bindings;
+pub mod built;
 pub mod cases;
 mod engine;
 pub mod invariants;
 mod live;
 mod loaded;
+mod metrics;
 mod runner;
 pub mod samples;
 mod source;
@@ -19,6 +21,7 @@ pub use engine::{
 };
 pub use live::{CallError, Live};
 pub use loaded::{LoadError, LoadedPolicy};
+pub use metrics::PolicyMetrics;
 pub use runner::{FaultCounts, PolicyRunner};
 pub use source::{
     DEFAULT_POLICY, FileError, PolicyFile, PolicySetup, PolicySource, load_default, load_file,

@@ -11,8 +11,8 @@ use super::invariants::{self, Violation};
 use super::live::{CallError, Live};
 use super::loaded::LoadedPolicy;
 use super::source::PolicySource;
-use crate::metrics::Metrics;
-use crate::state::{ScaleDecision, Snapshot};
+use crate::PolicyMetrics;
+use wicket_state::{ScaleDecision, Snapshot};
 
 /// Why a call's answer was not used.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +79,7 @@ struct Core {
     app: String,
     engine: Arc<PolicyEngine>,
     default: Arc<LoadedPolicy>,
-    metrics: Metrics,
+    metrics: PolicyMetrics,
     inner: Mutex<Inner>,
 }
 
@@ -98,7 +98,7 @@ impl PolicyRunner {
         engine: Arc<PolicyEngine>,
         source: Arc<PolicySource>,
         default: Arc<LoadedPolicy>,
-        metrics: Metrics,
+        metrics: PolicyMetrics,
     ) -> Self {
         let current = source.current();
         let core = Core {
@@ -206,7 +206,7 @@ impl Core {
         self.sync(inner);
         let histogram = self
             .metrics
-            .policy_call
+            .call
             .with_label_values(&[self.app.as_str(), call]);
         let mut faulted = false;
         loop {
@@ -218,10 +218,7 @@ impl Core {
                     Ok(()) => {
                         if faulted {
                             inner.faults.fallbacks += 1;
-                            self.metrics
-                                .policy_fallbacks
-                                .with_label_values(&[&self.app])
-                                .inc();
+                            self.metrics.fallbacks.with_label_values(&[&self.app]).inc();
                         }
                         return answer;
                     }
@@ -241,7 +238,7 @@ impl Core {
             // A faulted instance is poisoned (or untrustworthy): drop it.
             inner.active.live = None;
             self.metrics
-                .policy_faults
+                .faults
                 .with_label_values(&[self.app.as_str(), fault.kind()])
                 .inc();
             let bad = Arc::clone(&inner.active.policy);
@@ -284,14 +281,13 @@ impl Core {
 
     fn publish_info(&self, old: Option<&LoadedPolicy>, new: &LoadedPolicy) {
         if let Some(old) = old {
-            let _ = self.metrics.policy_info.remove_label_values(&[
-                &self.app,
-                &old.source,
-                &old.digest,
-            ]);
+            let _ = self
+                .metrics
+                .info
+                .remove_label_values(&[&self.app, &old.source, &old.digest]);
         }
         self.metrics
-            .policy_info
+            .info
             .with_label_values(&[&self.app, &new.source, &new.digest])
             .set(1);
     }

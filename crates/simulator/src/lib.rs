@@ -25,9 +25,10 @@ pub use generator::{RateError, RateSchedule};
 pub use summary::{Outcome, Summary};
 pub use trace::{Arrival, Trace, TraceError};
 
-use crate::metrics::Metrics;
-use crate::policy::{LoadedPolicy, PolicyEngine, PolicyRunner, PolicySource};
-use crate::state::AppSettings;
+use wicket_policy_runtime::{
+    LoadedPolicy, PolicyEngine, PolicyMetrics, PolicyRunner, PolicySource,
+};
+use wicket_state::AppSettings;
 
 /// The app and the world around it.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,7 +101,7 @@ pub enum SimError {
     /// Called inside an async runtime, where policy calls do not answer inline.
     #[error("the simulator runs policies inline and must not be called inside an async runtime")]
     InsideRuntime,
-    /// The metrics registry could not be built.
+    /// The policy metrics could not be built.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -113,8 +114,8 @@ impl Scenario {
             .validate()
             .map_err(|e| SimError::Setting {
                 key: match e {
-                    crate::state::SettingsError::ZeroTicketsMax => "--tickets-max",
-                    crate::state::SettingsError::ZeroCooldown => "--cooldown",
+                    wicket_state::SettingsError::ZeroTicketsMax => "--tickets-max",
+                    wicket_state::SettingsError::ZeroCooldown => "--cooldown",
                 },
                 reason: e.to_string(),
             })?;
@@ -163,9 +164,11 @@ pub fn load_policy(
         if !path.is_file() {
             return Err(SimError::UnknownPolicy(spec.to_owned()));
         }
-        crate::policy::load_file(engine, path, engine.limits()).map_err(|e| SimError::Policy {
-            spec: spec.to_owned(),
-            reason: format!("{:#}", anyhow::Error::from(e)),
+        wicket_policy_runtime::load_file(engine, path, engine.limits()).map_err(|e| {
+            SimError::Policy {
+                spec: spec.to_owned(),
+                reason: format!("{:#}", anyhow::Error::from(e)),
+            }
         })?
     };
     Ok(PolicyUnderTest {
@@ -194,7 +197,7 @@ pub fn run_policy(
         Arc::clone(engine),
         PolicySource::new(policy.label.clone(), Arc::clone(&policy.policy)),
         Arc::clone(default),
-        Metrics::new()?,
+        PolicyMetrics::new()?,
     );
     let mut outcome = engine::Simulation::new(scenario, app, &runner).run(progress)?;
     outcome.summary.policy.clone_from(&policy.label);

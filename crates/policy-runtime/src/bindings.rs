@@ -7,7 +7,7 @@
 //! its version and refills it call after call ([`v02::Snapshot::fill_from`],
 //! [`v01::Snapshot::fill_from`]), so the fast path reuses its allocations.
 
-use crate::state;
+use wicket_state as state;
 
 /// Contract `wicket:policy@0.2.0`, the one the host speaks natively.
 pub mod v02 {
@@ -16,7 +16,7 @@ pub mod v02 {
         // partially.
         #![allow(missing_docs)]
         wasmtime::component::bindgen!({
-            path: "../wit",
+            path: "../../wit",
             world: "policy",
         });
     }
@@ -74,7 +74,7 @@ pub mod v02 {
         }
 
         /// Refills `self` from the host's snapshot, reusing allocations.
-        pub fn fill_from(&mut self, s: &crate::state::Snapshot) {
+        pub fn fill_from(&mut self, s: &wicket_state::Snapshot) {
             let set = &mut self.settings;
             set.tickets_max = s.tickets_max;
             set.tickets_spare = s.tickets_spare;
@@ -89,7 +89,7 @@ pub mod v02 {
             self.pod_words = POD_WORDS as u32;
             // Packed as the contract says: 7 little-endian words per pod,
             // copied into the guest in one go; the totals in the same pass.
-            let mut totals = crate::state::Totals::default();
+            let mut totals = wicket_state::Totals::default();
             // Sized once, then written in place: no capacity check per pod.
             self.pods.clear();
             self.pods.resize(s.pods.len() * POD_BYTES, 0);
@@ -137,9 +137,9 @@ pub mod v02 {
         to.extend_from_slice(from);
     }
 
-    impl From<ScaleDecision> for crate::state::ScaleDecision {
+    impl From<ScaleDecision> for wicket_state::ScaleDecision {
         fn from(d: ScaleDecision) -> Self {
-            crate::state::ScaleDecision {
+            wicket_state::ScaleDecision {
                 create: d.create,
                 delete: d.delete,
             }
@@ -156,7 +156,7 @@ pub mod v01 {
         // partially.
         #![allow(missing_docs)]
         wasmtime::component::bindgen!({
-            path: "../wit/v0.1",
+            path: "../../wit/v0.1",
             world: "policy",
         });
     }
@@ -184,7 +184,7 @@ pub mod v01 {
         }
 
         /// Refills `self` from the host's snapshot, reusing allocations.
-        pub fn fill_from(&mut self, s: &crate::state::Snapshot) {
+        pub fn fill_from(&mut self, s: &wicket_state::Snapshot) {
             let set = &mut self.settings;
             set.tickets_max = s.tickets_max;
             set.tickets_spare = s.tickets_spare;
@@ -210,9 +210,9 @@ pub mod v01 {
         }
     }
 
-    impl From<ScaleDecision> for crate::state::ScaleDecision {
+    impl From<ScaleDecision> for wicket_state::ScaleDecision {
         fn from(d: ScaleDecision) -> Self {
-            crate::state::ScaleDecision {
+            wicket_state::ScaleDecision {
                 create: d.create,
                 delete: d.delete,
             }
@@ -276,7 +276,7 @@ pub const DECIDE_INTERFACE: &str = "wicket:policy/decide";
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Clock, ObservedTimes, Phase, SnapPod, Snapshot};
+    use wicket_state::{Clock, ObservedTimes, Phase, SnapPod, Snapshot};
 
     #[test]
     fn version_compatibility() {
