@@ -46,5 +46,5 @@ fn schedule_python_component_passes_its_cases_in_the_host() {
 
 #[test]
 fn predictive_javascript_component_passes_its_cases_in_the_host() {
-    passes_its_cases("predictive", 10);
+    passes_its_cases("predictive", 11);
 }
