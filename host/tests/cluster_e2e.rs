@@ -963,11 +963,13 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// (8) The Python (`schedule`) and JavaScript (`predictive`) examples,
-/// built from source, hot-swapped into a serving app, then the Rust default
-/// back through a ConfigMap update, while users hold tickets and send a few
-/// hundred requests per second and new users keep arriving: no failed
-/// request, no user without a ticket, and each version serves in turn
-/// (metric `wicket_policy_info`, Event `PolicyLoaded`).
+/// built from source, hot-swapped into a serving app while users hold
+/// tickets and send a few hundred requests per second and new users keep
+/// arriving: Python by the policy file, then the app annotated with a
+/// policy ConfigMap (holding the Rust default), whose key is updated to the
+/// JavaScript policy and then back to Rust. No failed request, no user
+/// without a ticket, and each version serves in turn (metric
+/// `wicket_policy_info`, Event `PolicyLoaded`), without a fault.
 ///
 /// A ConfigMap holds at most 1 MiB: the JavaScript component (1.7 MB) goes
 /// in gzip-compressed (0.6 MB); the Python one (18 MB, 6 MB gzipped) cannot,
@@ -1024,7 +1026,7 @@ async fn python_and_javascript_policies_hot_swapped_under_load() {
     assert!(js.len() < 1 << 20, "gzipped JavaScript: {} bytes", js.len());
     cms.create(
         &PostParams::default(),
-        &policy_configmap("polyglot", &[("active.wasm", &js)], &js_limits),
+        &policy_configmap("polyglot", &[("active.wasm", &spare)], &js_limits),
     )
     .await
     .unwrap();
@@ -1069,38 +1071,46 @@ async fn python_and_javascript_policies_hot_swapped_under_load() {
         "the default keeps tickets.spare 0: no pod"
     );
 
+    /// How a version comes in: the host's policy file replaced, the app
+    /// annotated with the ConfigMap's key, or the ConfigMap's key replaced
+    /// by these bytes (the component, or it gzipped).
     enum Swap {
         File,
         Annotate,
-        ConfigMap,
+        ConfigMap(Vec<u8>),
     }
     for (name, bytes, how) in [
         ("schedule (Python), policy file", &schedule, Swap::File),
         (
-            "predictive (JavaScript), ConfigMap gzip",
-            &predictive,
+            "spare-tickets (Rust), app annotated with the ConfigMap",
+            &spare,
             Swap::Annotate,
+        ),
+        (
+            "predictive (JavaScript), ConfigMap update (gzip)",
+            &predictive,
+            Swap::ConfigMap(js.clone()),
         ),
         (
             "spare-tickets (Rust), ConfigMap update",
             &spare,
-            Swap::ConfigMap,
+            Swap::ConfigMap(spare.clone()),
         ),
     ] {
         let digest = sha256_hex(bytes);
         let asked = Instant::now();
-        match how {
+        match &how {
             Swap::File => replace_file(&policy_file, bytes),
             Swap::Annotate => {
                 let patch =
                     json!({"metadata": {"annotations": {ann::POLICY: "polyglot/active.wasm"}}});
                 env.patch_deployment("hot-deploy", &patch).await;
             }
-            Swap::ConfigMap => {
+            Swap::ConfigMap(data) => {
                 cms.replace(
                     "polyglot",
                     &PostParams::default(),
-                    &policy_configmap("polyglot", &[("active.wasm", bytes)], &js_limits),
+                    &policy_configmap("polyglot", &[("active.wasm", data)], &js_limits),
                 )
                 .await
                 .unwrap();

@@ -504,7 +504,10 @@ mod tests {
         // last good one stays.
         let mut corrupt = gzip(DEFAULT_POLICY);
         corrupt.truncate(corrupt.len() / 2);
-        let huge = gzip(&vec![0u8; usize::try_from(UNPACKED_MAX_BYTES).expect("fits") + 1]);
+        let huge = gzip(&vec![
+            0u8;
+            usize::try_from(UNPACKED_MAX_BYTES).expect("fits") + 1
+        ]);
         assert!(huge.len() < 1 << 20, "a small value ({} bytes)", huge.len());
         for (bad, why) in [(corrupt, "does not unpack"), (huge, "more than 256 MiB")] {
             cm.binary_data = Some(BTreeMap::from([("p.wasm".to_owned(), ByteString(bad))]));
