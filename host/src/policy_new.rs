@@ -171,6 +171,10 @@ const JS: &[File] = &[
         include_str!("../../sdk/templates/js/cases.toml"),
     ),
     file(
+        "component.js",
+        include_str!("../../sdk/templates/js/component.js"),
+    ),
+    file(
         "package.json",
         include_str!("../../sdk/templates/js/package.json"),
     ),

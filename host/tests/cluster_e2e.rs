@@ -36,6 +36,16 @@ struct User {
 
 impl User {
     fn start(addr: std::net::SocketAddr, app: &str, ticket: common::Ticket) -> Self {
+        Self::start_every(addr, app, ticket, Duration::from_millis(100))
+    }
+
+    /// A user who sends a request every `period` (a busy browser tab).
+    fn start_every(
+        addr: std::net::SocketAddr,
+        app: &str,
+        ticket: common::Ticket,
+        period: Duration,
+    ) -> Self {
         let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let (path, cookie) = (ticket.prefix(app), ticket.cookie());
         let (o, f) = (Arc::clone(&ok), Arc::clone(&failed));
@@ -54,7 +64,7 @@ impl User {
                     );
                     f.fetch_add(1, Ordering::Relaxed);
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(period).await;
             }
         });
         Self {
@@ -702,4 +712,457 @@ async fn apiserver_outage_keeps_users_served() {
         assert!(ok > 0);
         assert_eq!(failed, 0, "ticket on {} kept through the outage", t.pod);
     }
+}
+
+/// A ConfigMap of policy components (labelled for wicket), one
+/// `binaryData` key each, with the `wicket.dev/policy-*` limit annotations.
+fn policy_configmap(name: &str, keys: &[(&str, &[u8])], limits: &[(&str, &str)]) -> ConfigMap {
+    let data: serde_json::Map<String, serde_json::Value> = keys
+        .iter()
+        .map(|(k, bytes)| {
+            (
+                (*k).to_owned(),
+                serde_json::to_value(k8s_openapi::ByteString(bytes.to_vec())).unwrap(),
+            )
+        })
+        .collect();
+    let annotations: serde_json::Map<String, serde_json::Value> = limits
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect();
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "labels": { ann::POLICY_LABEL: "true" },
+            "annotations": annotations,
+        },
+        "binaryData": data,
+    }))
+    .unwrap()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// (7) The scale-to-zero example (examples/policies/scale-to-zero) as an
+/// operator deploys it: the component in a policy ConfigMap, selected by
+/// the Deployment's annotation, the Deployment at `replicas: 0`. No pod
+/// until the first user; that user waits ("starting a new instance"),
+/// wicket creates a pod, the kubelet makes it Ready, the user is admitted;
+/// once the user has left and the cooldown has passed, no pod again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_to_zero_on_the_real_control_plane() {
+    let mut env = Env::start(host_config()).await;
+    let stz = std::fs::read(common::policy_path("scale-to-zero")).unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(env.admin.clone(), NS);
+    cms.create(
+        &PostParams::default(),
+        &policy_configmap("zero-policy", &[("policy.wasm", &stz)], &[]),
+    )
+    .await
+    .unwrap();
+    let mut d = serde_json::to_value(app_deployment(
+        "zero",
+        &[
+            (ann::TICKETS_MAX, "1"),
+            (ann::TICKETS_SPARE, "0"),
+            (ann::PODS_MAX, "2"),
+            (ann::COOLDOWN, "2"),
+            (ann::POLICY, "zero-policy/policy.wasm"),
+        ],
+        pod_port(),
+    ))
+    .unwrap();
+    d["spec"]["replicas"] = json!(0);
+    let d: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(d).unwrap();
+    env.deployments()
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    let app = env.wait_app("zero").await;
+    wait_for(LIMIT, || async {
+        app.policy().active().digest == sha256_hex(&stz)
+    })
+    .await;
+    env.wait_event("PolicyLoaded", &["zero-policy/policy.wasm"])
+        .await;
+
+    // Nobody asks: no pod (several rounds of the app's scaling loop).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        env.autoscaled("zero").await.is_empty(),
+        "no pod before a user"
+    );
+    let app_pods = ListParams::default().labels(&format!("{}=zero", ann::APP_NAME));
+    assert!(env.pods().list(&app_pods).await.unwrap().items.is_empty());
+    let metrics = env.host.metrics_addr;
+    assert_eq!(
+        metric_at(metrics, "k8sticket_current_free_tickets_total", "zero").await,
+        0.0
+    );
+
+    // The first user waits on the waiting page's WebSocket.
+    let addr = env.host.proxy_addr;
+    let arrived = Instant::now();
+    let waiter = tokio::spawn(async move {
+        let mut ws = common::connect_ws(addr, "zero").await;
+        common::read_ticket(&mut ws, Duration::from_secs(60)).await
+    });
+    wait_for(LIMIT, || async { env.autoscaled("zero").await.len() == 1 }).await;
+    let pod = env.autoscaled("zero").await.remove(0).name_any();
+    assert!(pod.starts_with("zero-k8sticket-autoscaled-"), "{pod}");
+    eprintln!(
+        "pod {pod} created {:?} after the user came",
+        arrived.elapsed()
+    );
+    // The pod is not ready: the user keeps waiting, and no second pod comes
+    // for the same user.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!waiter.is_finished(), "no ticket before a pod is ready");
+    assert_eq!(
+        env.autoscaled("zero").await.len(),
+        1,
+        "one pod per waiting user"
+    );
+    env.kubelet.run(&pod).await;
+    let session = waiter.await.unwrap();
+    assert!(
+        session.messages.iter().any(|m| m == "pos#1"),
+        "the first user waited first in line: {:?}",
+        session.messages
+    );
+    assert!(
+        session
+            .messages
+            .iter()
+            .any(|m| m.starts_with("eta#") && m.ends_with("@starting")),
+        "the waiting page said a new instance is starting: {:?}",
+        session.messages
+    );
+    let t = session.ticket.expect("admitted once the pod is ready");
+    assert_eq!(t.pod, pod);
+    eprintln!("user admitted {:?} after arriving", arrived.elapsed());
+    let user = User::start(addr, "zero", t);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The example decided throughout: no fault sent the app to the default.
+    assert_eq!(
+        metric_at(metrics, "wicket_policy_info", &sha256_hex(&stz)).await,
+        1.0
+    );
+    assert_eq!(
+        metric_at(metrics, "wicket_policy_faults_total", "zero").await,
+        0.0
+    );
+
+    // The user leaves: the ticket expires, the pod idles for the cooldown
+    // (2 s) and is deleted; nothing is kept warm.
+    let (ok, failed) = user.leave();
+    assert!(ok > 0);
+    assert_eq!(failed, 0);
+    let left = Instant::now();
+    wait_for(Duration::from_secs(30), || async {
+        env.autoscaled("zero").await.is_empty()
+    })
+    .await;
+    eprintln!("back to no pods {:?} after the user left", left.elapsed());
+    assert!(
+        left.elapsed() >= Duration::from_secs(2),
+        "not before the cooldown"
+    );
+    env.wait_event("ScaledDown", &[&pod]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(env.autoscaled("zero").await.is_empty(), "stays at zero");
+    assert_eq!(
+        metric_at(metrics, "wicket_policy_faults_total", "zero").await,
+        0.0
+    );
+}
+
+/// Users arriving one after another: each gets a ticket (through the
+/// policy's `assign`), makes a few requests and leaves. Counts the users
+/// served, the users who got no ticket and the failed requests.
+struct Arrivals {
+    served: Arc<AtomicU64>,
+    lost: Arc<AtomicU64>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Arrivals {
+    fn start(addr: std::net::SocketAddr, app: &'static str, every: Duration) -> Self {
+        let counters: [Arc<AtomicU64>; 4] = Default::default();
+        let [served, lost, ok, failed] = counters.clone();
+        let task = tokio::spawn(async move {
+            let c = client();
+            loop {
+                let mut ws = common::connect_ws(addr, app).await;
+                match common::read_ticket(&mut ws, LIMIT).await.ticket {
+                    Some(t) => {
+                        served.fetch_add(1, Ordering::Relaxed);
+                        let (path, cookie) = (t.prefix(app), t.cookie());
+                        for _ in 0..5 {
+                            let r = get(&c, addr, &path, Some(&cookie), &[]).await;
+                            if r.status == StatusCode::OK && r.body.contains(&t.pod) {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                eprintln!("new user on {}: {}", t.pod, r.status);
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                    None => {
+                        eprintln!("a new user got no ticket within {LIMIT:?}");
+                        lost.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                drop(ws);
+                tokio::time::sleep(every).await;
+            }
+        });
+        let [served, lost, ok, failed] = counters;
+        Self {
+            served,
+            lost,
+            ok,
+            failed,
+            task,
+        }
+    }
+
+    /// Stops the arrivals: (served, lost, ok requests, failed requests).
+    fn stop(self) -> (u64, u64, u64, u64) {
+        self.task.abort();
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        (
+            get(&self.served),
+            get(&self.lost),
+            get(&self.ok),
+            get(&self.failed),
+        )
+    }
+}
+
+/// Writes `bytes` beside `dest`, then renames: the policy-file watcher
+/// never sees half a component.
+fn replace_file(dest: &std::path::Path, bytes: &[u8]) {
+    let tmp = dest.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, dest).unwrap();
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// (8) The Python (`schedule`) and JavaScript (`predictive`) examples,
+/// built from source, hot-swapped into a serving app while users hold
+/// tickets and send a few hundred requests per second and new users keep
+/// arriving: Python by the policy file, then the app annotated with a
+/// policy ConfigMap (holding the Rust default), whose key is updated to the
+/// JavaScript policy and then back to Rust. No failed request, no user
+/// without a ticket, and each version serves in turn (metric
+/// `wicket_policy_info`, Event `PolicyLoaded`), without a fault.
+///
+/// A ConfigMap holds at most 1 MiB: the JavaScript component (1.7 MB) goes
+/// in gzip-compressed (0.6 MB); the Python one (18 MB, 6 MB gzipped) cannot,
+/// so it comes as the host's `policy.file` (a volume in a cluster), swapped
+/// by replacing the file, with `[policy.file_limits]` raised as its README
+/// says; the JavaScript one has its limits on its ConfigMap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_javascript_policies_hot_swapped_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_owned();
+    let (schedule, predictive) = tokio::task::spawn_blocking(move || {
+        (
+            std::fs::read(common::build_example("schedule", &out)).unwrap(),
+            std::fs::read(common::build_example("predictive", &out)).unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    let spare = std::fs::read(common::policy_path("spare-tickets")).unwrap();
+    let policy_file = dir.path().join("policy.wasm");
+    replace_file(&policy_file, &spare);
+
+    let mut config = host_config();
+    // A ticket unused for this long expires: generous, so that a test
+    // client starved of CPU while the host compiles 18 MB of Python cannot
+    // lose its ticket (what is tested is the swap, not the expiry).
+    config.proxy.ticket_expiry_ms = 5000;
+    config.policy.file = Some(policy_file.clone());
+    config.policy.watch_interval_ms = 200;
+    // Python needs more memory than the default cap (16 MiB) and, on a
+    // debug host, more time to instantiate and decide.
+    config.policy.file_limits = wicket::policy::LimitOverrides {
+        timeout_ms: Some(1000),
+        memory_mib: Some(64),
+        instantiate_timeout_ms: Some(30_000),
+    };
+    let mut env = Env::start(config).await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.admin.clone(), NS);
+    let js_limits = [
+        (ann::POLICY_MEMORY_MIB, "16"),
+        (ann::POLICY_TIMEOUT_MS, "1000"),
+        (ann::POLICY_INSTANTIATE_TIMEOUT_MS, "5000"),
+    ];
+    // Why Python is not in a ConfigMap: the apiserver refuses it, even
+    // gzip-compressed.
+    let too_big = cms
+        .create(
+            &PostParams::default(),
+            &policy_configmap("python", &[("schedule.wasm", &gzip(&schedule))], &[]),
+        )
+        .await;
+    assert!(too_big.is_err(), "a 6 MB ConfigMap was accepted");
+    let js = gzip(&predictive);
+    assert!(js.len() < 1 << 20, "gzipped JavaScript: {} bytes", js.len());
+    cms.create(
+        &PostParams::default(),
+        &policy_configmap("polyglot", &[("active.wasm", &spare)], &js_limits),
+    )
+    .await
+    .unwrap();
+
+    // `schedule` reads the config as windows (here: the whole week, spare
+    // 50 free tickets, so it creates a pod where the default, with
+    // tickets.spare 0, does not); `predictive` warns and uses its defaults.
+    let (_, app) = env
+        .deploy(
+            "hot",
+            &[
+                (ann::TICKETS_MAX, "20"),
+                (ann::TICKETS_SPARE, "0"),
+                (ann::PODS_MAX, "1"),
+                (
+                    ann::POLICY_CONFIG,
+                    "daily 00:00-12:00 spare=50; daily 12:00-00:00 spare=50",
+                ),
+            ],
+            &["hot-a", "hot-b"],
+        )
+        .await;
+    wait_for(LIMIT, || async {
+        app.policy().active().digest == sha256_hex(&spare)
+    })
+    .await;
+
+    // The load: 6 users with a request every 20 ms each (≤ 300/s) and a new
+    // user every 300 ms.
+    let addr = env.host.proxy_addr;
+    let metrics = env.host.metrics_addr;
+    let mut users = Vec::new();
+    for _ in 0..6 {
+        let t = ticket(addr, "hot", LIMIT).await;
+        users.push(User::start_every(addr, "hot", t, Duration::from_millis(20)));
+    }
+    let arrivals = Arrivals::start(addr, "hot", Duration::from_millis(300));
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        env.autoscaled("hot").await.is_empty(),
+        "the default keeps tickets.spare 0: no pod"
+    );
+
+    /// How a version comes in: the host's policy file replaced, the app
+    /// annotated with the ConfigMap's key, or the ConfigMap's key replaced
+    /// by these bytes (the component, or it gzipped).
+    enum Swap {
+        File,
+        Annotate,
+        ConfigMap(Vec<u8>),
+    }
+    for (name, bytes, how) in [
+        ("schedule (Python), policy file", &schedule, Swap::File),
+        (
+            "spare-tickets (Rust), app annotated with the ConfigMap",
+            &spare,
+            Swap::Annotate,
+        ),
+        (
+            "predictive (JavaScript), ConfigMap update (gzip)",
+            &predictive,
+            Swap::ConfigMap(js.clone()),
+        ),
+        (
+            "spare-tickets (Rust), ConfigMap update",
+            &spare,
+            Swap::ConfigMap(spare.clone()),
+        ),
+    ] {
+        let digest = sha256_hex(bytes);
+        let asked = Instant::now();
+        match &how {
+            Swap::File => replace_file(&policy_file, bytes),
+            Swap::Annotate => {
+                let patch =
+                    json!({"metadata": {"annotations": {ann::POLICY: "polyglot/active.wasm"}}});
+                env.patch_deployment("hot-deploy", &patch).await;
+            }
+            Swap::ConfigMap(data) => {
+                cms.replace(
+                    "polyglot",
+                    &PostParams::default(),
+                    &policy_configmap("polyglot", &[("active.wasm", data)], &js_limits),
+                )
+                .await
+                .unwrap();
+            }
+        }
+        wait_for(Duration::from_secs(180), || async {
+            app.policy().active().digest == digest
+        })
+        .await;
+        let took = asked.elapsed();
+        wait_for(LIMIT, || async {
+            metric_at(metrics, "wicket_policy_info", &digest).await == 1.0
+        })
+        .await;
+        if !matches!(how, Swap::File) {
+            env.wait_event("PolicyLoaded", &["polyglot/active.wasm", &digest[..12]])
+                .await;
+        }
+        eprintln!("{name}: serving {took:?} after the swap");
+        if matches!(how, Swap::File) {
+            // Python decides: its window's spare makes it create a pod.
+            wait_for(LIMIT, || async { env.autoscaled("hot").await.len() == 1 }).await;
+        }
+        // Serve under this version for a while.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(app.policy().active().digest, digest, "{name} still serves");
+        assert_eq!(
+            metric_at(metrics, "wicket_policy_faults_total", "hot").await,
+            0.0,
+            "{name} decided without a fault"
+        );
+    }
+
+    let elapsed = started.elapsed();
+    let (served, lost, new_ok, new_failed) = arrivals.stop();
+    let (mut ok, mut failed) = (new_ok, new_failed);
+    for u in users {
+        let (o, f) = u.leave();
+        assert!(o > 0);
+        ok += o;
+        failed += f;
+    }
+    eprintln!(
+        "{ok} requests ({:.0}/s) over {elapsed:?}, {failed} failed; {served} new users served, {lost} without a ticket",
+        ok as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(failed, 0, "no failed request across the swaps");
+    assert_eq!(lost, 0, "every new user got a ticket");
+    assert!(served > 10, "users kept arriving: {served}");
+    assert_eq!(
+        metric_at(metrics, "wicket_policy_load_errors_total", "").await,
+        0.0,
+        "every version was accepted"
+    );
 }

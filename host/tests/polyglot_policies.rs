@@ -10,8 +10,9 @@
 //! templates are run by `scripts/test-policy-sdks.sh`; what they cost is
 //! measured with `wicket policy check` (see `sdk/README.md`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -20,26 +21,11 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds an example with its own build script into a temporary folder.
-fn build(example: &str, out: &Path) -> PathBuf {
-    let wasm = out.join(format!("{example}.wasm"));
-    let script = repo()
-        .join("examples/policies")
-        .join(example)
-        .join("build.sh");
-    let status = Command::new(&script)
-        .arg(&wasm)
-        .status()
-        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    assert!(status.success(), "{} failed: {status}", script.display());
-    wasm
-}
-
 /// Builds `example`, runs its cases through the host and checks that all
 /// `expected` of them pass.
 fn passes_its_cases(example: &str, expected: usize) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let wasm = build(example, dir.path());
+    let wasm = common::build_example(example, dir.path());
     let cases = repo()
         .join("examples/policies")
         .join(example)
@@ -60,5 +46,5 @@ fn schedule_python_component_passes_its_cases_in_the_host() {
 
 #[test]
 fn predictive_javascript_component_passes_its_cases_in_the_host() {
-    passes_its_cases("predictive", 10);
+    passes_its_cases("predictive", 11);
 }

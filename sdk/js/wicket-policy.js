@@ -364,15 +364,21 @@ export class ScaleDecision {
   }
 }
 
-// The host logs a component's stdout as info and its stderr as warnings.
-let logger = (level, message) =>
-  level === "warn" ? console.error(`[${level}] ${message}`) : console.log(`[${level}] ${message}`);
+// Until `setLog` gives the host's import: the console where there is one
+// (node, tests). The QuickJS engine of a component has none, and a policy
+// must not fail for a log line: there, a line nobody routed is dropped.
+let logger = (level, message) => {
+  if (typeof console === "undefined") return;
+  if (level === "warn") console.error(`[${level}] ${message}`);
+  else console.log(`[${level}] ${message}`);
+};
 
 /**
- * Writes a line to the host's log (`level`: "debug", "info" or "warn"):
- * through the component's stdout (info) or stderr (warn), which the host
- * logs under the policy's name, or through `fn` once `setLog(fn)` gave one
- * (e.g. the contract's `log` import, in a module that imports it).
+ * Writes a line to the host's log (`level`: "debug", "info" or "warn")
+ * through `fn` once `setLog(fn)` gave one: a component's entry module
+ * passes the contract's `log` import (see examples/policies/predictive/
+ * component.js). Without it: the console if there is one (node), else
+ * nothing.
  */
 export function log(level, message) {
   logger(level, message);

@@ -14,8 +14,9 @@ use super::{Scenario, ScenarioInfo, SimSettings, load_policy, report, run_policy
 use wicket_policy_runtime::{Limits, PolicyEngine, load_default};
 use wicket_state::AppSettings;
 
-/// Monday 2026-01-05 00:00 UTC: generated traffic starts on a Monday.
-const DEFAULT_START: &str = "2026-01-05T00:00:00Z";
+/// Monday 2026-01-05 00:00 in the app's time zone: generated traffic
+/// starts on a Monday.
+const DEFAULT_START: jiff::civil::DateTime = jiff::civil::date(2026, 1, 5).at(0, 0, 0, 0);
 
 /// Longest simulated time: a year of traffic is plenty, and keeps the
 /// generated arrivals in memory.
@@ -39,9 +40,14 @@ pub struct SimulateArgs {
     /// Simulated time (e.g. 7d, 12h); for a trace, default: until its last user leaves.
     #[arg(long)]
     pub duration: Option<String>,
-    /// Simulated start (RFC 3339, UTC); a trace with RFC 3339 times starts at its first arrival.
+    /// Simulated start (RFC 3339, e.g. 2026-01-05T08:00:00+01:00); default: Monday
+    /// 2026-01-05 00:00 in --timezone; a trace with RFC 3339 times starts at its first arrival.
     #[arg(long)]
     pub start: Option<String>,
+    /// The app's IANA time zone (as `wicket.dev/timezone`): policies see its
+    /// UTC offset, --rate windows and the report are in its local time.
+    #[arg(long, default_value = "UTC")]
+    pub timezone: String,
     /// Seed of the generator and of the start-up times.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -110,6 +116,7 @@ fn dist(key: &str, s: &str) -> anyhow::Result<DurationDist> {
 /// The scenario the arguments describe, and a line saying where its
 /// traffic came from.
 pub fn scenario(args: &SimulateArgs) -> anyhow::Result<(Scenario, String)> {
+    let timezone = wicket_state::zone(&args.timezone).context("--timezone")?;
     let settings = SimSettings {
         app: AppSettings {
             tickets_max: args.tickets_max,
@@ -123,9 +130,15 @@ pub fn scenario(args: &SimulateArgs) -> anyhow::Result<(Scenario, String)> {
         create_latency: Duration::ZERO,
         expiry: duration("expiry", &args.expiry)?,
         tick: duration("tick", &args.tick)?,
+        timezone: timezone.clone(),
     };
-    let start = |fallback: &str| -> anyhow::Result<i64> {
-        let s = args.start.as_deref().unwrap_or(fallback);
+    let start = || -> anyhow::Result<i64> {
+        let Some(s) = args.start.as_deref() else {
+            let monday = DEFAULT_START
+                .to_zoned(timezone.clone())
+                .context("--timezone: the default start")?;
+            return Ok(monday.timestamp().as_millisecond());
+        };
         let t: jiff::Timestamp = s
             .parse()
             .with_context(|| format!("--start: `{s}` is not an RFC 3339 time"))?;
@@ -145,7 +158,7 @@ pub fn scenario(args: &SimulateArgs) -> anyhow::Result<(Scenario, String)> {
         let t = trace::parse(&text).with_context(|| format!("trace {}", path.display()))?;
         let start = match t.start_unix_ms {
             Some(s) if args.start.is_none() => s,
-            _ => start(DEFAULT_START)?,
+            _ => start()?,
         };
         // Until the last user has left and the ticket expired.
         let last = t
@@ -184,9 +197,9 @@ pub fn scenario(args: &SimulateArgs) -> anyhow::Result<(Scenario, String)> {
             Some(d) => d,
             None => duration("duration", preset.map_or("7d", |p| p.2))?,
         };
-        let start = start(DEFAULT_START)?;
+        let start = start()?;
         let end = end.as_millis() as u64;
-        let arrivals = generator::generate(&schedule, &sessions, start, end, args.seed);
+        let arrivals = generator::generate(&schedule, &sessions, start, end, args.seed, &timezone);
         let traffic = format!(
             "generated: rate \"{}\", sessions {sessions}, seed {}{}",
             schedule.text(),
@@ -278,4 +291,52 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimulateArgs,
+    }
+
+    fn scenario_of(args: &[&str]) -> anyhow::Result<Scenario> {
+        let cli = Cli::try_parse_from(std::iter::once("simulate").chain(args.iter().copied()))
+            .expect("arguments parse");
+        scenario(&cli.args).map(|(s, _)| s)
+    }
+
+    #[test]
+    fn the_timezone_sets_the_default_start_and_the_policies_zone() {
+        let utc = scenario_of(&["--preset", "day-10k"]).expect("utc");
+        assert_eq!(utc.start_unix_ms, 1_767_571_200_000, "Monday 00:00 UTC");
+        assert_eq!(utc.settings.timezone, jiff::tz::TimeZone::UTC);
+        let paris =
+            scenario_of(&["--preset", "day-10k", "--timezone", "Europe/Paris"]).expect("paris");
+        assert_eq!(
+            paris.start_unix_ms, 1_767_567_600_000,
+            "Monday 00:00 in Paris is Sunday 23:00 UTC"
+        );
+        assert_eq!(
+            paris.settings.timezone.iana_name(),
+            Some("Europe/Paris"),
+            "what the policies see"
+        );
+    }
+
+    #[test]
+    fn an_unknown_timezone_is_a_clear_error() {
+        let e = scenario_of(&["--preset", "day-10k", "--timezone", "Europe/Pariss"])
+            .expect_err("unknown zone");
+        let text = format!("{e:#}");
+        assert!(
+            text.contains("--timezone") && text.contains("Europe/Pariss") && text.contains("IANA"),
+            "{text}"
+        );
+    }
 }

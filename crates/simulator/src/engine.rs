@@ -187,8 +187,8 @@ impl<'a> Simulation<'a> {
     /// simulated wall clock, where a contract needs it, is
     /// `scenario.start_unix_ms + now`.
     fn take_snapshot(&mut self) -> Snapshot {
-        // Simulated schedules are in UTC: the policy sees offset 0.
-        let clock = Clock::at(self.unix_seconds(), &jiff::tz::TimeZone::UTC);
+        // The app's zone, as the host gives it: its offset at that moment.
+        let clock = Clock::at(self.unix_seconds(), &self.scenario.settings.timezone);
         self.list
             .snapshot_into(self.instant(), clock, &mut self.snap);
         std::mem::take(&mut self.snap)
@@ -450,3 +450,56 @@ impl<'a> Simulation<'a> {
 /// [`PolicyRunner`] (the very types the live app uses).
 const _: for<'a> fn(&'a Simulation<'a>) -> (&'a Serverlist, &'a PolicyRunner) =
     |sim| (&sim.list, sim.runner);
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::SimSettings;
+    use wicket_policy_runtime::{Limits, PolicyEngine, PolicyMetrics, PolicySource, load_default};
+
+    /// What a policy sees at `start` (unix ms) in `zone`.
+    fn clock_seen(start_unix_ms: i64, zone: &str) -> Clock {
+        let engine = Arc::new(PolicyEngine::new(Limits::default()).expect("engine"));
+        let default = load_default(&engine).expect("default");
+        let runner = PolicyRunner::new(
+            "clock",
+            Arc::clone(&engine),
+            PolicySource::new("default", Arc::clone(&default)),
+            default,
+            PolicyMetrics::new().expect("metrics"),
+        );
+        let scenario = Scenario {
+            arrivals: Vec::new(),
+            start_unix_ms,
+            end_ms: 60_000,
+            settings: SimSettings {
+                timezone: wicket_state::zone(zone).expect("zone"),
+                ..SimSettings::default()
+            },
+            seed: 1,
+        };
+        let mut sim = Simulation::new(&scenario, AppSettings::default(), &runner);
+        let snap = sim.take_snapshot();
+        snap.clock
+    }
+
+    #[test]
+    fn policies_see_the_apps_local_offset_as_in_the_host() {
+        // Monday 2026-01-05 08:00 UTC: 09:00 in Paris (winter time).
+        let winter = clock_seen(1_767_600_000_000, "Europe/Paris");
+        assert_eq!(winter.unix_seconds, 1_767_600_000);
+        assert_eq!(winter.utc_offset_seconds, 3600);
+        // Monday 2026-07-06 07:00 UTC: 09:00 in Paris (summer time).
+        assert_eq!(
+            clock_seen(1_783_321_200_000, "Europe/Paris").utc_offset_seconds,
+            7200
+        );
+        assert_eq!(clock_seen(1_767_600_000_000, "UTC").utc_offset_seconds, 0);
+        assert_eq!(
+            clock_seen(1_767_600_000_000, "America/New_York").utc_offset_seconds,
+            -5 * 3600
+        );
+    }
+}

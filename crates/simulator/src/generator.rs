@@ -10,8 +10,9 @@
 //! ```
 //!
 //! A rule is `[DAYS] [HH:MM-HH:MM][:] RATE`: DAYS is `*`, a day (`Mon`), a
-//! range (`Mon-Fri`) or a list (`Mon,Wed,Fri`); the time range is in the
-//! simulated clock's UTC and may end at `24:00`; RATE is users per hour
+//! range (`Mon-Fri`) or a list (`Mon,Wed,Fri`); days and times are the
+//! app's local time (`--timezone`, default UTC), the time range may end at
+//! `24:00`; RATE is users per hour
 //! (`300/h`), per minute (`5/min`) or per day (`1000/d`).
 
 use rand::SeedableRng;
@@ -48,7 +49,7 @@ struct Rule {
     per_second: f64,
 }
 
-/// Users per second for every minute of the week (Monday 00:00 UTC first).
+/// Users per second for every minute of the week (Monday 00:00 local first).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateSchedule {
     per_minute: Vec<f64>,
@@ -184,7 +185,7 @@ impl RateSchedule {
         &self.text
     }
 
-    /// Users per second in minute `m` of the week (Monday 00:00 UTC is 0).
+    /// Users per second in minute `m` of the week (Monday 00:00 local is 0).
     pub fn per_second(&self, minute_of_week: u32) -> f64 {
         self.per_minute[(minute_of_week % MINUTES_PER_WEEK) as usize]
     }
@@ -195,6 +196,16 @@ pub fn minute_of_week(unix_ms: i64) -> u32 {
     // 1970-01-01 was a Thursday, three days after a Monday.
     let minutes = unix_ms.div_euclid(60_000) + 3 * i64::from(MINUTES_PER_DAY);
     minutes.rem_euclid(i64::from(MINUTES_PER_WEEK)) as u32
+}
+
+/// The local minute of the week (Monday 00:00 = 0) in `zone` of a unix
+/// time in ms, with the zone's offset at that moment (daylight saving time
+/// included).
+pub fn local_minute_of_week(unix_ms: i64, zone: &jiff::tz::TimeZone) -> u32 {
+    let offset_ms = jiff::Timestamp::from_millisecond(unix_ms)
+        .map(|t| i64::from(zone.to_offset(t).seconds()) * 1000)
+        .unwrap_or(0);
+    minute_of_week(unix_ms + offset_ms)
 }
 
 /// Traffic presets (`--preset`).
@@ -223,13 +234,15 @@ pub fn preset(name: &str) -> Option<(&'static str, &'static str, &'static str)> 
     }
 }
 
-/// Draws the arrivals of `duration_ms` from `start_unix_ms` on.
+/// Draws the arrivals of `duration_ms` from `start_unix_ms` on, the
+/// schedule read in `zone`'s local time.
 pub fn generate(
     schedule: &RateSchedule,
     sessions: &DurationDist,
     start_unix_ms: i64,
     duration_ms: u64,
     seed: u64,
+    zone: &jiff::tz::TimeZone,
 ) -> Vec<Arrival> {
     // Separate streams: changing the session distribution leaves the
     // arrival times as they were.
@@ -242,7 +255,10 @@ pub fn generate(
     let first_minute = start_unix_ms.div_euclid(60_000);
     let mut minute_start = first_minute * 60_000 - start_unix_ms;
     while minute_start < duration_ms as i64 {
-        let rate = schedule.per_second(minute_of_week((start_unix_ms + minute_start).max(0)));
+        let rate = schedule.per_second(local_minute_of_week(
+            (start_unix_ms + minute_start).max(0),
+            zone,
+        ));
         let minute_end = (minute_start + 60_000).min(duration_ms as i64);
         if rate > 0.0
             && let Ok(exp) = Exp::new(rate)
@@ -266,7 +282,11 @@ pub fn generate(
 
 #[cfg(test)]
 mod tests {
+    use jiff::tz::TimeZone;
+
     use super::*;
+
+    const UTC: TimeZone = TimeZone::UTC;
 
     /// Monday 2026-01-05 00:00 UTC.
     const MONDAY: i64 = 1_767_571_200_000;
@@ -279,6 +299,26 @@ mod tests {
         assert_eq!(s.per_second(10 * 60), 0.1, "Monday 10:00");
         assert_eq!(s.per_second(5 * 1440 + 9 * 60), 0.0, "Saturday 09:00");
         assert_eq!(minute_of_week(MONDAY + 61_000), 1);
+    }
+
+    #[test]
+    fn windows_are_in_the_apps_local_time() {
+        let paris = wicket_state::zone("Europe/Paris").expect("zone");
+        // Monday 00:00 UTC is 01:00 in Paris in January, 02:00 in July.
+        assert_eq!(local_minute_of_week(MONDAY, &paris), 60);
+        let july_monday = 1_783_296_000_000; // 2026-07-06 00:00 UTC
+        assert_eq!(local_minute_of_week(july_monday, &paris), 120);
+        assert_eq!(local_minute_of_week(MONDAY, &UTC), 0);
+        // A class at 09:00 Paris time arrives at 08:00 UTC in January.
+        let s = RateSchedule::parse("Mon 09:00-10:00 600/h").expect("valid");
+        let sessions = DurationDist::parse("30m").expect("sessions");
+        let a = generate(&s, &sessions, MONDAY, 86_400_000, 3, &paris);
+        assert!(a.len() > 400, "{} users", a.len());
+        let hour = 3_600_000;
+        assert!(
+            a.iter().all(|u| (8 * hour..9 * hour).contains(&u.at_ms)),
+            "all between 08:00 and 09:00 UTC"
+        );
     }
 
     #[test]
@@ -304,9 +344,9 @@ mod tests {
     fn arrivals_follow_the_schedule_and_the_seed() {
         let s = RateSchedule::parse("Mon 09:00-10:00 600/h").expect("valid");
         let sessions = DurationDist::parse("exp:10m").expect("valid");
-        let a = generate(&s, &sessions, MONDAY, 86_400_000, 7);
-        assert_eq!(a, generate(&s, &sessions, MONDAY, 86_400_000, 7));
-        assert_ne!(a, generate(&s, &sessions, MONDAY, 86_400_000, 8));
+        let a = generate(&s, &sessions, MONDAY, 86_400_000, 7, &UTC);
+        assert_eq!(a, generate(&s, &sessions, MONDAY, 86_400_000, 7, &UTC));
+        assert_ne!(a, generate(&s, &sessions, MONDAY, 86_400_000, 8, &UTC));
         assert!((500..700).contains(&a.len()), "{} arrivals", a.len());
         assert!(
             a.iter()

@@ -46,6 +46,10 @@ pub struct SimSettings {
     pub expiry: Duration,
     /// How often the timer round runs (expiry sweep, queue, scale).
     pub tick: Duration,
+    /// The app's time zone (`--timezone`, as `wicket.dev/timezone` in the
+    /// host): policies see its UTC offset, the generator's rate windows and
+    /// the report's clock are in its local time.
+    pub timezone: jiff::tz::TimeZone,
 }
 
 impl Default for SimSettings {
@@ -57,6 +61,7 @@ impl Default for SimSettings {
             create_latency: Duration::ZERO,
             expiry: Duration::from_secs(3),
             tick: Duration::from_secs(1),
+            timezone: jiff::tz::TimeZone::UTC,
         }
     }
 }
@@ -237,6 +242,8 @@ pub struct ScenarioInfo {
     pub tick_s: f64,
     /// The app's policy config.
     pub policy_config: String,
+    /// The app's time zone (IANA name).
+    pub timezone: String,
 }
 
 impl ScenarioInfo {
@@ -246,7 +253,7 @@ impl ScenarioInfo {
         Self {
             traffic,
             start: jiff::Timestamp::from_millisecond(scenario.start_unix_ms)
-                .map(|t| t.to_string())
+                .map(|t| t.to_zoned(s.timezone.clone()).to_string())
                 .unwrap_or_default(),
             start_unix_ms: scenario.start_unix_ms,
             duration_s: scenario.end_ms as f64 / 1000.0,
@@ -265,6 +272,7 @@ impl ScenarioInfo {
             expiry_s: s.expiry.as_secs_f64(),
             tick_s: s.tick.as_secs_f64(),
             policy_config: s.app.policy_config.clone(),
+            timezone: s.timezone.iana_name().unwrap_or("UTC").to_owned(),
         }
     }
 }

@@ -48,7 +48,14 @@ fn busy_scenario(seed: u64) -> Scenario {
     let start = 1_767_603_600_000; // Monday 2026-01-05 09:00 UTC
     let end = 2 * 3_600_000;
     Scenario {
-        arrivals: generator::generate(&schedule, &sessions, start, end, seed),
+        arrivals: generator::generate(
+            &schedule,
+            &sessions,
+            start,
+            end,
+            seed,
+            &jiff::tz::TimeZone::UTC,
+        ),
         start_unix_ms: start,
         end_ms: end,
         settings: SimSettings {

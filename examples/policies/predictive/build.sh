@@ -18,6 +18,6 @@ out="$(realpath -m "${1:-$here/predictive.wasm}")"
 # From the repository root: jco reads the WIT and the modules (policy.js and
 # the SDK it imports) only below the directory it runs in.
 cd "$root"
-jco componentize ./examples/policies/predictive/policy.js --cwd . --wit wit --world-name policy \
+jco componentize ./examples/policies/predictive/component.js --cwd . --wit wit --world-name policy \
     --backend quickjs --backend-qjs-disable-async -o "$out" >&2
 echo "$out: $(stat -c %s "$out") bytes" >&2

@@ -57,6 +57,46 @@ impl std::fmt::Debug for PolicyStore {
     }
 }
 
+/// Most bytes a gzip-compressed key may unpack to: far above any real
+/// component (Python's is ~18 MB), low enough that a small compressed
+/// value cannot make the host allocate without bound.
+pub const UNPACKED_MAX_BYTES: u64 = 256 << 20;
+
+/// A ConfigMap holds at most 1 MiB, less than a JavaScript component
+/// (~1.7 MB): a key may hold the component gzip-compressed (`gzip -9`,
+/// ~0.6 MB for JavaScript), recognised by the gzip magic bytes and unpacked
+/// off the async threads. Other bytes are the component itself. The error
+/// carries the digest of the bytes and the reason.
+async fn unpack(bytes: Vec<u8>) -> Result<Vec<u8>, (String, String)> {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok(bytes);
+    }
+    // At most 1 MiB (the ConfigMap's limit): cheap to hash here.
+    let raw_digest = hex::encode(Sha256::digest(&bytes));
+    match tokio::task::spawn_blocking(move || gunzip(&bytes)).await {
+        Ok(Ok(component)) => Ok(component),
+        Ok(Err(reason)) => Err((raw_digest, reason)),
+        Err(e) => Err((raw_digest, format!("the unpacking task failed: {e}"))),
+    }
+}
+
+/// Unpacks a gzip stream of at most [`UNPACKED_MAX_BYTES`].
+fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .take(UNPACKED_MAX_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("the gzip-compressed component does not unpack: {e}"))?;
+    if out.len() as u64 > UNPACKED_MAX_BYTES {
+        return Err(format!(
+            "the gzip-compressed component unpacks to more than {} MiB",
+            UNPACKED_MAX_BYTES >> 20
+        ));
+    }
+    Ok(out)
+}
+
 /// What happened to one key of a ConfigMap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -169,7 +209,13 @@ impl PolicyStore {
                 configmap: name.clone(),
                 key: key.clone(),
             };
-            let digest = hex::encode(Sha256::digest(&bytes.0));
+            // The digest is the component's (unpacked), as `wicket policy
+            // check` and the metrics show it; a key that does not unpack is
+            // known by the digest of its bytes.
+            let (digest, component) = match unpack(bytes.0).await {
+                Ok(c) => (hex::encode(Sha256::digest(&c)), Ok(c)),
+                Err((raw_digest, reason)) => (raw_digest, Err(reason)),
+            };
             let source = self.source(&ns, &r);
             let first = !self.loaded.lock().contains(&(ns.clone(), r.clone()));
             let current = source.current();
@@ -178,7 +224,16 @@ impl PolicyStore {
                 continue;
             }
             let already_refused = self.refused.lock().contains_key(&(digest.clone(), limits));
-            match self.load(bytes.0, source_name(&ns, &r), limits).await {
+            let loaded = match component {
+                Ok(c) => self.load(c, source_name(&ns, &r), limits).await,
+                Err(reason) => {
+                    self.refused
+                        .lock()
+                        .insert((digest.clone(), limits), reason.clone());
+                    Err(reason)
+                }
+            };
+            match loaded {
                 Ok(p) => {
                     tracing::info!(
                         namespace = %ns, policy = %r, digest = p.short_digest(),
@@ -402,5 +457,66 @@ mod tests {
         store.apply(&cm).await;
         let current = store.source("ns", &r).current();
         assert_eq!(current.limits, engine.limits());
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(bytes).expect("gzip");
+        e.finish().expect("gzip")
+    }
+
+    #[tokio::test]
+    async fn a_gzip_compressed_key_serves_the_component_it_unpacks_to() {
+        let engine = PolicyEngine::new(Limits {
+            timeout: Duration::from_secs(2),
+            ..Limits::default()
+        })
+        .expect("engine");
+        let default = load_default(&engine).expect("default");
+        let store = PolicyStore::new(
+            Arc::clone(&engine),
+            default,
+            Metrics::new().expect("metrics"),
+            EventSink::discard(),
+        );
+        let r = PolicyRef {
+            configmap: "policies".into(),
+            key: "p.wasm".into(),
+        };
+        let component_digest = hex::encode(Sha256::digest(DEFAULT_POLICY));
+        let mut cm = configmap(&[]);
+        let packed = gzip(DEFAULT_POLICY);
+        assert!(packed.len() < DEFAULT_POLICY.len());
+        cm.binary_data = Some(BTreeMap::from([("p.wasm".to_owned(), ByteString(packed))]));
+        let out = store.apply(&cm).await;
+        assert_eq!(
+            out[0].1,
+            Outcome::Published {
+                digest: component_digest.clone()
+            },
+            "known by the component's digest"
+        );
+        assert_eq!(store.source("ns", &r).current().digest, component_digest);
+        // The same component uncompressed: the same version.
+        assert_eq!(store.apply(&configmap(&[])).await[0].1, Outcome::Unchanged);
+
+        // A corrupt stream and one that unpacks past the cap: refused, the
+        // last good one stays.
+        let mut corrupt = gzip(DEFAULT_POLICY);
+        corrupt.truncate(corrupt.len() / 2);
+        let huge = gzip(&vec![
+            0u8;
+            usize::try_from(UNPACKED_MAX_BYTES).expect("fits") + 1
+        ]);
+        assert!(huge.len() < 1 << 20, "a small value ({} bytes)", huge.len());
+        for (bad, why) in [(corrupt, "does not unpack"), (huge, "more than 256 MiB")] {
+            cm.binary_data = Some(BTreeMap::from([("p.wasm".to_owned(), ByteString(bad))]));
+            match &store.apply(&cm).await[0].1 {
+                Outcome::Refused { reason } => assert!(reason.contains(why), "{reason}"),
+                other => panic!("{why}: {other:?}"),
+            }
+            assert_eq!(store.source("ns", &r).current().digest, component_digest);
+        }
     }
 }

@@ -37,6 +37,27 @@ pub fn policy_path(var: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// Builds the Python or JavaScript example policy `example`
+/// (examples/policies/<example>) with its own build script into `out`;
+/// the scripts install componentize-py / jco through
+/// scripts/policy-tools.sh (cached after the first run).
+pub fn build_example(example: &str, out: &std::path::Path) -> PathBuf {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the repository holds host/");
+    let wasm = out.join(format!("{example}.wasm"));
+    let script = repo
+        .join("examples/policies")
+        .join(example)
+        .join("build.sh");
+    let status = std::process::Command::new(&script)
+        .arg(&wasm)
+        .status()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(status.success(), "{} failed: {status}", script.display());
+    wasm
+}
+
 /// A demo config on free loopback ports with fast timings.
 pub fn config() -> Config {
     let mut c = Config::default();

@@ -7,6 +7,6 @@ here="$(cd "$(dirname "$0")" && pwd)"
 out="$(realpath -m "${1:-$here/__NAME__.wasm}")"
 . "$here/tools.sh"
 cd "$here"
-"$JCO" componentize ./policy.js --cwd . --wit wit --world-name policy \
+"$JCO" componentize ./component.js --cwd . --wit wit --world-name policy \
     --backend quickjs --backend-qjs-disable-async -o "$out" >&2
 echo "$out: $(stat -c %s "$out") bytes" >&2
