@@ -15,6 +15,7 @@ pub mod demo_app;
 pub mod duration;
 pub mod html;
 pub mod kube;
+pub mod leadership;
 pub mod metrics;
 pub mod policy;
 pub mod policy_check;

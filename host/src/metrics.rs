@@ -2,7 +2,8 @@
 //! plus wicket's own.
 
 use prometheus::{
-    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts,
     Registry, TextEncoder,
 };
 
@@ -32,6 +33,9 @@ pub struct Metrics {
     pub policy_info: IntGaugeVec,
     /// Policy versions refused when loading (hot swap kept the last good one).
     pub policy_load_errors: IntCounterVec,
+    /// 1 while this replica is the one that scales (holds the Lease, or
+    /// runs alone), else 0.
+    pub leader: IntGauge,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -109,6 +113,10 @@ impl Metrics {
                 ),
                 &["source"],
             )?,
+            leader: IntGauge::with_opts(opts(
+                "wicket_leader",
+                "1 while this replica is the leader that scales (holds the Lease), else 0",
+            ))?,
         };
         let r = &m.registry;
         r.register(Box::new(m.current_users.clone()))?;
@@ -122,6 +130,7 @@ impl Metrics {
         r.register(Box::new(m.policy_fallbacks.clone()))?;
         r.register(Box::new(m.policy_info.clone()))?;
         r.register(Box::new(m.policy_load_errors.clone()))?;
+        r.register(Box::new(m.leader.clone()))?;
         Ok(m)
     }
 

@@ -154,6 +154,13 @@ impl Cluster {
                 auth.token = Some(token.to_owned().into());
             }
         }
+        // As in a pod, where the client's namespace is the ServiceAccount's:
+        // the host's own namespace (where its leader Lease is).
+        for ctx in &mut kc.contexts {
+            if let Some(c) = ctx.context.as_mut() {
+                c.namespace = Some(NS.to_owned());
+            }
+        }
         self.client_from(kc).await
     }
 
