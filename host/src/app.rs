@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
@@ -1068,14 +1068,7 @@ mod tests {
             dns: false,
         };
         let expiry = Duration::from_secs(60);
-        let app = App::new(
-            routing,
-            settings,
-            expiry,
-            runner,
-            provider,
-            metrics,
-        );
+        let app = App::new(routing, settings, expiry, runner, provider, metrics);
         app.apply(PodEvent::Upsert {
             app: "t".into(),
             pod: PodInfo {
@@ -1112,12 +1105,19 @@ mod tests {
             app.step(true).await;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(provider.0.load(Ordering::SeqCst), 0, "a follower never creates");
+        assert_eq!(
+            provider.0.load(Ordering::SeqCst),
+            0,
+            "a follower never creates"
+        );
         leadership.set(true);
         app.step(false).await;
         let start = Instant::now();
         while provider.0.load(Ordering::SeqCst) == 0 {
-            assert!(start.elapsed() < Duration::from_secs(5), "the leader creates");
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the leader creates"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

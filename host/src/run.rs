@@ -175,8 +175,7 @@ pub async fn start(config: Config, client: ::kube::Client) -> anyhow::Result<Run
     });
     let (leadership, leader) = if config.kubernetes.leader_election {
         // The Lease lives in the host's own namespace, whatever it watches.
-        let own = namespace::from_environment(&[], client.default_namespace())
-            .remove(0);
+        let own = namespace::from_environment(&[], client.default_namespace()).remove(0);
         let leader = Leader::start(
             client.clone(),
             lease_settings(&config, own),
