@@ -135,6 +135,33 @@ async fn manifests_apply_on_a_real_apiserver() {
         "jsonpath={.rules[?(@.resourceNames)].resourceNames}",
     ]);
     assert!(names.contains(LEASE), "{names}");
+    // The HA example (deploy/ + Redis) applies on top; the single-replica
+    // one is accepted and its config (no [store]: in memory) is valid.
+    c.kubectl_ok(&["apply", "-k", "examples/ha/"]);
+    c.kubectl_ok(&[
+        "get",
+        "-n",
+        NS,
+        "deployment/wicket-redis",
+        "service/wicket-redis",
+    ]);
+    let single = c.kubectl_ok(&[
+        "apply",
+        "--dry-run=server",
+        "-k",
+        "examples/single-replica/",
+        "-o",
+        "jsonpath={.items[?(@.kind==\"ConfigMap\")].data.wicket\\.toml}",
+    ]);
+    let single =
+        wicket::config::Config::parse(&single, std::path::Path::new("single-replica")).unwrap();
+    assert!(!single.kubernetes.leader_election, "alone: no election");
+    assert_eq!(single.proxy.listen.port(), 9001);
+    // The monitoring kustomization builds (its CRDs are not in this cluster).
+    let monitoring = c.kubectl_ok(&["kustomize", "deploy/monitoring/"]);
+    for kind in ["ServiceMonitor", "PrometheusRule", "ConfigMap"] {
+        assert!(monitoring.contains(&format!("kind: {kind}")), "{kind}");
+    }
     // The examples.
     c.kubectl_ok(&["apply", "-n", NS, "-f", "examples/k8s/simple.yaml"]);
     c.kubectl_ok(&["apply", "-n", NS, "-f", "examples/k8s/advanced.yaml"]);
