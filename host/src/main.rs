@@ -241,7 +241,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 shutdown_signal().await?;
                 tracing::info!("shutting down");
-                // Another replica takes over scaling now, not when the Lease expires.
+                // Stop scaling and free the Lease for the next leader.
                 running.step_down().await;
                 drop(running);
                 Ok(())

@@ -59,8 +59,8 @@ impl Running {
         self.ports.as_ref()?.addr(name)
     }
 
-    /// Stops scaling and releases the leader Lease, so that another replica
-    /// takes over at once (on SIGTERM, before the rest stops).
+    /// Stops scaling and releases the leader Lease for the next leader (on
+    /// SIGTERM, before the drain).
     pub async fn step_down(&mut self) {
         if let Some(leader) = self.leader.take() {
             leader.step_down().await;

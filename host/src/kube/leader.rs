@@ -9,7 +9,8 @@
 //!   `duration` after its last renewal; a follower then takes it (after a
 //!   random pause of up to 1 s, the crate's) and scales on its next round.
 //! - the leader stops (SIGTERM): [`Leader::step_down`] releases the Lease;
-//!   a follower takes it when its wait for the old expiry ends.
+//!   a follower takes it when its wait for the old expiry ends (the crate
+//!   does not watch the Lease), without the random pause.
 //! - a renewal fails (API unreachable, conflict): this replica stops
 //!   scaling at once (before the Lease can expire and pass to another), then
 //!   releases what it may still hold and runs for the Lease again.
@@ -240,8 +241,8 @@ impl Leader {
         &self.leadership
     }
 
-    /// Stops scaling and releases the Lease (if held), so that another
-    /// replica takes over without waiting for it to expire.
+    /// Stops scaling and releases the Lease (if held): no replica has to
+    /// force an expired Lease free to take over.
     pub async fn step_down(self) {
         drop(self.task);
         self.leadership.set(false);
