@@ -959,5 +959,31 @@ async fn leader_killed_another_replica_takes_over_scaling() {
         assert!(ok > 0);
         assert_eq!(failed, 0, "the follower served its users throughout");
     }
-    drop(b);
+
+    // SIGTERM on the leader: it frees the Lease before it exits (0), and
+    // the next replica leads within the same bound.
+    let c = WicketProcess::start(dir.path(), &kubeconfig, "wicket-c", &toml).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!((b.leader().await, c.leader().await), (1.0, 0.0));
+    let stopped = Instant::now();
+    let status = b.terminate().await;
+    assert!(status.success(), "{status}");
+    let holder = Api::<Lease>::namespaced(admin.clone(), NS)
+        .get(LEASE)
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default();
+    assert!(
+        !holder.starts_with("wicket-b-"),
+        "released on SIGTERM: {holder:?}"
+    );
+    wait_for(Duration::from_secs(LEASE_SECONDS + 10), || async {
+        c.leader().await == 1.0
+    })
+    .await;
+    let took = stopped.elapsed();
+    eprintln!("leader stopped (SIGTERM): the next one led after {took:?}");
+    assert!(took <= Duration::from_secs(LEASE_SECONDS + 3), "{took:?}");
 }

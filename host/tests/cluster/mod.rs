@@ -556,6 +556,17 @@ impl WicketProcess {
         crate::common::metric_at(self.metrics_addr, "wicket_leader", "").await
     }
 
+    /// SIGTERM, and the exit status (within 60 s).
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .unwrap()
+    }
+
     /// SIGKILL: no goodbye, the Lease stays held until it expires.
     pub async fn kill(mut self) {
         self.child.kill().await.unwrap();
