@@ -987,3 +987,63 @@ async fn leader_killed_another_replica_takes_over_scaling() {
     eprintln!("leader stopped (SIGTERM): the next one led after {took:?}");
     assert!(took <= Duration::from_secs(LEASE_SECONDS + 3), "{took:?}");
 }
+
+/// (8) A Role without the Lease rules (deploy/ before leader election): the
+/// host serves but never scales (two hosts might both scale otherwise; it
+/// logs the missing rule); once the Role has them, it leads and scales
+/// without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_lease_rights_the_host_serves_but_does_not_scale() {
+    let c = Cluster::start();
+    c.apply_deploy();
+    let rules = c.kubectl_ok(&[
+        "get",
+        "-n",
+        NS,
+        "role/wicket",
+        "-o",
+        "jsonpath={.rules[4].resources} {.rules[5].resources}",
+    ]);
+    assert_eq!(
+        rules, r#"["leases"] ["leases"]"#,
+        "rules 4 and 5 are the Lease's"
+    );
+    c.kubectl_ok(&[
+        "patch",
+        "-n",
+        NS,
+        "role/wicket",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/rules/5"},{"op":"remove","path":"/rules/4"}]"#,
+    ]);
+    let sa = c.client_with_token(&c.service_account_token()).await;
+    let host = wicket::run::start(host_config(), sa).await.unwrap();
+    let admin = c.admin().await;
+    let d = app_deployment(
+        "nolease",
+        &[(ann::TICKETS_SPARE, "1"), (ann::PODS_MAX, "1")],
+        pod_port(),
+    );
+    Api::namespaced(admin.clone(), NS)
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    wait_for(LIMIT, || async { host.apps.get("nolease").is_some() }).await;
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), NS);
+    let lp = ListParams::default().labels(&format!("{}=true", ann::SCALED_LABEL));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(host.metrics.leader.get(), 0, "no Lease, no leader");
+    assert!(
+        pods.list(&lp).await.unwrap().items.is_empty(),
+        "no leader, no pods"
+    );
+
+    // The Role again as deploy/ ships it: the host leads and scales.
+    c.kubectl_ok(&["apply", "-k", "deploy/"]);
+    wait_for(LIMIT, || async { host.metrics.leader.get() == 1 }).await;
+    wait_for(LIMIT, || async {
+        pods.list(&lp).await.unwrap().items.len() == 1
+    })
+    .await;
+}
