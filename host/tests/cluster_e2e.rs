@@ -771,13 +771,22 @@ async fn apiserver_outage_keeps_users_served() {
     // (free 0 < spare 1) makes the host try to create a pod (it retries).
     let u2 = User::start(addr, "outage", ticket(addr, "outage", LIMIT).await);
     let u3 = User::start(addr, "outage", ticket(addr, "outage", LIMIT).await);
+    // Its Lease renewal (every 10 s) fails during the outage: it stops
+    // leading at once.
+    wait_for(Duration::from_secs(25), || async {
+        env.host.metrics.leader.get() == 0
+    })
+    .await;
     let (ok, took) = outage.await.unwrap();
     assert!(ok, "apiserver restart");
     eprintln!("apiserver was down for {took:?}");
     assert!(took >= Duration::from_secs(20));
     assert!(u1.ok() > 150, "served throughout: {}", u1.ok());
 
-    // Back: the retried creation lands, exactly once.
+    // Back: the host leads again (a renewal failed during the outage: it
+    // stopped leading, then ran again) ...
+    wait_for(LIMIT, || async { env.host.metrics.leader.get() == 1 }).await;
+    // ... and the retried creation lands, exactly once.
     wait_for(Duration::from_secs(30), || async {
         env.autoscaled("outage").await.len() == 1
     })

@@ -11,9 +11,10 @@
 //! - the leader stops (SIGTERM): [`Leader::step_down`] releases the Lease;
 //!   a follower takes it when its wait for the old expiry ends (the crate
 //!   does not watch the Lease), without the random pause.
-//! - a renewal fails (API unreachable, conflict): this replica stops
-//!   scaling at once (before the Lease can expire and pass to another), then
-//!   releases what it may still hold and runs for the Lease again.
+//! - a renewal fails (API unreachable): this replica stops scaling at once
+//!   (before the Lease can expire and pass to another), then releases what
+//!   it may still hold (retrying until the API answers) and runs for the
+//!   Lease again.
 //!
 //! Changes are logged, counted in `wicket_leader` and recorded as Events on
 //! the Lease.
@@ -193,11 +194,16 @@ async fn run(
                 // while this one cannot renew it.
                 report.leads(false);
                 tracing::warn!("leader election: {}", explain(&e, &s));
-                backoff.sleep().await;
-                // Free what this replica may still hold and learn the
-                // Lease's state; the next `changed` runs for it again.
-                if let Err(e) = manager.release().await {
-                    tracing::debug!("leader election: releasing after an error: {e}");
+                // Free what this replica may still hold before running
+                // again: the crate still counts it as the holder and would
+                // go on renewing a Lease that no replica scales with. Once
+                // released, `changed` reports the loss and runs again.
+                loop {
+                    backoff.sleep().await;
+                    match manager.release().await {
+                        Ok(()) => break,
+                        Err(e) => tracing::debug!("leader election: releasing after an error: {e}"),
+                    }
                 }
             }
         }
