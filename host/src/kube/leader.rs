@@ -23,6 +23,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use kube::Client;
+use kube::runtime::utils::Backoff;
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
 
 use super::events::{self, EventSink, EventType, Record};
@@ -139,29 +140,10 @@ fn explain(e: &LeaseManagerError, s: &LeaseSettings) -> String {
     }
 }
 
-/// Exponential backoff between `initial` and `max` (no jitter needed: the
-/// crate adds its own random pauses where replicas race).
-struct Backoff {
-    next: Duration,
-    settings: RetrySettings,
-}
-
-impl Backoff {
-    fn new(settings: RetrySettings) -> Self {
-        Self {
-            next: settings.initial,
-            settings,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.next = self.settings.initial;
-    }
-
-    async fn sleep(&mut self) {
-        tokio::time::sleep(self.next).await;
-        self.next = (self.next * 2).min(self.settings.max);
-    }
+/// Waits for the next delay of `backoff` (the watches' backoff: forever,
+/// capped at `retry_max_ms`).
+async fn pause(backoff: &mut impl Backoff, retry: &RetrySettings) {
+    tokio::time::sleep(backoff.next().unwrap_or(retry.max)).await;
 }
 
 async fn run(
@@ -171,13 +153,13 @@ async fn run(
     retry: RetrySettings,
 ) {
     let s = report.settings.clone();
-    let mut backoff = Backoff::new(retry);
+    let mut backoff = retry.watch();
     let manager = loop {
         match build(&client, &s).await {
             Ok(m) => break Arc::new(m),
             Err(e) => {
                 tracing::error!("leader election: {}", explain(&e, &s));
-                backoff.sleep().await;
+                pause(&mut backoff, &retry).await;
             }
         }
     };
@@ -199,7 +181,7 @@ async fn run(
                 // go on renewing a Lease that no replica scales with. Once
                 // released, `changed` reports the loss and runs again.
                 loop {
-                    backoff.sleep().await;
+                    pause(&mut backoff, &retry).await;
                     match manager.release().await {
                         Ok(()) => break,
                         Err(e) => tracing::debug!("leader election: releasing after an error: {e}"),
