@@ -15,6 +15,10 @@ step "browser" scripts/browser-deps.sh
 # componentize-py and jco (cached), then the Python and JavaScript SDKs,
 # example policies and templates, built from source and tested.
 step "policy SDKs" scripts/test-policy-sdks.sh
+# The Prometheus alert rules of deploy/monitoring/: promtool (Debian's
+# prometheus package, installed if missing) checks them and runs their
+# unit tests.
+step "alert rules" scripts/check-alerts.sh
 step "format" cargo fmt --all --check
 step "lint" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests" cargo test --workspace --locked

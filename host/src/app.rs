@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use tokio::sync::{Notify, oneshot, watch};
 
+use crate::leadership::Leadership;
 use crate::metrics::Metrics;
 use crate::policy::{PolicyRunner, invariants};
 use crate::provider::{PodEvent, PodProvider};
@@ -292,6 +293,8 @@ pub struct App {
     retired: AtomicBool,
     /// The same moment on both clocks: turns `Instant`s into unix times.
     epoch: (Instant, SystemTime),
+    /// Whether this replica scales; unset: it runs alone and does.
+    leadership: OnceLock<Leadership>,
 }
 
 impl std::fmt::Debug for App {
@@ -334,7 +337,14 @@ impl App {
             changes: watch::Sender::new(Signature::default()),
             retired: AtomicBool::new(false),
             epoch: (Instant::now(), SystemTime::now()),
+            leadership: OnceLock::new(),
         })
+    }
+
+    /// Scale only while `leadership` says this replica leads (set once,
+    /// before the app runs).
+    pub fn follow(&self, leadership: &Leadership) {
+        let _ = self.leadership.set(leadership.clone());
     }
 
     /// Marks the app as gone from the app table.
@@ -869,6 +879,9 @@ impl App {
     /// Asks the policy to scale and starts the actions it approved that the
     /// current state still allows.
     async fn scale(self: &Arc<Self>) {
+        if self.leadership.get().is_some_and(|l| !l.is_leader()) {
+            return;
+        }
         let snap = self.inner.lock().take_snapshot(Instant::now());
         let (decision, snap) = self.policy.scale(snap).await;
         let mut guard = self.inner.lock();
@@ -1011,6 +1024,29 @@ mod tests {
 
     /// An app with one ready pod of `tickets_max` slots and no scaling.
     fn app(tickets_max: u32) -> Arc<App> {
+        app_with(tickets_max, Arc::new(NoProvider))
+    }
+
+    /// A provider that counts the creations it is asked for (and refuses them).
+    struct Counting(AtomicU64);
+
+    impl PodProvider for Counting {
+        fn create<'a>(&'a self, app: &'a str) -> BoxFuture<'a, Result<PodInfo, ProviderError>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move { Err(NoProvider::refuse(app)) })
+        }
+
+        fn delete<'a>(
+            &'a self,
+            app: &'a str,
+            _pod: &'a str,
+        ) -> BoxFuture<'a, Result<(), ProviderError>> {
+            Box::pin(async move { Err(NoProvider::refuse(app)) })
+        }
+    }
+
+    /// [`app`] with `provider`.
+    fn app_with(tickets_max: u32, provider: Arc<dyn PodProvider>) -> Arc<App> {
         let metrics = Metrics::new().expect("metrics");
         // Debug builds, tests in parallel: no deadline trouble.
         let limits = Limits {
@@ -1032,14 +1068,7 @@ mod tests {
             dns: false,
         };
         let expiry = Duration::from_secs(60);
-        let app = App::new(
-            routing,
-            settings,
-            expiry,
-            runner,
-            Arc::new(NoProvider),
-            metrics,
-        );
+        let app = App::new(routing, settings, expiry, runner, provider, metrics);
         app.apply(PodEvent::Upsert {
             app: "t".into(),
             pod: PodInfo {
@@ -1056,6 +1085,40 @@ mod tests {
         match r {
             TicketRequest::Granted(g) => Some(g),
             _ => None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_the_leader_asks_for_pods() {
+        let provider = Arc::new(Counting(AtomicU64::new(0)));
+        let app = app_with(1, Arc::clone(&provider) as Arc<dyn PodProvider>);
+        // Free 1 < spare 2: the policy wants a pod.
+        app.set_settings(AppSettings {
+            tickets_max: 1,
+            tickets_spare: 2,
+            pods_max: 3,
+            ..AppSettings::default()
+        });
+        let leadership = Leadership::follower();
+        app.follow(&leadership);
+        for _ in 0..3 {
+            app.step(true).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            provider.0.load(Ordering::SeqCst),
+            0,
+            "a follower never creates"
+        );
+        leadership.set(true);
+        app.step(false).await;
+        let start = Instant::now();
+        while provider.0.load(Ordering::SeqCst) == 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the leader creates"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

@@ -293,6 +293,17 @@ pub struct KubernetesConfig {
     /// How long one pod creation or deletion is retried (the pauses between
     /// its attempts, added up) before it is given up.
     pub action_timeout_ms: u64,
+    /// Elect the one replica that scales through a Lease; off: this host
+    /// always scales (one replica only).
+    pub leader_election: bool,
+    /// The Lease's name, in the host's own namespace.
+    pub lease_name: String,
+    /// How long a leader holds the Lease after its last renewal: the
+    /// failover bound when a leader dies.
+    pub lease_duration_seconds: u64,
+    /// The leader renews this long before the Lease would expire (and this
+    /// much clock skew between nodes is tolerated).
+    pub lease_renew_before_seconds: u64,
 }
 
 impl Default for KubernetesConfig {
@@ -303,8 +314,22 @@ impl Default for KubernetesConfig {
             retry_initial_ms: 250,
             retry_max_ms: 5000,
             action_timeout_ms: 120_000,
+            leader_election: true,
+            lease_name: "wicket-leader".into(),
+            lease_duration_seconds: 15,
+            lease_renew_before_seconds: 5,
         }
     }
+}
+
+/// A Kubernetes object name (RFC 1123 subdomain): what the API accepts.
+fn dns_subdomain(s: &str) -> bool {
+    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    s.len() <= 253
+        && edge(s.as_bytes().first())
+        && edge(s.as_bytes().last())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
 
 /// A configuration that cannot be used.
@@ -529,6 +554,24 @@ impl Config {
                 "kubernetes.action_timeout_ms",
                 "must be at least 1000",
             ),
+            (
+                dns_subdomain(&self.kubernetes.lease_name),
+                "kubernetes.lease_name",
+                "must be a Kubernetes object name (lower-case letters, digits, '-' and '.')",
+            ),
+            (
+                self.kubernetes.lease_duration_seconds >= 2
+                    && self.kubernetes.lease_duration_seconds <= 3600,
+                "kubernetes.lease_duration_seconds",
+                "must be between 2 and 3600",
+            ),
+            (
+                self.kubernetes.lease_renew_before_seconds >= 1
+                    && self.kubernetes.lease_renew_before_seconds
+                        < self.kubernetes.lease_duration_seconds,
+                "kubernetes.lease_renew_before_seconds",
+                "must be at least 1 and less than kubernetes.lease_duration_seconds",
+            ),
         ];
         match checks.iter().find(|(ok, _, _)| !ok) {
             Some(&(_, key, problem)) => Err((key, problem)),
@@ -722,6 +765,18 @@ mod tests {
                 "kubernetes.retry_max_ms",
             ),
             ("[kubernetes]\nnamespaces = \"ns\"", "namespaces"),
+            (
+                "[kubernetes]\nlease_name = \"Wicket_Leader\"",
+                "kubernetes.lease_name",
+            ),
+            (
+                "[kubernetes]\nlease_duration_seconds = 1",
+                "kubernetes.lease_duration_seconds",
+            ),
+            (
+                "[kubernetes]\nlease_duration_seconds = 5\nlease_renew_before_seconds = 5",
+                "kubernetes.lease_renew_before_seconds",
+            ),
             ("[nonsense]", "nonsense"),
             ("[proxy\n", "test.toml"),
         ];

@@ -48,6 +48,8 @@ impl Drop for Demo {
 /// Starts the demo host. `exe` is the wicket binary (pods run `exe demo-app`).
 pub async fn start(config: Config, exe: PathBuf) -> anyhow::Result<Demo> {
     let metrics = Metrics::new().context("creating metrics")?;
+    // Alone, outside Kubernetes: the host is its own leader (no Lease).
+    metrics.leader.set(1);
     let PolicySetup {
         engine,
         default,

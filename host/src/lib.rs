@@ -19,6 +19,7 @@ pub mod demo;
 pub mod demo_app;
 pub mod html;
 pub mod kube;
+pub mod leadership;
 pub mod metrics;
 pub mod policy_check;
 pub mod policy_new;

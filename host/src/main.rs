@@ -234,13 +234,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load_config(config, listen, metrics)?;
             runtime()?.block_on(async move {
                 let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
-                let running = wicket::run::start(config, client).await?;
+                let mut running = wicket::run::start(config, client).await?;
                 tracing::info!(
                     proxy = %running.proxy_addr, metrics = %running.metrics_addr, namespaces = ?running.namespaces,
                     "wicket is running"
                 );
                 shutdown_signal().await?;
                 tracing::info!("shutting down");
+                // Stop scaling and free the Lease for the next leader.
+                running.step_down().await;
                 drop(running);
                 Ok(())
             })

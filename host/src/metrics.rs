@@ -2,8 +2,8 @@
 //! plus wicket's own.
 
 use prometheus::{
-    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use wicket_policy_runtime::PolicyMetrics;
 
@@ -26,6 +26,9 @@ pub struct Metrics {
     /// The policy runtime's metrics (calls, faults, fallbacks, the active
     /// policy, refused loads).
     pub policy: PolicyMetrics,
+    /// 1 while this replica is the one that scales (holds the Lease, or
+    /// runs alone), else 0.
+    pub leader: IntGauge,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -72,6 +75,10 @@ impl Metrics {
                 app,
             )?,
             policy: PolicyMetrics::new()?,
+            leader: IntGauge::with_opts(opts(
+                "wicket_leader",
+                "1 while this replica is the leader that scales (holds the Lease), else 0",
+            ))?,
         };
         let r = &m.registry;
         r.register(Box::new(m.current_users.clone()))?;
@@ -81,6 +88,7 @@ impl Metrics {
         r.register(Box::new(m.waiting_users.clone()))?;
         r.register(Box::new(m.ticket_wait.clone()))?;
         m.policy.register(r)?;
+        r.register(Box::new(m.leader.clone()))?;
         Ok(m)
     }
 

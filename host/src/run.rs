@@ -15,9 +15,11 @@ use crate::apps::Apps;
 use crate::config::Config;
 use crate::kube::controller::{Controller, Shared};
 use crate::kube::health::ApiHealth;
+use crate::kube::leader::{Leader, LeaseSettings};
 use crate::kube::policies::{self, PolicyStore};
 use crate::kube::retry::RetrySettings;
 use crate::kube::{events, namespace};
+use crate::leadership::Leadership;
 use crate::metrics::Metrics;
 use crate::policy::{PolicySetup, PolicySource};
 use crate::proxy::{self, Proxy};
@@ -43,6 +45,10 @@ pub struct Running {
     pub policies: Arc<PolicyStore>,
     /// What waits for the API while it cannot be reached.
     pub health: Arc<ApiHealth>,
+    /// Whether this replica scales.
+    pub leadership: Leadership,
+    /// The Lease election (None with `leader_election = false`).
+    leader: Option<Leader>,
     ports: Option<Arc<AppPorts>>,
     _tasks: Vec<Task>,
 }
@@ -51,6 +57,27 @@ impl Running {
     /// Where app `name`'s own port (deployment.port) listens, if open.
     pub fn app_addr(&self, name: &str) -> Option<SocketAddr> {
         self.ports.as_ref()?.addr(name)
+    }
+
+    /// Stops scaling and releases the leader Lease for the next leader (on
+    /// SIGTERM, before the drain).
+    pub async fn step_down(&mut self) {
+        if let Some(leader) = self.leader.take() {
+            leader.step_down().await;
+        }
+    }
+}
+
+/// The leader election from `[kubernetes]`: this replica's identity is its
+/// instance name with a random suffix (two processes never share one).
+fn lease_settings(config: &Config, namespace: String) -> LeaseSettings {
+    let k = &config.kubernetes;
+    LeaseSettings {
+        name: k.lease_name.clone(),
+        namespace,
+        identity: format!("{}-{:08x}", instance(), rand::random::<u32>()),
+        duration: Duration::from_secs(k.lease_duration_seconds),
+        renew_before: Duration::from_secs(k.lease_renew_before_seconds),
     }
 }
 
@@ -146,6 +173,22 @@ pub async fn start(config: Config, client: ::kube::Client) -> anyhow::Result<Run
             proxy_addr.port(),
         )
     });
+    let (leadership, leader) = if config.kubernetes.leader_election {
+        // The Lease lives in the host's own namespace, whatever it watches.
+        let own = namespace::from_environment(&[], client.default_namespace()).remove(0);
+        let leader = Leader::start(
+            client.clone(),
+            lease_settings(&config, own),
+            Leadership::follower(),
+            metrics.clone(),
+            event_sink.clone(),
+            retry,
+        );
+        (leader.leadership().clone(), Some(leader))
+    } else {
+        metrics.leader.set(1);
+        (Leadership::alone(), None)
+    };
     let health = ApiHealth::new();
     let shared = Shared {
         client,
@@ -161,6 +204,7 @@ pub async fn start(config: Config, client: ::kube::Client) -> anyhow::Result<Run
         health: Arc::clone(&health),
         expiry: Duration::from_millis(config.proxy.ticket_expiry_ms),
         timezone: config.timezone(),
+        leadership: leadership.clone(),
     };
     tasks.push(Task::spawn(Controller::run(shared, namespaces.clone())));
 
@@ -173,6 +217,8 @@ pub async fn start(config: Config, client: ::kube::Client) -> anyhow::Result<Run
         default_source,
         policies: store,
         health,
+        leadership,
+        leader,
         ports,
         _tasks: tasks,
     })

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use cluster::*;
 use common::{client, get, metric_at, ticket};
 use http::StatusCode;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -25,6 +26,8 @@ use serde_json::json;
 use wicket::kube::annotations as ann;
 
 const LIMIT: Duration = Duration::from_secs(20);
+/// deploy/'s leader Lease (kubernetes.lease_name).
+const LEASE: &str = "wicket-leader";
 
 /// A user who keeps using a ticket (every 100 ms) and counts the answers.
 struct User {
@@ -102,6 +105,7 @@ async fn manifests_apply_on_a_real_apiserver() {
         "configmap/wicket-config",
         "deployment/wicket",
         "service/wicket",
+        "poddisruptionbudget/wicket",
     ] {
         c.kubectl_ok(&["get", "-n", NS, obj]);
     }
@@ -118,6 +122,56 @@ async fn manifests_apply_on_a_real_apiserver() {
         .unwrap();
     assert_eq!(cfg.proxy.listen.port(), 9001);
     assert_eq!(cfg.metrics.listen.port(), 9999);
+    // Two replicas that roll one at a time and drain: the API kept it all.
+    let spec = c.kubectl_ok(&[
+        "get",
+        "-n",
+        NS,
+        "deployment/wicket",
+        "-o",
+        "jsonpath={.spec.replicas} {.spec.strategy.type} {.spec.strategy.rollingUpdate.maxUnavailable} \
+         {.spec.template.spec.terminationGracePeriodSeconds} \
+         {.spec.template.spec.containers[0].lifecycle.preStop.sleep.seconds}",
+    ]);
+    assert_eq!(spec, "2 RollingUpdate 0 45 5");
+    // The Lease the config names is the one the Role lets it renew.
+    assert_eq!(cfg.kubernetes.lease_name, LEASE);
+    let names = c.kubectl_ok(&[
+        "get",
+        "-n",
+        NS,
+        "role/wicket",
+        "-o",
+        "jsonpath={.rules[?(@.resourceNames)].resourceNames}",
+    ]);
+    assert!(names.contains(LEASE), "{names}");
+    // The HA example (deploy/ + Redis) applies on top; the single-replica
+    // one is accepted and its config (no [store]: in memory) is valid.
+    c.kubectl_ok(&["apply", "-k", "examples/ha/"]);
+    c.kubectl_ok(&[
+        "get",
+        "-n",
+        NS,
+        "deployment/wicket-redis",
+        "service/wicket-redis",
+    ]);
+    let single = c.kubectl_ok(&[
+        "apply",
+        "--dry-run=server",
+        "-k",
+        "examples/single-replica/",
+        "-o",
+        "jsonpath={.items[?(@.kind==\"ConfigMap\")].data.wicket\\.toml}",
+    ]);
+    let single =
+        wicket::config::Config::parse(&single, std::path::Path::new("single-replica")).unwrap();
+    assert!(!single.kubernetes.leader_election, "alone: no election");
+    assert_eq!(single.proxy.listen.port(), 9001);
+    // The monitoring kustomization builds (its CRDs are not in this cluster).
+    let monitoring = c.kubectl_ok(&["kustomize", "deploy/monitoring/"]);
+    for kind in ["ServiceMonitor", "PrometheusRule", "ConfigMap"] {
+        assert!(monitoring.contains(&format!("kind: {kind}")), "{kind}");
+    }
     // The examples.
     c.kubectl_ok(&["apply", "-n", NS, "-f", "examples/k8s/simple.yaml"]);
     c.kubectl_ok(&["apply", "-n", NS, "-f", "examples/k8s/advanced.yaml"]);
@@ -224,8 +278,59 @@ async fn service_account_is_sufficient_and_least_privilege() {
         .await;
     assert!(forbidden(r.map(|_| ())), "no update/patch on pods");
 
-    // The host runs with that token: watches, creates pods, records Events.
-    let host = wicket::run::start(host_config(), sa).await.unwrap();
+    // The host runs with that token: watches, creates pods, records Events,
+    // and takes the leader Lease.
+    let host = wicket::run::start(host_config(), sa.clone()).await.unwrap();
+    wait_for(LIMIT, || async { host.metrics.leader.get() == 1 }).await;
+    assert!(host.leadership.is_leader());
+    let leases: Api<Lease> = Api::namespaced(sa.clone(), NS);
+    let lease = leases.get(LEASE).await.expect("its own Lease is readable");
+    let holder = lease
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default();
+    assert!(!holder.is_empty(), "the host holds the Lease");
+    // ... and nothing else about Leases: no other Lease, no list, no delete,
+    // no update (renewals are patches), none in another namespace.
+    assert!(
+        forbidden(leases.get("kube-scheduler").await.map(|_| ())),
+        "other Leases"
+    );
+    assert!(
+        forbidden(leases.list(&ListParams::default()).await.map(|_| ())),
+        "list"
+    );
+    assert!(
+        forbidden(
+            leases
+                .delete(LEASE, &DeleteParams::default())
+                .await
+                .map(|_| ())
+        ),
+        "delete"
+    );
+    let current = leases.get(LEASE).await.unwrap();
+    assert!(
+        forbidden(
+            leases
+                .replace(LEASE, &PostParams::default(), &current)
+                .await
+                .map(|_| ())
+        ),
+        "update"
+    );
+    let other_leases: Api<Lease> = Api::namespaced(sa.clone(), "other");
+    let fresh: Lease = serde_json::from_value(json!({"metadata": {"name": LEASE}})).unwrap();
+    assert!(
+        forbidden(
+            other_leases
+                .create(&PostParams::default(), &fresh)
+                .await
+                .map(|_| ())
+        ),
+        "no Lease in another namespace"
+    );
+    assert!(forbidden(other_leases.get(LEASE).await.map(|_| ())));
     let admin = c.admin().await;
     let d = app_deployment(
         "rbac",
@@ -254,6 +359,19 @@ async fn service_account_is_sufficient_and_least_privilege() {
             .any(|e| e.reason.as_deref() == Some("ScaledUp"))
     })
     .await;
+    let became = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|e| e.reason.as_deref() == Some("BecameLeader"))
+        .expect("a BecameLeader Event");
+    assert_eq!(
+        became.regarding.and_then(|r| r.name).as_deref(),
+        Some(LEASE),
+        "the Event is about the Lease"
+    );
 }
 
 /// (3) Annotated Deployment → app → tickets through the proxy → spare
@@ -663,13 +781,22 @@ async fn apiserver_outage_keeps_users_served() {
     // (free 0 < spare 1) makes the host try to create a pod (it retries).
     let u2 = User::start(addr, "outage", ticket(addr, "outage", LIMIT).await);
     let u3 = User::start(addr, "outage", ticket(addr, "outage", LIMIT).await);
+    // Its Lease renewal (every 10 s) fails during the outage: it stops
+    // leading at once.
+    wait_for(Duration::from_secs(25), || async {
+        env.host.metrics.leader.get() == 0
+    })
+    .await;
     let (ok, took) = outage.await.unwrap();
     assert!(ok, "apiserver restart");
     eprintln!("apiserver was down for {took:?}");
     assert!(took >= Duration::from_secs(20));
     assert!(u1.ok() > 150, "served throughout: {}", u1.ok());
 
-    // Back: the retried creation lands, exactly once.
+    // Back: the host leads again (a renewal failed during the outage: it
+    // stopped leading, then ran again) ...
+    wait_for(LIMIT, || async { env.host.metrics.leader.get() == 1 }).await;
+    // ... and the retried creation lands, exactly once.
     wait_for(Duration::from_secs(30), || async {
         env.autoscaled("outage").await.len() == 1
     })
@@ -1165,4 +1292,230 @@ async fn python_and_javascript_policies_hot_swapped_under_load() {
         0.0,
         "every version was accepted"
     );
+}
+
+/// (7) Two `wicket run` processes (with the ServiceAccount's token) against
+/// one cluster: exactly one leads and scales, the other serves only. The
+/// leader is killed (SIGKILL: its Lease stays held until it expires): the
+/// other takes over and scales within the lease duration (+ 3 s); pods.max
+/// is never exceeded and no pod is created twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_another_replica_takes_over_scaling() {
+    const LEASE_SECONDS: u64 = 4;
+    let cluster = Cluster::start();
+    cluster.apply_deploy();
+    let admin = cluster.admin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    cluster.write_kubeconfig(&cluster.service_account_token(), &kubeconfig);
+    let toml = format!(
+        "[kubernetes]\nnamespaces = [\"{NS}\"]\napp_ports = false\n\
+         retry_initial_ms = 100\nretry_max_ms = 1000\n\
+         lease_duration_seconds = {LEASE_SECONDS}\nlease_renew_before_seconds = 1\n"
+    );
+    // a starts first and leads; b follows.
+    let a = WicketProcess::start(dir.path(), &kubeconfig, "wicket-a", &toml).await;
+    wait_for(LIMIT, || async { a.leader().await == 1.0 }).await;
+    let b = WicketProcess::start(dir.path(), &kubeconfig, "wicket-b", &toml).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        (a.leader().await, b.leader().await),
+        (1.0, 0.0),
+        "exactly one leads"
+    );
+
+    // Every autoscaled pod the API ever held, and the most at once.
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), NS);
+    let seen = Arc::new(parking_lot::Mutex::new((
+        std::collections::BTreeSet::<String>::new(),
+        0usize,
+    )));
+    let watcher = {
+        let (pods, seen) = (pods.clone(), Arc::clone(&seen));
+        let lp = ListParams::default().labels(&format!("{}=true", ann::SCALED_LABEL));
+        tokio::spawn(async move {
+            loop {
+                if let Ok(list) = pods.list(&lp).await {
+                    let mut s = seen.lock();
+                    s.1 = s.1.max(list.items.len());
+                    s.0.extend(list.items.iter().map(|p| p.name_any()));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let autoscaled = || async {
+        let lp = ListParams::default().labels(&format!("{}=true", ann::SCALED_LABEL));
+        let mut v: Vec<String> = pods
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|p| p.name_any())
+            .collect();
+        v.sort();
+        v
+    };
+
+    // An app with no pods yet and spare 1: both replicas see the shortfall;
+    // only the leader creates the pod (two would make two).
+    let d = app_deployment(
+        "ha",
+        &[
+            (ann::TICKETS_MAX, "1"),
+            (ann::TICKETS_SPARE, "1"),
+            (ann::PODS_MAX, "2"),
+        ],
+        pod_port(),
+    );
+    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(admin.clone(), NS)
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    wait_for(LIMIT, || async { autoscaled().await.len() == 1 }).await;
+    let first = autoscaled().await.remove(0);
+    let mut kubelet = Kubelet::new(admin.clone());
+    kubelet.run(&first).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(autoscaled().await.len(), 1, "one pod: one leader scaled");
+
+    // A user takes the free ticket through b: b now lacks a spare ticket,
+    // but b follows, and a does not know b's users (tickets in memory).
+    let t = ticket(b.proxy_addr, "ha", LIMIT).await;
+    assert_eq!(t.pod, first);
+    let user = User::start(b.proxy_addr, "ha", t);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(autoscaled().await.len(), 1, "the follower does not scale");
+
+    // The leader dies without releasing the Lease.
+    let killed = Instant::now();
+    a.kill().await;
+    wait_for(Duration::from_secs(LEASE_SECONDS + 10), || async {
+        autoscaled().await.len() == 2
+    })
+    .await;
+    let took = killed.elapsed();
+    eprintln!("leader killed: the other replica scaled after {took:?} (lease {LEASE_SECONDS} s)");
+    assert!(
+        took <= Duration::from_secs(LEASE_SECONDS + 3),
+        "failover took {took:?}, bound {LEASE_SECONDS} s + 3 s"
+    );
+    assert_eq!(b.leader().await, 1.0, "b leads");
+    let holder = Api::<Lease>::namespaced(admin.clone(), NS)
+        .get(LEASE)
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default();
+    assert!(holder.starts_with("wicket-b-"), "{holder}");
+
+    // More demand than pods.max allows: b asks for no third pod.
+    let second = autoscaled()
+        .await
+        .into_iter()
+        .find(|p| *p != first)
+        .unwrap();
+    kubelet.run(&second).await;
+    let t2 = ticket(b.proxy_addr, "ha", LIMIT).await;
+    assert_eq!(t2.pod, second);
+    let user2 = User::start(b.proxy_addr, "ha", t2);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    watcher.abort();
+    let (names, most) = seen.lock().clone();
+    assert_eq!(most, 2, "pods.max 2 never exceeded");
+    assert_eq!(names.len(), 2, "no pod created twice: {names:?}");
+    for u in [user, user2] {
+        let (ok, failed) = u.leave();
+        assert!(ok > 0);
+        assert_eq!(failed, 0, "the follower served its users throughout");
+    }
+
+    // SIGTERM on the leader: it frees the Lease before it exits (0), and
+    // the next replica leads within the same bound.
+    let c = WicketProcess::start(dir.path(), &kubeconfig, "wicket-c", &toml).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!((b.leader().await, c.leader().await), (1.0, 0.0));
+    let stopped = Instant::now();
+    let status = b.terminate().await;
+    assert!(status.success(), "{status}");
+    let holder = Api::<Lease>::namespaced(admin.clone(), NS)
+        .get(LEASE)
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default();
+    assert!(
+        !holder.starts_with("wicket-b-"),
+        "released on SIGTERM: {holder:?}"
+    );
+    wait_for(Duration::from_secs(LEASE_SECONDS + 10), || async {
+        c.leader().await == 1.0
+    })
+    .await;
+    let took = stopped.elapsed();
+    eprintln!("leader stopped (SIGTERM): the next one led after {took:?}");
+    assert!(took <= Duration::from_secs(LEASE_SECONDS + 3), "{took:?}");
+}
+
+/// (8) A Role without the Lease rules (deploy/ before leader election): the
+/// host serves but never scales (two hosts might both scale otherwise; it
+/// logs the missing rule); once the Role has them, it leads and scales
+/// without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_lease_rights_the_host_serves_but_does_not_scale() {
+    let c = Cluster::start();
+    c.apply_deploy();
+    let rules = c.kubectl_ok(&[
+        "get",
+        "-n",
+        NS,
+        "role/wicket",
+        "-o",
+        "jsonpath={.rules[4].resources} {.rules[5].resources}",
+    ]);
+    assert_eq!(
+        rules, r#"["leases"] ["leases"]"#,
+        "rules 4 and 5 are the Lease's"
+    );
+    c.kubectl_ok(&[
+        "patch",
+        "-n",
+        NS,
+        "role/wicket",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/rules/5"},{"op":"remove","path":"/rules/4"}]"#,
+    ]);
+    let sa = c.client_with_token(&c.service_account_token()).await;
+    let host = wicket::run::start(host_config(), sa).await.unwrap();
+    let admin = c.admin().await;
+    let d = app_deployment(
+        "nolease",
+        &[(ann::TICKETS_SPARE, "1"), (ann::PODS_MAX, "1")],
+        pod_port(),
+    );
+    Api::namespaced(admin.clone(), NS)
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    wait_for(LIMIT, || async { host.apps.get("nolease").is_some() }).await;
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), NS);
+    let lp = ListParams::default().labels(&format!("{}=true", ann::SCALED_LABEL));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(host.metrics.leader.get(), 0, "no Lease, no leader");
+    assert!(
+        pods.list(&lp).await.unwrap().items.is_empty(),
+        "no leader, no pods"
+    );
+
+    // The Role again as deploy/ ships it: the host leads and scales.
+    c.kubectl_ok(&["apply", "-k", "deploy/"]);
+    wait_for(LIMIT, || async { host.metrics.leader.get() == 1 }).await;
+    wait_for(LIMIT, || async {
+        pods.list(&lp).await.unwrap().items.len() == 1
+    })
+    .await;
 }

@@ -38,6 +38,11 @@ async fn full_app_queues_first_come_first_served() {
     let s = read_ticket(&mut third, Duration::from_millis(400)).await;
     assert!(s.messages.iter().any(|m| m == "pos#2"), "{:?}", s.messages);
     assert_eq!(metric(&demo, "wicket_waiting_users").await, 2.0);
+    assert_eq!(
+        metric(&demo, "wicket_leader").await,
+        1.0,
+        "alone, outside Kubernetes: its own leader"
+    );
 
     // While the first user is active nobody is admitted.
     assert!(

@@ -61,6 +61,7 @@ use super::retry::RetrySettings;
 use crate::app::{App, Routing};
 use crate::app_ports::AppPorts;
 use crate::apps::Apps;
+use crate::leadership::Leadership;
 use crate::metrics::Metrics;
 use crate::policy::{LoadedPolicy, PolicyEngine, PolicyRunner, PolicySource};
 use crate::provider::{PodEvent, PodProvider};
@@ -104,6 +105,8 @@ pub struct Shared {
     pub expiry: Duration,
     /// The time zone of apps without `wicket.dev/timezone` (`apps.timezone`).
     pub timezone: jiff::tz::TimeZone,
+    /// Whether this replica scales (apps follow it).
+    pub leadership: Leadership,
 }
 
 /// (namespace, name)
@@ -645,6 +648,7 @@ impl Controller {
             Arc::clone(&provider) as Arc<dyn PodProvider>,
             sh.metrics.clone(),
         );
+        app.follow(&sh.leadership);
         sh.apps.insert(Arc::clone(&app));
         tracing::info!(namespace = ns, app = %spec.name, deployment = dname, "app added");
         let entry = AppEntry {
@@ -988,6 +992,7 @@ mod tests {
             health: ApiHealth::new(),
             expiry: Duration::from_millis(500),
             timezone: jiff::tz::TimeZone::UTC,
+            leadership: Leadership::alone(),
         };
         let (resync_tx, _rx) = mpsc::unbounded_channel();
         Controller::new(shared, resync_tx)

@@ -10,6 +10,7 @@
 //! - [`policies`]: policy components from ConfigMaps, validated and hot-swapped.
 //! - [`events`]: Kubernetes Events, written in the background.
 //! - [`health`]: what waits for the API during an outage (logged once).
+//! - [`leader`]: the Lease that elects the one replica that scales.
 //! - [`retry`]: which API errors to retry, and the backoffs.
 //! - [`namespace`]: which namespaces to watch.
 
@@ -17,6 +18,7 @@ pub mod annotations;
 pub mod controller;
 pub mod events;
 pub mod health;
+pub mod leader;
 pub mod namespace;
 pub mod pods;
 pub mod policies;

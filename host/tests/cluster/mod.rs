@@ -154,7 +154,32 @@ impl Cluster {
                 auth.token = Some(token.to_owned().into());
             }
         }
+        // As in a pod, where the client's namespace is the ServiceAccount's:
+        // the host's own namespace (where its leader Lease is).
+        for ctx in &mut kc.contexts {
+            if let Some(c) = ctx.context.as_mut() {
+                c.namespace = Some(NS.to_owned());
+            }
+        }
         self.client_from(kc).await
+    }
+
+    /// A kubeconfig file at `path` that authenticates with `token`, in
+    /// namespace `wicket`, for a `wicket run` process.
+    pub fn write_kubeconfig(&self, token: &str, path: &Path) {
+        let mut kc = Kubeconfig::read_from(self.var("KUBECONFIG")).expect("kubeconfig");
+        for user in &mut kc.auth_infos {
+            if let Some(auth) = user.auth_info.as_mut() {
+                auth.token = Some(token.to_owned().into());
+            }
+        }
+        for ctx in &mut kc.contexts {
+            if let Some(c) = ctx.context.as_mut() {
+                c.namespace = Some(NS.to_owned());
+            }
+        }
+        // JSON is YAML: no YAML writer needed.
+        std::fs::write(path, serde_json::to_vec(&kc).expect("kubeconfig json")).expect("write");
     }
 
     /// `kubectl create namespace wicket` + `kubectl apply -k deploy/`.
@@ -382,7 +407,7 @@ pub struct Kubelet {
 }
 
 impl Kubelet {
-    fn new(admin: Client) -> Self {
+    pub fn new(admin: Client) -> Self {
         Self {
             admin,
             subnet: NEXT_SUBNET.fetch_add(1, Ordering::Relaxed),
@@ -466,4 +491,84 @@ pub fn free_port() -> u16 {
 /// other listener on those addresses uses).
 pub fn pod_port() -> u16 {
     free_port()
+}
+
+/// `wicket run` as a separate process (the binary), with its own config and
+/// kubeconfig, killed on drop. Its log lines go to the test's stderr,
+/// prefixed with its name.
+pub struct WicketProcess {
+    pub name: String,
+    pub proxy_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    child: Child,
+}
+
+impl WicketProcess {
+    /// Starts `wicket run --config <dir>/<name>.toml` with `extra_toml`
+    /// appended to a config of free loopback ports, watching namespace
+    /// `wicket`; `POD_NAME` is `name`. Returns once `/metrics` answers.
+    pub async fn start(dir: &Path, kubeconfig: &Path, name: &str, extra_toml: &str) -> Self {
+        let proxy_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let config = format!(
+            "[proxy]\nlisten = \"{proxy_addr}\"\n[metrics]\nlisten = \"{metrics_addr}\"\n\
+             [policy]\ntimeout_ms = 500\n{extra_toml}"
+        );
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, config).unwrap();
+        let mut child = TokioCommand::new(env!("CARGO_BIN_EXE_wicket"))
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAME", name)
+            .env("POD_NAMESPACE", NS)
+            .env("RUST_LOG", "warn,wicket::kube=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let prefix = name.to_owned();
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = lines.next_line().await {
+                eprintln!("[{prefix}] {l}");
+            }
+        });
+        let client = crate::common::client();
+        wait_for(Duration::from_secs(60), || async {
+            let uri: http::Uri = format!("http://{metrics_addr}/healthz").parse().unwrap();
+            client.get(uri).await.is_ok()
+        })
+        .await;
+        Self {
+            name: name.to_owned(),
+            proxy_addr,
+            metrics_addr,
+            child,
+        }
+    }
+
+    /// `wicket_leader` of this process (1 leads, 0 follows).
+    pub async fn leader(&self) -> f64 {
+        crate::common::metric_at(self.metrics_addr, "wicket_leader", "").await
+    }
+
+    /// SIGTERM, and the exit status (within 60 s).
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .unwrap()
+    }
+
+    /// SIGKILL: no goodbye, the Lease stays held until it expires.
+    pub async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
 }
