@@ -43,6 +43,8 @@ pub struct Running {
     pub policies: Arc<PolicyStore>,
     /// What waits for the API while it cannot be reached.
     pub health: Arc<ApiHealth>,
+    /// The proxy (for a graceful [`Proxy::shutdown`] before the drop).
+    pub proxy: Arc<Proxy>,
     ports: Option<Arc<AppPorts>>,
     _tasks: Vec<Task>,
 }
@@ -173,6 +175,7 @@ pub async fn start(config: Config, client: ::kube::Client) -> anyhow::Result<Run
         default_source,
         policies: store,
         health,
+        proxy,
         ports,
         _tasks: tasks,
     })

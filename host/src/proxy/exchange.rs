@@ -6,6 +6,7 @@
 
 use std::future::poll_fn;
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Buf;
@@ -14,6 +15,7 @@ use tokio::io::AsyncReadExt;
 
 use super::Pass;
 use super::clock::Phase;
+use super::drain::Stage;
 use super::front::{Conn, Plan, PodLink};
 use super::pool::{self, DialError};
 use super::wire::{self, Body, BodyProgress, HeadError, MAX_HEAD, ResponseFacts};
@@ -190,7 +192,12 @@ impl Conn {
         // A response before the whole request body: the rest of that body
         // is never read, so neither connection can carry another request.
         let early = !body.is_done();
-        let close = !plan.keep_alive || facts.body == Body::UntilClose || early;
+        // A shutdown that began while the pod worked makes this the
+        // connection's last response (looked at now, as late as can be).
+        let close = !plan.keep_alive
+            || facts.body == Body::UntilClose
+            || early
+            || self.s.proxy.drain.draining();
         match self
             .relay_response(&mut link, &facts, plan.head_request, close)
             .await
@@ -463,6 +470,9 @@ impl Conn {
         s.buf = Default::default();
         s.out = Vec::new();
         s.clock.enter(Phase::Tunnel);
+        let proxy = Arc::clone(&s.proxy);
+        let _open = proxy.drain.tunnel();
+        let mut stage = proxy.drain.watch();
         let moved = AtomicU64::new(0);
         let mut user = Counted {
             inner: &mut self.client,
@@ -483,6 +493,12 @@ impl Conn {
                     }
                     return;
                 }
+                // A shutdown holds tunnels up to its deadline, then closes
+                // them (both sides get a FIN when the connections end).
+                () = stage.reached(Stage::Closing) => {
+                    tracing::debug!(addr = %link.addr, "tunnel closed: shutting down");
+                    return;
+                }
                 () = s.clock.fired() => {
                     // Bytes moved since the last tick are progress.
                     if moved.load(Ordering::Relaxed) != last {
@@ -501,7 +517,7 @@ impl Conn {
     /// 502 to the user; the connection stays open when the request was
     /// read to its end and the user wants it kept.
     async fn bad_gateway(&mut self, plan: &Plan, body: &BodyProgress) -> After {
-        let close = !plan.keep_alive || !body.is_done();
+        let close = !plan.keep_alive || !body.is_done() || self.s.proxy.drain.draining();
         match self.reply(StatusCode::BAD_GATEWAY, NO_ANSWER, close).await {
             Ok(()) if !close => After::Keep,
             _ => After::Close,

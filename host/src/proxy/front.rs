@@ -15,13 +15,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use futures_util::FutureExt;
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 
 pub use super::clock::ClientTimeouts;
 use super::clock::{Clock, Phase};
+use super::drain::Stage;
 use super::fairness::{self, Refusal, Slot};
 use super::pages::{self, ProxyBody};
 use super::ticket_ws;
@@ -110,36 +113,60 @@ pub(super) struct Conn {
     pub s: State,
 }
 
-/// Serves `proxy` on `listener` until the task is aborted; with `scope`,
-/// only that app.
+/// Serves `proxy` on `listener` until the task is aborted or the proxy
+/// shuts down (see [`super::drain`]); with `scope`, only that app. On a
+/// shutdown the connections the kernel had already accepted are taken,
+/// then the listener is closed; the connections go on (on this runtime)
+/// until they end.
 pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, scope: Option<Arc<str>>) {
+    let wake = proxy.drain.waker();
+    let mut stage = proxy.drain.watch();
     loop {
-        let (stream, client) = match listener.accept().await {
-            Ok(c) => c,
+        let accepted = tokio::select! {
+            biased;
+            () = stage.reached(Stage::Draining) => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, client)) => admit(stream, client, &proxy, &scope, &wake),
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
             }
-        };
-        let _ = stream.set_nodelay(true);
-        let key = fairness::client_key(client.ip());
-        // A trusted proxy carries many users: only the global cap counts
-        // its connections (its users are counted per request).
-        let slot = if proxy.trusted.trusts(client.ip()) {
-            proxy.fairness.proxied_connection()
-        } else {
-            proxy.fairness.connection(key)
-        };
-        match slot {
-            Ok(slot) => {
-                let conn = Conn::new(stream, client, key, slot, Arc::clone(&proxy), scope.clone());
-                tokio::spawn(conn.run());
-            }
-            Err(why) => {
-                tracing::debug!(%client, "connection refused: {why}");
-                tokio::spawn(refuse(stream, why));
-            }
+        }
+    }
+    // Connections that completed their handshake are the clients' requests
+    // in flight: served (each gets one answer, then closed), not reset.
+    while let Some(Ok((stream, client))) = listener.accept().now_or_never() {
+        admit(stream, client, &proxy, &scope, &wake);
+    }
+}
+
+/// Starts serving an accepted connection (or refuses it, over a limit).
+fn admit(
+    stream: TcpStream,
+    client: SocketAddr,
+    proxy: &Arc<Proxy>,
+    scope: &Option<Arc<str>>,
+    wake: &Arc<Notify>,
+) {
+    let _ = stream.set_nodelay(true);
+    let key = fairness::client_key(client.ip());
+    // A trusted proxy carries many users: only the global cap counts
+    // its connections (its users are counted per request).
+    let slot = if proxy.trusted.trusts(client.ip()) {
+        proxy.fairness.proxied_connection()
+    } else {
+        proxy.fairness.connection(key)
+    };
+    match slot {
+        Ok(slot) => {
+            let conn = Conn::new(stream, client, key, slot, Arc::clone(proxy), scope.clone());
+            tokio::spawn(conn.run(Arc::clone(wake)));
+        }
+        Err(why) => {
+            tracing::debug!(%client, "connection refused: {why}");
+            tokio::spawn(refuse(stream, why));
         }
     }
 }
@@ -176,8 +203,9 @@ impl Conn {
         }
     }
 
-    /// Serves requests until the user or an error ends the connection.
-    async fn run(mut self) {
+    /// Serves requests until the user, an error or a shutdown ends the
+    /// connection; `wake` is its edge thread's shutdown waker.
+    async fn run(mut self, wake: Arc<Notify>) {
         loop {
             match self.s.decide() {
                 Ok(Next::Forward(plan, head_len)) => {
@@ -194,6 +222,9 @@ impl Conn {
                         .proxy
                         .handle(answer.req, self.s.scope.as_deref(), self.s.client)
                         .await;
+                    // Looked at once the answer is ready: a shutdown that
+                    // began meanwhile (a poll held) closes after it.
+                    let close = close || self.s.proxy.drain.draining();
                     if self
                         .respond(resp, answer.head_request, close)
                         .await
@@ -209,7 +240,7 @@ impl Conn {
                     return;
                 }
                 Err(HeadError::Partial) => {
-                    if let Err(e) = self.read_more().await {
+                    if let Err(e) = self.read_more(&wake).await {
                         tracing::trace!("user connection ended: {e}");
                         break;
                     }
@@ -235,17 +266,22 @@ impl Conn {
     }
 
     /// Reads more of the user's bytes, closing idle and slow connections
-    /// (see [`ClientTimeouts`]).
-    async fn read_more(&mut self) -> io::Result<()> {
+    /// (see [`ClientTimeouts`]), and idle ones when the proxy shuts down
+    /// (`wake` is its edge thread's waker, see [`super::drain`]).
+    async fn read_more(&mut self, wake: &Notify) -> io::Result<()> {
         if self.s.buf.capacity() - self.s.buf.len() < READ_CHUNK / 2 {
             self.s.buf.reserve(READ_CHUNK);
         }
         let s = &mut self.s;
-        s.clock.enter(if s.buf.is_empty() {
-            Phase::Idle
-        } else {
-            Phase::Head
-        });
+        let idle = s.buf.is_empty();
+        s.clock.enter(if idle { Phase::Idle } else { Phase::Head });
+        // Made before the stage is read: a shutdown after the read wakes it.
+        let shutdown = wake.notified();
+        tokio::pin!(shutdown);
+        if idle && s.proxy.drain.draining() {
+            s.proxy.drain.closed_idle();
+            return Err(io::Error::other("shutting down"));
+        }
         loop {
             tokio::select! {
                 biased;
@@ -260,6 +296,11 @@ impl Conn {
                     if over {
                         return Err(io::ErrorKind::TimedOut.into());
                     }
+                }
+                // Between requests only: a request begun is finished.
+                () = &mut shutdown, if idle => {
+                    s.proxy.drain.closed_idle();
+                    return Err(io::Error::other("shutting down"));
                 }
             }
         }
@@ -279,7 +320,8 @@ impl Conn {
         {
             Upgrade::TicketSocket(app, opening) => {
                 let early = self.s.buf.split().freeze();
-                ticket_ws::serve(app, opening, proxy.timing, self.client, early).await;
+                ticket_ws::serve(app, opening, proxy.timing, self.client, early, &proxy.drain)
+                    .await;
             }
             Upgrade::Answer(resp) => {
                 if self.respond(resp, false, true).await.is_ok() {
@@ -432,7 +474,10 @@ impl State {
                     HeadError::Invalid("request target or header field not accepted")
                 })?,
                 len: head.len,
-                close: !head.keep_alive || head.http10 || head.body != Body::Empty,
+                close: !head.keep_alive
+                    || head.http10
+                    || head.body != Body::Empty
+                    || self.proxy.drain.draining(),
                 head_request: head.method == "HEAD",
             });
             if head.upgrade.is_some() {

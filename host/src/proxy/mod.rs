@@ -18,6 +18,7 @@ pub mod claims;
 mod clock;
 pub mod cookies;
 mod deny;
+pub mod drain;
 pub mod edge;
 mod exchange;
 pub mod fairness;
@@ -97,6 +98,7 @@ pub struct Proxy {
     ws_origins: Arc<[Box<str>]>,
     claim_key: ClaimKey,
     fairness: Arc<Fairness>,
+    drain: drain::Drain,
 }
 
 fn room<'a>(app: &'a App, title: &'a str) -> Room<'a> {
@@ -121,7 +123,16 @@ impl Proxy {
             ws_origins: settings.ws_origins,
             claim_key: ClaimKey::generate(),
             fairness: Fairness::new(settings.limits),
+            drain: drain::Drain::default(),
         })
+    }
+
+    /// Shuts the edge down gracefully (see [`drain`]): every listener of
+    /// this proxy stops accepting, and this returns when every user
+    /// connection has ended, or `grace` has passed and the tunnels left
+    /// were closed. The caller then stops the host.
+    pub async fn shutdown(&self, grace: Duration) -> drain::Summary {
+        self.drain.run(&self.fairness, grace).await
     }
 
     /// Who holds places in line for `client` (see [`fairness`]).
