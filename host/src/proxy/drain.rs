@@ -14,16 +14,20 @@
 //!    passed: [`Stage::Closing`]: tunnels still open are closed on both
 //!    sides; whatever else is left is cut when the process exits.
 //!
-//! Hot-path cost: a connection looks at the stage with one atomic load per
-//! request, and waits between requests on its edge thread's own [`Notify`]
-//! (no lock shared between threads).
+//! Hot-path cost: none that a request pays beyond an atomic load. A
+//! connection that waits between requests is woken through its waker,
+//! registered once per connection with its edge thread's [`Sleepers`]
+//! (a `Notify` would take a lock on every wait, i.e. every request).
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use super::fairness::Fairness;
 
@@ -56,10 +60,9 @@ pub struct Drain {
     /// For the few that wait on a stage: accept loops, tunnels, ticket
     /// sockets, polls.
     watch: watch::Sender<Stage>,
-    /// One per accept loop (edge thread): wakes its connections that wait
-    /// between requests. Per thread, so that the wait, which every
-    /// keep-alive request starts, takes no lock another thread takes.
-    wakers: Mutex<Vec<Weak<Notify>>>,
+    /// One per accept loop (edge thread): its connections that wait
+    /// between requests.
+    sleepers: Mutex<Vec<Weak<Sleepers>>>,
     /// WebSocket tunnels to pods open now.
     tunnels: AtomicUsize,
     /// Idle keep-alive connections closed by the drain.
@@ -73,7 +76,7 @@ impl Default for Drain {
         Self {
             stage: AtomicU8::new(Stage::Serving as u8),
             watch: watch::Sender::new(Stage::Serving),
-            wakers: Mutex::new(Vec::new()),
+            sleepers: Mutex::new(Vec::new()),
             tunnels: AtomicUsize::new(0),
             idle_closed: AtomicUsize::new(0),
             told: AtomicUsize::new(0),
@@ -114,6 +117,35 @@ impl Watch {
     }
 }
 
+/// The connections of one edge thread that may wait between requests:
+/// their tasks' wakers, each registered once per connection.
+#[derive(Debug, Default)]
+pub struct Sleepers {
+    next: AtomicU64,
+    wakers: Mutex<HashMap<u64, Waker>>,
+}
+
+impl Sleepers {
+    fn wake_all(&self) {
+        for w in self.wakers.lock().values() {
+            w.wake_by_ref();
+        }
+    }
+}
+
+/// A connection's place among its thread's [`Sleepers`] (left on drop).
+#[derive(Debug)]
+pub struct Sleeper {
+    sleepers: Arc<Sleepers>,
+    id: u64,
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        self.sleepers.wakers.lock().remove(&self.id);
+    }
+}
+
 /// A tunnel counted as open while this lives.
 #[derive(Debug)]
 pub struct TunnelCount<'a>(&'a Drain);
@@ -142,13 +174,40 @@ impl Drain {
         Watch(self.watch.subscribe())
     }
 
-    /// The waker of a new accept loop, for the connections it accepts.
-    pub fn waker(&self) -> Arc<Notify> {
-        let notify = Arc::new(Notify::new());
-        let mut wakers = self.wakers.lock();
-        wakers.retain(|w| w.strong_count() > 0);
-        wakers.push(Arc::downgrade(&notify));
-        notify
+    /// The sleepers of a new accept loop, for the connections it accepts.
+    pub fn sleepers(&self) -> Arc<Sleepers> {
+        let sleepers = Arc::new(Sleepers::default());
+        let mut all = self.sleepers.lock();
+        all.retain(|w| w.strong_count() > 0);
+        all.push(Arc::downgrade(&sleepers));
+        sleepers
+    }
+
+    /// Waits until the edge shuts down, for a connection between requests.
+    /// The task's waker is registered in `place` (among `sleepers`) the
+    /// first time only: the task of a connection does not change, and a
+    /// wait then costs an atomic load.
+    pub async fn until_draining(&self, sleepers: &Arc<Sleepers>, place: &mut Option<Sleeper>) {
+        poll_fn(|cx| {
+            if self.draining() {
+                return Poll::Ready(());
+            }
+            if place.is_none() {
+                let id = sleepers.next.fetch_add(1, Ordering::Relaxed);
+                sleepers.wakers.lock().insert(id, cx.waker().clone());
+                *place = Some(Sleeper {
+                    sleepers: Arc::clone(sleepers),
+                    id,
+                });
+                // A shutdown between the first look and the registration
+                // set the stage before it took the lock: seen now.
+                if self.draining() {
+                    return Poll::Ready(());
+                }
+            }
+            Poll::Pending
+        })
+        .await;
     }
 
     /// Counts a tunnel as open until the result is dropped.
@@ -168,8 +227,7 @@ impl Drain {
     }
 
     fn enter(&self, stage: Stage) {
-        // The store comes before the wake-ups: a connection that makes its
-        // `Notified` and then reads the stage misses neither.
+        // The store comes before the wake-ups (see `until_draining`).
         self.stage.fetch_max(stage as u8, Ordering::SeqCst);
         self.watch.send_if_modified(|s| {
             let later = stage > *s;
@@ -178,14 +236,14 @@ impl Drain {
             }
             later
         });
-        let wakers: Vec<_> = self
-            .wakers
+        let all: Vec<_> = self
+            .sleepers
             .lock()
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
-        for w in wakers {
-            w.notify_waiters();
+        for sleepers in all {
+            sleepers.wake_all();
         }
     }
 
@@ -252,14 +310,24 @@ mod tests {
 
     #[tokio::test]
     async fn stages_only_move_forward_and_wake_waiters() {
-        let d = Drain::default();
-        let waker = d.waker();
-        // Made before the stage changes: woken by it even if not yet polled.
-        let woken = waker.notified();
+        let d = Arc::new(Drain::default());
+        let sleepers = d.sleepers();
+        let waiting = {
+            let (d, sleepers) = (Arc::clone(&d), Arc::clone(&sleepers));
+            tokio::spawn(async move {
+                let mut place = None;
+                d.until_draining(&sleepers, &mut place).await;
+            })
+        };
         let mut w = d.watch();
         assert_eq!(d.stage(), Stage::Serving);
+        // Registered, waiting.
+        while sleepers.wakers.lock().is_empty() {
+            tokio::task::yield_now().await;
+        }
         d.enter(Stage::Draining);
-        woken.await;
+        waiting.await.expect("woken");
+        assert!(sleepers.wakers.lock().is_empty(), "its place left with it");
         w.reached(Stage::Draining).await;
         assert!(d.draining());
         d.enter(Stage::Closing);

@@ -20,11 +20,10 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
 
 pub use super::clock::ClientTimeouts;
 use super::clock::{Clock, Phase};
-use super::drain::Stage;
+use super::drain::{Sleeper, Sleepers, Stage};
 use super::fairness::{self, Refusal, Slot};
 use super::pages::{self, ProxyBody};
 use super::ticket_ws;
@@ -119,7 +118,7 @@ pub(super) struct Conn {
 /// then the listener is closed; the connections go on (on this runtime)
 /// until they end.
 pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, scope: Option<Arc<str>>) {
-    let wake = proxy.drain.waker();
+    let sleepers = proxy.drain.sleepers();
     let mut stage = proxy.drain.watch();
     loop {
         let accepted = tokio::select! {
@@ -128,7 +127,7 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, scope: Option<Arc<s
             a = listener.accept() => a,
         };
         match accepted {
-            Ok((stream, client)) => admit(stream, client, &proxy, &scope, &wake),
+            Ok((stream, client)) => admit(stream, client, &proxy, &scope, &sleepers),
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -138,7 +137,7 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, scope: Option<Arc<s
     // Connections that completed their handshake are the clients' requests
     // in flight: served (each gets one answer, then closed), not reset.
     while let Some(Ok((stream, client))) = listener.accept().now_or_never() {
-        admit(stream, client, &proxy, &scope, &wake);
+        admit(stream, client, &proxy, &scope, &sleepers);
     }
 }
 
@@ -148,7 +147,7 @@ fn admit(
     client: SocketAddr,
     proxy: &Arc<Proxy>,
     scope: &Option<Arc<str>>,
-    wake: &Arc<Notify>,
+    sleepers: &Arc<Sleepers>,
 ) {
     let _ = stream.set_nodelay(true);
     let key = fairness::client_key(client.ip());
@@ -162,7 +161,7 @@ fn admit(
     match slot {
         Ok(slot) => {
             let conn = Conn::new(stream, client, key, slot, Arc::clone(proxy), scope.clone());
-            tokio::spawn(conn.run(Arc::clone(wake)));
+            tokio::spawn(conn.run(Arc::clone(sleepers)));
         }
         Err(why) => {
             tracing::debug!(%client, "connection refused: {why}");
@@ -204,8 +203,9 @@ impl Conn {
     }
 
     /// Serves requests until the user, an error or a shutdown ends the
-    /// connection; `wake` is its edge thread's shutdown waker.
-    async fn run(mut self, wake: Arc<Notify>) {
+    /// connection; `sleepers` are its edge thread's (see [`super::drain`]).
+    async fn run(mut self, sleepers: Arc<Sleepers>) {
+        let mut place = None;
         loop {
             match self.s.decide() {
                 Ok(Next::Forward(plan, head_len)) => {
@@ -240,7 +240,7 @@ impl Conn {
                     return;
                 }
                 Err(HeadError::Partial) => {
-                    if let Err(e) = self.read_more(&wake).await {
+                    if let Err(e) = self.read_more(&sleepers, &mut place).await {
                         tracing::trace!("user connection ended: {e}");
                         break;
                     }
@@ -267,21 +267,19 @@ impl Conn {
 
     /// Reads more of the user's bytes, closing idle and slow connections
     /// (see [`ClientTimeouts`]), and idle ones when the proxy shuts down
-    /// (`wake` is its edge thread's waker, see [`super::drain`]).
-    async fn read_more(&mut self, wake: &Notify) -> io::Result<()> {
+    /// (`sleepers` and `place`: see [`super::drain::Drain::until_draining`]).
+    async fn read_more(
+        &mut self,
+        sleepers: &Arc<Sleepers>,
+        place: &mut Option<Sleeper>,
+    ) -> io::Result<()> {
         if self.s.buf.capacity() - self.s.buf.len() < READ_CHUNK / 2 {
             self.s.buf.reserve(READ_CHUNK);
         }
         let s = &mut self.s;
         let idle = s.buf.is_empty();
         s.clock.enter(if idle { Phase::Idle } else { Phase::Head });
-        // Made before the stage is read: a shutdown after the read wakes it.
-        let shutdown = wake.notified();
-        tokio::pin!(shutdown);
-        if idle && s.proxy.drain.draining() {
-            s.proxy.drain.closed_idle();
-            return Err(io::Error::other("shutting down"));
-        }
+        let drain = &s.proxy.drain;
         loop {
             tokio::select! {
                 biased;
@@ -298,8 +296,8 @@ impl Conn {
                     }
                 }
                 // Between requests only: a request begun is finished.
-                () = &mut shutdown, if idle => {
-                    s.proxy.drain.closed_idle();
+                () = drain.until_draining(sleepers, place), if idle => {
+                    drain.closed_idle();
                     return Err(io::Error::other("shutting down"));
                 }
             }
