@@ -1,8 +1,10 @@
-//! One forwarded exchange on a user connection: the request to the pod
-//! (its rewritten head, then the body as it arrives), the response back to
-//! the user as it arrives, and for an upgrade (a WebSocket) the tunnel
-//! after it. Bodies are forwarded in the bytes they came in; only their
-//! ends are looked for (see [`super::wire`]).
+//! One forwarded exchange on a user connection ([`Exchange`]): the
+//! request to the pod (its rewritten head, then the body as it arrives),
+//! the response back to the user as it arrives, and for an upgrade (a
+//! WebSocket) the tunnel after it. Bodies are forwarded in the bytes they
+//! came in; only their ends are looked for (see [`super::wire`]). The
+//! connection around it (reading heads, deciding, answering) is
+//! [`super::connection`]'s.
 
 use std::future::poll_fn;
 use std::io;
@@ -12,11 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Buf;
 use http::StatusCode;
 use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 
 use super::Pass;
 use super::clock::Phase;
+use super::connection::{self, Plan, PodLink, State};
 use super::drain::Stage;
-use super::front::{Conn, Plan, PodLink};
 use super::pool::{self, DialError};
 use super::wire::{self, Body, BodyProgress, HeadError, MAX_HEAD, ResponseFacts};
 
@@ -110,25 +113,23 @@ fn rewrite_response_head(
     }
 }
 
-impl Conn {
-    /// Forwards the request whose head is in `out` (and whose body, if
-    /// any, follows in `buf` and on the socket) to the ticket's pod.
-    pub(super) async fn forward(&mut self, plan: Plan) -> After {
-        // The pass is set for every forwarded request; it stays out of the
-        // state for the exchange (the guard borrows its ticket).
-        let Some(pass) = self.s.pass.take() else {
-            return After::Close;
-        };
-        let after = self.exchange(plan, &pass).await;
-        self.s.pass = Some(pass);
-        after
-    }
+/// One request forwarded on a user connection (its socket and state,
+/// borrowed for the exchange).
+pub(super) struct Exchange<'c> {
+    /// The user's socket.
+    pub client: &'c mut TcpStream,
+    /// The connection's buffers, pod connection and clock.
+    pub s: &'c mut State,
+}
 
-    /// [`Self::forward`] with the ticket in hand.
-    async fn exchange(&mut self, plan: Plan, pass: &Pass) -> After {
+impl Exchange<'_> {
+    /// Forwards the request whose head is in `out` (and whose body, if
+    /// any, follows in `buf` and on the socket) to the pod of the ticket
+    /// `pass` names, and relays the response.
+    pub(super) async fn run(&mut self, plan: Plan, pass: &Pass) -> After {
         let guard = pass.ticket().open();
         let addr = pass.ticket().backend().addr;
-        let s = &mut self.s;
+        let s = &mut *self.s;
         let mut body = BodyProgress::new(plan.body, s.proxy.wire.trailers);
         // The body bytes already read go out with the head.
         let n = match body.advance(&mut s.buf) {
@@ -261,7 +262,7 @@ impl Conn {
                 SendError::Pod(e)
             }
         };
-        let s = &mut self.s;
+        let s = &mut *self.s;
         if let Err(e) = s
             .clock
             .write_all(&mut link.stream, &s.out, Phase::Pod)
@@ -271,19 +272,19 @@ impl Conn {
         }
         let mut answered = false;
         loop {
-            let s = &mut self.s;
+            let s = &mut *self.s;
             match response_facts(&s.rbuf, plan.head_request).map_err(SendError::Response)? {
                 Some(f) if f.is_interim() => {
                     if !plan.http10 {
                         let sent = if f.verbatim {
                             s.clock
-                                .write_all(&mut self.client, &s.rbuf[..f.len], Phase::Send)
+                                .write_all(&mut *self.client, &s.rbuf[..f.len], Phase::Send)
                                 .await
                         } else {
                             let mut head = Vec::new();
                             rewrite_response_head(&mut head, &s.rbuf, &f, false, false);
                             s.clock
-                                .write_all(&mut self.client, &head, Phase::Send)
+                                .write_all(&mut *self.client, &head, Phase::Send)
                                 .await
                         };
                         sent.map_err(|_| SendError::Client)?;
@@ -306,7 +307,7 @@ impl Conn {
                 Phase::Pod
             });
             if s.rbuf.capacity() - s.rbuf.len() < 1024 {
-                s.rbuf.reserve(super::front::READ_CHUNK);
+                s.rbuf.reserve(connection::READ_CHUNK);
             }
             tokio::select! {
                 biased;
@@ -328,8 +329,8 @@ impl Conn {
                     if ready.is_err() {
                         return Err(SendError::Client);
                     }
-                    if s.buf.capacity() - s.buf.len() < super::front::READ_CHUNK / 2 {
-                        s.buf.reserve(super::front::READ_CHUNK);
+                    if s.buf.capacity() - s.buf.len() < connection::READ_CHUNK / 2 {
+                        s.buf.reserve(connection::READ_CHUNK);
                     }
                     // More body to forward, or pipelined bytes kept for
                     // later; a close means the user left.
@@ -376,7 +377,7 @@ impl Conn {
         head_request: bool,
         close: bool,
     ) -> io::Result<bool> {
-        let s = &mut self.s;
+        let s = &mut *self.s;
         let mut body = BodyProgress::new(facts.body, s.proxy.wire.trailers);
         let in_hand = body
             .advance(&mut s.rbuf[facts.len..])
@@ -386,14 +387,14 @@ impl Conn {
         if facts.verbatim && !close {
             // The usual case: head and body as the pod sent them, one write.
             s.clock
-                .write_all(&mut self.client, &s.rbuf[..end], Phase::Send)
+                .write_all(&mut *self.client, &s.rbuf[..end], Phase::Send)
                 .await?;
         } else {
             s.out.clear();
             rewrite_response_head(&mut s.out, &s.rbuf, facts, head_request, close);
             s.out.extend_from_slice(&s.rbuf[facts.len..end]);
             s.clock
-                .write_all(&mut self.client, &s.out, Phase::Send)
+                .write_all(&mut *self.client, &s.out, Phase::Send)
                 .await?;
         }
         let mut exact = s.rbuf.len() == facts.len + in_hand.taken;
@@ -424,7 +425,7 @@ impl Conn {
                 .advance(&mut s.rbuf)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             s.clock
-                .write_all(&mut self.client, &s.rbuf[..take.kept], Phase::Send)
+                .write_all(&mut *self.client, &s.rbuf[..take.kept], Phase::Send)
                 .await?;
             exact &= take.taken == s.rbuf.len();
             s.rbuf.clear();
@@ -437,12 +438,12 @@ impl Conn {
     /// either side closes, or neither sends anything for
     /// `proxy.tunnel_idle_timeout_ms`.
     async fn tunnel(&mut self, mut link: PodLink, facts: &ResponseFacts) {
-        let s = &mut self.s;
+        let s = &mut *self.s;
         if !facts.verbatim {
             let mut head = Vec::new();
             rewrite_response_head(&mut head, &s.rbuf, facts, false, false);
             if s.clock
-                .write_all(&mut self.client, &head, Phase::Tunnel)
+                .write_all(&mut *self.client, &head, Phase::Tunnel)
                 .await
                 .is_err()
             {
@@ -452,7 +453,7 @@ impl Conn {
         }
         let early = s
             .clock
-            .write_all(&mut self.client, &s.rbuf, Phase::Tunnel)
+            .write_all(&mut *self.client, &s.rbuf, Phase::Tunnel)
             .await;
         if early.is_err() {
             return;
@@ -475,7 +476,7 @@ impl Conn {
         let mut stage = proxy.drain.watch();
         let moved = AtomicU64::new(0);
         let mut user = Counted {
-            inner: &mut self.client,
+            inner: &mut *self.client,
             moved: &moved,
         };
         let mut pod = Counted {
@@ -512,6 +513,11 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// A small plain-text response of the proxy's own.
+    async fn reply(&mut self, status: StatusCode, body: &str, close: bool) -> io::Result<()> {
+        connection::reply(self.client, self.s, status, body, close).await
     }
 
     /// 502 to the user; the connection stays open when the request was

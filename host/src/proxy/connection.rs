@@ -1,9 +1,10 @@
-//! A user connection, from accept to close.
+//! A user connection, from accept to close: the accept loop, reading and
+//! deciding request heads, and the answers wicket makes itself.
 //!
 //! Every request head is read and parsed here. A request on a live ticket
 //! (k8sTicket's `/<app>/<pod>/<uid>/…`, or a DNS-mode host) is forwarded
-//! to its pod by [`super::exchange`] over the pod connection this user
-//! connection keeps. Any other request (the waiting page, claims, polls,
+//! to its pod by one [`super::forward::Exchange`] over the pod connection
+//! this user connection keeps. Any other request (the waiting page, claims, polls,
 //! denials) is answered by [`Proxy::handle`] and its response written
 //! here, so a browser that loads the waiting page and then the app keeps
 //! its connection. The ticket WebSocket (an upgrade) goes on here too, as
@@ -25,6 +26,7 @@ pub use super::clock::ClientTimeouts;
 use super::clock::{Clock, Phase};
 use super::drain::{Sleeper, Sleepers, Stage};
 use super::fairness::{self, Refusal, Slot};
+use super::forward::{After, Exchange};
 use super::pages::{self, ProxyBody};
 use super::ticket_ws;
 use super::trust::{self, Scheme};
@@ -108,8 +110,8 @@ pub(super) struct State {
 
 /// A user connection.
 pub(super) struct Conn {
-    pub client: TcpStream,
-    pub s: State,
+    client: TcpStream,
+    s: State,
 }
 
 /// Serves `proxy` on `listener` until the task is aborted or the proxy
@@ -329,6 +331,24 @@ impl Conn {
         }
     }
 
+    /// Forwards the request whose head is in `out` to the ticket's pod
+    /// (see [`Exchange`]).
+    async fn forward(&mut self, plan: Plan) -> After {
+        // The pass is set for every forwarded request; it stays out of the
+        // state for the exchange (the guard borrows its ticket).
+        let Some(pass) = self.s.pass.take() else {
+            return After::Close;
+        };
+        let after = Exchange {
+            client: &mut self.client,
+            s: &mut self.s,
+        }
+        .run(plan, &pass)
+        .await;
+        self.s.pass = Some(pass);
+        after
+    }
+
     /// Writes a response of wicket's own (its body is in memory).
     async fn respond(
         &mut self,
@@ -336,22 +356,12 @@ impl Conn {
         head_request: bool,
         close: bool,
     ) -> io::Result<()> {
-        write_response(&mut self.s.out, resp, head_request, close).await;
-        let s = &mut self.s;
-        s.clock
-            .write_all(&mut self.client, &s.out, Phase::Send)
-            .await
+        respond(&mut self.client, &mut self.s, resp, head_request, close).await
     }
 
     /// Sends a small plain-text response of the proxy's own.
-    pub(super) async fn reply(
-        &mut self,
-        status: StatusCode,
-        body: &str,
-        close: bool,
-    ) -> io::Result<()> {
-        let resp = pages::local(status, "text/plain; charset=utf-8", body.to_owned());
-        self.respond(resp, false, close).await
+    async fn reply(&mut self, status: StatusCode, body: &str, close: bool) -> io::Result<()> {
+        reply(&mut self.client, &mut self.s, status, body, close).await
     }
 
     /// The connection ends: its pod connection goes to the pool.
@@ -361,6 +371,31 @@ impl Conn {
         }
         let _ = self.client.shutdown().await;
     }
+}
+
+/// Writes a response of wicket's own (its body is in memory) to `client`
+/// of the connection whose state is `s`.
+async fn respond(
+    client: &mut TcpStream,
+    s: &mut State,
+    resp: Response<ProxyBody>,
+    head_request: bool,
+    close: bool,
+) -> io::Result<()> {
+    write_response(&mut s.out, resp, head_request, close).await;
+    s.clock.write_all(client, &s.out, Phase::Send).await
+}
+
+/// Sends a small plain-text response of the proxy's own.
+pub(super) async fn reply(
+    client: &mut TcpStream,
+    s: &mut State,
+    status: StatusCode,
+    body: &str,
+    close: bool,
+) -> io::Result<()> {
+    let resp = pages::local(status, "text/plain; charset=utf-8", body.to_owned());
+    respond(client, s, resp, false, close).await
 }
 
 /// Writes a response of wicket's own (its body is in memory) into `out`:
