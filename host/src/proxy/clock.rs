@@ -203,6 +203,21 @@ impl Clock {
         mut buf: &[u8],
         phase: Phase,
     ) -> io::Result<()> {
+        // The usual case, a write the kernel takes whole, needs no timer
+        // and no select.
+        let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *w).poll_write(cx, buf)));
+        match first.await {
+            Poll::Ready(Ok(0)) if !buf.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => {
+                self.progress();
+                buf = &buf[n..];
+                if buf.is_empty() {
+                    return Ok(());
+                }
+            }
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => {}
+        }
         let before = self.phase;
         self.enter(phase);
         while !buf.is_empty() {
