@@ -39,7 +39,7 @@ impl Proxy {
     /// any, is not needed: only the head is passed). Never fails: every
     /// error is a response. `scope` limits a listener to one app
     /// (k8sTicket's per-app ports); None serves every app (the shared port).
-    /// `client` is the sender's key (see [`fairness::client_key`]).
+    /// `client` is the sender's key (see [`super::fairness::client_key`]).
     pub async fn handle(
         &self,
         req: Request<()>,

@@ -3,7 +3,7 @@
 //!
 //! Every request head is read and parsed here. A request on a live ticket
 //! (k8sTicket's `/<app>/<pod>/<uid>/…`, or a DNS-mode host) is forwarded
-//! to its pod by one [`super::forward::Exchange`] over the pod connection
+//! to its pod by one `forward::Exchange` over the pod connection
 //! this user connection keeps. Any other request (the waiting page, claims, polls,
 //! denials) is answered by [`Proxy::handle`] and its response written
 //! here, so a browser that loads the waiting page and then the app keeps

@@ -74,7 +74,7 @@ pub struct ProxySettings {
 }
 
 /// The proxy: routes every request of every app. Ticketed requests are
-/// forwarded by [`connection`] (through [`gate`] and `forward`);
+/// forwarded by [`connection`] (through `gate` and `forward`);
 /// everything else is answered by [`Proxy::handle`] (`answer`).
 #[derive(Debug)]
 pub struct Proxy {
