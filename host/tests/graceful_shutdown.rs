@@ -422,6 +422,29 @@ async fn waiting_users_told_to_reconnect_keep_their_places_on_another_edge() {
     );
     // The listener of the edge that shut down is closed.
     assert!(TcpStream::connect(a).await.is_err());
+    // A poll that still reaches it (on a connection opened before) takes
+    // no place and no ticket there: its page reloads elsewhere, at once,
+    // with the resume id it came with.
+    let req = http::Request::get(format!("/{APP}/.wicket/poll?w={rid2}"))
+        .header("host", "h")
+        .body(())
+        .unwrap();
+    let asked = Instant::now();
+    let page = host.proxy.handle(req, None, [127, 0, 0, 1].into()).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
+    let body = http_body_util::BodyExt::collect(page.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.contains("restarting") && body.contains(&format!("?w={rid2}")),
+        "{body}"
+    );
 
     // Back on the other edge, in the other order: each keeps its place.
     let mut second = join(b, Some(rid2.clone())).await;
@@ -440,4 +463,33 @@ async fn waiting_users_told_to_reconnect_keep_their_places_on_another_edge() {
     let got = read_ticket(&mut first, LIMIT).await;
     assert!(got.ticket.is_some(), "{:?}", got.messages);
     serving.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shut_down_edge_gives_no_ticket_to_a_poll() {
+    let pod = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut c = config();
+    c.demo.tickets_max = 1;
+    c.demo.tickets_spare = 0;
+    c.demo.pods_max = 0;
+    c.demo.replicas = 0;
+    c.demo.static_backends = vec![pod.local_addr().unwrap()];
+    let host = start(c, 1).await;
+    let summary = host.proxy.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(summary.open_at_start, 0, "{summary:?}");
+    // A slot is free, but a ticket given by a process on its way out would
+    // be lost with it: the poll's page sends the user elsewhere.
+    let req = http::Request::get(format!("/{APP}/.wicket/poll"))
+        .header("host", "h")
+        .body(())
+        .unwrap();
+    let page = host.proxy.handle(req, None, [127, 0, 0, 1].into()).await;
+    assert_eq!(page.status(), http::StatusCode::OK);
+    assert!(page.headers().get("set-cookie").is_none(), "{page:?}");
+    let body = http_body_util::BodyExt::collect(page.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("restarting"));
+    assert_eq!(metric(&host, "k8sticket_current_users_total").await, 0.0);
 }

@@ -35,6 +35,21 @@ impl Proxy {
             Err(r) => return super::refused(r),
         };
         let rid = query_param(req.uri().query(), "w").and_then(|w| Token::parse(w).ok());
+        if self.drain.draining() {
+            // This process is shutting down: it takes no place and gives no
+            // ticket; the page reloads, with the resume id it came with, on
+            // a new connection (to another process).
+            self.drain.told();
+            let rid = rid.map(|r| r.to_string()).unwrap_or_default();
+            return pages::room_page(
+                room(app, &app.display_name()),
+                View::NoScript {
+                    rid: &rid,
+                    status: None,
+                    restarting: true,
+                },
+            );
+        }
         let owner = self.owner(client);
         let (mut waiting, rid) = match app.join_as(owner, rid.as_ref(), true).await {
             Join::Granted(grant) => return self.admit(app, &grant, req),
