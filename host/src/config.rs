@@ -101,6 +101,10 @@ pub struct ProxyConfig {
     /// Places in line one client may hold in one app (0: no limit). More
     /// get a waiting-room message (WebSocket) or 429 (poll).
     pub places_per_client: u32,
+    /// On SIGTERM (or Ctrl-C): how long connections still open (requests
+    /// in flight, WebSocket tunnels to pods) get to end before they are
+    /// closed and the process exits.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for ProxyConfig {
@@ -126,6 +130,7 @@ impl Default for ProxyConfig {
             connections_per_client: 256,
             sockets_per_client: 32,
             places_per_client: 32,
+            shutdown_grace_ms: 30_000,
         }
     }
 }

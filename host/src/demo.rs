@@ -34,6 +34,8 @@ pub struct Demo {
     pub metrics: Metrics,
     /// The policy source the app follows.
     pub source: Arc<PolicySource>,
+    /// The proxy (for a graceful [`Proxy::shutdown`] before the drop).
+    pub proxy: Arc<Proxy>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -135,7 +137,11 @@ pub async fn start(config: Config, exe: PathBuf) -> anyhow::Result<Demo> {
     .with_context(|| format!("binding proxy.listen {}", config.proxy.listen))?;
     let proxy_addr = listeners.local_addr();
     let proxy = Proxy::new(Arc::clone(&apps), config.proxy_settings());
-    tasks.push(tokio::spawn(proxy::edge::serve(listeners, proxy, None)));
+    tasks.push(tokio::spawn(proxy::edge::serve(
+        listeners,
+        Arc::clone(&proxy),
+        None,
+    )));
 
     let admin = TcpListener::bind(config.metrics.listen)
         .await
@@ -153,6 +159,7 @@ pub async fn start(config: Config, exe: PathBuf) -> anyhow::Result<Demo> {
         apps,
         metrics,
         source,
+        proxy,
         tasks,
     })
 }

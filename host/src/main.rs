@@ -177,6 +177,19 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     }
 }
 
+/// After the first signal: the proxy's graceful shutdown (see
+/// docs/edge.md, "Shutting down"), cut short by a second signal.
+async fn drain(proxy: &wicket::proxy::Proxy, grace_ms: u64) -> anyhow::Result<()> {
+    tokio::select! {
+        _ = proxy.shutdown(std::time::Duration::from_millis(grace_ms)) => Ok(()),
+        second = shutdown_signal() => {
+            second?;
+            tracing::warn!("second signal: stopping without waiting for the connections left");
+            Ok(())
+        }
+    }
+}
+
 /// The config file (or the defaults) with the command line's overrides.
 fn load_config(
     path: Option<PathBuf>,
@@ -222,7 +235,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 println!("Press Ctrl-C to stop.");
                 shutdown_signal().await?;
+                drain(&demo.proxy, config.proxy.shutdown_grace_ms).await?;
                 drop(demo);
+                tracing::info!("stopped");
                 Ok(())
             })
         }
@@ -232,6 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             metrics,
         } => {
             let config = load_config(config, listen, metrics)?;
+            let grace_ms = config.proxy.shutdown_grace_ms;
             runtime()?.block_on(async move {
                 let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
                 let mut running = wicket::run::start(config, client).await?;
@@ -243,7 +259,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 tracing::info!("shutting down");
                 // Stop scaling and free the Lease for the next leader.
                 running.step_down().await;
+                drain(&running.proxy, grace_ms).await?;
                 drop(running);
+                tracing::info!("stopped");
                 Ok(())
             })
         }

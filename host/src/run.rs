@@ -49,6 +49,8 @@ pub struct Running {
     pub leadership: Leadership,
     /// The Lease election (None with `leader_election = false`).
     leader: Option<Leader>,
+    /// The proxy (for a graceful [`Proxy::shutdown`] before the drop).
+    pub proxy: Arc<Proxy>,
     ports: Option<Arc<AppPorts>>,
     _tasks: Vec<Task>,
 }
@@ -219,6 +221,7 @@ pub async fn start(config: Config, client: ::kube::Client) -> anyhow::Result<Run
         health,
         leadership,
         leader,
+        proxy,
         ports,
         _tasks: tasks,
     })

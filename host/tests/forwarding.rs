@@ -1163,6 +1163,24 @@ async fn pod_heads_with_bare_lf_reach_the_user_with_crlf() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_heads_with_empty_lines_before_the_status_line_reach_the_user_without_them() {
+    let s = Setup::new().await;
+    for (i, lead) in [&b"\r\n"[..], b"\n", b"\r\n\n"].into_iter().enumerate() {
+        let (mut user, mut pod, _, _) = to_pod(&s, &s.head("GET", &format!("lead{i}"), "")).await;
+        pod.write_all(&[lead, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"].concat())
+            .await
+            .expect("write");
+        let mut got = Vec::new();
+        read_until(&mut user, &mut got, b"hi").await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.starts_with("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi"),
+            "{lead:?}: {text:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_canonical_content_length_is_forwarded() {
     let s = Setup::new().await;
     let head = s.head(

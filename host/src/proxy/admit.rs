@@ -11,6 +11,7 @@ use http::{Request, StatusCode, header};
 use crate::app::{App, Join};
 use crate::state::{Grant, Token};
 
+use super::drain::Stage;
 use super::gate::{self, Gate};
 use super::pages::{self, ProxyBody, View};
 use super::request::{base_host, cookie_domain, host, query_param, scheme, wants_https};
@@ -34,6 +35,21 @@ impl Proxy {
             Err(r) => return super::refused(r),
         };
         let rid = query_param(req.uri().query(), "w").and_then(|w| Token::parse(w).ok());
+        if self.drain.draining() {
+            // This process is shutting down: it takes no place and gives no
+            // ticket; the page reloads, with the resume id it came with, on
+            // a new connection (to another process).
+            self.drain.told();
+            let rid = rid.map(|r| r.to_string()).unwrap_or_default();
+            return pages::room_page(
+                room(app, &app.display_name()),
+                View::NoScript {
+                    rid: &rid,
+                    status: None,
+                    restarting: true,
+                },
+            );
+        }
         let owner = self.owner(client);
         let (mut waiting, rid) = match app.join_as(owner, rid.as_ref(), true).await {
             Join::Granted(grant) => return self.admit(app, &grant, req),
@@ -42,7 +58,14 @@ impl Proxy {
             Join::Queued { waiting, rid, .. } => (waiting, rid),
         };
         let hold = POLL_HOLD.min(app.resume_grace() / 2);
-        let outcome = tokio::time::timeout(hold, waiting.granted()).await;
+        // A shutdown answers at once (the page comes back, with its resume
+        // id, on a new connection: to another process).
+        let mut stage = self.drain.watch();
+        let outcome = tokio::select! {
+            granted = waiting.granted() => Ok(granted),
+            () = tokio::time::sleep(hold) => Err(()),
+            () = stage.reached(Stage::Draining) => Err(()),
+        };
         match outcome {
             Ok(Ok(grant)) => {
                 drop(waiting);
@@ -54,9 +77,17 @@ impl Proxy {
                 // Steps away until the next poll (the place is kept).
                 drop(waiting);
                 let rid = rid.map(|r| r.to_string()).unwrap_or_default();
+                let restarting = self.drain.draining();
+                if restarting {
+                    self.drain.told();
+                }
                 pages::room_page(
                     room(app, &app.display_name()),
-                    View::NoScript { rid: &rid, status },
+                    View::NoScript {
+                        rid: &rid,
+                        status,
+                        restarting,
+                    },
                 )
             }
         }

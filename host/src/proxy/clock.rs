@@ -104,6 +104,10 @@ pub struct Clock {
     quiet: u32,
     phase: Phase,
     timer: Pin<Box<Sleep>>,
+    /// The timer was polled since it was last set: it holds the waker of
+    /// the connection's task (which never changes), so waiting on it again
+    /// need not poll it (which would swap the waker on every request).
+    armed: bool,
 }
 
 impl std::fmt::Debug for Clock {
@@ -125,6 +129,7 @@ impl Clock {
             quiet: 0,
             phase: Phase::Idle,
             timer: Box::pin(tokio::time::sleep(bounds.tick())),
+            armed: false,
         }
     }
 
@@ -153,9 +158,22 @@ impl Clock {
     }
 
     /// Waits for the next tick (for a caller that must note progress
-    /// before [`Self::over`] is asked). Cancel-safe.
+    /// before [`Self::over`] is asked). Cancel-safe. The clock must be
+    /// waited on by one task only (its connection's).
     pub async fn fired(&mut self) {
-        (&mut self.timer).await;
+        std::future::poll_fn(|cx| {
+            if self.armed {
+                return if self.timer.is_elapsed() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                };
+            }
+            let polled = self.timer.as_mut().poll(cx);
+            self.armed = polled.is_pending();
+            polled
+        })
+        .await;
     }
 
     /// After a tick: is the connection over the bound of its phase? If not,
@@ -171,6 +189,7 @@ impl Clock {
             return true;
         }
         self.timer.as_mut().reset(Instant::now() + b.tick());
+        self.armed = false;
         false
     }
 
@@ -184,6 +203,21 @@ impl Clock {
         mut buf: &[u8],
         phase: Phase,
     ) -> io::Result<()> {
+        // The usual case, a write the kernel takes whole, needs no timer
+        // and no select.
+        let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *w).poll_write(cx, buf)));
+        match first.await {
+            Poll::Ready(Ok(0)) if !buf.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => {
+                self.progress();
+                buf = &buf[n..];
+                if buf.is_empty() {
+                    return Ok(());
+                }
+            }
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => {}
+        }
         let before = self.phase;
         self.enter(phase);
         while !buf.is_empty() {

@@ -1,8 +1,8 @@
 //! The proxy's listening side: one thread per core, each with its own
 //! single-threaded runtime and its own `SO_REUSEPORT` socket on the same
 //! address. The kernel spreads new connections over the sockets, and a
-//! user connection (with its upstream connection, see
-//! [`super::upstream`]) then lives on one thread: no work stealing, no
+//! user connection (with its pod connection, see
+//! [`super::pool`]) then lives on one thread: no work stealing, no
 //! cross-thread wake-ups on the request path.
 //!
 //! Everything else (the apps' state, the policy, Kubernetes) stays on the
@@ -70,7 +70,9 @@ pub fn bind(addr: SocketAddr, threads: usize) -> io::Result<Listeners> {
 
 /// Serves `proxy` on `listeners`, one edge thread per socket, until this
 /// future is dropped (the threads then stop, ending their connections).
-/// With `scope`, only that app.
+/// With `scope`, only that app. When the proxy shuts down (see
+/// [`super::drain`]) the sockets are closed and the threads serve the
+/// connections they have until this future is dropped.
 pub async fn serve(listeners: Listeners, proxy: Arc<Proxy>, scope: Option<Arc<str>>) {
     let (stop_tx, stop_rx) = watch::channel(());
     // Dropped with this future: every thread sees it and stops.
@@ -99,9 +101,13 @@ pub async fn serve(listeners: Listeners, proxy: Arc<Proxy>, scope: Option<Arc<st
                         }
                     };
                     tokio::select! {
+                        // Returns when the proxy shuts down: the listener
+                        // is closed, and the connections it accepted run
+                        // on this runtime until they end or the host stops.
                         () = super::serve(listener, proxy, scope) => {}
-                        _ = stop.changed() => {}
+                        _ = stop.changed() => return,
                     }
+                    let _ = stop.changed().await;
                 });
             });
         if let Err(e) = spawned {

@@ -108,6 +108,11 @@ impl Fairness {
         self.limits
     }
 
+    /// User connections open now.
+    pub fn open_connections(&self) -> u32 {
+        self.connections.load(Ordering::Acquire)
+    }
+
     /// Takes a place for a new connection of `client`.
     pub fn connection(self: &Arc<Self>, client: IpAddr) -> Result<Slot, Refusal> {
         let total = self.connections.fetch_add(1, Ordering::AcqRel);

@@ -7,21 +7,25 @@
 //! only for something else (`curl`'s `*/*`, `application/json`) or carries
 //! `X-Requested-With` gets redirects and k8sTicket's plain 403 texts.
 //!
-//! Who does what: [`front`] reads requests and [`exchange`] forwards them
-//! on a user connection, within the bounds of [`clock`]; [`gate`] decides
-//! whether a ticket lets a request through; this module routes everything
-//! else to [`admit`] (tickets to cookies), [`deny`] (why not), [`pages`]
-//! and [`ticket_ws`].
+//! Who does what: [`edge`] runs the listening threads; [`connection`]
+//! reads and decides the requests of a user connection and `forward`
+//! relays one forwarded exchange, within the bounds of `clock`; `gate`
+//! decides whether a ticket lets a request through; `answer` routes
+//! everything else to `admit` (tickets to cookies), `deny` (why not),
+//! [`pages`] and [`ticket_ws`]; [`drain`] shuts the edge down. This
+//! module holds what they share: the [`Proxy`] and its settings.
 
 mod admit;
+mod answer;
 pub mod claims;
 mod clock;
+pub mod connection;
 pub mod cookies;
 mod deny;
+pub mod drain;
 pub mod edge;
-mod exchange;
 pub mod fairness;
-pub mod front;
+mod forward;
 mod gate;
 pub mod pages;
 pub mod pool;
@@ -36,28 +40,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header;
-use http::{Method, Request, Response, StatusCode};
-
 use crate::app::{App, Owner};
 use crate::apps::Apps;
+use answer::{CLAIM, POLL_HOLD, Upgrade, refused, room};
 use claims::ClaimKey;
-use fairness::{ClientLimits, Fairness, Refusal};
-pub use front::{ClientTimeouts, serve};
+pub use connection::{ClientTimeouts, serve};
+use fairness::{ClientLimits, Fairness};
 pub use gate::{Authorized, Pass};
-use pages::{Ended, ProxyBody, Room, View, local};
 use pool::{Pool, PoolSettings};
-use request::{dns_parts, host, query_param, wants_page};
-use routes::{Route, RouteError};
 use ticket_ws::WsTiming;
-
-/// The claim endpoint under a ticket prefix (or an app in DNS mode).
-const CLAIM: &str = ".wicket/claim";
-/// The no-JavaScript poll endpoint: `/<app>/.wicket/poll[?w=<resume id>]`.
-const POLL: &str = "poll";
-/// How long one poll waits for a slot before it answers with the place in
-/// line (at most half the resume grace period).
-const POLL_HOLD: Duration = Duration::from_secs(5);
 
 /// The proxy's settings.
 #[derive(Debug, Clone)]
@@ -83,8 +74,8 @@ pub struct ProxySettings {
 }
 
 /// The proxy: routes every request of every app. Ticketed requests are
-/// forwarded by [`front`]; everything else is answered by
-/// [`Proxy::handle`].
+/// forwarded by [`connection`] (through `gate` and `forward`);
+/// everything else is answered by [`Proxy::handle`] (`answer`).
 #[derive(Debug)]
 pub struct Proxy {
     apps: Arc<Apps>,
@@ -97,14 +88,7 @@ pub struct Proxy {
     ws_origins: Arc<[Box<str>]>,
     claim_key: ClaimKey,
     fairness: Arc<Fairness>,
-}
-
-fn room<'a>(app: &'a App, title: &'a str) -> Room<'a> {
-    Room {
-        app: app.name(),
-        title,
-        dns: app.routing().dns,
-    }
+    drain: drain::Drain,
 }
 
 impl Proxy {
@@ -121,7 +105,16 @@ impl Proxy {
             ws_origins: settings.ws_origins,
             claim_key: ClaimKey::generate(),
             fairness: Fairness::new(settings.limits),
+            drain: drain::Drain::default(),
         })
+    }
+
+    /// Shuts the edge down gracefully (see [`drain`]): every listener of
+    /// this proxy stops accepting, and this returns when every user
+    /// connection has ended, or `grace` has passed and the tunnels left
+    /// were closed. The caller then stops the host.
+    pub async fn shutdown(&self, grace: Duration) -> drain::Summary {
+        self.drain.run(&self.fairness, grace).await
     }
 
     /// Who holds places in line for `client` (see [`fairness`]).
@@ -138,147 +131,4 @@ impl Proxy {
             _ => self.apps.get(name),
         }
     }
-
-    /// Answers one request that is not forwarded to a pod (its body, if
-    /// any, is not needed: only the head is passed). Never fails: every
-    /// error is a response. `scope` limits a listener to one app
-    /// (k8sTicket's per-app ports); None serves every app (the shared port).
-    /// `client` is the sender's key (see [`fairness::client_key`]).
-    pub async fn handle(
-        &self,
-        req: Request<()>,
-        scope: Option<&str>,
-        client: IpAddr,
-    ) -> Response<ProxyBody> {
-        // Routes borrow from a cheap clone of the URI, so the request can move
-        // on (to the ticket socket) without copying its path pieces.
-        let uri = req.uri().clone();
-        let route = match routes::parse(uri.path()) {
-            Ok(r) => r,
-            Err(RouteError::NotFound) => {
-                return local(StatusCode::NOT_FOUND, "text/plain", "Not found.\n");
-            }
-            Err(RouteError::TooLong) => {
-                return local(StatusCode::URI_TOO_LONG, "text/plain", "Path too long.\n");
-            }
-            Err(e) => {
-                return local(
-                    StatusCode::BAD_REQUEST,
-                    "text/plain",
-                    format!("Bad request: {e}.\n"),
-                );
-            }
-        };
-        let Some(app) = self.app(route.app(), scope) else {
-            return local(
-                StatusCode::NOT_FOUND,
-                "text/plain",
-                "No such application.\n",
-            );
-        };
-        let domain = self.dns_domain.as_deref();
-        if let Some(dns) = dns_parts(&app, domain, host(&req), uri.path()) {
-            return deny::dns_request(&app, domain, &self.claim_key, &dns, &req);
-        }
-        match route {
-            Route::Waiting { .. } if req.method() == Method::GET && !wants_page(req.headers()) => {
-                self.poll(&app, &req, client).await
-            }
-            Route::Waiting { .. }
-                if req.method() == Method::GET || req.method() == Method::HEAD =>
-            {
-                let title = app.display_name();
-                let ended = query_param(req.uri().query(), "ended").and_then(Ended::parse);
-                let mut page =
-                    pages::room_page(room(&app, &title), ended.map_or(View::Live, View::Ended));
-                if let Some(v) = self.binding_cookie(&app, &req) {
-                    page.headers_mut().insert(header::SET_COOKIE, v);
-                }
-                page
-            }
-            Route::Waiting { .. } => local(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "text/plain",
-                "Method not allowed.\n",
-            ),
-            // A plain request: an upgrade goes through `Proxy::upgrade`.
-            Route::TicketSocket { .. } => ticket_ws::not_a_websocket(),
-            Route::Internal { what: POLL, .. } if req.method() == Method::GET => {
-                self.poll(&app, &req, client).await
-            }
-            Route::Internal { .. } => local(StatusCode::NOT_FOUND, "text/plain", "Not found.\n"),
-            Route::PodOnly { .. } => {
-                pages::redirect(StatusCode::FOUND, &format!("/{}/", app.name()))
-            }
-            Route::Ticketed { pod, uid, rest, .. } if rest == CLAIM => {
-                let home = format!("/{}/{pod}/{uid}/", app.name());
-                admit::claim(&app, &self.claim_key, pod, uid, &req, &home, None)
-            }
-            Route::Ticketed { pod, uid, .. } => deny::ticketed(&app, domain, pod, uid, &req),
-        }
-    }
-}
-
-/// What becomes of an upgrade request that is not on a ticket.
-pub(crate) enum Upgrade {
-    /// The ticket WebSocket of the app, its handshake checked.
-    TicketSocket(Arc<App>, ticket_ws::Opening),
-    /// Anything else: answered, then the connection is closed.
-    Answer(Response<ProxyBody>),
-}
-
-impl Proxy {
-    /// Sorts an upgrade request: the ticket WebSocket (k8sTicket's
-    /// `/<app>/ws`) or a response (a bad handshake, a DNS-mode request, an
-    /// unknown app, …: whatever [`Proxy::handle`] says). `req` is a request
-    /// whose head asked for an upgrade ([`wire::RequestHead::upgrade`]).
-    pub(crate) async fn upgrade(
-        &self,
-        req: Request<()>,
-        scope: Option<&str>,
-        client: IpAddr,
-    ) -> Upgrade {
-        if let Ok(Route::TicketSocket { app }) = routes::parse(req.uri().path())
-            && let Some(app) = self.app(app, scope)
-            && dns_parts(
-                &app,
-                self.dns_domain.as_deref(),
-                host(&req),
-                req.uri().path(),
-            )
-            .is_none()
-        {
-            let origin = req.headers().get(header::ORIGIN).map(|o| o.as_bytes());
-            if !ticket_ws::origin_allowed(origin, host(&req), &self.ws_origins) {
-                return Upgrade::Answer(ticket_ws::foreign_origin());
-            }
-            let bind = admit::bind_of(&req).map(|b| (self.claim_key, b));
-            let Some(opening) = ticket_ws::opening(&req, bind) else {
-                return Upgrade::Answer(ticket_ws::not_a_websocket());
-            };
-            return match self.fairness.socket(client) {
-                Ok(slot) => Upgrade::TicketSocket(app, opening.held_by(slot, self.owner(client))),
-                Err(r) => Upgrade::Answer(refused(r)),
-            };
-        }
-        Upgrade::Answer(self.handle(req, scope, client).await)
-    }
-}
-
-/// The answer to a request refused by a limit of [`fairness`].
-pub(crate) fn refused(why: Refusal) -> Response<ProxyBody> {
-    let (status, text) = match why {
-        Refusal::Full => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The service is busy. Please try again in a moment.\n",
-        ),
-        Refusal::TooMany => (
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many connections from your address. Close some tabs and try again.\n",
-        ),
-    };
-    let mut r = local(status, "text/plain; charset=utf-8", text);
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
-    r
 }

@@ -94,6 +94,8 @@ pub enum View<'a> {
         rid: &'a str,
         /// Place and estimate.
         status: Option<WaitStatus>,
+        /// This process is shutting down: the next reload goes elsewhere.
+        restarting: bool,
     },
     /// The app takes no users now (503).
     Closed,
@@ -180,7 +182,11 @@ pub fn room_page(room: Room<'_>, view: View<'_>) -> http::Response<ProxyBody> {
             hint: format!("Keep this tab open: {title} opens here by itself as soon as a slot is free."),
             script: format!("<script>\n{WAITING_SCRIPT}</script>"),
         },
-        View::NoScript { rid, status } => {
+        View::NoScript {
+            rid,
+            status,
+            restarting,
+        } => {
             let rid = html_escape(rid);
             Parts {
                 head: format!("<meta http-equiv=\"refresh\" content=\"{NOSCRIPT_REFRESH_SECONDS};url={poll}?w={rid}\">"),
@@ -191,7 +197,10 @@ pub fn room_page(room: Room<'_>, view: View<'_>) -> http::Response<ProxyBody> {
                     _ => "Waiting for a free slot".into(),
                 },
                 tiles: status.map(|s| (s.position.to_string(), describe_wait(s.estimate.wait))),
-                notice: None,
+                notice: restarting.then(|| {
+                    "The waiting room is restarting. This page reconnects by itself; your place in line is kept."
+                        .to_owned()
+                }),
                 actions: format!(
                     "<form method=\"get\" action=\"{poll}\"><input type=\"hidden\" name=\"w\" value=\"{rid}\">\
                      <button class=\"button\" type=\"submit\">Check now</button></form>"
@@ -365,6 +374,7 @@ mod tests {
             View::NoScript {
                 rid: "ab12",
                 status: Some(status),
+                restarting: false,
             },
         );
         assert_eq!(r.status(), StatusCode::OK);

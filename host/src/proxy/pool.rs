@@ -1,7 +1,7 @@
 //! Keep-alive TCP connections to the pods.
 //!
 //! A user connection keeps the pod connection it last used (see
-//! [`super::front`]), so consecutive requests of one user connection go
+//! [`super::connection`]), so consecutive requests of one user connection go
 //! out on the same socket with no lookup at all. When the user connection
 //! ends, or turns to another pod, its pod connection is parked here for
 //! the next user connection of the same thread.

@@ -10,7 +10,10 @@
 //!   `/<app>/ws?resume` (or `?resume=<id>` to come back to their old place
 //!   after a disconnect, within the app's grace period);
 //! - `sta#closed`: the app takes no users (disabled or draining), sent
-//!   before the closing `msg#`.
+//!   before the closing `msg#`;
+//! - `sta#restart`: this wicket process is shutting down: reconnect (with
+//!   the resume id, which keeps the place). Sent before a closing `msg#`
+//!   and a close with code 1012 (Service Restart).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +30,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
 use super::claims::ClaimKey;
+use super::drain::{Drain, Stage, Watch};
 use super::fairness::Slot;
 use super::pages::{ProxyBody, local};
 use super::rewind::Rewind;
@@ -41,6 +45,9 @@ pub const REFUSED_MESSAGE: &str =
 /// Sent when the app does not accept users.
 pub const CLOSED_MESSAGE: &str =
     "This application is not available right now. Please try again later.";
+/// Sent when the wicket process shuts down (the user should reconnect).
+pub const RESTART_MESSAGE: &str =
+    "The waiting room is restarting. Reconnect to keep waiting; your place is kept.";
 
 /// How often a waiting user's place and estimate are looked at (sent only
 /// when they changed).
@@ -183,12 +190,17 @@ pub fn not_a_websocket() -> Response<ProxyBody> {
 /// the same write as the first messages: a user who gets a ticket at once
 /// receives handshake, ticket and close in one packet (one wake-up of
 /// their side instead of three).
+///
+/// When the proxy shuts down (`drain`), the user is told to reconnect
+/// (`sta#restart`, close code 1012) and keeps the place as a resumable
+/// user who stepped away.
 pub async fn serve(
     app: Arc<App>,
     opening: Opening,
     timing: WsTiming,
     client: TcpStream,
     early: Bytes,
+    drain: &Drain,
 ) {
     let mut head = Vec::with_capacity(160);
     head.extend_from_slice(
@@ -207,7 +219,13 @@ pub async fn serve(
         .max_frame_size(Some(64 << 10));
     let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     let (slot, owner) = opening.held.map_or((None, None), |(s, o)| (Some(s), o));
-    session(app, ws, timing, opening.joining, opening.bind, owner).await;
+    let joining = Session {
+        timing,
+        joining: opening.joining,
+        bind: opening.bind,
+        owner,
+    };
+    session(app, ws, joining, drain).await;
     drop(slot);
 }
 
@@ -239,6 +257,27 @@ async fn closed(mut ws: Ws) {
             .await
             .is_ok()
         && close_sent(&mut ws).await;
+    if sent {
+        linger(ws).await;
+    }
+}
+
+/// The process shuts down: tells the user to reconnect and closes with
+/// 1012 (Service Restart), which also tells a WebSocket library to.
+async fn restart(mut ws: Ws, drain: &Drain) {
+    drain.told();
+    let sent = ws.feed(Message::text("sta#restart")).await.is_ok()
+        && ws
+            .feed(Message::text(format!("msg#{RESTART_MESSAGE}")))
+            .await
+            .is_ok()
+        && ws
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::Restart,
+                reason: "".into(),
+            })))
+            .await
+            .is_ok();
     if sent {
         linger(ws).await;
     }
@@ -285,14 +324,27 @@ pub fn eta_message(status: &WaitStatus) -> String {
     }
 }
 
-async fn session(
-    app: Arc<App>,
-    mut ws: Ws,
+/// How a session goes, besides its socket.
+struct Session {
     timing: WsTiming,
     joining: Joining,
     bind: Option<(ClaimKey, Token)>,
     owner: Option<Owner>,
-) {
+}
+
+async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
+    let Session {
+        timing,
+        joining,
+        bind,
+        owner,
+    } = how;
+    // A handshake that came in on a connection of a process already
+    // shutting down: straight to another one (a resume id held stays valid).
+    if drain.draining() {
+        return restart(ws, drain).await;
+    }
+    let mut stage: Watch = drain.watch();
     let (resume, resumable) = match joining {
         Joining::Plain => (None, false),
         Joining::Resumable(rid) => (rid, true),
@@ -380,6 +432,13 @@ async fn session(
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => unanswered = false,
             },
+            () = stage.reached(Stage::Draining) => {
+                drop(changes);
+                // A resumable user steps away (the place is kept for the
+                // grace period); a plain one leaves, as on any close.
+                drop(waiting);
+                return restart(ws, drain).await;
+            }
         }
     }
     // Dropping `waiting` leaves the queue (or steps away, if resumable) and

@@ -2,15 +2,16 @@
   "use strict";
   // The waiting room: a k8sTicket-compatible ticket socket (msg#, tkn#) plus
   // wicket's extra message kinds: rid# (resume id), pos# (place in line),
-  // eta# (<seconds or ?>@<queue|starting>), sta# (closed) and clm# (the
-  // proof that binds the ticket's claim to this browser, sent before tkn#).
+  // eta# (<seconds or ?>@<queue|starting>), sta# (closed, or restart: this
+  // wicket process stops, reconnect) and clm# (the proof that binds the
+  // ticket's claim to this browser, sent before tkn#).
   var room = document.getElementById("room");
   var app = room.getAttribute("data-app");
   var dns = room.getAttribute("data-dns") === "true";
   var title = room.getAttribute("data-title");
   var KEY = "wicket.rid." + app;
   var DELAYS = [500, 1000, 2000, 3000, 5000];
-  var done = false, closed = false, lost = false, tries = 0, sentRid = null;
+  var done = false, closed = false, lost = false, restart = false, tries = 0, sentRid = null;
   var pos = 0, eta = null, noteIsMsg = false, proof = "";
 
   function el(id) { return document.getElementById(id); }
@@ -90,7 +91,9 @@
       put("state", title + " is not available right now.");
       el("notice").hidden = false;
       put("notice", "It may be switched off or being updated. This page checks again every 30 seconds.");
-    } else if (kind === "msg#" && !closed && pos < 1) {
+    } else if (kind === "sta#" && v === "restart") {
+      restart = true;
+    } else if (kind === "msg#" && !closed && !restart && pos < 1) {
       put("note", v);
       noteIsMsg = true;
     }
@@ -110,9 +113,19 @@
       if (closed) { setTimeout(connect, 30000); return; }
       lost = true;
       room.className = "";
+      noteIsMsg = false;
+      if (restart) {
+        // The server said so: reconnect soon (spread, so that a whole
+        // waiting room does not arrive at once), keeping the resume id.
+        restart = false;
+        tries = 0;
+        put("state", "The waiting room is restarting — reconnecting…");
+        put("note", "Your place in line is kept.");
+        setTimeout(connect, 200 + Math.floor(Math.random() * 1000));
+        return;
+      }
       put("state", "Connection lost — reconnecting…");
       put("note", "Your place in line is kept for a short while.");
-      noteIsMsg = false;
       retry();
     };
   }

@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 use httparse::{Header, ParserConfig};
 
 use super::framing::{
-    Body, Framing, HeadError, complete, field, has_bare_lf, length_field, parse_error,
+    Body, Framing, HeadError, complete, crlf_only, field, length_field, parse_error,
 };
 use super::names::{Name, classify, lists};
 
@@ -87,7 +87,7 @@ pub fn parse_response<'h, 'b>(
     let length_as_sent = framing.length_fields == 0
         || (!encoded && framing.length_fields == 1 && framing.length_canonical);
     // A bare LF is rare: only looked for when the head is otherwise kept.
-    let verbatim = !http10 && !other_hop && length_as_sent && !has_bare_lf(&buf[..len]);
+    let verbatim = !http10 && !other_hop && length_as_sent && crlf_only(buf, len, headers);
     Ok(ResponseHead {
         status: code,
         len,
@@ -164,7 +164,12 @@ pub fn write_response_head(
     resp: &ResponseHead<'_, '_>,
     close: bool,
 ) {
-    // The status line as sent, from the status code on.
+    // The status line as sent, from the status code on (after the empty
+    // lines httparse skips before it).
+    let raw = &raw[raw
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count()..];
     let line_end = raw.iter().position(|&b| b == b'\n').unwrap_or(raw.len());
     let status_line = raw[..line_end]
         .strip_suffix(b"\r")

@@ -1,9 +1,10 @@
-//! A user connection, from accept to close.
+//! A user connection, from accept to close: the accept loop, reading and
+//! deciding request heads, and the answers wicket makes itself.
 //!
 //! Every request head is read and parsed here. A request on a live ticket
 //! (k8sTicket's `/<app>/<pod>/<uid>/…`, or a DNS-mode host) is forwarded
-//! to its pod by [`super::exchange`] over the pod connection this user
-//! connection keeps. Any other request (the waiting page, claims, polls,
+//! to its pod by one `forward::Exchange` over the pod connection
+//! this user connection keeps. Any other request (the waiting page, claims, polls,
 //! denials) is answered by [`Proxy::handle`] and its response written
 //! here, so a browser that loads the waiting page and then the app keeps
 //! its connection. The ticket WebSocket (an upgrade) goes on here too, as
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use futures_util::FutureExt;
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,7 +24,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub use super::clock::ClientTimeouts;
 use super::clock::{Clock, Phase};
+use super::drain::{Sleeper, Sleepers, Stage};
 use super::fairness::{self, Refusal, Slot};
+use super::forward::{After, Exchange};
 use super::pages::{self, ProxyBody};
 use super::ticket_ws;
 use super::trust::{self, Scheme};
@@ -106,40 +110,64 @@ pub(super) struct State {
 
 /// A user connection.
 pub(super) struct Conn {
-    pub client: TcpStream,
-    pub s: State,
+    client: TcpStream,
+    s: State,
 }
 
-/// Serves `proxy` on `listener` until the task is aborted; with `scope`,
-/// only that app.
+/// Serves `proxy` on `listener` until the task is aborted or the proxy
+/// shuts down (see [`super::drain`]); with `scope`, only that app. On a
+/// shutdown the connections the kernel had already accepted are taken,
+/// then the listener is closed; the connections go on (on this runtime)
+/// until they end.
 pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, scope: Option<Arc<str>>) {
+    let sleepers = proxy.drain.sleepers();
+    let mut stage = proxy.drain.watch();
     loop {
-        let (stream, client) = match listener.accept().await {
-            Ok(c) => c,
+        let accepted = tokio::select! {
+            biased;
+            () = stage.reached(Stage::Draining) => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, client)) => admit(stream, client, &proxy, &scope, &sleepers),
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
             }
-        };
-        let _ = stream.set_nodelay(true);
-        let key = fairness::client_key(client.ip());
-        // A trusted proxy carries many users: only the global cap counts
-        // its connections (its users are counted per request).
-        let slot = if proxy.trusted.trusts(client.ip()) {
-            proxy.fairness.proxied_connection()
-        } else {
-            proxy.fairness.connection(key)
-        };
-        match slot {
-            Ok(slot) => {
-                let conn = Conn::new(stream, client, key, slot, Arc::clone(&proxy), scope.clone());
-                tokio::spawn(conn.run());
-            }
-            Err(why) => {
-                tracing::debug!(%client, "connection refused: {why}");
-                tokio::spawn(refuse(stream, why));
-            }
+        }
+    }
+    // Connections that completed their handshake are the clients' requests
+    // in flight: served (each gets one answer, then closed), not reset.
+    while let Some(Ok((stream, client))) = listener.accept().now_or_never() {
+        admit(stream, client, &proxy, &scope, &sleepers);
+    }
+}
+
+/// Starts serving an accepted connection (or refuses it, over a limit).
+fn admit(
+    stream: TcpStream,
+    client: SocketAddr,
+    proxy: &Arc<Proxy>,
+    scope: &Option<Arc<str>>,
+    sleepers: &Arc<Sleepers>,
+) {
+    let _ = stream.set_nodelay(true);
+    let key = fairness::client_key(client.ip());
+    // A trusted proxy carries many users: only the global cap counts
+    // its connections (its users are counted per request).
+    let slot = if proxy.trusted.trusts(client.ip()) {
+        proxy.fairness.proxied_connection()
+    } else {
+        proxy.fairness.connection(key)
+    };
+    match slot {
+        Ok(slot) => {
+            let conn = Conn::new(stream, client, key, slot, Arc::clone(proxy), scope.clone());
+            tokio::spawn(conn.run(Arc::clone(sleepers)));
+        }
+        Err(why) => {
+            tracing::debug!(%client, "connection refused: {why}");
+            tokio::spawn(refuse(stream, why));
         }
     }
 }
@@ -176,8 +204,10 @@ impl Conn {
         }
     }
 
-    /// Serves requests until the user or an error ends the connection.
-    async fn run(mut self) {
+    /// Serves requests until the user, an error or a shutdown ends the
+    /// connection; `sleepers` are its edge thread's (see [`super::drain`]).
+    async fn run(mut self, sleepers: Arc<Sleepers>) {
+        let mut place = None;
         loop {
             match self.s.decide() {
                 Ok(Next::Forward(plan, head_len)) => {
@@ -194,6 +224,9 @@ impl Conn {
                         .proxy
                         .handle(answer.req, self.s.scope.as_deref(), self.s.client)
                         .await;
+                    // Looked at once the answer is ready: a shutdown that
+                    // began meanwhile (a poll held) closes after it.
+                    let close = close || self.s.proxy.drain.draining();
                     if self
                         .respond(resp, answer.head_request, close)
                         .await
@@ -209,7 +242,7 @@ impl Conn {
                     return;
                 }
                 Err(HeadError::Partial) => {
-                    if let Err(e) = self.read_more().await {
+                    if let Err(e) = self.read_more(&sleepers, &mut place).await {
                         tracing::trace!("user connection ended: {e}");
                         break;
                     }
@@ -235,17 +268,20 @@ impl Conn {
     }
 
     /// Reads more of the user's bytes, closing idle and slow connections
-    /// (see [`ClientTimeouts`]).
-    async fn read_more(&mut self) -> io::Result<()> {
+    /// (see [`ClientTimeouts`]), and idle ones when the proxy shuts down
+    /// (`sleepers` and `place`: see [`super::drain::Drain::until_draining`]).
+    async fn read_more(
+        &mut self,
+        sleepers: &Arc<Sleepers>,
+        place: &mut Option<Sleeper>,
+    ) -> io::Result<()> {
         if self.s.buf.capacity() - self.s.buf.len() < READ_CHUNK / 2 {
             self.s.buf.reserve(READ_CHUNK);
         }
         let s = &mut self.s;
-        s.clock.enter(if s.buf.is_empty() {
-            Phase::Idle
-        } else {
-            Phase::Head
-        });
+        let idle = s.buf.is_empty();
+        s.clock.enter(if idle { Phase::Idle } else { Phase::Head });
+        let drain = &s.proxy.drain;
         loop {
             tokio::select! {
                 biased;
@@ -260,6 +296,11 @@ impl Conn {
                     if over {
                         return Err(io::ErrorKind::TimedOut.into());
                     }
+                }
+                // Between requests only: a request begun is finished.
+                () = drain.until_draining(sleepers, place), if idle => {
+                    drain.closed_idle();
+                    return Err(io::Error::other("shutting down"));
                 }
             }
         }
@@ -279,7 +320,8 @@ impl Conn {
         {
             Upgrade::TicketSocket(app, opening) => {
                 let early = self.s.buf.split().freeze();
-                ticket_ws::serve(app, opening, proxy.timing, self.client, early).await;
+                ticket_ws::serve(app, opening, proxy.timing, self.client, early, &proxy.drain)
+                    .await;
             }
             Upgrade::Answer(resp) => {
                 if self.respond(resp, false, true).await.is_ok() {
@@ -289,6 +331,24 @@ impl Conn {
         }
     }
 
+    /// Forwards the request whose head is in `out` to the ticket's pod
+    /// (see [`Exchange`]).
+    async fn forward(&mut self, plan: Plan) -> After {
+        // The pass is set for every forwarded request; it stays out of the
+        // state for the exchange (the guard borrows its ticket).
+        let Some(pass) = self.s.pass.take() else {
+            return After::Close;
+        };
+        let after = Exchange {
+            client: &mut self.client,
+            s: &mut self.s,
+        }
+        .run(plan, &pass)
+        .await;
+        self.s.pass = Some(pass);
+        after
+    }
+
     /// Writes a response of wicket's own (its body is in memory).
     async fn respond(
         &mut self,
@@ -296,22 +356,12 @@ impl Conn {
         head_request: bool,
         close: bool,
     ) -> io::Result<()> {
-        write_response(&mut self.s.out, resp, head_request, close).await;
-        let s = &mut self.s;
-        s.clock
-            .write_all(&mut self.client, &s.out, Phase::Send)
-            .await
+        respond(&mut self.client, &mut self.s, resp, head_request, close).await
     }
 
     /// Sends a small plain-text response of the proxy's own.
-    pub(super) async fn reply(
-        &mut self,
-        status: StatusCode,
-        body: &str,
-        close: bool,
-    ) -> io::Result<()> {
-        let resp = pages::local(status, "text/plain; charset=utf-8", body.to_owned());
-        self.respond(resp, false, close).await
+    async fn reply(&mut self, status: StatusCode, body: &str, close: bool) -> io::Result<()> {
+        reply(&mut self.client, &mut self.s, status, body, close).await
     }
 
     /// The connection ends: its pod connection goes to the pool.
@@ -321,6 +371,31 @@ impl Conn {
         }
         let _ = self.client.shutdown().await;
     }
+}
+
+/// Writes a response of wicket's own (its body is in memory) to `client`
+/// of the connection whose state is `s`.
+async fn respond(
+    client: &mut TcpStream,
+    s: &mut State,
+    resp: Response<ProxyBody>,
+    head_request: bool,
+    close: bool,
+) -> io::Result<()> {
+    write_response(&mut s.out, resp, head_request, close).await;
+    s.clock.write_all(client, &s.out, Phase::Send).await
+}
+
+/// Sends a small plain-text response of the proxy's own.
+pub(super) async fn reply(
+    client: &mut TcpStream,
+    s: &mut State,
+    status: StatusCode,
+    body: &str,
+    close: bool,
+) -> io::Result<()> {
+    let resp = pages::local(status, "text/plain; charset=utf-8", body.to_owned());
+    respond(client, s, resp, false, close).await
 }
 
 /// Writes a response of wicket's own (its body is in memory) into `out`:
@@ -432,7 +507,10 @@ impl State {
                     HeadError::Invalid("request target or header field not accepted")
                 })?,
                 len: head.len,
-                close: !head.keep_alive || head.http10 || head.body != Body::Empty,
+                close: !head.keep_alive
+                    || head.http10
+                    || head.body != Body::Empty
+                    || self.proxy.drain.draining(),
                 head_request: head.method == "HEAD",
             });
             if head.upgrade.is_some() {

@@ -1,20 +1,25 @@
-//! One forwarded exchange on a user connection: the request to the pod
-//! (its rewritten head, then the body as it arrives), the response back to
-//! the user as it arrives, and for an upgrade (a WebSocket) the tunnel
-//! after it. Bodies are forwarded in the bytes they came in; only their
-//! ends are looked for (see [`super::wire`]).
+//! One forwarded exchange on a user connection ([`Exchange`]): the
+//! request to the pod (its rewritten head, then the body as it arrives),
+//! the response back to the user as it arrives, and for an upgrade (a
+//! WebSocket) the tunnel after it. Bodies are forwarded in the bytes they
+//! came in; only their ends are looked for (see [`super::wire`]). The
+//! connection around it (reading heads, deciding, answering) is
+//! [`super::connection`]'s.
 
 use std::future::poll_fn;
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Buf;
 use http::StatusCode;
 use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 
 use super::Pass;
 use super::clock::Phase;
-use super::front::{Conn, Plan, PodLink};
+use super::connection::{self, Plan, PodLink, State};
+use super::drain::Stage;
 use super::pool::{self, DialError};
 use super::wire::{self, Body, BodyProgress, HeadError, MAX_HEAD, ResponseFacts};
 
@@ -108,25 +113,23 @@ fn rewrite_response_head(
     }
 }
 
-impl Conn {
-    /// Forwards the request whose head is in `out` (and whose body, if
-    /// any, follows in `buf` and on the socket) to the ticket's pod.
-    pub(super) async fn forward(&mut self, plan: Plan) -> After {
-        // The pass is set for every forwarded request; it stays out of the
-        // state for the exchange (the guard borrows its ticket).
-        let Some(pass) = self.s.pass.take() else {
-            return After::Close;
-        };
-        let after = self.exchange(plan, &pass).await;
-        self.s.pass = Some(pass);
-        after
-    }
+/// One request forwarded on a user connection (its socket and state,
+/// borrowed for the exchange).
+pub(super) struct Exchange<'c> {
+    /// The user's socket.
+    pub client: &'c mut TcpStream,
+    /// The connection's buffers, pod connection and clock.
+    pub s: &'c mut State,
+}
 
-    /// [`Self::forward`] with the ticket in hand.
-    async fn exchange(&mut self, plan: Plan, pass: &Pass) -> After {
+impl Exchange<'_> {
+    /// Forwards the request whose head is in `out` (and whose body, if
+    /// any, follows in `buf` and on the socket) to the pod of the ticket
+    /// `pass` names, and relays the response.
+    pub(super) async fn run(&mut self, plan: Plan, pass: &Pass) -> After {
         let guard = pass.ticket().open();
         let addr = pass.ticket().backend().addr;
-        let s = &mut self.s;
+        let s = &mut *self.s;
         let mut body = BodyProgress::new(plan.body, s.proxy.wire.trailers);
         // The body bytes already read go out with the head.
         let n = match body.advance(&mut s.buf) {
@@ -190,7 +193,12 @@ impl Conn {
         // A response before the whole request body: the rest of that body
         // is never read, so neither connection can carry another request.
         let early = !body.is_done();
-        let close = !plan.keep_alive || facts.body == Body::UntilClose || early;
+        // A shutdown that began while the pod worked makes this the
+        // connection's last response (looked at now, as late as can be).
+        let close = !plan.keep_alive
+            || facts.body == Body::UntilClose
+            || early
+            || self.s.proxy.drain.draining();
         match self
             .relay_response(&mut link, &facts, plan.head_request, close)
             .await
@@ -254,7 +262,7 @@ impl Conn {
                 SendError::Pod(e)
             }
         };
-        let s = &mut self.s;
+        let s = &mut *self.s;
         if let Err(e) = s
             .clock
             .write_all(&mut link.stream, &s.out, Phase::Pod)
@@ -264,19 +272,19 @@ impl Conn {
         }
         let mut answered = false;
         loop {
-            let s = &mut self.s;
+            let s = &mut *self.s;
             match response_facts(&s.rbuf, plan.head_request).map_err(SendError::Response)? {
                 Some(f) if f.is_interim() => {
                     if !plan.http10 {
                         let sent = if f.verbatim {
                             s.clock
-                                .write_all(&mut self.client, &s.rbuf[..f.len], Phase::Send)
+                                .write_all(&mut *self.client, &s.rbuf[..f.len], Phase::Send)
                                 .await
                         } else {
                             let mut head = Vec::new();
                             rewrite_response_head(&mut head, &s.rbuf, &f, false, false);
                             s.clock
-                                .write_all(&mut self.client, &head, Phase::Send)
+                                .write_all(&mut *self.client, &head, Phase::Send)
                                 .await
                         };
                         sent.map_err(|_| SendError::Client)?;
@@ -299,7 +307,7 @@ impl Conn {
                 Phase::Pod
             });
             if s.rbuf.capacity() - s.rbuf.len() < 1024 {
-                s.rbuf.reserve(super::front::READ_CHUNK);
+                s.rbuf.reserve(connection::READ_CHUNK);
             }
             tokio::select! {
                 biased;
@@ -321,8 +329,8 @@ impl Conn {
                     if ready.is_err() {
                         return Err(SendError::Client);
                     }
-                    if s.buf.capacity() - s.buf.len() < super::front::READ_CHUNK / 2 {
-                        s.buf.reserve(super::front::READ_CHUNK);
+                    if s.buf.capacity() - s.buf.len() < connection::READ_CHUNK / 2 {
+                        s.buf.reserve(connection::READ_CHUNK);
                     }
                     // More body to forward, or pipelined bytes kept for
                     // later; a close means the user left.
@@ -369,7 +377,7 @@ impl Conn {
         head_request: bool,
         close: bool,
     ) -> io::Result<bool> {
-        let s = &mut self.s;
+        let s = &mut *self.s;
         let mut body = BodyProgress::new(facts.body, s.proxy.wire.trailers);
         let in_hand = body
             .advance(&mut s.rbuf[facts.len..])
@@ -379,14 +387,14 @@ impl Conn {
         if facts.verbatim && !close {
             // The usual case: head and body as the pod sent them, one write.
             s.clock
-                .write_all(&mut self.client, &s.rbuf[..end], Phase::Send)
+                .write_all(&mut *self.client, &s.rbuf[..end], Phase::Send)
                 .await?;
         } else {
             s.out.clear();
             rewrite_response_head(&mut s.out, &s.rbuf, facts, head_request, close);
             s.out.extend_from_slice(&s.rbuf[facts.len..end]);
             s.clock
-                .write_all(&mut self.client, &s.out, Phase::Send)
+                .write_all(&mut *self.client, &s.out, Phase::Send)
                 .await?;
         }
         let mut exact = s.rbuf.len() == facts.len + in_hand.taken;
@@ -417,7 +425,7 @@ impl Conn {
                 .advance(&mut s.rbuf)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             s.clock
-                .write_all(&mut self.client, &s.rbuf[..take.kept], Phase::Send)
+                .write_all(&mut *self.client, &s.rbuf[..take.kept], Phase::Send)
                 .await?;
             exact &= take.taken == s.rbuf.len();
             s.rbuf.clear();
@@ -430,12 +438,12 @@ impl Conn {
     /// either side closes, or neither sends anything for
     /// `proxy.tunnel_idle_timeout_ms`.
     async fn tunnel(&mut self, mut link: PodLink, facts: &ResponseFacts) {
-        let s = &mut self.s;
+        let s = &mut *self.s;
         if !facts.verbatim {
             let mut head = Vec::new();
             rewrite_response_head(&mut head, &s.rbuf, facts, false, false);
             if s.clock
-                .write_all(&mut self.client, &head, Phase::Tunnel)
+                .write_all(&mut *self.client, &head, Phase::Tunnel)
                 .await
                 .is_err()
             {
@@ -445,7 +453,7 @@ impl Conn {
         }
         let early = s
             .clock
-            .write_all(&mut self.client, &s.rbuf, Phase::Tunnel)
+            .write_all(&mut *self.client, &s.rbuf, Phase::Tunnel)
             .await;
         if early.is_err() {
             return;
@@ -463,9 +471,12 @@ impl Conn {
         s.buf = Default::default();
         s.out = Vec::new();
         s.clock.enter(Phase::Tunnel);
+        let proxy = Arc::clone(&s.proxy);
+        let _open = proxy.drain.tunnel();
+        let mut stage = proxy.drain.watch();
         let moved = AtomicU64::new(0);
         let mut user = Counted {
-            inner: &mut self.client,
+            inner: &mut *self.client,
             moved: &moved,
         };
         let mut pod = Counted {
@@ -483,6 +494,12 @@ impl Conn {
                     }
                     return;
                 }
+                // A shutdown holds tunnels up to its deadline, then closes
+                // them (both sides get a FIN when the connections end).
+                () = stage.reached(Stage::Closing) => {
+                    tracing::debug!(addr = %link.addr, "tunnel closed: shutting down");
+                    return;
+                }
                 () = s.clock.fired() => {
                     // Bytes moved since the last tick are progress.
                     if moved.load(Ordering::Relaxed) != last {
@@ -498,10 +515,15 @@ impl Conn {
         }
     }
 
+    /// A small plain-text response of the proxy's own.
+    async fn reply(&mut self, status: StatusCode, body: &str, close: bool) -> io::Result<()> {
+        connection::reply(self.client, self.s, status, body, close).await
+    }
+
     /// 502 to the user; the connection stays open when the request was
     /// read to its end and the user wants it kept.
     async fn bad_gateway(&mut self, plan: &Plan, body: &BodyProgress) -> After {
-        let close = !plan.keep_alive || !body.is_done();
+        let close = !plan.keep_alive || !body.is_done() || self.s.proxy.drain.draining();
         match self.reply(StatusCode::BAD_GATEWAY, NO_ANSWER, close).await {
             Ok(()) if !close => After::Keep,
             _ => After::Close,
