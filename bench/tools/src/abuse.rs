@@ -64,6 +64,7 @@ struct Flood {
     ws_429: AtomicU64,
     ws_place_refused: AtomicU64,
     ws_tickets: AtomicU64,
+    ws_away: AtomicU64,
     ws_other: AtomicU64,
     poll_attempts: AtomicU64,
     poll_429: AtomicU64,
@@ -149,17 +150,25 @@ async fn hold_conn(cfg: Arc<Abuse>, f: Arc<Flood>, stop: Arc<AtomicBool>) {
 }
 
 /// One flood ticket-socket slot: join again and again, never using a
-/// ticket.
-async fn flood_ws(cfg: Arc<Abuse>, f: Arc<Flood>, stop: Arc<AtomicBool>) {
+/// ticket. A waiting slot keeps each socket until its ticket comes; a
+/// hit-and-run slot joins resumable (`?resume`) and leaves as soon as it
+/// has its resume id, so each join leaves a place behind, kept for the
+/// app's grace period: the places add up past the open sockets.
+async fn flood_ws(cfg: Arc<Abuse>, f: Arc<Flood>, stop: Arc<AtomicBool>, hit_and_run: bool) {
+    let url = if hit_and_run {
+        format!("{}?resume", cfg.url)
+    } else {
+        cfg.url.clone()
+    };
     while !stop.load(Ordering::Relaxed) {
         inc(&f.ws_attempts);
-        let attempt = users::ticket(&cfg.url, Some(cfg.flood_from));
         let res = tokio::select! {
-            r = attempt => r,
+            r = join(&url, cfg.flood_from, hit_and_run) => r,
             () = until(&stop) => return,
         };
         match res {
-            Ok(_) => inc(&f.ws_tickets),
+            Ok(Joined::Ticket) => inc(&f.ws_tickets),
+            Ok(Joined::Away) => inc(&f.ws_away),
             Err(NoTicket::Status(429)) => {
                 inc(&f.ws_429);
                 tokio::time::sleep(BACKOFF).await;
@@ -172,6 +181,50 @@ async fn flood_ws(cfg: Arc<Abuse>, f: Arc<Flood>, stop: Arc<AtomicBool>) {
                 inc(&f.ws_other);
                 tokio::time::sleep(BACKOFF).await;
             }
+        }
+    }
+}
+
+/// How a flood join ended well for the flood.
+enum Joined {
+    /// It got a ticket.
+    Ticket,
+    /// It got in line and left its place behind (hit and run).
+    Away,
+}
+
+/// Opens a ticket socket; with `leave`, drops it at the resume id.
+async fn join(url: &str, from: IpAddr, leave: bool) -> Result<Joined, NoTicket> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::{Error, Message};
+    let to = users::target(url).map_err(NoTicket::Failed)?;
+    let stream = users::connect(Some(from), to)
+        .await
+        .map_err(NoTicket::Failed)?;
+    let mut ws = match tokio_tungstenite::client_async(url, stream).await {
+        Ok((ws, _)) => ws,
+        Err(Error::Http(r)) => return Err(NoTicket::Status(r.status().as_u16())),
+        Err(e) => return Err(NoTicket::Failed(anyhow::anyhow!("handshake: {e}"))),
+    };
+    let mut last = None;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => {
+                let t = t.as_str();
+                if t.starts_with("tkn#") {
+                    return Ok(Joined::Ticket);
+                }
+                if leave && t.starts_with("rid#") {
+                    // Dropped without a close: the place stays, away.
+                    return Ok(Joined::Away);
+                }
+                if let Some(m) = t.strip_prefix("msg#") {
+                    last = Some(m.to_owned());
+                }
+            }
+            Some(Ok(Message::Close(_))) | None => return Err(NoTicket::Closed(last)),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(NoTicket::Failed(anyhow::anyhow!("{e}"))),
         }
     }
 }
@@ -323,11 +376,12 @@ pub async fn run(cfg: Abuse) -> anyhow::Result<String> {
             Arc::clone(&stop),
         )));
     }
-    for _ in 0..cfg.flood_sockets {
+    for i in 0..cfg.flood_sockets {
         flooders.push(tokio::spawn(flood_ws(
             Arc::clone(&cfg),
             Arc::clone(&flood),
             Arc::clone(&stop),
+            i % 2 == 1,
         )));
     }
     for _ in 0..cfg.flood_polls {
@@ -461,12 +515,13 @@ pub async fn run(cfg: Abuse) -> anyhow::Result<String> {
     );
     let _ = writeln!(
         md,
-        "| ticket WebSockets | {} | {} × 429 at the handshake, {} × \"too many waiting\" and closed, {} other | {} tickets |",
+        "| ticket WebSockets (half waiting for a ticket, half hit-and-run resumable joins) | {} | {} × 429 at the handshake, {} × \"too many waiting\" and closed, {} other | {} tickets, {} places left behind (away) |",
         get(&f.ws_attempts),
         get(&f.ws_429),
         get(&f.ws_place_refused),
         get(&f.ws_other),
-        get(&f.ws_tickets)
+        get(&f.ws_tickets),
+        get(&f.ws_away)
     );
     let _ = writeln!(
         md,
@@ -531,7 +586,7 @@ pub async fn run(cfg: Abuse) -> anyhow::Result<String> {
     }
     std::fs::write(cfg.out.join("report.md"), &md)?;
     Ok(format!(
-        "good_served={served} good_used={used} wait_p50_us={:.0} wait_p99_us={:.0} queued={queued} inversions={inv0} inversions_2ms={inv2} flood_conn_429={} flood_conn_held={} flood_ws_429={} flood_ws_place_refused={} flood_ws_tickets={} flood_poll_429={} flood_poll_tickets={}",
+        "good_served={served} good_used={used} wait_p50_us={:.0} wait_p99_us={:.0} queued={queued} inversions={inv0} inversions_2ms={inv2} flood_conn_429={} flood_conn_held={} flood_ws_429={} flood_ws_place_refused={} flood_ws_tickets={} flood_ws_away={} flood_poll_429={} flood_poll_tickets={}",
         s_all.as_ref().map_or(0.0, |s| s.p50),
         s_all.as_ref().map_or(0.0, |s| s.p99),
         get(&f.conn_429),
@@ -539,6 +594,7 @@ pub async fn run(cfg: Abuse) -> anyhow::Result<String> {
         get(&f.ws_429),
         get(&f.ws_place_refused),
         get(&f.ws_tickets),
+        get(&f.ws_away),
         get(&f.poll_429),
         get(&f.poll_tickets)
     ))

@@ -464,7 +464,7 @@ impl Report<'_> {
                 rows.push((m.to_string(), s));
             }
         }
-        if d.as_secs() % 60 != 0
+        if !d.as_secs().is_multiple_of(60)
             && let Some(s) = at(self.samples, d)
         {
             rows.push((format!("{:.1} (end)", d.as_secs_f64() / 60.0), s));
