@@ -44,6 +44,7 @@ CAPACITY=${CAPACITY:-10}
 APP=abuse
 
 build
+HEADER=$(header) # what is measured: the commit as built
 WICKET_PORT=$(free_port)
 METRICS_PORT=$(free_port)
 cat >"$WORK/wicket.toml" <<EOF
@@ -106,7 +107,7 @@ done
 ISSUED=$(curl -s --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics" | awk '/^k8sticket_users_total/ { s += $NF } END { print s + 0 }')
 cp "$WORK/wicket.toml" "$WORK/wicket.log" "$RAW/abuse/"
 {
-    header
+    echo "$HEADER"
     echo "- setup: \`wicket demo\` (release), $PODS demo-app pods of $CAPACITY tickets, \`ticket_expiry_ms\` 1 s, per-client limits at their defaults (config in raw/abuse/wicket.toml); both runs on the same wicket"
     echo "- tickets wicket issued in all (k8sticket_users_total: both runs, flood and users, one warm-up ticket): $ISSUED"
     echo

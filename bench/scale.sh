@@ -41,6 +41,7 @@ APP=scale
 ((PODS <= 250 * 250)) || die "at most 62,500 pods"
 
 build
+HEADER=$(header) # what is measured: the commit as built
 BACKEND_PORT=$(free_port)
 WICKET_PORT=$(free_port)
 METRICS_PORT=$(free_port)
@@ -106,7 +107,7 @@ cp "$WORK"/out/* "$RAW/scale/"
 cp "$WORK/wicket.toml" "$WORK/wicket.log" "$RAW/scale/"
 echo "$SUMMARY" >"$RAW/scale/summary.txt"
 {
-    header
+    echo "$HEADER"
     echo "- setup: \`wicket demo\` (release), $PODS static pods (one \`wicket demo-app\` on $PODS loopback addresses) of $CAPACITY tickets, \`ticket_expiry_ms\` 30 min, other proxy settings at their defaults (config in raw/scale/wicket.toml)"
     echo "- machine load: before $LOAD_BEFORE; after $LOAD_AFTER"
     echo

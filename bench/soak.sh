@@ -40,6 +40,7 @@ APP=soak
 ((PODS * CAPACITY >= USERS)) || die "PODS × CAPACITY ($((PODS * CAPACITY))) must hold USERS ($USERS)"
 
 build
+HEADER=$(header) # what is measured: the commit as built
 WICKET_PORT=$(free_port)
 METRICS_PORT=$(free_port)
 cat >"$WORK/wicket.toml" <<EOF
@@ -79,7 +80,7 @@ cp "$WORK"/out/* "$RAW/soak/"
 cp "$WORK/wicket.toml" "$WORK/wicket.log" "$RAW/soak/"
 echo "$SUMMARY" >"$RAW/soak/summary.txt"
 {
-    header
+    echo "$HEADER"
     echo "- setup: \`wicket demo\` (release), $PODS demo-app pods (the local provider's processes) of $CAPACITY tickets, default proxy settings (config in raw/soak/wicket.toml); all on the same machine"
     echo "- machine load: before $LOAD_BEFORE; after $LOAD_AFTER"
     echo
