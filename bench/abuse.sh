@@ -6,7 +6,8 @@
 # The flood (127.66.0.1) holds FLOOD_CONNS connections open without sending
 # anything, keeps FLOOD_SOCKETS ticket WebSockets and FLOOD_POLLS no-JS polls
 # (`/<app>/.wicket/poll`, each a new user) in flight, rejoining at once after
-# each ticket (which it never uses) and 200 ms after each refusal. All far
+# each ticket (which it never uses) and 200 ms after each refusal; half of
+# its sockets join resumable and leave at the resume id (a place left away). All far
 # past the per-client limits, which stay at their defaults
 # (connections_per_client 256, sockets_per_client 32, places_per_client 32).
 # Two runs on one wicket: the flood without the held connections (so the
