@@ -101,6 +101,7 @@ pub async fn run(cfg: Scale) -> anyhow::Result<String> {
     let fill = started.elapsed();
     issued.sort_by_key(|i| i.n);
     let (rss1, fds1) = users::proc_usage(cfg.pid);
+    let huge1 = users::huge_pages_kb(cfg.pid);
     let after = scrape(&cfg.metrics).await?;
     std::fs::write(cfg.out.join("metrics-after.txt"), &after)?;
 
@@ -183,6 +184,12 @@ pub async fn run(cfg: Scale) -> anyhow::Result<String> {
         rss2.unwrap_or(0),
         verdict(rss1 < 100 * 1024)
     );
+    if let Some(h) = huge1 {
+        let _ = writeln!(
+            md,
+            "| of that RSS with the tickets live: anonymous memory on transparent huge pages | {h} kB | |"
+        );
+    }
     let _ = writeln!(
         md,
         "| wicket open fds: before / with the tickets live | {} / {} | |",

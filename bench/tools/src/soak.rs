@@ -272,6 +272,7 @@ pub async fn run(cfg: Soak) -> anyhow::Result<String> {
         t.await.context("a user task panicked")?;
     }
     let left = Instant::now();
+    let huge_kb = users::huge_pages_kb(cfg.pid);
     // After: until the descriptors are back to the start, or `settle`.
     let mut after = Vec::new();
     loop {
@@ -290,6 +291,7 @@ pub async fn run(cfg: Soak) -> anyhow::Result<String> {
         ws: take(&sh.ws_us),
         http: take(&sh.http_us),
         rounds: sh.rounds.load(Ordering::Relaxed),
+        huge_kb,
     };
     report.write()
 }
@@ -313,6 +315,8 @@ struct Report<'a> {
     ws: Vec<Duration>,
     http: Vec<Duration>,
     rounds: u64,
+    /// wicket's memory on transparent huge pages when the users left.
+    huge_kb: Option<u64>,
 }
 
 /// The sample closest to `t` (the samples are in time order).
@@ -418,6 +422,12 @@ impl Report<'_> {
             "| wicket RSS at start / peak | {} / {} kB | |",
             start.rss_kb, peak_rss
         );
+        if let Some(h) = self.huge_kb {
+            let _ = writeln!(
+                md,
+                "| of the RSS at the end: anonymous memory on transparent huge pages | {h} kB | |"
+            );
+        }
         let _ = writeln!(
             md,
             "| wicket open fds: start / peak / {:.0} s after the users left | {} / {} / {} | back to the start: {} |",

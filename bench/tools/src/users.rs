@@ -279,6 +279,18 @@ pub fn proc_usage(pid: u32) -> (Option<u64>, Option<usize>) {
     (rss, fds)
 }
 
+/// Anonymous memory of process `pid` backed by transparent huge pages
+/// (kB, from /proc/<pid>/smaps_rollup): a 2 MiB page counts whole in the
+/// RSS however little of it is used, so this tells how much of an RSS is
+/// the allocator's huge-page arenas rather than data.
+pub fn huge_pages_kb(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("AnonHugePages:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,5 +321,7 @@ mod tests {
         assert!(rss.is_some_and(|r| r > 0));
         assert!(fds.is_some_and(|n| n >= 3));
         assert_eq!(proc_usage(u32::MAX), (None, None));
+        assert!(huge_pages_kb(std::process::id()).is_some());
+        assert_eq!(huge_pages_kb(u32::MAX), None);
     }
 }
