@@ -10,10 +10,11 @@
 # its sockets join resumable and leave at the resume id (a place left away). All far
 # past the per-client limits, which stay at their defaults
 # (connections_per_client 256, sockets_per_client 32, places_per_client 32).
-# Two runs on one wicket: the flood without the held connections (so the
-# socket and place limits are what it meets), then with them (the
-# connection limit, shared by everything the flood does, bites first).
-# In each, after WARMUP s of flood, GOOD well-behaved users (127.0.<run>.1 onwards) join
+# Three runs on one wicket: no flood (the baseline), the flood without the
+# held connections (so the socket and place limits are what it meets), then
+# with them (the connection limit, shared by everything the flood does,
+# bites first). In each, after WARMUP s (of flood), GOOD well-behaved users
+# (127.0.<run + 1>.1 onwards) join
 # one every SPACING_MS, each waits for its ticket, uses it once (a GET
 # through wicket) and keeps it HOLD_MS. The app has PODS × CAPACITY tickets
 # and a 1 s `ticket_expiry_ms`, so tickets are scarce and turn over: the
@@ -30,7 +31,7 @@ BENCH_NAME=abuse
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 COMMAND_LINE="bash bench/abuse.sh"
-for v in GOOD SPACING_MS HOLD_MS FLOOD_CONNS FLOOD_SOCKETS FLOOD_POLLS WARMUP PODS CAPACITY SKIP_BUILD OUT; do
+for v in GOOD SPACING_MS HOLD_MS FLOOD_CONNS FLOOD_SOCKETS FLOOD_POLLS WARMUP PODS CAPACITY SKIP_BUILD OUT MIMALLOC_ALLOW_THP; do
     if [[ -n ${!v+x} ]]; then COMMAND_LINE="$v=\"${!v}\" $COMMAND_LINE"; fi
 done
 GOOD=${GOOD:-100}
@@ -74,29 +75,31 @@ log "wicket pid $WICKET_PID on :$WICKET_PORT; flood from 127.66.0.1, $GOOD users
 "$BENCH" ticket --url "ws://127.0.0.1:$WICKET_PORT/$APP/ws" >/dev/null
 sleep 2
 
-# Two floods, one after the other, each against GOOD users: sockets and
-# polls only (the socket and place limits), then with the connections too
-# (all share the flood's connection budget, so that limit bites first).
+# Against GOOD users each: no flood (the baseline), then sockets and polls
+# only (the socket and place limits), then with the connections too (all
+# share the flood's connection budget, so that limit bites first).
 rm -rf "$RAW/abuse"
 mkdir -p "$RAW/abuse"
 : >"$WORK/runs.md"
-run=0
-for conns in 0 "$FLOOD_CONNS"; do
-    run=$((run + 1))
-    if ((run == 1)); then title="ticket WebSockets and no-JavaScript polls"; else title="connections, ticket WebSockets and polls"; fi
+# Run 0 is the baseline: the same users, no flood.
+for run in 0 1 2; do
+    case $run in
+    0) title="No flood (the baseline: the users alone)" flood=(--flood-conns 0 --flood-sockets 0 --flood-polls 0) ;;
+    1) title="Flood of ticket WebSockets and no-JavaScript polls" flood=(--flood-conns 0 --flood-sockets "$FLOOD_SOCKETS" --flood-polls "$FLOOD_POLLS") ;;
+    2) title="Flood of connections, ticket WebSockets and polls" flood=(--flood-conns "$FLOOD_CONNS" --flood-sockets "$FLOOD_SOCKETS" --flood-polls "$FLOOD_POLLS") ;;
+    esac
     sleep 3 # the previous run's tickets expire
     LOAD_BEFORE=$(machine_load)
     SUMMARY=$(timeout 600 "$BENCH" abuse --url "ws://127.0.0.1:$WICKET_PORT/$APP/ws" --good "$GOOD" \
-        --spacing-ms "$SPACING_MS" --hold-ms "$HOLD_MS" --flood-conns "$conns" \
-        --flood-sockets "$FLOOD_SOCKETS" --flood-polls "$FLOOD_POLLS" --warmup-s "$WARMUP" \
-        --block "$run" --pid "$WICKET_PID" --out "$WORK/out$run")
+        --spacing-ms "$SPACING_MS" --hold-ms "$HOLD_MS" "${flood[@]}" --warmup-s "$WARMUP" \
+        --block "$((run + 1))" --pid "$WICKET_PID" --out "$WORK/out$run")
     LOAD_AFTER=$(machine_load)
     log "run $run: $SUMMARY"
     mkdir -p "$RAW/abuse/run$run"
     cp "$WORK/out$run"/* "$RAW/abuse/run$run/"
     echo "$SUMMARY" >"$RAW/abuse/run$run/summary.txt"
     {
-        echo "### $run. Flood of $title"
+        echo "### $run. $title"
         echo
         echo "Machine load: before $LOAD_BEFORE; after $LOAD_AFTER."
         echo
@@ -104,13 +107,13 @@ for conns in 0 "$FLOOD_CONNS"; do
         echo
     } >>"$WORK/runs.md"
 done
-# Tickets wicket issued in all (both runs, flood and users), from its counter.
+# Tickets wicket issued in all (all runs, flood and users), from its counter.
 ISSUED=$(curl -s --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics" | awk '/^k8sticket_users_total/ { s += $NF } END { print s + 0 }')
 cp "$WORK/wicket.toml" "$WORK/wicket.log" "$RAW/abuse/"
 {
     echo "$HEADER"
-    echo "- setup: \`wicket demo\` (release), $PODS demo-app pods of $CAPACITY tickets, \`ticket_expiry_ms\` 1 s, per-client limits at their defaults (config in raw/abuse/wicket.toml); both runs on the same wicket"
-    echo "- tickets wicket issued in all (k8sticket_users_total: both runs, flood and users, one warm-up ticket): $ISSUED"
+    echo "- setup: \`wicket demo\` (release), $PODS demo-app pods of $CAPACITY tickets, \`ticket_expiry_ms\` 1 s, per-client limits at their defaults (config in raw/abuse/wicket.toml); the three runs on the same wicket, one after the other"
+    echo "- tickets wicket issued in all (k8sticket_users_total: all runs, flood and users, one warm-up ticket): $ISSUED"
     echo
     cat "$WORK/runs.md"
 } >"$WORK/section.md"

@@ -27,7 +27,7 @@ BENCH_NAME=scale
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 COMMAND_LINE="bash bench/scale.sh"
-for v in TICKETS PODS CAPACITY CONCURRENCY CHECK SKIP_BUILD OUT; do
+for v in TICKETS PODS CAPACITY CONCURRENCY CHECK SKIP_BUILD OUT MIMALLOC_ALLOW_THP; do
     if [[ -n ${!v+x} ]]; then COMMAND_LINE="$v=\"${!v}\" $COMMAND_LINE"; fi
 done
 TICKETS=${TICKETS:-10000}

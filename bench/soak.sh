@@ -25,7 +25,7 @@ BENCH_NAME=soak
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 COMMAND_LINE="bash bench/soak.sh"
-for v in USERS DURATION RAMP INTERVAL_MS PODS CAPACITY SETTLE SKIP_BUILD OUT; do
+for v in USERS DURATION RAMP INTERVAL_MS PODS CAPACITY SETTLE SKIP_BUILD OUT MIMALLOC_ALLOW_THP; do
     if [[ -n ${!v+x} ]]; then COMMAND_LINE="$v=\"${!v}\" $COMMAND_LINE"; fi
 done
 USERS=${USERS:-1000}
