@@ -24,16 +24,18 @@
 # bench/raw/abuse/.
 #
 # Knobs: GOOD=100 SPACING_MS=50 HOLD_MS=500 FLOOD_CONNS=600 FLOOD_SOCKETS=200
-# FLOOD_POLLS=100 WARMUP=3 PODS=2 CAPACITY=10 SKIP_BUILD=1 OUT=bench/RESULTS.md
+# FLOOD_POLLS=100 WARMUP=3 PODS=2 CAPACITY=10 THREADS=0 (wicket's edge threads;
+# 0: one per CPU) SKIP_BUILD=1 OUT=bench/RESULTS.md
 set -euo pipefail
 BENCH_NAME=abuse
+# The exact command for the report (before lib.sh sets defaults).
+COMMAND_LINE="bash bench/abuse.sh"
+for v in THREADS GOOD SPACING_MS HOLD_MS FLOOD_CONNS FLOOD_SOCKETS FLOOD_POLLS WARMUP PODS CAPACITY SKIP_BUILD OUT MIMALLOC_ALLOW_THP; do
+    if [[ -n ${!v+x} ]]; then COMMAND_LINE="$v=\"${!v}\" $COMMAND_LINE"; fi
+done
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-COMMAND_LINE="bash bench/abuse.sh"
-for v in GOOD SPACING_MS HOLD_MS FLOOD_CONNS FLOOD_SOCKETS FLOOD_POLLS WARMUP PODS CAPACITY SKIP_BUILD OUT MIMALLOC_ALLOW_THP; do
-    if [[ -n ${!v+x} ]]; then COMMAND_LINE="$v=\"${!v}\" $COMMAND_LINE"; fi
-done
 GOOD=${GOOD:-100}
 SPACING_MS=${SPACING_MS:-50}
 HOLD_MS=${HOLD_MS:-500}
@@ -43,6 +45,7 @@ FLOOD_POLLS=${FLOOD_POLLS:-100}
 WARMUP=${WARMUP:-3}
 PODS=${PODS:-2}
 CAPACITY=${CAPACITY:-10}
+THREADS=${THREADS:-0}
 APP=abuse
 
 build
@@ -52,6 +55,8 @@ METRICS_PORT=$(free_port)
 cat >"$WORK/wicket.toml" <<EOF
 [proxy]
 listen = "127.0.0.1:$WICKET_PORT"
+# Edge threads (0: one per CPU).
+threads = $THREADS
 # Unused tickets (the flood's) come back after 1 s.
 ticket_expiry_ms = 1000
 # The per-client limits at their defaults, written out for the report.

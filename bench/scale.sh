@@ -23,13 +23,14 @@
 # SKIP_BUILD=1 OUT=bench/RESULTS.md
 set -euo pipefail
 BENCH_NAME=scale
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-
+# The exact command for the report (before lib.sh sets defaults).
 COMMAND_LINE="bash bench/scale.sh"
 for v in TICKETS PODS CAPACITY CONCURRENCY CHECK SKIP_BUILD OUT MIMALLOC_ALLOW_THP; do
     if [[ -n ${!v+x} ]]; then COMMAND_LINE="$v=\"${!v}\" $COMMAND_LINE"; fi
 done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 TICKETS=${TICKETS:-10000}
 PODS=${PODS:-1000}
 CAPACITY=${CAPACITY:-10}
