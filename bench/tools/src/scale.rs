@@ -224,11 +224,13 @@ pub async fn run(cfg: Scale) -> anyhow::Result<String> {
     for (call, c) in &policy {
         let _ = writeln!(
             md,
-            "| policy `{call}` during the fill: calls, mean, p50 / p99 bucket | {}, {:.1} µs, ≤ {} / ≤ {} | |",
+            "| policy `{call}` during the fill ({} pods): calls, mean, p50 / p99 bucket | {}, {:.1} µs, ≤ {} / ≤ {} | p50 < 50 µs at 1,000 pods: {} |",
+            per_pod.len(),
             c.count,
             c.mean_us(),
             bound(c.quantile(0.5)),
-            bound(c.quantile(0.99))
+            bound(c.quantile(0.99)),
+            verdict(c.quantile(0.5).is_some_and(|b| b <= POLICY_P50_TARGET))
         );
     }
     let _ = writeln!(md);
@@ -280,6 +282,11 @@ pub async fn run(cfg: Scale) -> anyhow::Result<String> {
     }
     Ok(summary)
 }
+
+/// The policy's target at 1,000 pods (bench/RESULTS.md): median under
+/// 50 µs. Judged on the histogram, so the bucket holding the median must
+/// end at or below it.
+const POLICY_P50_TARGET: f64 = 50e-6;
 
 /// A bucket's upper bound in µs, for the report ("+Inf" past the last).
 fn bound(b: Option<f64>) -> String {
