@@ -538,6 +538,12 @@ write_report() {
         if git -C "$ROOT" status --porcelain 2>/dev/null | grep -q .; then dirty=" (work tree has uncommitted changes)"; fi
     fi
     cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+    # The sections bench/soak.sh, scale.sh and abuse.sh write are kept.
+    local kept=$WORK/kept.md
+    : >"$kept"
+    if [[ -f $OUT ]]; then
+        awk '/^## / { keep = ($0 == "## Soak" || $0 == "## Scale" || $0 == "## Abuse") } keep' "$OUT" >"$kept"
+    fi
     {
         echo "# wicket benchmark results"
         echo
@@ -664,6 +670,10 @@ write_report() {
             echo
             cat "$ROOT/bench/NOTES.md"
         fi
+        if [[ -s $kept ]]; then
+            echo
+            cat "$kept"
+        fi
     } >"$OUT"
     log "report written to $OUT"
 }
@@ -715,8 +725,9 @@ main() {
     # Beside the report (bench/raw for the default OUT).
     local raw
     raw="$(dirname "$OUT")/raw"
-    rm -rf "$raw"
+    # Only this script's files: raw/soak, raw/scale, raw/abuse stay.
     mkdir -p "$raw"
+    find "$raw" -maxdepth 1 -type f -delete
     cp "$WORK"/wrk-*.txt "$WORK/results.tsv" "$WORK/disturbed.tsv" "$WORK/tickets.txt" "$WORK/policy.txt" "$raw/"
 }
 

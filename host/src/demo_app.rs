@@ -32,15 +32,32 @@ struct Demo {
     counters: Mutex<HashMap<String, u64>>,
 }
 
-/// Serves the demo app on `listen` until the process ends.
-pub async fn serve(listen: SocketAddr, pod: String) -> anyhow::Result<()> {
-    let listener = bind(listen).map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
-    let addr = listener.local_addr()?;
-    println!("{LISTENING} {addr}");
+/// Serves the demo app on every address of `listen` until the process
+/// ends: one process can stand for many pods (one address each), as the
+/// scale benchmark needs (1,000 pods on 127.1.x.y).
+pub async fn serve(listen: Vec<SocketAddr>, pod: String) -> anyhow::Result<()> {
     let demo = Arc::new(Demo {
         pod,
         counters: Mutex::new(HashMap::new()),
     });
+    let mut listeners = Vec::with_capacity(listen.len());
+    for addr in &listen {
+        let listener = bind(*addr).map_err(|e| anyhow::anyhow!("binding {addr}: {e}"))?;
+        // One line per address; the local provider reads the first.
+        println!("{LISTENING} {}", listener.local_addr()?);
+        listeners.push(listener);
+    }
+    let Some(last) = listeners.pop() else {
+        anyhow::bail!("no address to listen on");
+    };
+    for listener in listeners {
+        tokio::spawn(accept_loop(listener, Arc::clone(&demo)));
+    }
+    accept_loop(last, demo).await;
+    Ok(())
+}
+
+async fn accept_loop(listener: TcpListener, demo: Arc<Demo>) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(c) => c,

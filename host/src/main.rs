@@ -81,9 +81,10 @@ enum Command {
     Config,
     /// Run the built-in demo app (what a demo "pod" runs).
     DemoApp {
-        /// Address to listen on (port 0: any free port).
+        /// Address to listen on (port 0: any free port); repeat it to serve
+        /// the same app on several addresses from one process.
         #[arg(long, default_value = "127.0.0.1:0")]
-        listen: SocketAddr,
+        listen: Vec<SocketAddr>,
         /// Pod name to show.
         #[arg(long, default_value = "demo-app")]
         pod: String,

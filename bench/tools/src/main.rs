@@ -7,8 +7,16 @@
 //!   sees it: from the start of the TCP connect to the `tkn#` message.
 //! * `relay` is the cheapest possible proxy (bytes copied, nothing parsed),
 //!   the reference for what any proxy can reach on the machine.
+//! * `soak`, `scale` and `abuse` drive `bench/soak.sh`, `bench/scale.sh`
+//!   and `bench/abuse.sh`: many users for a long time, many live tickets,
+//!   and one client flooding while others queue (see bench/README.md).
 
+mod abuse;
 mod relay;
+mod scale;
+mod soak;
+mod tally;
+mod users;
 
 use std::time::{Duration, Instant};
 
@@ -72,6 +80,114 @@ enum Command {
         /// Threads, each with its own `SO_REUSEPORT` socket.
         #[arg(long, default_value_t = 2)]
         threads: usize,
+    },
+    /// Many users, each holding a WebSocket to its pod and making a
+    /// request every interval, for a long time; samples wicket's RSS and
+    /// descriptors (prints one `key=value` line, writes raw files to --out).
+    Soak {
+        /// The ticket WebSocket, e.g. ws://127.0.0.1:9001/demo/ws.
+        #[arg(long)]
+        url: String,
+        /// Users held at once.
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        /// Seconds from the first user's start until all leave.
+        #[arg(long, default_value_t = 600)]
+        duration_s: u64,
+        /// Seconds over which the users start.
+        #[arg(long, default_value_t = 30)]
+        ramp_s: u64,
+        /// Milliseconds between a user's rounds (one `inc`, one GET).
+        #[arg(long, default_value_t = 3000)]
+        interval_ms: u64,
+        /// wicket's process id.
+        #[arg(long)]
+        pid: u32,
+        /// Seconds between samples of wicket's RSS and descriptors.
+        #[arg(long, default_value_t = 10)]
+        sample_s: u64,
+        /// Most seconds to wait, after the users left, for wicket's
+        /// descriptors to come back to the start.
+        #[arg(long, default_value_t = 150)]
+        settle_s: u64,
+        /// Users' source addresses start at 127.0.<BLOCK>.1 (250 per /24);
+        /// 0: every user from 127.0.0.1.
+        #[arg(long, default_value_t = 1)]
+        block: u8,
+        /// Directory for the raw figures and the report fragment.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Issues many tickets (kept live by the app's expiry), timing each,
+    /// then reads wicket's RSS and policy cost at that size.
+    Scale {
+        /// The ticket WebSocket.
+        #[arg(long)]
+        url: String,
+        /// Tickets to issue.
+        #[arg(long, default_value_t = 10_000)]
+        tickets: usize,
+        /// Ticket sockets in flight at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// wicket's process id.
+        #[arg(long)]
+        pid: u32,
+        /// wicket's metrics endpoint, e.g. http://127.0.0.1:9999/metrics.
+        #[arg(long)]
+        metrics: String,
+        /// Tickets checked with one request through the proxy afterwards.
+        #[arg(long, default_value_t = 1000)]
+        check: usize,
+        /// Users' source addresses start at 127.0.<BLOCK>.1; 0: 127.0.0.1.
+        #[arg(long, default_value_t = 1)]
+        block: u8,
+        /// Directory for the raw figures and the report fragment.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// One address floods (connections, ticket sockets, no-JS polls) while
+    /// well-behaved users from other addresses join and get tickets.
+    Abuse {
+        /// The ticket WebSocket.
+        #[arg(long)]
+        url: String,
+        /// The flooding client's address.
+        #[arg(long, default_value = "127.66.0.1")]
+        flood_from: std::net::IpAddr,
+        /// Connections the flood tries to hold open at once.
+        #[arg(long, default_value_t = 600)]
+        flood_conns: usize,
+        /// Ticket WebSockets the flood keeps in flight.
+        #[arg(long, default_value_t = 200)]
+        flood_sockets: usize,
+        /// No-JavaScript polls the flood keeps in flight.
+        #[arg(long, default_value_t = 100)]
+        flood_polls: usize,
+        /// Seconds the flood runs before the first well-behaved user.
+        #[arg(long, default_value_t = 3)]
+        warmup_s: u64,
+        /// Well-behaved users.
+        #[arg(long, default_value_t = 100)]
+        good: usize,
+        /// Milliseconds between two well-behaved users' arrivals.
+        #[arg(long, default_value_t = 50)]
+        spacing_ms: u64,
+        /// Milliseconds a well-behaved user keeps its ticket in use.
+        #[arg(long, default_value_t = 500)]
+        hold_ms: u64,
+        /// Bound in seconds on the run after the warm-up.
+        #[arg(long, default_value_t = 180)]
+        timeout_s: u64,
+        /// Well-behaved users' addresses start at 127.0.<BLOCK>.1.
+        #[arg(long, default_value_t = 1)]
+        block: u8,
+        /// wicket's process id.
+        #[arg(long)]
+        pid: u32,
+        /// Directory for the raw figures and the report fragment.
+        #[arg(long)]
+        out: std::path::PathBuf,
     },
 }
 
@@ -244,6 +360,86 @@ fn main() -> anyhow::Result<()> {
             to,
             threads,
         } => relay::run(listen, to, threads)?,
+        Command::Soak {
+            url,
+            users,
+            duration_s,
+            ramp_s,
+            interval_ms,
+            pid,
+            sample_s,
+            settle_s,
+            block,
+            out,
+        } => {
+            let cfg = soak::Soak {
+                url,
+                users,
+                duration: Duration::from_secs(duration_s),
+                ramp: Duration::from_secs(ramp_s.min(duration_s)),
+                interval: Duration::from_millis(interval_ms.max(1)),
+                pid,
+                sample: Duration::from_secs(sample_s.max(1)),
+                settle: Duration::from_secs(settle_s),
+                block: (block > 0).then_some(block),
+                out,
+            };
+            println!("{}", rt.block_on(soak::run(cfg))?);
+        }
+        Command::Scale {
+            url,
+            tickets,
+            concurrency,
+            pid,
+            metrics,
+            check,
+            block,
+            out,
+        } => {
+            let cfg = scale::Scale {
+                url,
+                tickets,
+                concurrency,
+                pid,
+                metrics,
+                check,
+                block: (block > 0).then_some(block),
+                out,
+            };
+            println!("{}", rt.block_on(scale::run(cfg))?);
+        }
+        Command::Abuse {
+            url,
+            flood_from,
+            flood_conns,
+            flood_sockets,
+            flood_polls,
+            warmup_s,
+            good,
+            spacing_ms,
+            hold_ms,
+            timeout_s,
+            block,
+            pid,
+            out,
+        } => {
+            let cfg = abuse::Abuse {
+                url,
+                flood_from,
+                flood_conns,
+                flood_sockets,
+                flood_polls,
+                warmup: Duration::from_secs(warmup_s),
+                good,
+                spacing: Duration::from_millis(spacing_ms),
+                hold: Duration::from_millis(hold_ms),
+                timeout: Duration::from_secs(timeout_s),
+                block,
+                pid,
+                out,
+            };
+            println!("{}", rt.block_on(abuse::run(cfg))?);
+        }
         Command::Ticket { url, timeout_ms } => {
             let app = app_of(&url)?.to_owned();
             let (ticket, _) =

@@ -114,7 +114,14 @@ pub async fn serve(listeners: Listeners, proxy: Arc<Proxy>, scope: Option<Arc<st
             tracing::error!("cannot start edge thread {i}: {e}");
         }
     }
-    std::future::pending::<()>().await;
+    // Idle pod connections are closed after their timeout even when no
+    // user comes to park another one (which sweeps too).
+    let mut sweep = tokio::time::interval(super::pool::SWEEP_EVERY);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        sweep.tick().await;
+        proxy.pool.sweep();
+    }
 }
 
 #[cfg(test)]

@@ -85,8 +85,9 @@ struct IdleMap {
 }
 
 /// How often idle connections of every pod are checked for expiry (so a
-/// deleted pod's connections do not linger).
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// deleted pod's connections do not linger): on a checkin at most this
+/// often, and by the edge's timer ([`Pool::sweep`]) when nothing is parked.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Idle keep-alive connections to the pods, shared by all user
 /// connections; its lock is taken when a user connection starts using a
@@ -155,12 +156,7 @@ impl Pool {
         {
             let mut idle = self.idle.lock();
             if now.duration_since(idle.last_sweep) >= SWEEP_EVERY {
-                idle.last_sweep = now;
-                let timeout = self.settings.idle_timeout;
-                idle.by_addr.retain(|_, list| {
-                    take_expired(list, now, timeout, &mut dropped);
-                    !list.is_empty()
-                });
+                self.take_all_expired(&mut idle, now, &mut dropped);
             }
             let list = idle
                 .by_addr
@@ -174,6 +170,27 @@ impl Pool {
             }
         }
         drop(dropped);
+    }
+
+    /// Closes the connections of every pod and thread idle for the idle
+    /// timeout or longer. The edge runs it every [`SWEEP_EVERY`]: without
+    /// it, connections parked when the last users left would stay open
+    /// until the next checkin, however long that is.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut dropped = Vec::new();
+        self.take_all_expired(&mut self.idle.lock(), now, &mut dropped);
+        // Closing sockets outside the lock.
+        drop(dropped);
+    }
+
+    fn take_all_expired(&self, idle: &mut IdleMap, now: Instant, into: &mut Vec<Idle>) {
+        idle.last_sweep = now;
+        let timeout = self.settings.idle_timeout;
+        idle.by_addr.retain(|_, list| {
+            take_expired(list, now, timeout, into);
+            !list.is_empty()
+        });
     }
 
     /// A new connection to `addr` (dial timeout applied).
@@ -242,6 +259,33 @@ mod tests {
         assert!(pool.checkout(addr).is_some());
         assert!(pool.checkout(addr).is_some());
         assert!(pool.checkout(addr).is_none());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_sweep_closes_expired_connections_with_no_checkin() {
+        let (addr, mut accepted) = pod().await;
+        let pool = Pool::new(PoolSettings {
+            idle_timeout: Duration::from_millis(50),
+            ..settings(4)
+        });
+        let s = pool.dial(addr).await.expect("dial");
+        pool.checkin(addr, s);
+        let mut server_side = accepted.recv().await.expect("accepted");
+        pool.sweep();
+        assert_eq!(pool.idle_count(addr), 1, "not expired yet");
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        pool.sweep();
+        assert_eq!(pool.idle_count(addr), 0);
+        // The pod sees the close: the socket is gone, not only forgotten.
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::io::AsyncReadExt::read(&mut server_side, &mut buf),
+        )
+        .await
+        .expect("closed in time")
+        .expect("read");
+        assert_eq!(n, 0);
     }
 
     #[tokio::test(flavor = "current_thread")]
