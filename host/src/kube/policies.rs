@@ -499,6 +499,8 @@ pub async fn watch(
     // so what it no longer holds was deleted while the watch was down.
     let mut stores: HashMap<String, Writer<ConfigMap>> = HashMap::new();
     let mut failing: HashSet<String> = HashSet::new();
+    // Per namespace: the namespaces' lists interleave.
+    let mut deferred: HashMap<String, Vec<ConfigMap>> = HashMap::new();
     while let Some((ns, event)) = all.next().await {
         let event = match event {
             Ok(e) => {
@@ -526,11 +528,22 @@ pub async fn watch(
         // The store only tells which ConfigMaps exist: the components stay out.
         writer.apply_watcher_event(&event.clone().modify(|cm| cm.binary_data = None));
         match event {
-            Event::Init => {}
+            Event::Init => {
+                deferred.remove(&ns);
+            }
+            // A (re-)list comes in name order: `p` before `p-part-0`. The
+            // policy ConfigMaps wait for the end of the list, so that their
+            // parts are there (no spurious "missing part" warning).
+            Event::InitApply(cm) if Part::read(&cm).is_none() => {
+                deferred.entry(ns.clone()).or_default().push(cm);
+            }
             Event::InitApply(cm) | Event::Apply(cm) => {
                 store.apply(&cm).await;
             }
             Event::InitDone => {
+                for cm in deferred.remove(&ns).unwrap_or_default() {
+                    store.apply(&cm).await;
+                }
                 let after = names(writer);
                 for gone in before.unwrap_or_default().difference(&after) {
                     store.removed(&ns, gone);
