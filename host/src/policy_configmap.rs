@@ -221,6 +221,10 @@ pub fn to_yaml(cms: &[ConfigMap]) -> anyhow::Result<String> {
         }
         y.push_str("binaryData:\n");
         for (k, v) in cm.binary_data.iter().flatten() {
+            // A manifest, readable (binaryData is base64).
+            if let Some(Ok(m)) = Manifest::read(&v.0) {
+                writeln!(y, "  # {}", String::from_utf8_lossy(&m.to_bytes()))?;
+            }
             // ByteString serialises as its base64 JSON string.
             writeln!(y, "  {}: {}", q(k), serde_json::to_string(v)?)?;
         }
@@ -316,6 +320,10 @@ mod tests {
         assert_eq!(docs.len(), cms.len());
         assert!(docs[cms.len() - 1].contains("  name: \"policies\"\n  namespace: \"apps\"\n"));
         assert!(docs[0].contains("    \"wicket.dev/policy-part-of\": \"policies\"\n"));
+        assert!(docs[cms.len() - 1].contains(&format!(
+            "binaryData:\n  # {{\"parts\":{},\"sha256\":\"{}\"}}\n",
+            manifest.parts, manifest.sha256
+        )));
     }
 
     #[test]
