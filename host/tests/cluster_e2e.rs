@@ -1339,7 +1339,8 @@ async fn python_and_javascript_policies_hot_swapped_under_load() {
 /// (9) A policy in parts (`wicket policy configmap`, parts of 8 KiB) updated
 /// under load with one part of the new version not applied: the last good
 /// version keeps serving, a Warning Event names the missing part; once it
-/// is applied, the new version serves. No failed request.
+/// is applied, the new version serves. No failed request. A host started
+/// afterwards assembles the version from its parts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_in_parts_half_applied_keeps_the_last_good_version() {
     let mut env = Env::start(host_config()).await;
@@ -1440,6 +1441,26 @@ async fn policy_in_parts_half_applied_keeps_the_last_good_version() {
         metric_at(env.host.metrics_addr, "wicket_policy_load_errors_total", "").await,
         0.0
     );
+
+    // Another host (as after a restart) lists the ConfigMaps, the policy
+    // ConfigMap before its parts: it assembles the serving version from
+    // them, without a "missing part" warning of its own.
+    let token = env.cluster.service_account_token();
+    let sa = env.cluster.client_with_token(&token).await;
+    let second = wicket::run::start(host_config(), sa).await.unwrap();
+    wait_for(LIMIT, || async {
+        second
+            .apps
+            .get("parts")
+            .is_some_and(|a| a.policy().active().digest == faulty_digest)
+    })
+    .await;
+    assert_eq!(
+        env.events("PolicyPartsMissing").await.len(),
+        1,
+        "only the half-applied update's"
+    );
+    drop(second);
 }
 
 /// (7) Two `wicket run` processes (with the ServiceAccount's token) against
