@@ -22,6 +22,7 @@ pub mod kube;
 pub mod leadership;
 pub mod metrics;
 pub mod policy_check;
+pub mod policy_configmap;
 pub mod policy_new;
 pub mod policy_test;
 pub mod provider;

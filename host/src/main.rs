@@ -120,6 +120,34 @@ enum PolicyCommand {
         /// The cases (.toml).
         cases: PathBuf,
     },
+    /// Print the ConfigMaps that carry a component into a cluster (YAML for
+    /// `kubectl apply --server-side -f -`): gzip-compressed, and split into
+    /// parts when it does not fit one ConfigMap (docs/kubernetes.md).
+    Configmap {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// The policy ConfigMap's name (apps select `<name>/<key>`).
+        #[arg(long)]
+        name: String,
+        /// Its namespace (else kubectl's current one).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// The key (else the file's name).
+        #[arg(long)]
+        key: Option<String>,
+        /// Annotation wicket.dev/policy-timeout-ms (call deadline).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        timeout_ms: Option<u64>,
+        /// Annotation wicket.dev/policy-memory-mib (memory cap).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        memory_mib: Option<u64>,
+        /// Annotation wicket.dev/policy-instantiate-timeout-ms.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        instantiate_timeout_ms: Option<u64>,
+        /// Largest chunk of one part, in bytes (a ConfigMap holds 1 MiB).
+        #[arg(long, default_value_t = wicket::kube::policy_parts::DEFAULT_PART_BYTES)]
+        part_bytes: usize,
+    },
     /// Start a policy project: a minimal policy, its own test, a cases
     /// file, the SDK and the contract; it builds with one command.
     New {
@@ -298,6 +326,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Policy {
+            command:
+                PolicyCommand::Configmap {
+                    file,
+                    name,
+                    namespace,
+                    key,
+                    timeout_ms,
+                    memory_mib,
+                    instantiate_timeout_ms,
+                    part_bytes,
+                },
+        } => wicket::policy_configmap::run(
+            &file,
+            &wicket::policy_configmap::Options {
+                name,
+                namespace,
+                key,
+                limits: wicket::policy::LimitOverrides {
+                    timeout_ms,
+                    memory_mib,
+                    instantiate_timeout_ms,
+                },
+                part_bytes,
+            },
+        ),
         Command::Policy {
             command: PolicyCommand::New { name, lang, dir },
         } => wicket::policy_new::run(&name, lang, &dir).map(|_| ()),

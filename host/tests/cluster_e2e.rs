@@ -1089,33 +1089,66 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// `wicket policy configmap FILE --namespace <NS> ARGS` (the real binary):
+/// the YAML an operator pipes to `kubectl apply --server-side -f -`.
+async fn policy_configmap_yaml(file: &std::path::Path, args: &[&str]) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wicket"));
+    command
+        .args(["policy", "configmap"])
+        .arg(file)
+        .args(["--namespace", NS])
+        .args(args);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "wicket policy configmap: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The YAML documents of `yaml`, each with its leading `---`.
+fn yaml_docs(yaml: &str) -> Vec<String> {
+    yaml.split("---\n")
+        .filter(|d| !d.is_empty())
+        .map(|d| format!("---\n{d}"))
+        .collect()
+}
+
 /// (8) The Python (`schedule`) and JavaScript (`predictive`) examples,
 /// built from source, hot-swapped into a serving app while users hold
 /// tickets and send a few hundred requests per second and new users keep
-/// arriving: Python by the policy file, then the app annotated with a
-/// policy ConfigMap (holding the Rust default), whose key is updated to the
-/// JavaScript policy and then back to Rust. No failed request, no user
-/// without a ticket, and each version serves in turn (metric
-/// `wicket_policy_info`, Event `PolicyLoaded`), without a fault.
+/// arriving: the app annotated with a policy ConfigMap (holding the Rust
+/// default), which is then updated to the Python policy, to the JavaScript
+/// one and back to Rust. No failed request, no user without a ticket, and
+/// each version serves in turn (metric `wicket_policy_info`, Event
+/// `PolicyLoaded`), without a fault.
 ///
-/// A ConfigMap holds at most 1 MiB: the JavaScript component (1.7 MB) goes
-/// in gzip-compressed (0.6 MB); the Python one (18 MB, 6 MB gzipped) cannot,
-/// so it comes as the host's `policy.file` (a volume in a cluster), swapped
-/// by replacing the file, with `[policy.file_limits]` raised as its README
-/// says; the JavaScript one has its limits on its ConfigMap.
+/// Every version is what `wicket policy configmap` prints, applied with
+/// `kubectl apply --server-side -f -`, with its limits as annotations. A
+/// ConfigMap holds at most 1 MiB: the JavaScript component (1.7 MB) fits
+/// gzip-compressed (0.6 MB); the Python one (18 MB, 6 MB gzipped) comes in
+/// parts, ConfigMaps of < 1 MiB each, assembled by the host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_and_javascript_policies_hot_swapped_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_owned();
-    let (schedule, predictive) = tokio::task::spawn_blocking(move || {
+    let (schedule_path, predictive_path) = tokio::task::spawn_blocking(move || {
         (
-            std::fs::read(common::build_example("schedule", &out)).unwrap(),
-            std::fs::read(common::build_example("predictive", &out)).unwrap(),
+            common::build_example("schedule", &out),
+            common::build_example("predictive", &out),
         )
     })
     .await
     .unwrap();
-    let spare = std::fs::read(common::policy_path("spare-tickets")).unwrap();
+    let (schedule, predictive) = (
+        std::fs::read(&schedule_path).unwrap(),
+        std::fs::read(&predictive_path).unwrap(),
+    );
+    let spare_path = common::policy_path("spare-tickets");
+    let spare = std::fs::read(&spare_path).unwrap();
     let policy_file = dir.path().join("policy.wasm");
     replace_file(&policy_file, &spare);
 
@@ -1125,23 +1158,10 @@ async fn python_and_javascript_policies_hot_swapped_under_load() {
     // lose its ticket (what is tested is the swap, not the expiry).
     config.proxy.ticket_expiry_ms = 5000;
     config.policy.file = Some(policy_file.clone());
-    config.policy.watch_interval_ms = 200;
-    // Python needs more memory than the default cap (16 MiB) and, on a
-    // debug host, more time to instantiate and decide.
-    config.policy.file_limits = wicket::policy::LimitOverrides {
-        timeout_ms: Some(1000),
-        memory_mib: Some(64),
-        instantiate_timeout_ms: Some(30_000),
-    };
     let mut env = Env::start(config).await;
     let cms: Api<ConfigMap> = Api::namespaced(env.admin.clone(), NS);
-    let js_limits = [
-        (ann::POLICY_MEMORY_MIB, "16"),
-        (ann::POLICY_TIMEOUT_MS, "1000"),
-        (ann::POLICY_INSTANTIATE_TIMEOUT_MS, "5000"),
-    ];
-    // Why Python is not in a ConfigMap: the apiserver refuses it, even
-    // gzip-compressed.
+    // Why Python comes in parts: the apiserver refuses it in one
+    // ConfigMap, even gzip-compressed.
     let too_big = cms
         .create(
             &PostParams::default(),
@@ -1149,14 +1169,14 @@ async fn python_and_javascript_policies_hot_swapped_under_load() {
         )
         .await;
     assert!(too_big.is_err(), "a 6 MB ConfigMap was accepted");
-    let js = gzip(&predictive);
-    assert!(js.len() < 1 << 20, "gzipped JavaScript: {} bytes", js.len());
-    cms.create(
-        &PostParams::default(),
-        &policy_configmap("polyglot", &[("active.wasm", &spare)], &js_limits),
-    )
-    .await
-    .unwrap();
+    let tool = |file: std::path::PathBuf, limits: &'static [&'static str]| async move {
+        let mut args = vec!["--name", "polyglot", "--key", "active.wasm"];
+        args.extend_from_slice(limits);
+        policy_configmap_yaml(&file, &args).await
+    };
+    env.cluster
+        .kubectl_apply(tool(spare_path.clone(), &[]).await)
+        .await;
 
     // `schedule` reads the config as windows (here: the whole week, spare
     // 50 free tickets, so it creates a pod where the default, with
@@ -1198,49 +1218,73 @@ async fn python_and_javascript_policies_hot_swapped_under_load() {
         "the default keeps tickets.spare 0: no pod"
     );
 
-    /// How a version comes in: the host's policy file replaced, the app
-    /// annotated with the ConfigMap's key, or the ConfigMap's key replaced
-    /// by these bytes (the component, or it gzipped).
+    /// How a version comes in: the app annotated with the ConfigMap's key,
+    /// or the ConfigMaps `wicket policy configmap` prints for this file
+    /// with these limits applied (how many ConfigMaps that makes).
     enum Swap {
-        File,
         Annotate,
-        ConfigMap(Vec<u8>),
+        Apply(std::path::PathBuf, &'static [&'static str], usize),
     }
+    // Python needs more memory than the default cap (16 MiB) and, on a
+    // debug host, more time to instantiate and decide.
+    const PYTHON_LIMITS: &[&str] = &[
+        "--memory-mib",
+        "64",
+        "--timeout-ms",
+        "1000",
+        "--instantiate-timeout-ms",
+        "30000",
+    ];
+    const JS_LIMITS: &[&str] = &[
+        "--memory-mib",
+        "16",
+        "--timeout-ms",
+        "1000",
+        "--instantiate-timeout-ms",
+        "5000",
+    ];
+    // 6 MB gzipped in parts of 900 KiB, and the policy ConfigMap.
+    let python_configmaps = schedule_path.metadata().unwrap().len() as usize / 3 / (900 << 10) + 2;
     for (name, bytes, how) in [
-        ("schedule (Python), policy file", &schedule, Swap::File),
         (
             "spare-tickets (Rust), app annotated with the ConfigMap",
             &spare,
             Swap::Annotate,
         ),
         (
+            "schedule (Python), ConfigMap update in parts",
+            &schedule,
+            Swap::Apply(schedule_path.clone(), PYTHON_LIMITS, python_configmaps),
+        ),
+        (
             "predictive (JavaScript), ConfigMap update (gzip)",
             &predictive,
-            Swap::ConfigMap(js.clone()),
+            Swap::Apply(predictive_path.clone(), JS_LIMITS, 1),
         ),
         (
             "spare-tickets (Rust), ConfigMap update",
             &spare,
-            Swap::ConfigMap(spare.clone()),
+            Swap::Apply(spare_path.clone(), &[], 1),
         ),
     ] {
         let digest = sha256_hex(bytes);
         let asked = Instant::now();
         match &how {
-            Swap::File => replace_file(&policy_file, bytes),
             Swap::Annotate => {
                 let patch =
                     json!({"metadata": {"annotations": {ann::POLICY: "polyglot/active.wasm"}}});
                 env.patch_deployment("hot-deploy", &patch).await;
             }
-            Swap::ConfigMap(data) => {
-                cms.replace(
-                    "polyglot",
-                    &PostParams::default(),
-                    &policy_configmap("polyglot", &[("active.wasm", data)], &js_limits),
-                )
-                .await
-                .unwrap();
+            Swap::Apply(file, limits, configmaps) => {
+                let yaml = tool(file.clone(), limits).await;
+                let docs = yaml_docs(&yaml).len();
+                eprintln!("{name}: {docs} ConfigMaps, {} bytes of YAML", yaml.len());
+                // Python: one more or less if its size is near a multiple.
+                assert!(
+                    docs.abs_diff(*configmaps) <= 1 && (docs > 1) == (*configmaps > 1),
+                    "{docs} ConfigMaps, expected about {configmaps}"
+                );
+                env.cluster.kubectl_apply(yaml).await;
             }
         }
         wait_for(Duration::from_secs(180), || async {
@@ -1252,12 +1296,10 @@ async fn python_and_javascript_policies_hot_swapped_under_load() {
             metric_at(metrics, "wicket_policy_info", &digest).await == 1.0
         })
         .await;
-        if !matches!(how, Swap::File) {
-            env.wait_event("PolicyLoaded", &["polyglot/active.wasm", &digest[..12]])
-                .await;
-        }
+        env.wait_event("PolicyLoaded", &["polyglot/active.wasm", &digest[..12]])
+            .await;
         eprintln!("{name}: serving {took:?} after the swap");
-        if matches!(how, Swap::File) {
+        if std::ptr::eq(bytes, &schedule) {
             // Python decides: its window's spare makes it create a pod.
             wait_for(LIMIT, || async { env.autoscaled("hot").await.len() == 1 }).await;
         }
@@ -1292,6 +1334,133 @@ async fn python_and_javascript_policies_hot_swapped_under_load() {
         0.0,
         "every version was accepted"
     );
+}
+
+/// (9) A policy in parts (`wicket policy configmap`, parts of 8 KiB) updated
+/// under load with one part of the new version not applied: the last good
+/// version keeps serving, a Warning Event names the missing part; once it
+/// is applied, the new version serves. No failed request. A host started
+/// afterwards assembles the version from its parts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_in_parts_half_applied_keeps_the_last_good_version() {
+    let mut env = Env::start(host_config()).await;
+    let (spare, faulty) = (
+        common::policy_path("spare-tickets"),
+        common::policy_path("faulty"),
+    );
+    let (spare_digest, faulty_digest) = (
+        sha256_hex(&std::fs::read(&spare).unwrap()),
+        sha256_hex(&std::fs::read(&faulty).unwrap()),
+    );
+    let args = [
+        "--name",
+        "policies",
+        "--key",
+        "choice.wasm",
+        "--part-bytes",
+        "8192",
+    ];
+    let first = policy_configmap_yaml(&spare, &args).await;
+    assert!(yaml_docs(&first).len() >= 3, "in parts");
+    env.cluster.kubectl_apply(first).await;
+    // `spread` (read only by the faulty test policy) spreads users; the
+    // default packs them: a visible change of behaviour.
+    let (_, app) = env
+        .deploy(
+            "parts",
+            &[
+                (ann::TICKETS_MAX, "4"),
+                (ann::TICKETS_SPARE, "0"),
+                (ann::PODS_MAX, "0"),
+                (ann::POLICY, "policies/choice.wasm"),
+                (ann::POLICY_CONFIG, "spread"),
+            ],
+            &["parts-a", "parts-b"],
+        )
+        .await;
+    wait_for(LIMIT, || async {
+        app.policy().active().digest == spare_digest
+    })
+    .await;
+    let addr = env.host.proxy_addr;
+    let a = ticket(addr, "parts", LIMIT).await;
+    let b = ticket(addr, "parts", LIMIT).await;
+    assert_eq!((a.pod.as_str(), b.pod.as_str()), ("parts-a", "parts-a"));
+    let mut users = vec![User::start(addr, "parts", a), User::start(addr, "parts", b)];
+
+    // The new version without its part 1 (that ConfigMap still holds the
+    // old version's part 1).
+    let docs = yaml_docs(&policy_configmap_yaml(&faulty, &args).await);
+    assert!(docs.len() >= 3, "in parts");
+    let (missing, applied): (Vec<String>, Vec<String>) = docs
+        .into_iter()
+        .partition(|d| d.contains("  name: \"policies-part-1\"\n"));
+    assert_eq!(missing.len(), 1);
+    env.cluster.kubectl_apply(applied.concat()).await;
+    let e = env
+        .wait_event(
+            "PolicyPartsMissing",
+            &[
+                "policies/choice.wasm",
+                &format!(
+                    "part 1 (policies-part-1 holds version {})",
+                    &spare_digest[..12]
+                ),
+                &format!("the last good version {} serves", &spare_digest[..12]),
+            ],
+        )
+        .await;
+    assert_eq!(e.type_.as_deref(), Some("Warning"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(app.policy().active().digest, spare_digest, "last good kept");
+    let c = ticket(addr, "parts", LIMIT).await;
+    assert_eq!(c.pod, "parts-a", "still packing");
+    users.push(User::start(addr, "parts", c));
+
+    // The missing part applied: the new version serves.
+    env.cluster.kubectl_apply(missing.concat()).await;
+    wait_for(LIMIT, || async {
+        app.policy().active().digest == faulty_digest
+    })
+    .await;
+    env.wait_event(
+        "PolicyLoaded",
+        &["policies/choice.wasm", &faulty_digest[..12]],
+    )
+    .await;
+    let d = ticket(addr, "parts", LIMIT).await;
+    assert_eq!(d.pod, "parts-b", "the new policy spreads");
+    users.push(User::start(addr, "parts", d));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for u in users {
+        let (ok, failed) = u.leave();
+        assert!(ok > 0);
+        assert_eq!(failed, 0, "no failed request across the update");
+    }
+    assert_eq!(
+        metric_at(env.host.metrics_addr, "wicket_policy_load_errors_total", "").await,
+        0.0
+    );
+
+    // Another host (as after a restart) lists the ConfigMaps, the policy
+    // ConfigMap before its parts: it assembles the serving version from
+    // them, without a "missing part" warning of its own.
+    let token = env.cluster.service_account_token();
+    let sa = env.cluster.client_with_token(&token).await;
+    let second = wicket::run::start(host_config(), sa).await.unwrap();
+    wait_for(LIMIT, || async {
+        second
+            .apps
+            .get("parts")
+            .is_some_and(|a| a.policy().active().digest == faulty_digest)
+    })
+    .await;
+    assert_eq!(
+        env.events("PolicyPartsMissing").await.len(),
+        1,
+        "only the half-applied update's"
+    );
+    drop(second);
 }
 
 /// (7) Two `wicket run` processes (with the ServiceAccount's token) against

@@ -49,6 +49,15 @@ pub const DISPLAY_NAME: &str = "wicket.dev/display-name";
 pub const RESUME_GRACE: &str = "wicket.dev/resume-grace";
 /// wicket: the app's IANA time zone (policies see its UTC offset).
 pub const TIMEZONE: &str = "wicket.dev/timezone";
+/// wicket: label of a ConfigMap that carries one part of a policy
+/// component too large for one ConfigMap; its value is the name of the
+/// policy ConfigMap whose key the parts make up (see `policy_parts`).
+pub const POLICY_PART_OF: &str = "wicket.dev/policy-part-of";
+/// wicket, on a policy part: its index (0, 1, …) among the parts.
+pub const POLICY_PART: &str = "wicket.dev/policy-part";
+/// wicket, on a policy part: the sha256 digest (hex) of the whole component
+/// (unpacked) that the part belongs to.
+pub const POLICY_DIGEST: &str = "wicket.dev/policy-digest";
 /// wicket, on a policy ConfigMap: deadline of one call of its policies (ms).
 pub const POLICY_TIMEOUT_MS: &str = "wicket.dev/policy-timeout-ms";
 /// wicket, on a policy ConfigMap: memory cap of one instance (MiB).

@@ -8,6 +8,7 @@
 //! - [`controller`]: the state machine that applies watch events to the apps.
 //! - [`provider`]: the pod provider (autoscaled pods from the Deployment's template).
 //! - [`policies`]: policy components from ConfigMaps, validated and hot-swapped.
+//! - [`policy_parts`]: a component too large for one ConfigMap, in parts (pure).
 //! - [`events`]: Kubernetes Events, written in the background.
 //! - [`health`]: what waits for the API during an outage (logged once).
 //! - [`leader`]: the Lease that elects the one replica that scales.
@@ -22,5 +23,6 @@ pub mod leader;
 pub mod namespace;
 pub mod pods;
 pub mod policies;
+pub mod policy_parts;
 pub mod provider;
 pub mod retry;

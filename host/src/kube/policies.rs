@@ -13,6 +13,10 @@
 //! `wicket.dev/policy-memory-mib` and `wicket.dev/policy-instantiate-timeout-ms`
 //! set the limits of its policies (else the host's defaults); changing them
 //! reloads the policies under the new limits (without compiling again).
+//!
+//! A key may also hold a manifest naming the parts of a component too large
+//! for one ConfigMap ([`super::policy_parts`]): the version is assembled
+//! once all its parts are there and their bytes hash to its digest.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
@@ -24,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use super::annotations::{self, PolicyRef};
 use super::events::{self, EventSink, EventType, Record};
+use super::policy_parts::{Incomplete, Manifest, Part, Parts};
 use crate::metrics::Metrics;
 use crate::policy::{Limits, LoadedPolicy, PolicyEngine, PolicySource};
 
@@ -47,6 +52,11 @@ pub struct PolicyStore {
     refused: Mutex<HashMap<(String, Limits), String>>,
     /// Keys that have served a version of their own (not the placeholder).
     loaded: Mutex<HashSet<Key>>,
+    /// The parts of policies in parts.
+    parts: Mutex<Parts>,
+    /// The policy ConfigMaps with keys in parts, by namespace and name
+    /// (only those keys' manifests kept), tried again when a part arrives.
+    heads: Mutex<HashMap<(String, String), ConfigMap>>,
 }
 
 impl std::fmt::Debug for PolicyStore {
@@ -112,6 +122,12 @@ pub enum Outcome {
         /// Why.
         reason: String,
     },
+    /// A version in parts, not all of them applied (yet); the last good
+    /// version stays.
+    Waiting {
+        /// Which parts are missing.
+        reason: String,
+    },
 }
 
 impl PolicyStore {
@@ -131,6 +147,8 @@ impl PolicyStore {
             compiled: Mutex::default(),
             refused: Mutex::default(),
             loaded: Mutex::default(),
+            parts: Mutex::default(),
+            heads: Mutex::default(),
         })
     }
 
@@ -182,13 +200,85 @@ impl PolicyStore {
     }
 
     /// Takes in a ConfigMap (added, changed or re-listed): each `binaryData`
-    /// key becomes a new version of its source if it is new and valid.
+    /// key becomes a new version of its source if it is new and valid. A
+    /// part of a policy in parts (see [`policy_parts`]) is kept, and its
+    /// head's keys are tried again.
     pub async fn apply(&self, cm: &ConfigMap) -> Vec<(String, Outcome)> {
+        let ns = cm.namespace().unwrap_or_default();
+        let name = cm.name_any();
+        let Some(part) = Part::read(cm) else {
+            return self.apply_head(cm, true).await;
+        };
+        let kept = part.and_then(|p| {
+            let head = p.head.clone();
+            self.parts.lock().insert(&ns, &name, p).map(|()| head)
+        });
+        let head = match kept {
+            Ok(head) => head,
+            Err(reason) => {
+                self.parts.lock().remove(&ns, &name);
+                tracing::warn!(namespace = %ns, configmap = %name, "policy part refused: {reason}");
+                self.events.publish(Record {
+                    regarding: events::version_reference(cm),
+                    related: None,
+                    type_: EventType::Warning,
+                    reason: "PolicyPartRejected",
+                    action: "LoadPolicy",
+                    note: format!("policy part {name} refused: {reason}"),
+                });
+                return Vec::new();
+            }
+        };
+        let head = self.heads.lock().get(&(ns, head)).cloned();
+        match head {
+            Some(head) => self.apply_head(&head, false).await,
+            None => Vec::new(),
+        }
+    }
+
+    /// Publishes a refusal: a warning log, the load-error metric and a
+    /// Warning Event on `cm`.
+    fn refuse(
+        &self,
+        cm: &ConfigMap,
+        r: &PolicyRef,
+        source: &PolicySource,
+        digest: &str,
+        reason: &str,
+    ) {
+        let ns = cm.namespace().unwrap_or_default();
+        self.metrics
+            .policy
+            .load_errors
+            .with_label_values(&[source.name()])
+            .inc();
+        tracing::warn!(
+            namespace = %ns, policy = %r, digest = &digest[..12.min(digest.len())],
+            "policy version refused, keeping the last good one: {reason}"
+        );
+        self.events.publish(Record {
+            regarding: events::version_reference(cm),
+            related: None,
+            type_: EventType::Warning,
+            reason: "PolicyRejected",
+            action: "LoadPolicy",
+            note: format!(
+                "policy {r} version {} refused, keeping the last good version {}: {reason}",
+                &digest[..12.min(digest.len())],
+                source.current().short_digest()
+            ),
+        });
+    }
+
+    /// A policy ConfigMap's keys (`announce`: the ConfigMap itself changed,
+    /// not one of its parts: its annotation warnings and missing parts are
+    /// told again).
+    async fn apply_head(&self, cm: &ConfigMap, announce: bool) -> Vec<(String, Outcome)> {
         let ns = cm.namespace().unwrap_or_default();
         let name = cm.name_any();
         let mut outcomes = Vec::new();
         let (overrides, warnings) = annotations::policy_limits(cm.metadata.annotations.as_ref());
-        for w in warnings {
+        for w in warnings.iter().filter(|_| announce) {
             tracing::warn!(namespace = %ns, configmap = %name, "{w}");
             self.events.publish(Record {
                 regarding: events::reference("v1", "ConfigMap", &ns, &name, cm.uid().as_deref()),
@@ -204,22 +294,79 @@ impl PolicyStore {
         if data.is_empty() {
             tracing::warn!(namespace = %ns, configmap = %name, "policy ConfigMap has no binaryData (put the .wasm component there)");
         }
+        // Remember the keys that come in parts (only them: a part that
+        // arrives later tries them again).
+        let mut head = cm.clone();
+        head.binary_data = Some(
+            data.iter()
+                .filter(|(_, b)| Manifest::read(&b.0).is_some())
+                .map(|(k, b)| (k.clone(), b.clone()))
+                .collect(),
+        );
+        if head.binary_data.as_ref().is_some_and(|d| !d.is_empty()) {
+            self.heads.lock().insert((ns.clone(), name.clone()), head);
+        } else {
+            self.heads.lock().remove(&(ns.clone(), name.clone()));
+        }
         for (key, bytes) in data {
             let r = PolicyRef {
                 configmap: name.clone(),
                 key: key.clone(),
             };
-            // The digest is the component's (unpacked), as `wicket policy
-            // check` and the metrics show it; a key that does not unpack is
-            // known by the digest of its bytes.
-            let (digest, component) = match unpack(bytes.0).await {
-                Ok(c) => (hex::encode(Sha256::digest(&c)), Ok(c)),
-                Err((raw_digest, reason)) => (raw_digest, Err(reason)),
-            };
             let source = self.source(&ns, &r);
             let first = !self.loaded.lock().contains(&(ns.clone(), r.clone()));
             let current = source.current();
-            if !first && current.digest == digest && current.limits == limits {
+            let unchanged =
+                |digest: &str| !first && current.digest == digest && current.limits == limits;
+            // The digest is the component's (unpacked), as `wicket policy
+            // check` and the metrics show it; a key that does not unpack is
+            // known by the digest of its bytes.
+            let (digest, component) = match Manifest::read(&bytes.0) {
+                None => match unpack(bytes.0).await {
+                    Ok(c) => (hex::encode(Sha256::digest(&c)), Ok(c)),
+                    Err((raw_digest, reason)) => (raw_digest, Err(reason)),
+                },
+                Some(Err(reason)) => (hex::encode(Sha256::digest(&bytes.0)), Err(reason)),
+                Some(Ok(manifest)) => {
+                    // The version is known before it is assembled.
+                    if unchanged(&manifest.sha256) {
+                        outcomes.push((key, Outcome::Unchanged));
+                        continue;
+                    }
+                    match self.assemble(&ns, &r, &manifest).await {
+                        Ok(c) => (manifest.sha256, Ok(c)),
+                        // Not cached as refused: the same version may
+                        // still arrive whole.
+                        Err(Incomplete::Missing(why)) => {
+                            let reason = format!("waiting for its parts: {why}");
+                            if announce {
+                                tracing::warn!(namespace = %ns, policy = %r, "policy version not complete, the last good one serves: {why}");
+                                self.events.publish(Record {
+                                    regarding: events::version_reference(cm),
+                                    related: None,
+                                    type_: EventType::Warning,
+                                    reason: "PolicyPartsMissing",
+                                    action: "LoadPolicy",
+                                    note: format!(
+                                        "policy {r}: {why}; the last good version {} serves until every part of the new one is applied",
+                                        source.current().short_digest()
+                                    ),
+                                });
+                            } else {
+                                tracing::info!(namespace = %ns, policy = %r, "policy version not complete yet: {why}");
+                            }
+                            outcomes.push((key, Outcome::Waiting { reason }));
+                            continue;
+                        }
+                        Err(Incomplete::Bad(reason)) => {
+                            self.refuse(cm, &r, &source, &manifest.sha256, &reason);
+                            outcomes.push((key, Outcome::Refused { reason }));
+                            continue;
+                        }
+                    }
+                }
+            };
+            if unchanged(&digest) {
                 outcomes.push((key, Outcome::Unchanged));
                 continue;
             }
@@ -258,27 +405,7 @@ impl PolicyStore {
                 }
                 Err(reason) => {
                     if !already_refused {
-                        self.metrics
-                            .policy
-                            .load_errors
-                            .with_label_values(&[source.name()])
-                            .inc();
-                        tracing::warn!(
-                            namespace = %ns, policy = %r, digest = &digest[..12],
-                            "policy version refused, keeping the last good one: {reason}"
-                        );
-                        self.events.publish(Record {
-                            regarding: events::version_reference(cm),
-                            related: None,
-                            type_: EventType::Warning,
-                            reason: "PolicyRejected",
-                            action: "LoadPolicy",
-                            note: format!(
-                                "policy {r} version {} refused, keeping the last good version {}: {reason}",
-                                &digest[..12],
-                                source.current().short_digest()
-                            ),
-                        });
+                        self.refuse(cm, &r, &source, &digest, &reason);
                     }
                     outcomes.push((key, Outcome::Refused { reason }));
                 }
@@ -287,9 +414,46 @@ impl PolicyStore {
         outcomes
     }
 
+    /// The component `manifest` describes, from the parts of `ns/r`:
+    /// assembled, unpacked (off the async threads) and checked against the
+    /// manifest's digest. `Bad` if it does not match.
+    async fn assemble(
+        &self,
+        ns: &str,
+        r: &PolicyRef,
+        manifest: &Manifest,
+    ) -> Result<Vec<u8>, Incomplete> {
+        let packed = self
+            .parts
+            .lock()
+            .assemble(ns, &r.configmap, &r.key, manifest)?;
+        let bad = |why: String| {
+            Incomplete::Bad(format!(
+                "the {} parts of version {} {why} (a part was changed by hand, or parts of two builds carry one digest)",
+                manifest.parts,
+                &manifest.sha256[..12]
+            ))
+        };
+        let component = unpack(packed)
+            .await
+            .map_err(|(_, reason)| bad(format!("do not unpack: {reason}")))?;
+        let digest = hex::encode(Sha256::digest(&component));
+        if digest != manifest.sha256 {
+            return Err(bad(format!(
+                "assemble to a component of digest {}",
+                &digest[..12]
+            )));
+        }
+        Ok(component)
+    }
+
     /// A ConfigMap (or its label) is gone: its sources keep their last good
     /// versions, so running apps are not disturbed.
     pub fn removed(&self, ns: &str, name: &str) {
+        // A part gone makes its version incomplete: the version serving
+        // stays, as for a ConfigMap removed.
+        self.parts.lock().remove(ns, name);
+        self.heads.lock().remove(&(ns.to_owned(), name.to_owned()));
         let keys: HashSet<String> = self
             .sources
             .lock()
@@ -335,6 +499,8 @@ pub async fn watch(
     // so what it no longer holds was deleted while the watch was down.
     let mut stores: HashMap<String, Writer<ConfigMap>> = HashMap::new();
     let mut failing: HashSet<String> = HashSet::new();
+    // Per namespace: the namespaces' lists interleave.
+    let mut deferred: HashMap<String, Vec<ConfigMap>> = HashMap::new();
     while let Some((ns, event)) = all.next().await {
         let event = match event {
             Ok(e) => {
@@ -362,11 +528,22 @@ pub async fn watch(
         // The store only tells which ConfigMaps exist: the components stay out.
         writer.apply_watcher_event(&event.clone().modify(|cm| cm.binary_data = None));
         match event {
-            Event::Init => {}
+            Event::Init => {
+                deferred.remove(&ns);
+            }
+            // A (re-)list comes in name order: `p` before `p-part-0`. The
+            // policy ConfigMaps wait for the end of the list, so that their
+            // parts are there (no spurious "missing part" warning).
+            Event::InitApply(cm) if Part::read(&cm).is_none() => {
+                deferred.entry(ns.clone()).or_default().push(cm);
+            }
             Event::InitApply(cm) | Event::Apply(cm) => {
                 store.apply(&cm).await;
             }
             Event::InitDone => {
+                for cm in deferred.remove(&ns).unwrap_or_default() {
+                    store.apply(&cm).await;
+                }
                 let after = names(writer);
                 for gone in before.unwrap_or_default().difference(&after) {
                     store.removed(&ns, gone);
@@ -518,5 +695,178 @@ mod tests {
             }
             assert_eq!(store.source("ns", &r).current().digest, component_digest);
         }
+    }
+    /// The default policy with a custom section appended: a valid
+    /// component of another digest.
+    fn variant(tag: u8) -> Vec<u8> {
+        let mut c = DEFAULT_POLICY.to_vec();
+        c.extend_from_slice(&[0, 4, 1, b'x', b'v', tag]);
+        c
+    }
+
+    /// The ConfigMaps `wicket policy configmap` makes for `component` in
+    /// parts of 4 KiB, the policy ConfigMap last.
+    fn in_parts(component: &[u8]) -> Vec<ConfigMap> {
+        let mut cms = crate::policy_configmap::configmaps(
+            component,
+            "p.wasm",
+            &crate::policy_configmap::Options {
+                name: "policies".into(),
+                namespace: Some("ns".into()),
+                key: None,
+                limits: crate::policy::LimitOverrides::default(),
+                part_bytes: 4096,
+            },
+        )
+        .expect("made");
+        assert!(cms.len() > 3, "in parts");
+        for cm in &mut cms {
+            cm.metadata.resource_version = Some("1".into());
+        }
+        cms
+    }
+
+    #[tokio::test]
+    async fn a_policy_in_parts_swaps_only_when_complete_and_whole() {
+        let engine = PolicyEngine::new(Limits {
+            timeout: Duration::from_secs(2),
+            ..Limits::default()
+        })
+        .expect("engine");
+        let default = load_default(&engine).expect("default");
+        let (sink, mut events) = EventSink::channel();
+        let store = PolicyStore::new(
+            Arc::clone(&engine),
+            default,
+            Metrics::new().expect("metrics"),
+            sink,
+        );
+        let r = PolicyRef {
+            configmap: "policies".into(),
+            key: "p.wasm".into(),
+        };
+        let (v1, v2) = (variant(1), variant(2));
+        let (d1, d2) = (
+            hex::encode(Sha256::digest(&v1)),
+            hex::encode(Sha256::digest(&v2)),
+        );
+        let mut drain = || {
+            let mut got = Vec::new();
+            while let Ok(e) = events.try_recv() {
+                got.push((e.reason, e.note));
+            }
+            got
+        };
+
+        // Version 1, parts first as kubectl applies them: the head
+        // completes it.
+        let cms = in_parts(&v1);
+        let (head1, parts1) = cms.split_last().expect("some");
+        for p in parts1 {
+            assert!(store.apply(p).await.is_empty(), "no head yet");
+        }
+        assert_eq!(
+            store.apply(head1).await,
+            [(
+                "p.wasm".to_owned(),
+                Outcome::Published { digest: d1.clone() }
+            )]
+        );
+        assert_eq!(store.source("ns", &r).current().digest, d1);
+        assert!(drain().iter().any(|(reason, _)| *reason == "PolicyLoaded"));
+
+        // Version 2 half applied: part 1 missing (it still holds version
+        // 1). Version 1 keeps serving; a Warning names the missing part.
+        let cms = in_parts(&v2);
+        let (head2, parts2) = cms.split_last().expect("some");
+        for p in parts2
+            .iter()
+            .filter(|p| p.metadata.name.as_deref() != Some("policies-part-1"))
+        {
+            store.apply(p).await;
+        }
+        let out = store.apply(head2).await;
+        assert!(
+            matches!(&out[0].1, Outcome::Waiting { reason } if reason.contains("part 1 (policies-part-1 holds version")),
+            "{out:?}"
+        );
+        assert_eq!(
+            store.source("ns", &r).current().digest,
+            d1,
+            "last good kept"
+        );
+        let warned = drain();
+        assert!(
+            warned
+                .iter()
+                .any(|(reason, note)| *reason == "PolicyPartsMissing"
+                    && note.contains("policies/p.wasm")
+                    && note.contains(&format!("the last good version {} serves", &d1[..12]))),
+            "{warned:?}"
+        );
+        // Part 1 arrives: version 2 serves.
+        let out = store.apply(&parts2[1]).await;
+        assert_eq!(
+            out,
+            [(
+                "p.wasm".to_owned(),
+                Outcome::Published { digest: d2.clone() }
+            )]
+        );
+        assert_eq!(store.source("ns", &r).current().digest, d2);
+
+        // Back to version 1, but one part's bytes changed by hand: the
+        // assembled bytes do not hash to the digest; refused, 2 stays.
+        for p in parts1 {
+            store.apply(p).await;
+        }
+        let mut edited = parts1[0].clone();
+        if let Some(b) = edited
+            .binary_data
+            .as_mut()
+            .and_then(|d| d.get_mut("p.wasm"))
+        {
+            b.0[20] ^= 0xff;
+        }
+        store.apply(&edited).await;
+        drain();
+        let out = store.apply(head1).await;
+        assert!(matches!(&out[0].1, Outcome::Refused { .. }), "{out:?}");
+        assert_eq!(
+            store.source("ns", &r).current().digest,
+            d2,
+            "last good kept"
+        );
+        assert!(
+            drain()
+                .iter()
+                .any(|(reason, _)| *reason == "PolicyRejected")
+        );
+        // The part repaired: version 1 serves (the refusal was not cached).
+        let out = store.apply(&parts1[0]).await;
+        assert_eq!(
+            out,
+            [(
+                "p.wasm".to_owned(),
+                Outcome::Published { digest: d1.clone() }
+            )]
+        );
+
+        // The policy ConfigMap holds a component again: the parts are
+        // no longer tried.
+        let mut whole = head1.clone();
+        whole.binary_data = Some(BTreeMap::from([(
+            "p.wasm".to_owned(),
+            ByteString(v2.clone()),
+        )]));
+        assert_eq!(
+            store.apply(&whole).await,
+            [(
+                "p.wasm".to_owned(),
+                Outcome::Published { digest: d2.clone() }
+            )]
+        );
+        assert!(store.apply(&parts1[1]).await.is_empty());
+        assert_eq!(store.source("ns", &r).current().digest, d2);
     }
 }

@@ -123,6 +123,40 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `kubectl apply --server-side -f -` (admin) with `yaml` on stdin, as
+    /// an operator applies `wicket policy configmap`'s output; off the
+    /// async threads. Panics with kubectl's stderr if it fails.
+    pub async fn kubectl_apply(&self, yaml: String) {
+        use std::io::Write as _;
+        let kubectl = self.var("KUBECTL").to_owned();
+        let kubeconfig = self.var("KUBECONFIG").to_owned();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut child = Command::new(kubectl)
+                .args(["apply", "--server-side", "-f", "-"])
+                .env("KUBECONFIG", kubeconfig)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("kubectl runs");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(yaml.as_bytes())
+                .expect("writing to kubectl");
+            child.wait_with_output().expect("kubectl runs")
+        })
+        .await
+        .expect("kubectl task");
+        assert!(
+            out.status.success(),
+            "kubectl apply failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// `apiserver.sh <args>` (blocking).
     pub fn apiserver(&self, args: &[&str]) {
         let status = Command::new(scripts().join("apiserver.sh"))
