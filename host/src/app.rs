@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
@@ -15,9 +15,10 @@ use crate::policy::{PolicyRunner, invariants};
 use crate::provider::{PodEvent, PodProvider};
 use crate::session_log::SessionLog;
 use crate::state::{
-    AppSettings, Clock, Estimate, Grant, IssueError, ScaleActions, Serverlist, Snapshot, Ticket,
-    Token, WaiterId,
+    AppSettings, Clock, Estimate, Grant, IssueError, Mirrored, ScaleActions, Serverlist, Snapshot,
+    Ticket, Token, WaiterId,
 };
+use crate::store::{Claim, Sharing, Store, StoreError, StoredTicket, Touch};
 
 /// How often the app's loop runs even when nothing happens (expiry, idle
 /// pods, retries).
@@ -292,6 +293,42 @@ pub struct App {
     retired: AtomicBool,
     /// The same moment on both clocks: turns `Instant`s into unix times.
     epoch: (Instant, SystemTime),
+    /// The shared store, if the app's tickets are shared with other
+    /// replicas (see [`App::share`]); unset with the in-memory store.
+    shared: OnceLock<Shared>,
+}
+
+/// A store shared with other replicas, and what this replica knows of it.
+#[derive(Debug)]
+struct Shared {
+    store: Arc<dyn Store>,
+    /// How often uses are written and the version checked.
+    refresh: Duration,
+    /// How often every ticket is reloaded anyway.
+    resync: Duration,
+    /// Did the last round trip succeed?
+    up: AtomicBool,
+    sync: Mutex<SyncState>,
+}
+
+/// What the last successful reload of the store's tickets brought.
+#[derive(Debug, Default)]
+struct SyncState {
+    /// The version the mirror matches (None: reload at the next sync).
+    known: Option<i64>,
+    /// When the mirror was last reloaded in full.
+    reloaded: Option<Instant>,
+    /// The store's tickets at that reload (for expiry, which also covers
+    /// tickets of pods this replica does not know).
+    remote: Vec<StoredTicket>,
+}
+
+/// Why a claim in the shared store did not give the ticket.
+enum ClaimLost {
+    /// Another replica took the slot first: decide again.
+    Decide,
+    /// The store did not answer.
+    Down,
 }
 
 impl std::fmt::Debug for App {
@@ -334,7 +371,42 @@ impl App {
             changes: watch::Sender::new(Signature::default()),
             retired: AtomicBool::new(false),
             epoch: (Instant::now(), SystemTime::now()),
+            shared: OnceLock::new(),
         })
+    }
+
+    /// Shares the app's tickets through `store` (with the in-memory store
+    /// this does nothing: the app keeps them alone). Set before the app's
+    /// loop runs; a second call is ignored. `refresh` bounds how long a
+    /// ticket freed elsewhere still opens here; every `resync` the tickets
+    /// are reloaded in full.
+    pub fn share(&self, sharing: &Sharing) {
+        let Sharing {
+            store,
+            refresh,
+            resync,
+        } = sharing.clone();
+        if !store.is_shared() {
+            return;
+        }
+        self.metrics
+            .store_up
+            .with_label_values(&[self.name()])
+            .set(1);
+        let _ = self.shared.set(Shared {
+            store,
+            refresh,
+            resync,
+            up: AtomicBool::new(true),
+            sync: Mutex::new(SyncState::default()),
+        });
+    }
+
+    /// Is the shared store answering (always true without one)?
+    pub fn store_up(&self) -> bool {
+        self.shared
+            .get()
+            .is_none_or(|s| s.up.load(Ordering::Relaxed))
     }
 
     /// Marks the app as gone from the app table.
@@ -454,34 +526,57 @@ impl App {
                 inner.take_snapshot(now)
             };
             let (id, snap) = self.policy.assign(snap).await;
-            let mut inner = self.inner.lock();
-            inner.give_back(snap);
-            let now = Instant::now();
-            // No slot, or someone started waiting meanwhile: the queue
-            // serves them first.
-            let Some(id) = id.filter(|_| Self::next_waiter(&mut inner, now).is_none()) else {
-                return if inner.list.accepting() {
-                    self.enqueue(inner, started)
-                } else {
-                    TicketRequest::Closed
+            let (grant, capacity) = {
+                let mut inner = self.inner.lock();
+                inner.give_back(snap);
+                let now = Instant::now();
+                // No slot, or someone started waiting meanwhile: the queue
+                // serves them first.
+                let Some(id) = id.filter(|_| Self::next_waiter(&mut inner, now).is_none()) else {
+                    return if inner.list.accepting() {
+                        self.enqueue(inner, started)
+                    } else {
+                        TicketRequest::Closed
+                    };
                 };
-            };
-            match self.issue_decided(&mut inner, id, now) {
-                Issued::Granted(grant) => {
-                    let asked = self.unix_ms(started);
-                    inner.sessions.granted(&grant.pod, &grant.uid, asked);
-                    self.metrics
-                        .ticket_wait
-                        .with_label_values(&[self.name()])
-                        .observe(started.elapsed().as_secs_f64());
-                    self.publish(&inner.list);
-                    drop(inner);
-                    self.wake.notify_one();
-                    return TicketRequest::Granted(grant);
+                match self.issue_decided(&mut inner, id, now) {
+                    Issued::Granted(grant) => {
+                        let capacity = inner.list.capacity_of(&grant.pod).unwrap_or(0);
+                        (grant, capacity)
+                    }
+                    Issued::Closed => return TicketRequest::Closed,
+                    Issued::Stale => continue,
                 }
-                Issued::Closed => return TicketRequest::Closed,
-                Issued::Stale => {}
+            };
+            if let Some(shared) = self.shared.get() {
+                // The decision was made on this replica's view: the store
+                // checks it against every replica's.
+                match self.claim(shared, &grant, capacity).await {
+                    Ok(()) => {}
+                    Err(ClaimLost::Down) => {
+                        // The user waits until the store answers.
+                        self.unclaim(&grant);
+                        break;
+                    }
+                    Err(ClaimLost::Decide) => {
+                        self.unclaim(&grant);
+                        // Fresh counts, then decide again.
+                        self.sync_once(shared).await;
+                        continue;
+                    }
+                }
             }
+            let mut inner = self.inner.lock();
+            let asked = self.unix_ms(started);
+            inner.sessions.granted(&grant.pod, &grant.uid, asked);
+            self.metrics
+                .ticket_wait
+                .with_label_values(&[self.name()])
+                .observe(started.elapsed().as_secs_f64());
+            self.publish(&inner.list);
+            drop(inner);
+            self.wake.notify_one();
+            return TicketRequest::Granted(grant);
         }
         // The state kept changing under the decisions: the queue keeps the
         // user and the app's loop serves them.
@@ -695,7 +790,241 @@ impl App {
         inner.list.release(&grant.pod, &grant.uid, Instant::now());
         self.publish(&inner.list);
         drop(inner);
+        if let Some(shared) = self.shared.get() {
+            self.free_shared(shared, grant);
+        }
         self.wake.notify_one();
+    }
+
+    /// Frees a ticket in the shared store, in the background (a ticket the
+    /// store cannot free now ends there by expiry).
+    fn free_shared(&self, shared: &Shared, grant: &Grant) {
+        let store = Arc::clone(&shared.store);
+        let app = self.name().to_owned();
+        let tickets = [(grant.pod.clone(), grant.uid.clone())];
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.free(&app, &tickets).await {
+                metrics
+                    .store_errors
+                    .with_label_values(&[app.as_str(), e.op])
+                    .inc();
+                tracing::debug!(%app, "{e}");
+            }
+        });
+    }
+
+    /// Takes back locally a ticket whose claim in the store was lost.
+    fn unclaim(&self, grant: &Grant) {
+        let mut inner = self.inner.lock();
+        inner.list.release(&grant.pod, &grant.uid, Instant::now());
+        self.publish(&inner.list);
+    }
+
+    /// Claims the slot of a ticket just issued here in the shared store.
+    async fn claim(&self, shared: &Shared, grant: &Grant, capacity: u32) -> Result<(), ClaimLost> {
+        let ticket = StoredTicket {
+            pod: grant.pod.clone(),
+            uid: grant.uid.clone(),
+            digest: grant.token.digest(),
+            last_use_ms: self.unix_ms(Instant::now()),
+        };
+        match shared.store.claim(self.name(), &ticket, capacity).await {
+            Ok(Claim::Granted) => {
+                self.store_answered(shared);
+                Ok(())
+            }
+            Ok(Claim::Full { .. } | Claim::Taken) => {
+                self.store_answered(shared);
+                Err(ClaimLost::Decide)
+            }
+            Err(e) => {
+                self.store_failed(shared, &e);
+                Err(ClaimLost::Down)
+            }
+        }
+    }
+
+    fn store_answered(&self, shared: &Shared) {
+        if !shared.up.swap(true, Ordering::Relaxed) {
+            tracing::warn!(app = %self.name(), "the ticket store answers again: new users are admitted");
+            self.metrics
+                .store_up
+                .with_label_values(&[self.name()])
+                .set(1);
+            // Users who waited for the store are served now.
+            self.wake.notify_one();
+        }
+    }
+
+    fn store_failed(&self, shared: &Shared, e: &StoreError) {
+        self.metrics
+            .store_errors
+            .with_label_values(&[self.name(), e.op])
+            .inc();
+        if shared.up.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                app = %self.name(),
+                "{e}: existing tickets keep working from this replica's copy; new users wait and scaling pauses until the store answers"
+            );
+            self.metrics
+                .store_up
+                .with_label_values(&[self.name()])
+                .set(0);
+            // Waiting pages say why.
+            let inner = self.inner.lock();
+            self.publish(&inner.list);
+        }
+    }
+
+    /// The instant of unix time `ms` (inverse of `unix_ms`).
+    fn instant_of(&self, ms: i64) -> Instant {
+        let (i0, _) = self.epoch;
+        let delta = ms - self.unix_ms(i0);
+        if delta >= 0 {
+            i0 + Duration::from_millis(delta as u64)
+        } else {
+            i0.checked_sub(Duration::from_millis(delta.unsigned_abs()))
+                .unwrap_or(i0)
+        }
+    }
+
+    /// Loads the tickets from the shared store (at start: every ticket held
+    /// before a restart is valid again). Nothing to do without one.
+    pub async fn load_shared(&self) -> Result<(), StoreError> {
+        let Some(shared) = self.shared.get() else {
+            return Ok(());
+        };
+        shared.sync.lock().known = None;
+        if self.sync_once(shared).await {
+            Ok(())
+        } else {
+            Err(StoreError {
+                op: "load",
+                reason: "the ticket store did not answer".into(),
+            })
+        }
+    }
+
+    /// One round trip: writes the uses of this replica's tickets since the
+    /// last one and reads the store's version, and, if it changed (or a
+    /// reload is due), mirrors every ticket. Returns whether the store
+    /// answered.
+    async fn sync_once(&self, shared: &Shared) -> bool {
+        let now = Instant::now();
+        let mut touches = Vec::new();
+        let mut marks = Vec::new();
+        {
+            let inner = self.inner.lock();
+            let origin = inner.list.origin();
+            for (pod, t) in inner.list.all_tickets() {
+                if let Some(ms) = t.unflushed_use(now) {
+                    touches.push(Touch {
+                        pod: pod.to_owned(),
+                        uid: t.uid().to_owned(),
+                        at_ms: self.unix_ms(origin + Duration::from_millis(ms)),
+                    });
+                    marks.push((Arc::clone(t), ms));
+                }
+            }
+        }
+        let known = {
+            let st = shared.sync.lock();
+            let due = st
+                .reloaded
+                .is_none_or(|at| now.saturating_duration_since(at) >= shared.resync);
+            if due { None } else { st.known }
+        };
+        let fetched_at = Instant::now();
+        let synced = match shared.store.sync(self.name(), &touches, known).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.store_failed(shared, &e);
+                return false;
+            }
+        };
+        for (t, ms) in marks {
+            t.mark_flushed(ms);
+        }
+        self.store_answered(shared);
+        let Some(tickets) = synced.tickets else {
+            return true;
+        };
+        let mirrored: Vec<Mirrored> = tickets
+            .iter()
+            .map(|t| Mirrored {
+                pod: t.pod.clone(),
+                uid: t.uid.clone(),
+                digest: t.digest,
+                last_use: self.instant_of(t.last_use_ms).min(fetched_at),
+            })
+            .collect();
+        let change = {
+            let mut st = shared.sync.lock();
+            if st.reloaded.is_some_and(|at| at > fetched_at) {
+                // A later reload (running alongside) was applied already.
+                return true;
+            }
+            let mut inner = self.inner.lock();
+            let change = inner.list.mirror(&mirrored, fetched_at);
+            self.publish(&inner.list);
+            drop(inner);
+            st.known = (change.unplaced == 0).then_some(synced.version);
+            st.reloaded = Some(fetched_at);
+            st.remote = tickets;
+            change
+        };
+        if change.removed > 0 || change.added > 0 {
+            tracing::debug!(app = %self.name(), added = change.added, removed = change.removed, "tickets mirrored from the store");
+            // Freed slots go to the queue; taken ones change the pages.
+            self.wake.notify_one();
+        }
+        true
+    }
+
+    /// Writes uses and mirrors the store every refresh interval, until the
+    /// task is aborted. Nothing to do without a shared store.
+    async fn sync_loop(&self) {
+        let Some(shared) = self.shared.get() else {
+            return std::future::pending().await;
+        };
+        let mut tick = tokio::time::interval(shared.refresh);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.sync_once(shared).await;
+        }
+    }
+
+    /// Expires, in the shared store, tickets nobody used for the expiry
+    /// time on any replica (the store checks the last use of each); the
+    /// next sync then revokes them on every replica.
+    async fn expire_shared(&self, shared: &Shared) {
+        let now = Instant::now();
+        let cutoff = self.unix_ms(now) - self.expiry.as_millis() as i64;
+        let mut idle = self.inner.lock().list.idle_tickets(now, self.expiry);
+        idle.extend(
+            shared
+                .sync
+                .lock()
+                .remote
+                .iter()
+                .filter(|t| t.last_use_ms < cutoff)
+                .map(|t| (t.pod.clone(), t.uid.clone())),
+        );
+        if idle.is_empty() {
+            return;
+        }
+        idle.sort();
+        idle.dedup();
+        match shared.store.expire(self.name(), &idle, cutoff).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::debug!(app = %self.name(), expired = n, "tickets expired");
+                self.sync_once(shared).await;
+            }
+            Err(e) => self.store_failed(shared, &e),
+        }
     }
 
     /// The live ticket `uid` on `pod`.
@@ -770,7 +1099,7 @@ impl App {
     /// Hands a fresh grant to the first connected waiting user (who may
     /// not be the one it was decided for: that one may have left while the
     /// policy decided); frees it if nobody takes it.
-    fn hand_out(&self, inner: &mut Inner, mut grant: Grant, now: Instant) {
+    fn hand_out(&self, inner: &mut Inner, mut grant: Grant, now: Instant) -> bool {
         while let Some(waiter) = Self::next_waiter(inner, now) {
             let Some(Waiter {
                 tx: Some(tx),
@@ -788,7 +1117,7 @@ impl App {
                         .ticket_wait
                         .with_label_values(&[self.name()])
                         .observe(now.saturating_duration_since(since).as_secs_f64());
-                    return;
+                    return true;
                 }
                 // Gone between the check and the send: the next one gets it.
                 Err(back) => {
@@ -798,6 +1127,7 @@ impl App {
             }
         }
         inner.list.release(&grant.pod, &grant.uid, now);
+        false
     }
 
     /// Gives free slots to waiting users who are connected, first come
@@ -824,26 +1154,62 @@ impl App {
                 inner.take_snapshot(now)
             };
             let (id, snap) = self.policy.assign(snap).await;
-            let mut guard = self.inner.lock();
-            let inner = &mut *guard;
-            inner.give_back(snap);
-            let Some(id) = id else {
-                self.publish(&inner.list);
-                return;
+            let (grant, capacity) = {
+                let mut guard = self.inner.lock();
+                let inner = &mut *guard;
+                inner.give_back(snap);
+                let Some(id) = id else {
+                    self.publish(&inner.list);
+                    return;
+                };
+                let now = Instant::now();
+                let grant = match self.issue_decided(inner, id, now) {
+                    Issued::Granted(grant) => grant,
+                    Issued::Closed => return,
+                    Issued::Stale => {
+                        stale += 1;
+                        // The next round (at the latest the next tick) goes on.
+                        if stale >= ISSUE_ATTEMPTS {
+                            return;
+                        }
+                        self.publish(&inner.list);
+                        continue;
+                    }
+                };
+                if self.shared.get().is_none() {
+                    self.hand_out(inner, grant, now);
+                    self.publish(&inner.list);
+                    continue;
+                }
+                let capacity = inner.list.capacity_of(&grant.pod).unwrap_or(0);
+                (grant, capacity)
             };
-            let now = Instant::now();
-            match self.issue_decided(inner, id, now) {
-                Issued::Granted(grant) => self.hand_out(inner, grant, now),
-                Issued::Closed => return,
-                Issued::Stale => {
+            let Some(shared) = self.shared.get() else {
+                continue;
+            };
+            match self.claim(shared, &grant, capacity).await {
+                Ok(()) => {
+                    let mut guard = self.inner.lock();
+                    let taken = self.hand_out(&mut guard, grant.clone(), Instant::now());
+                    self.publish(&guard.list);
+                    drop(guard);
+                    if !taken {
+                        self.free_shared(shared, &grant);
+                    }
+                }
+                Err(ClaimLost::Down) => {
+                    self.unclaim(&grant);
+                    return;
+                }
+                Err(ClaimLost::Decide) => {
+                    self.unclaim(&grant);
+                    self.sync_once(shared).await;
                     stale += 1;
-                    // The next round (at the latest the next tick) goes on.
                     if stale >= ISSUE_ATTEMPTS {
                         return;
                     }
                 }
             }
-            self.publish(&inner.list);
         }
     }
 
@@ -851,7 +1217,14 @@ impl App {
     /// ticket), serve the queue, ask the policy to scale and start the
     /// actions it approved.
     async fn step(self: &Arc<Self>, sweep: bool) {
-        if sweep {
+        if sweep && let Some(shared) = self.shared.get() {
+            self.expire_shared(shared).await;
+            // Draining pods whose last ticket ended go; tickets expire
+            // through the store only.
+            let mut inner = self.inner.lock();
+            inner.list.sweep(Instant::now(), Duration::MAX);
+            self.publish(&inner.list);
+        } else if sweep {
             let mut guard = self.inner.lock();
             let inner = &mut *guard;
             let now = Instant::now();
@@ -869,6 +1242,10 @@ impl App {
     /// Asks the policy to scale and starts the actions it approved that the
     /// current state still allows.
     async fn scale(self: &Arc<Self>) {
+        if !self.store_up() {
+            // Counts may be stale: no pod is created or deleted on them.
+            return;
+        }
         let snap = self.inner.lock().take_snapshot(Instant::now());
         let (decision, snap) = self.policy.scale(snap).await;
         let mut guard = self.inner.lock();
@@ -918,6 +1295,12 @@ impl App {
 
     /// Runs the app's loop until the task is aborted.
     pub async fn run(self: Arc<Self>) {
+        let sync = self.sync_loop();
+        let main = self.main_loop();
+        tokio::join!(sync, main);
+    }
+
+    async fn main_loop(self: &Arc<Self>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -27,4 +27,5 @@ pub mod run;
 pub mod session_log;
 pub mod simulate;
 pub mod state;
+pub mod store;
 pub mod task;

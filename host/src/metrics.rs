@@ -32,6 +32,11 @@ pub struct Metrics {
     pub policy_info: IntGaugeVec,
     /// Policy versions refused when loading (hot swap kept the last good one).
     pub policy_load_errors: IntCounterVec,
+    /// 1 while the app's shared store answers, 0 while it does not (only
+    /// with a shared store: `[store] kind = "redis"`).
+    pub store_up: IntGaugeVec,
+    /// Failed round trips to the shared store, by operation.
+    pub store_errors: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -109,6 +114,20 @@ impl Metrics {
                 ),
                 &["source"],
             )?,
+            store_up: IntGaugeVec::new(
+                opts(
+                    "wicket_store_up",
+                    "1 while the shared ticket store answers, 0 while it is unreachable",
+                ),
+                app,
+            )?,
+            store_errors: IntCounterVec::new(
+                opts(
+                    "wicket_store_errors_total",
+                    "Failed round trips to the shared ticket store",
+                ),
+                &["application", "op"],
+            )?,
         };
         let r = &m.registry;
         r.register(Box::new(m.current_users.clone()))?;
@@ -122,6 +141,8 @@ impl Metrics {
         r.register(Box::new(m.policy_fallbacks.clone()))?;
         r.register(Box::new(m.policy_info.clone()))?;
         r.register(Box::new(m.policy_load_errors.clone()))?;
+        r.register(Box::new(m.store_up.clone()))?;
+        r.register(Box::new(m.store_errors.clone()))?;
         Ok(m)
     }
 
