@@ -18,7 +18,7 @@ use crate::state::{
     AppSettings, Clock, Estimate, Grant, IssueError, Mirrored, ScaleActions, Serverlist, Snapshot,
     Ticket, Token, WaiterId,
 };
-use crate::store::{Claim, Sharing, Store, StoreError, StoredTicket, Touch};
+use crate::store::{Claim, QueueReport, Sharing, Store, StoreError, StoredTicket, Touch};
 
 /// How often the app's loop runs even when nothing happens (expiry, idle
 /// pods, retries).
@@ -299,6 +299,8 @@ pub struct App {
 }
 
 /// A store shared with other replicas, and what this replica knows of it.
+/// Its `sync` lock may be taken while the app's state is locked, never the
+/// other way round.
 #[derive(Debug)]
 struct Shared {
     store: Arc<dyn Store>,
@@ -306,6 +308,8 @@ struct Shared {
     refresh: Duration,
     /// How often every ticket is reloaded anyway.
     resync: Duration,
+    /// This replica's id in the shared queue.
+    replica: String,
     /// Did the last round trip succeed?
     up: AtomicBool,
     sync: Mutex<SyncState>,
@@ -325,7 +329,16 @@ struct SyncState {
     /// The store's tickets at that reload (for expiry, which also covers
     /// tickets of pods this replica does not know).
     remote: Vec<StoredTicket>,
+    /// For this replica's connected waiting users: how many of other
+    /// replicas' asked before them (at the last sync).
+    ahead: HashMap<WaiterId, u64>,
+    /// Connected waiting users of other replicas (at the last sync).
+    others_waiting: u64,
 }
+
+/// Waiting users reported to the shared queue per sync, at most: enough
+/// for any number of slots freed in one interval.
+const QUEUE_REPORTED: usize = 1000;
 
 /// Why a claim in the shared store did not give the ticket.
 enum ClaimLost {
@@ -401,6 +414,7 @@ impl App {
             store,
             refresh,
             resync,
+            replica: hex::encode(rand::random::<[u8; 8]>()),
             up: AtomicBool::new(true),
             sync: Mutex::new(SyncState::default()),
             orphans: Mutex::new(Vec::new()),
@@ -525,7 +539,7 @@ impl App {
                 }
                 // Users away keep their places but do not hold up the others.
                 let now = Instant::now();
-                if Self::next_waiter(&mut inner, now).is_some() {
+                if Self::next_waiter(&mut inner, now).is_some() || self.others_waiting() > 0 {
                     return self.enqueue(inner, started);
                 }
                 inner.take_snapshot(now)
@@ -774,6 +788,28 @@ impl App {
         Some((waiter, rx))
     }
 
+    /// Connected waiting users of other replicas (0 without a shared store).
+    fn others_waiting(&self) -> u64 {
+        self.shared
+            .get()
+            .map_or(0, |s| s.sync.lock().others_waiting)
+    }
+
+    /// Waiting users of other replicas ahead of `waiter` in the shared
+    /// queue (all of them while it is not yet in it; 0 without a store).
+    fn others_ahead(&self, waiter: WaiterId) -> u64 {
+        self.shared.get().map_or(0, |s| {
+            let st = s.sync.lock();
+            st.ahead.get(&waiter).copied().unwrap_or(st.others_waiting)
+        })
+    }
+
+    /// May `waiter`, first in this replica's line, take one of the `free`
+    /// slots? Only if fewer users of other replicas asked before them.
+    fn may_serve(&self, waiter: WaiterId, free: u32) -> bool {
+        self.shared.get().is_none() || self.others_ahead(waiter) < u64::from(free)
+    }
+
     /// 0-based queue position of a waiting user.
     pub fn position(&self, waiter: WaiterId) -> Option<usize> {
         self.inner.lock().list.position(waiter)
@@ -782,7 +818,8 @@ impl App {
     /// The user's place and estimated wait.
     pub fn status(&self, waiter: WaiterId) -> Option<WaitStatus> {
         let inner = self.inner.lock();
-        let position = inner.list.position(waiter)?;
+        // Users of other replicas who asked first are in line too.
+        let position = inner.list.position(waiter)? + self.others_ahead(waiter) as usize;
         Some(WaitStatus {
             position: position + 1,
             estimate: inner.list.estimate(position, Instant::now()),
@@ -923,8 +960,10 @@ impl App {
         let now = Instant::now();
         let mut touches = Vec::new();
         let mut marks = Vec::new();
+        let waiters;
         {
             let inner = self.inner.lock();
+            waiters = inner.list.present_waiters(QUEUE_REPORTED);
             let origin = inner.list.origin();
             for (pod, t) in inner.list.all_tickets() {
                 if let Some(ms) = t.unflushed_use(now) {
@@ -944,8 +983,22 @@ impl App {
                 .is_none_or(|at| now.saturating_duration_since(at) >= shared.resync);
             if due { None } else { st.known }
         };
+        let queue = QueueReport {
+            replica: shared.replica.clone(),
+            waiters: waiters
+                .iter()
+                .map(|&(id, since)| (id, self.unix_ms(since)))
+                .collect(),
+            now_ms: self.unix_ms(now),
+            // Several missed intervals: the replica is gone.
+            stale_ms: (5 * shared.refresh).max(Duration::from_secs(3)).as_millis() as i64,
+        };
         let fetched_at = Instant::now();
-        let synced = match shared.store.sync(self.name(), &touches, known).await {
+        let synced = match shared
+            .store
+            .sync(self.name(), &touches, &queue, known)
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 self.store_failed(shared, &e);
@@ -956,6 +1009,20 @@ impl App {
             t.mark_flushed(ms);
         }
         self.store_answered(shared);
+        {
+            let mut st = shared.sync.lock();
+            st.ahead = waiters
+                .iter()
+                .map(|&(id, _)| id)
+                .zip(synced.ahead.iter().copied())
+                .collect();
+            let moved = st.others_waiting != synced.others_waiting;
+            st.others_waiting = synced.others_waiting;
+            if moved || !waiters.is_empty() {
+                // The places in the shared queue moved: serve who may go.
+                self.wake.notify_one();
+            }
+        }
         let orphans = std::mem::take(&mut *shared.orphans.lock());
         if !orphans.is_empty() {
             match shared.store.free(self.name(), &orphans).await {
@@ -982,12 +1049,13 @@ impl App {
             })
             .collect();
         let change = {
+            // Lock order: the app's state, then the sync state.
+            let mut inner = self.inner.lock();
             let mut st = shared.sync.lock();
             if st.reloaded.is_some_and(|at| at > fetched_at) {
                 // A later reload (running alongside) was applied already.
                 return true;
             }
-            let mut inner = self.inner.lock();
             let change = inner.list.mirror(&mirrored, fetched_at);
             self.publish(&inner.list);
             drop(inner);
@@ -1190,7 +1258,13 @@ impl App {
                     inner.forget(waiter);
                 }
                 inner.gone = gone;
-                if Self::next_waiter(inner, now).is_none() {
+                let Some(next) = Self::next_waiter(inner, now) else {
+                    self.publish(&inner.list);
+                    return;
+                };
+                if !self.may_serve(next, inner.list.free_tickets()) {
+                    // Users of other replicas who asked first take the
+                    // free slots; the next sync tells when it is this one's turn.
                     self.publish(&inner.list);
                     return;
                 }

@@ -338,3 +338,51 @@ async fn every_ticket_survives_a_restart_of_all_replicas() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn users_waiting_on_different_replicas_are_served_in_the_order_they_came() {
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 2,
+            pods: 1,
+            tickets_max: 1,
+            ticket_expiry_ms: 1200,
+            shared_port: false,
+            ..Setup::default()
+        };
+        let r = Replicas::start(exe(), server.url(), setup);
+        let (a, b) = (r.replicas[0].proxy, r.replicas[1].proxy);
+        let first = ticket(a, APP, Duration::from_secs(10)).await;
+        // Four users wait, alternately on each replica, 300 ms apart.
+        let mut waiting = Vec::new();
+        for (i, addr) in [a, b, a, b].into_iter().enumerate() {
+            let mut ws = connect_ws(addr, APP).await;
+            let early = read_ticket(&mut ws, Duration::from_millis(300)).await;
+            assert!(
+                early.ticket.is_none(),
+                "user {i} waits: the one slot is taken"
+            );
+            waiting.push((i, ws));
+        }
+        // Nobody uses the tickets: each expires in turn and frees the slot
+        // for the next in line.
+        let order =
+            futures_util::future::join_all(waiting.into_iter().map(|(i, mut ws)| async move {
+                let s = read_ticket(&mut ws, Duration::from_secs(40)).await;
+                let t = s.ticket.unwrap_or_else(|| panic!("user {i} gets in"));
+                (Instant::now(), i, t)
+            }))
+            .await;
+        let mut order: Vec<_> = order.into_iter().collect();
+        order.sort_by_key(|(at, ..)| *at);
+        let served: Vec<usize> = order.iter().map(|(_, i, _)| *i).collect();
+        assert_eq!(
+            served,
+            vec![0, 1, 2, 3],
+            "first come, first served across replicas"
+        );
+        assert!(order.iter().all(|(.., t)| t.pod == first.pod));
+    })
+    .await;
+}

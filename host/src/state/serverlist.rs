@@ -603,6 +603,17 @@ impl Serverlist {
         self.index(waiter)
     }
 
+    /// The first `limit` connected waiting users, in order, with when each
+    /// asked (what a shared queue orders them by).
+    pub fn present_waiters(&self, limit: usize) -> Vec<(WaiterId, Instant)> {
+        self.queue
+            .iter()
+            .filter(|e| e.away_since.is_none())
+            .take(limit)
+            .map(|e| (e.id, e.since))
+            .collect()
+    }
+
     /// The user to serve next.
     pub fn queue_front(&self) -> Option<WaiterId> {
         self.queue.front().map(|e| e.id)

@@ -2,7 +2,7 @@
 //! copy of the tickets (one replica), so every call agrees with it and the
 //! app does not even make them ([`Store::is_shared`] is false).
 
-use super::{Claim, Store, StoreError, StoredTicket, Synced, Touch};
+use super::{Claim, QueueReport, Store, StoreError, StoredTicket, Synced, Touch};
 use crate::provider::BoxFuture;
 
 /// Tickets in this process only (the default, `[store] kind = "memory"`).
@@ -46,10 +46,13 @@ impl Store for MemoryStore {
         &'a self,
         _app: &'a str,
         _touches: &'a [Touch],
+        queue: &'a QueueReport,
         _known: Option<i64>,
     ) -> BoxFuture<'a, Result<Synced, StoreError>> {
-        Box::pin(async {
+        Box::pin(async move {
             Ok(Synced {
+                ahead: vec![0; queue.waiters.len()],
+                others_waiting: 0,
                 version: 0,
                 tickets: None,
             })

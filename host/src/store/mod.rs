@@ -46,9 +46,30 @@ pub enum Claim {
     Taken,
 }
 
+/// A replica's connected waiting users, for the queue shared by every
+/// replica: one first-come-first-served order by when each asked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueueReport {
+    /// This replica's id (random, per process and app).
+    pub replica: String,
+    /// Its connected waiting users in order: (waiter id, when they asked,
+    /// unix ms).
+    pub waiters: Vec<(u64, i64)>,
+    /// Now, unix ms.
+    pub now_ms: i64,
+    /// A replica not heard of for this long is gone: its waiters no longer
+    /// count (ms).
+    pub stale_ms: i64,
+}
+
 /// One replica's round trip of an interval (see [`Store::sync`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Synced {
+    /// For each reported waiter, in order: how many connected waiting
+    /// users of other replicas asked before them.
+    pub ahead: Vec<u64>,
+    /// Connected waiting users of other replicas.
+    pub others_waiting: u64,
     /// The store's ticket version (changes whenever a ticket is claimed or
     /// freed).
     pub version: i64,
@@ -110,12 +131,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         cutoff_ms: i64,
     ) -> BoxFuture<'a, Result<u32, StoreError>>;
 
-    /// Writes `touches` (later uses win) and reads the version; every
-    /// ticket too unless the version is `known`.
+    /// Writes `touches` (later uses win) and this replica's waiting users,
+    /// and reads the version, where the reported waiters stand in the
+    /// shared queue, and every ticket unless the version is `known`.
     fn sync<'a>(
         &'a self,
         app: &'a str,
         touches: &'a [Touch],
+        queue: &'a QueueReport,
         known: Option<i64>,
     ) -> BoxFuture<'a, Result<Synced, StoreError>>;
 }

@@ -8,7 +8,12 @@
 //! - `{<prefix><app>}:counts`: hash, pod → tickets it holds;
 //! - `{<prefix><app>}:last`: hash, `<pod>/<uid>` → last use (unix ms);
 //! - `{<prefix><app>}:version`: integer, incremented whenever a ticket is
-//!   claimed or freed (replicas reload the tickets when it changes).
+//!   claimed or freed (replicas reload the tickets when it changes);
+//! - `{<prefix><app>}:replicas`: sorted set, replica id → when last heard;
+//! - `{<prefix><app>}:queue:<replica id>`: sorted set, that replica's
+//!   connected waiting users → when each asked (unix ms): together, one
+//!   first-come-first-served queue. Expires when its replica stops
+//!   writing it.
 //!
 //! Claims, frees and expiries are Lua scripts (atomic on the server).
 
@@ -18,7 +23,7 @@ use anyhow::Context;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
-use super::{Claim, Store, StoreError, StoredTicket, Synced, Touch};
+use super::{Claim, QueueReport, Store, StoreError, StoredTicket, Synced, Touch};
 use crate::config::StoreConfig;
 use crate::provider::BoxFuture;
 
@@ -47,6 +52,8 @@ struct Keys {
     counts: String,
     last: String,
     version: String,
+    replicas: String,
+    queue: String,
 }
 
 fn field(pod: &str, uid: &str) -> String {
@@ -112,6 +119,8 @@ impl RedisStore {
             counts: format!("{tag}:counts"),
             last: format!("{tag}:last"),
             version: format!("{tag}:version"),
+            replicas: format!("{tag}:replicas"),
+            queue: format!("{tag}:queue"),
         }
     }
 
@@ -239,6 +248,7 @@ impl Store for RedisStore {
         &'a self,
         app: &'a str,
         touches: &'a [Touch],
+        queue: &'a QueueReport,
         known: Option<i64>,
     ) -> BoxFuture<'a, Result<Synced, StoreError>> {
         Box::pin(async move {
@@ -247,7 +257,16 @@ impl Store for RedisStore {
             inv.key(&k.tickets)
                 .key(&k.last)
                 .key(&k.version)
-                .arg(known.map(|v| v.to_string()).unwrap_or_default());
+                .key(&k.replicas)
+                .key(&k.queue)
+                .arg(known.map(|v| v.to_string()).unwrap_or_default())
+                .arg(&queue.replica)
+                .arg(queue.now_ms)
+                .arg(queue.stale_ms)
+                .arg(queue.waiters.len());
+            for (id, at) in &queue.waiters {
+                inv.arg(*id).arg(*at);
+            }
             for t in touches {
                 inv.arg(field(&t.pod, &t.uid)).arg(t.at_ms);
             }
@@ -260,7 +279,21 @@ impl Store for RedisStore {
                 Some(Value::Int(v)) => *v,
                 _ => return Err(unexpected("sync", "no version")),
             };
-            let tickets = match (parts.get(1), parts.get(2)) {
+            let ahead = match parts.get(1) {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| match v {
+                        Value::Int(n) => u64::try_from(*n).unwrap_or(0),
+                        _ => 0,
+                    })
+                    .collect(),
+                _ => return Err(unexpected("sync", "no queue places")),
+            };
+            let others_waiting = match parts.get(2) {
+                Some(Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+                _ => return Err(unexpected("sync", "no queue length")),
+            };
+            let tickets = match (parts.get(3), parts.get(4)) {
                 (Some(t), Some(l)) => {
                     let t = pairs(t).ok_or_else(|| unexpected("sync", "tickets"))?;
                     let l = pairs(l).ok_or_else(|| unexpected("sync", "last uses"))?;
@@ -268,7 +301,12 @@ impl Store for RedisStore {
                 }
                 _ => None,
             };
-            Ok(Synced { version, tickets })
+            Ok(Synced {
+                ahead,
+                others_waiting,
+                version,
+                tickets,
+            })
         })
     }
 }

@@ -53,7 +53,10 @@ async fn claims_from_two_replicas_never_overfill_a_pod() {
             .all(|c| matches!(c, Ok(Claim::Granted | Claim::Full { held: 7 }))),
         "every other claim sees the pod full: {answers:?}"
     );
-    let synced = a.sync("app", &[], None).await.expect("sync");
+    let synced = a
+        .sync("app", &[], &QueueReport::default(), None)
+        .await
+        .expect("sync");
     let held = synced.tickets.expect("every ticket");
     assert_eq!(held.len(), 7);
     assert_eq!(synced.version, 7, "one version per claim");
@@ -107,7 +110,10 @@ async fn sync_reads_tickets_only_when_the_version_changed_and_never_the_token() 
     s.claim("app", &ticket("p", "u", &token), 3)
         .await
         .expect("claim");
-    let first = s.sync("app", &[], None).await.expect("sync");
+    let first = s
+        .sync("app", &[], &QueueReport::default(), None)
+        .await
+        .expect("sync");
     let tickets = first.tickets.expect("no known version: everything");
     assert_eq!(tickets.len(), 1);
     assert_eq!(tickets[0].digest, token.digest());
@@ -115,7 +121,10 @@ async fn sync_reads_tickets_only_when_the_version_changed_and_never_the_token() 
         (tickets[0].pod.as_str(), tickets[0].uid.as_str()),
         ("p", "u")
     );
-    let same = s.sync("app", &[], Some(first.version)).await.expect("sync");
+    let same = s
+        .sync("app", &[], &QueueReport::default(), Some(first.version))
+        .await
+        .expect("sync");
     assert_eq!(same.tickets, None, "nothing changed: only the version");
     // Nothing in the store holds the token.
     let mut con = s.con.clone();
@@ -124,7 +133,12 @@ async fn sync_reads_tickets_only_when_the_version_changed_and_never_the_token() 
         .query_async(&mut con)
         .await
         .expect("keys");
-    assert_eq!(keys.len(), 4, "{keys:?}");
+    for k in ["tickets", "counts", "last", "version"] {
+        assert!(
+            keys.contains(&format!("{{wicket:app}}:{k}")),
+            "{k}: {keys:?}"
+        );
+    }
     for k in &keys {
         assert!(k.starts_with("{wicket:app}:"), "one hash tag: {k}");
         let dump: ::redis::Value = ::redis::cmd("DUMP")
@@ -137,7 +151,10 @@ async fn sync_reads_tickets_only_when_the_version_changed_and_never_the_token() 
     s.free("app", &[("p".into(), "u".into())])
         .await
         .expect("free");
-    let after = s.sync("app", &[], Some(first.version)).await.expect("sync");
+    let after = s
+        .sync("app", &[], &QueueReport::default(), Some(first.version))
+        .await
+        .expect("sync");
     assert_eq!(after.tickets, Some(vec![]), "the freed ticket is gone");
 }
 
@@ -156,19 +173,32 @@ async fn expiry_frees_only_tickets_idle_on_every_replica() {
         uid: uid.into(),
         at_ms,
     };
-    b.sync("app", &[touch("used", 5_000)], None)
-        .await
-        .expect("sync");
-    a.sync("app", &[touch("used", 2_000), touch("gone", 9_000)], None)
-        .await
-        .expect("sync");
+    b.sync(
+        "app",
+        &[touch("used", 5_000)],
+        &QueueReport::default(),
+        None,
+    )
+    .await
+    .expect("sync");
+    a.sync(
+        "app",
+        &[touch("used", 2_000), touch("gone", 9_000)],
+        &QueueReport::default(),
+        None,
+    )
+    .await
+    .expect("sync");
     let all = [
         ("p".to_owned(), "idle".to_owned()),
         ("p".into(), "used".into()),
     ];
     let expired = a.expire("app", &all, 4_000).await.expect("expire");
     assert_eq!(expired, 1, "only the ticket idle since before the cutoff");
-    let left = a.sync("app", &[], None).await.expect("sync");
+    let left = a
+        .sync("app", &[], &QueueReport::default(), None)
+        .await
+        .expect("sync");
     let left = left.tickets.expect("tickets");
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].uid, "used");
@@ -221,17 +251,55 @@ async fn a_paused_server_fails_calls_within_the_response_timeout_and_recovers() 
     let s = RedisStore::connect(&c).await.expect("connects");
     server.pause();
     let started = std::time::Instant::now();
-    let e = s.sync("app", &[], None).await.expect_err("paused");
+    let e = s
+        .sync("app", &[], &QueueReport::default(), None)
+        .await
+        .expect_err("paused");
     assert_eq!(e.op, "sync");
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
     server.resume();
     let mut ok = false;
     for _ in 0..50 {
-        if s.sync("app", &[], None).await.is_ok() {
+        if s.sync("app", &[], &QueueReport::default(), None)
+            .await
+            .is_ok()
+        {
             ok = true;
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(ok, "calls succeed again once the server answers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_of_every_replica_is_one_order_by_arrival() {
+    let server = RedisServer::start();
+    let (a, b) = (store(&server).await, store(&server).await);
+    let report = |replica: &str, waiters: &[(u64, i64)], now_ms| QueueReport {
+        replica: replica.into(),
+        waiters: waiters.to_vec(),
+        now_ms,
+        stale_ms: 1_000,
+    };
+    // a's users asked at 100 and 300, b's at 200 and 400.
+    let ra = report("a", &[(1, 100), (2, 300)], 10_000);
+    let rb = report("b", &[(7, 200), (8, 400)], 10_000);
+    a.sync("app", &[], &ra, None).await.expect("sync");
+    let sb = b.sync("app", &[], &rb, None).await.expect("sync");
+    assert_eq!((sb.ahead, sb.others_waiting), (vec![1, 2], 2));
+    let sa = a.sync("app", &[], &ra, None).await.expect("sync");
+    assert_eq!((sa.ahead, sa.others_waiting), (vec![0, 1], 2));
+    // a served its first user: b's first is now at the front.
+    let ra = report("a", &[(2, 300)], 10_100);
+    a.sync("app", &[], &ra, None).await.expect("sync");
+    let sb = b
+        .sync("app", &[], &rb, Some(sb.version))
+        .await
+        .expect("sync");
+    assert_eq!((sb.ahead, sb.others_waiting), (vec![0, 1], 1));
+    // a goes silent: after the staleness bound its users no longer count.
+    let rb = report("b", &[(7, 200), (8, 400)], 11_200);
+    let sb = b.sync("app", &[], &rb, None).await.expect("sync");
+    assert_eq!((sb.ahead, sb.others_waiting), (vec![0, 0], 0));
 }
