@@ -243,8 +243,13 @@ async fn a_store_outage_loses_no_ticket_and_newcomers_get_in_when_it_returns() {
             "no ticket can be claimed while the store is down"
         );
         assert!(
-            early.iter().all(|s| !s.messages.is_empty()),
-            "newcomers are told they wait: {early:?}"
+            early
+                .iter()
+                .all(|s| s.messages.iter().any(|m| m == "sta#paused")
+                    && s.messages
+                        .iter()
+                        .any(|m| m.starts_with("msg#New sessions are paused"))),
+            "newcomers are told why they wait: {early:?}"
         );
         tokio::time::sleep(Duration::from_secs(6).saturating_sub(outage.elapsed())).await;
         server.resume();

@@ -10,7 +10,10 @@
 //!   `/<app>/ws?resume` (or `?resume=<id>` to come back to their old place
 //!   after a disconnect, within the app's grace period);
 //! - `sta#closed`: the app takes no users (disabled or draining), sent
-//!   before the closing `msg#`.
+//!   before the closing `msg#`;
+//! - `sta#paused` / `sta#open`: new tickets are paused because the shared
+//!   ticket store does not answer (the place in line is kept) / go on
+//!   again (sent when it changes; `msg#` says it in words meanwhile).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +38,10 @@ use crate::state::{Grant, Token};
 
 /// The waiting message k8sTicket repeats.
 pub const WAITING_MESSAGE: &str = "Waiting for a free application slot. Please be patient.";
+
+/// The periodic message while the shared ticket store does not answer (no
+/// ticket can be issued; the user's place is kept).
+pub const STORE_DOWN_MESSAGE: &str = "New sessions are paused for a moment while the service recovers. Your place in line is kept: please keep this page open.";
 /// Sent when the client already holds as many places as it may.
 pub const REFUSED_MESSAGE: &str =
     "Too many people are waiting from your address. Please try again later.";
@@ -322,6 +329,8 @@ async fn session(
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let (mut last_pos, mut last_eta) = (String::new(), String::new());
     let (mut dirty, mut checks) = (true, 0u32);
+    // Is the user told that new tickets are paused (see `sta#paused`)?
+    let mut paused = false;
     loop {
         tokio::select! {
             grant = waiting.granted() => {
@@ -337,7 +346,16 @@ async fn session(
                 return;
             }
             _ = message.tick() => {
-                if !send_text(&mut ws, format!("msg#{WAITING_MESSAGE}")).await {
+                let up = app.store_up();
+                if up == paused {
+                    paused = !up;
+                    let sta = if paused { "sta#paused" } else { "sta#open" };
+                    if !send_text(&mut ws, sta.into()).await {
+                        break;
+                    }
+                }
+                let text = if up { WAITING_MESSAGE } else { STORE_DOWN_MESSAGE };
+                if !send_text(&mut ws, format!("msg#{text}")).await {
                     break;
                 }
                 dirty = true;
