@@ -831,6 +831,77 @@ mod tests {
     }
 
     #[test]
+    fn mirroring_a_shared_store_adds_removes_and_keeps_claims_in_flight() {
+        let t0 = Instant::now();
+        let mut list = Serverlist::new(settings(3), t0);
+        list.upsert_pod(pod("a", 1, true, false), t0);
+        let a = id_of(&list, "a", t0);
+        let freed = list.issue(a, t0).expect("issued here, freed elsewhere");
+        let kept = list.issue(a, t0).expect("issued here, in the store");
+        let old = list.ticket("a", &freed.uid).cloned().expect("ticket");
+        let fetched = t0 + Duration::from_millis(10);
+        let in_flight = list.issue(a, fetched).expect("claim not in the store yet");
+        let elsewhere = Token::generate();
+        let later_use = t0 + Duration::from_secs(5);
+        let remote = vec![
+            Mirrored {
+                pod: "a".into(),
+                uid: kept.uid.clone(),
+                digest: kept.token.digest(),
+                last_use: later_use,
+            },
+            Mirrored {
+                pod: "a".into(),
+                uid: "e1".into(),
+                digest: elsewhere.digest(),
+                last_use: t0,
+            },
+            Mirrored {
+                pod: "unknown".into(),
+                uid: "x".into(),
+                digest: elsewhere.digest(),
+                last_use: t0,
+            },
+        ];
+        let change = list.mirror(&remote, fetched);
+        assert_eq!(
+            change,
+            MirrorChange {
+                added: 1,
+                removed: 1,
+                unplaced: 1
+            }
+        );
+        assert!(list.ticket("a", &freed.uid).is_none());
+        assert!(
+            !old.is_live(),
+            "a connection that remembers it is refused too"
+        );
+        assert!(
+            list.ticket("a", &in_flight.uid).is_some(),
+            "issued after the read"
+        );
+        let theirs = list
+            .ticket("a", "e1")
+            .expect("issued elsewhere, known here");
+        assert!(
+            theirs.accepts(&elsewhere),
+            "opened by the token of its digest"
+        );
+        assert!(!theirs.accepts(&kept.token));
+        let mine = list.ticket("a", &kept.uid).expect("kept");
+        assert!(
+            !mine.is_expired(later_use + Duration::from_secs(1), Duration::from_secs(3)),
+            "the later use on another replica counts"
+        );
+        assert_eq!(list.tickets_in_use(), 3, "counts include other replicas'");
+        assert_eq!(
+            list.issue(a, fetched).map(|_| ()),
+            Err(IssueError::Full("a".into()))
+        );
+    }
+
+    #[test]
     fn a_ticket_the_list_lets_go_of_is_no_longer_live() {
         let t0 = Instant::now();
         let mut list = Serverlist::new(settings(3), t0);

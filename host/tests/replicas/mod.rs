@@ -77,6 +77,21 @@ impl Replica {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Asks it to stop (SIGTERM) and waits up to `grace` for it to exit
+    /// (then kills it). Its exit status, if it exited by itself.
+    pub fn terminate(mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
 }
 
 impl Drop for Replica {
@@ -227,6 +242,14 @@ impl Replicas {
     /// Stops replica `i` (SIGKILL) and removes it from the list.
     pub fn stop(&mut self, i: usize) {
         self.replicas.remove(i).kill();
+    }
+
+    /// Replaces replica `i` as a rolling update does: a new one starts (and
+    /// serves) first, then the old one gets SIGTERM and `grace` to exit.
+    /// The old one's exit status, if it exited in time.
+    pub fn roll(&mut self, i: usize, grace: Duration) -> Option<std::process::ExitStatus> {
+        self.start_one();
+        self.replicas.remove(i).terminate(grace)
     }
 
     /// Where users connect: the shared port, or replica 0's.
