@@ -391,3 +391,120 @@ async fn users_waiting_on_different_replicas_are_served_in_the_order_they_came()
     })
     .await;
 }
+
+/// Commands clients sent (scripts run and plain commands), from `INFO
+/// commandstats`, over plain RESP: the round trips. Commands a script runs
+/// inside the server are not counted.
+fn commands_processed(server: &RedisServer) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port())).expect("redis");
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    s.write_all(b"*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n")
+        .expect("write");
+    let mut buf = vec![0u8; 65536];
+    let mut text = String::new();
+    // A bulk string: `$<len>\r\n<text>\r\n`.
+    loop {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "INFO answered");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        let Some((len, rest)) = text.split_once("\r\n") else {
+            continue;
+        };
+        let len: usize = len.trim_start_matches('$').parse().expect("bulk length");
+        if rest.len() >= len {
+            break;
+        }
+    }
+    // Script calls and the client's own commands; the commands scripts run
+    // are counted under their names too, so only these are summed.
+    let client_sent = [
+        "evalsha", "eval", "ping", "script", "hello", "client", "info",
+    ];
+    text.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .filter_map(|l| {
+            let (name, stats) = l.split_once(':')?;
+            client_sent.contains(&name).then_some(())?;
+            stats
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn proxied_requests_make_no_store_round_trips() {
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 3,
+            pods: 1,
+            ..Setup::default()
+        };
+        let r = Replicas::start(exe(), server.url(), setup);
+        let addr = r.addr();
+        let t = ticket(addr, APP, Duration::from_secs(10)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let window = Duration::from_secs(2);
+        // Idle: only the replicas' syncs (one round trip per interval).
+        let before = commands_processed(&server);
+        tokio::time::sleep(window).await;
+        let idle = commands_processed(&server) - before;
+        // Busy: requests on the ticket through every replica for as long.
+        let before = commands_processed(&server);
+        let started = Instant::now();
+        let mut requests = 0u32;
+        let (path, cookie) = (t.prefix(APP), t.cookie());
+        while started.elapsed() < window {
+            let answers = futures_util::future::join_all(
+                (0..8).map(|_| get_fresh(addr, &path, &cookie)),
+            )
+            .await;
+            assert!(answers.iter().all(|a| *a == Some(StatusCode::OK)));
+            requests += 8;
+        }
+        let busy = commands_processed(&server) - before;
+        eprintln!("store commands in {window:?}: {idle} idle, {busy} with {requests} proxied requests");
+        assert!(requests >= 100, "enough requests to tell: {requests}");
+        assert!(
+            busy <= idle + idle / 2 + 5,
+            "round trips do not grow with proxied requests: {idle} idle, {busy} busy ({requests} requests)"
+        );
+    })
+    .await;
+}
+
+#[test]
+fn an_unreachable_store_stops_the_start_with_an_error_naming_store_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("wicket.toml");
+    let url = format!("redis://127.0.0.1:{}/", redis::free_port());
+    std::fs::write(
+        &path,
+        format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
+             [demo]\nreplicas = 0\n[store]\nkind = \"redis\"\nurl = \"{url}\"\nconnect_timeout_ms = 300\n"
+        ),
+    )
+    .expect("config");
+    let out = std::process::Command::new(exe())
+        .args(["demo", "--config"])
+        .arg(&path)
+        .output()
+        .expect("wicket runs");
+    assert!(!out.status.success(), "it does not start");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("store.url"), "{err}");
+    std::fs::write(&path, "[store]\nkind = \"redis\"\nurl = \"http://x/\"\n").expect("config");
+    let out = std::process::Command::new(exe())
+        .args(["demo", "--config"])
+        .arg(&path)
+        .output()
+        .expect("wicket runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("store.url"), "{err}");
+}
