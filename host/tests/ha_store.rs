@@ -508,3 +508,60 @@ fn an_unreachable_store_stops_the_start_with_an_error_naming_store_url() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("store.url"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scaling_pauses_while_the_store_is_down_and_resumes_after() {
+    bounded(async {
+        let server = RedisServer::start();
+        let mut cfg = common::config();
+        cfg.proxy.ticket_expiry_ms = 30_000;
+        cfg.demo.replicas = 1;
+        cfg.demo.tickets_max = 1;
+        cfg.demo.tickets_spare = 0;
+        cfg.demo.pods_max = 2;
+        cfg.store.kind = wicket::config::StoreKind::Redis;
+        cfg.store.url = server.url();
+        cfg.store.refresh_ms = 100;
+        cfg.store.response_timeout_ms = 300;
+        let demo = common::start(cfg, 1).await;
+        let addr = demo.proxy_addr;
+        let _first = ticket(addr, APP_DEMO, Duration::from_secs(10)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            common::metric(&demo, "k8sticket_scaled_pods_total").await,
+            0.0,
+            "nobody waits: no pod"
+        );
+        server.pause();
+        wait_for(Duration::from_secs(5), || async {
+            common::metric(&demo, "wicket_store_up").await == 0.0
+        })
+        .await;
+        // A user arrives: with the store up the policy would start a pod.
+        let mut ws = connect_ws(addr, APP_DEMO).await;
+        let s = read_ticket(&mut ws, Duration::from_secs(2)).await;
+        assert!(s.ticket.is_none(), "no ticket while the store is down");
+        assert_eq!(
+            common::metric(&demo, "k8sticket_scaled_pods_total").await,
+            0.0,
+            "no pod is created on counts that may be stale"
+        );
+        server.resume();
+        let s = read_ticket(&mut ws, Duration::from_secs(20)).await;
+        let t = s
+            .ticket
+            .expect("a pod starts once the store answers, and the user gets in");
+        assert_eq!(
+            common::metric(&demo, "k8sticket_scaled_pods_total").await,
+            1.0
+        );
+        assert_eq!(
+            get_fresh(addr, &t.prefix(APP_DEMO), &t.cookie()).await,
+            Some(StatusCode::OK)
+        );
+    })
+    .await;
+}
+
+/// The app name of [`common::config`]'s demo.
+const APP_DEMO: &str = "demo";
