@@ -313,9 +313,10 @@ struct Shared {
     /// Did the last round trip succeed?
     up: AtomicBool,
     sync: Mutex<SyncState>,
-    /// Tickets whose claim got no answer: the store may have made it
-    /// after all (a command sent before an outage runs when the server
-    /// comes back), so they are freed there once it answers.
+    /// Tickets to free in the store at the next sync: those whose user
+    /// never received them, and those whose claim got no answer (the store
+    /// may have made it after all: a command sent before an outage runs
+    /// when the server comes back).
     orphans: Mutex<Vec<(String, String)>>,
 }
 
@@ -838,22 +839,14 @@ impl App {
         self.wake.notify_one();
     }
 
-    /// Frees a ticket in the shared store, in the background (a ticket the
-    /// store cannot free now ends there by expiry).
+    /// Frees a ticket in the shared store with the next sync (within one
+    /// refresh interval; a ticket the store cannot free meanwhile ends
+    /// there by expiry).
     fn free_shared(&self, shared: &Shared, grant: &Grant) {
-        let store = Arc::clone(&shared.store);
-        let app = self.name().to_owned();
-        let tickets = [(grant.pod.clone(), grant.uid.clone())];
-        let metrics = self.metrics.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.free(&app, &tickets).await {
-                metrics
-                    .store_errors
-                    .with_label_values(&[app.as_str(), e.op])
-                    .inc();
-                tracing::debug!(%app, "{e}");
-            }
-        });
+        shared
+            .orphans
+            .lock()
+            .push((grant.pod.clone(), grant.uid.clone()));
     }
 
     /// Takes back locally a ticket whose claim in the store was lost.
@@ -993,6 +986,20 @@ impl App {
             // Several missed intervals: the replica is gone.
             stale_ms: (5 * shared.refresh).max(Duration::from_secs(3)).as_millis() as i64,
         };
+        // Freed first, so that the reload below no longer has them.
+        let orphans = std::mem::take(&mut *shared.orphans.lock());
+        if !orphans.is_empty() {
+            match shared.store.free(self.name(), &orphans).await {
+                Ok(n) => {
+                    tracing::debug!(app = %self.name(), freed = n, "tickets nobody holds freed in the store");
+                }
+                Err(e) => {
+                    shared.orphans.lock().extend(orphans);
+                    self.store_failed(shared, &e);
+                    return false;
+                }
+            }
+        }
         let fetched_at = Instant::now();
         let synced = match shared
             .store
@@ -1021,19 +1028,6 @@ impl App {
             if moved || !waiters.is_empty() {
                 // The places in the shared queue moved: serve who may go.
                 self.wake.notify_one();
-            }
-        }
-        let orphans = std::mem::take(&mut *shared.orphans.lock());
-        if !orphans.is_empty() {
-            match shared.store.free(self.name(), &orphans).await {
-                Ok(n) => {
-                    tracing::debug!(app = %self.name(), freed = n, "claims without an answer undone");
-                }
-                Err(e) => {
-                    shared.orphans.lock().extend(orphans);
-                    self.store_failed(shared, &e);
-                    return false;
-                }
             }
         }
         let Some(tickets) = synced.tickets else {
