@@ -337,6 +337,9 @@ struct SyncState {
     others_waiting: u64,
 }
 
+/// How often loading the tickets at start is tried before giving up.
+const LOAD_ATTEMPTS: u32 = 5;
+
 /// Waiting users reported to the shared queue per sync, at most: enough
 /// for any number of slots freed in one interval.
 const QUEUE_REPORTED: usize = 1000;
@@ -935,14 +938,18 @@ impl App {
             return Ok(());
         };
         shared.sync.lock().known = None;
-        if self.sync_once(shared).await {
-            Ok(())
-        } else {
-            Err(StoreError {
-                op: "load",
-                reason: "the ticket store did not answer".into(),
-            })
+        // The store answered a PING a moment ago: a failure now is most
+        // likely passing (a busy server), worth a few more tries.
+        for _ in 0..LOAD_ATTEMPTS {
+            if self.sync_once(shared).await {
+                return Ok(());
+            }
+            tokio::time::sleep(shared.refresh).await;
         }
+        Err(StoreError {
+            op: "load",
+            reason: format!("the ticket store did not answer {LOAD_ATTEMPTS} times"),
+        })
     }
 
     /// One round trip: writes the uses of this replica's tickets since the
@@ -958,8 +965,12 @@ impl App {
             let inner = self.inner.lock();
             waiters = inner.list.present_waiters(QUEUE_REPORTED);
             let origin = inner.list.origin();
+            // A quarter of the expiry (at most a second) between two writes
+            // of a busy ticket's use: the store's last use stays well within
+            // the expiry of the truth.
+            let gap = (self.expiry / 4).min(Duration::from_secs(1));
             for (pod, t) in inner.list.all_tickets() {
-                if let Some(ms) = t.unflushed_use(now) {
+                if let Some(ms) = t.unflushed_use(now, gap) {
                     touches.push(Touch {
                         pod: pod.to_owned(),
                         uid: t.uid().to_owned(),

@@ -518,6 +518,12 @@ impl Config {
                 "must be between 10 and 1000 (it bounds how long a freed ticket still opens)",
             ),
             (
+                self.store.kind == StoreKind::Memory
+                    || self.store.refresh_ms * 2 <= self.proxy.ticket_expiry_ms,
+                "store.refresh_ms",
+                "must be at most half of proxy.ticket_expiry_ms (replicas write uses once per interval)",
+            ),
+            (
                 self.store.resync_ms >= self.store.refresh_ms,
                 "store.resync_ms",
                 "must be at least store.refresh_ms",

@@ -194,6 +194,8 @@ async fn a_store_outage_loses_no_ticket_and_newcomers_get_in_when_it_returns() {
             replicas: 2,
             pods: 2,
             tickets_max: 6,
+            // Claims fail fast while the server is frozen.
+            response_timeout_ms: 300,
             ..Setup::default()
         };
         let r = Replicas::start(exe(), server.url(), setup);

@@ -172,15 +172,18 @@ impl Ticket {
     }
 
     /// The last use (now while a request or connection is open) if it is
-    /// newer than the last one written to the shared store, as milliseconds
-    /// since the serverlist's origin.
-    pub fn unflushed_use(&self, now: Instant) -> Option<u64> {
+    /// at least `gap` newer than the last one written to the shared store,
+    /// as milliseconds since the serverlist's origin. The gap keeps busy
+    /// tickets from being written on every round trip: expiry needs the
+    /// last use only to well within the expiry time.
+    pub fn unflushed_use(&self, now: Instant, gap: Duration) -> Option<u64> {
         let last = if self.open_count() > 0 {
             now.saturating_duration_since(self.origin).as_millis() as u64
         } else {
             self.last_used.load(Ordering::Relaxed)
         };
-        (last > self.flushed.load(Ordering::Relaxed)).then_some(last)
+        let flushed = self.flushed.load(Ordering::Relaxed);
+        (last > flushed && last - flushed >= gap.as_millis() as u64).then_some(last)
     }
 
     /// Records that uses up to `ms` (since the origin) are in the store.

@@ -122,7 +122,7 @@ impl Default for Setup {
             ticket_expiry_ms: 30_000,
             shared_port: true,
             refresh_ms: 100,
-            response_timeout_ms: 300,
+            response_timeout_ms: 1000,
         }
     }
 }
@@ -164,6 +164,8 @@ impl Replicas {
         r
     }
 
+    /// A replica's config. Policy budgets are generous: debug builds of
+    /// several processes share a busy 2-core machine.
     fn config(&self, port: u16) -> String {
         let s = &self.setup;
         let backends: Vec<String> = self
@@ -175,7 +177,7 @@ impl Replicas {
             "[proxy]\nlisten = \"127.0.0.1:{port}\"\nticket_expiry_ms = {}\nwaiting_message_ms = 200\n\
              connections_per_client = 1000\nsockets_per_client = 1000\nplaces_per_client = 1000\n\
              [metrics]\nlisten = \"127.0.0.1:0\"\n\
-             [policy]\ntimeout_ms = 100\n\
+             [policy]\ntimeout_ms = 500\ninstantiate_timeout_ms = 5000\n\
              [demo]\napp = \"{APP}\"\nreplicas = 0\ntickets_max = {}\ntickets_spare = 0\npods_max = 0\n\
              static_backends = [{}]\n\
              [store]\nkind = \"redis\"\nurl = \"{}\"\nrefresh_ms = {}\nresync_ms = 1000\nresponse_timeout_ms = {}\nconnect_timeout_ms = 1000\n",
