@@ -771,6 +771,10 @@ mod tests {
             ),
             ("[store]\nkind = \"etcd\"", "kind"),
             ("[store]\nrefresh_ms = 5000", "store.refresh_ms"),
+            (
+                "[proxy]\nticket_expiry_ms = 1000\n[store]\nkind = \"redis\"\nurl = \"redis://x/\"\nrefresh_ms = 600",
+                "store.refresh_ms",
+            ),
             ("[store]\nurl_typo = \"redis://x\"", "url_typo"),
             ("[policy]\nmemory_mib = 100000", "policy.memory_mib"),
             (
