@@ -567,3 +567,74 @@ async fn scaling_pauses_while_the_store_is_down_and_resumes_after() {
 
 /// The app name of [`common::config`]'s demo.
 const APP_DEMO: &str = "demo";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_killed_under_load_loses_no_ticket() {
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 3,
+            pods: 2,
+            ..Setup::default()
+        };
+        let mut r = Replicas::start(exe(), server.url(), setup);
+        let addr = r.addr();
+        let mut held = Vec::new();
+        for _ in 0..6 {
+            held.push(ticket(addr, APP, Duration::from_secs(10)).await);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let users: Vec<_> = held
+            .iter()
+            .map(|t| {
+                let (path, cookie, stop) = (t.prefix(APP), t.cookie(), Arc::clone(&stop));
+                tokio::spawn(async move {
+                    let mut answers = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        answers.push((Instant::now(), get_fresh(addr, &path, &cookie).await));
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    answers
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let killed = Instant::now();
+        r.stop(0);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.store(true, Ordering::Relaxed);
+        let (mut failed, mut total) = (0, 0);
+        for u in users {
+            for (at, answer) in u.await.expect("user task") {
+                total += 1;
+                match answer {
+                    Some(StatusCode::OK) => {}
+                    // Only requests the dying process held may fail:
+                    // those started just before the kill (or as it ran).
+                    None if at + Duration::from_millis(300) >= killed
+                        && at <= killed + Duration::from_millis(300) =>
+                    {
+                        failed += 1
+                    }
+                    other => panic!("a held ticket was refused: {other:?}"),
+                }
+            }
+        }
+        eprintln!("{failed} of {total} requests failed around the kill");
+        assert!(
+            failed <= 6,
+            "at most the requests in flight on the killed replica: {failed}"
+        );
+        assert_eq!(store_tickets(&server).len(), 6, "0 tickets lost");
+        for t in &held {
+            for _ in 0..3 {
+                assert_eq!(
+                    get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
+                    Some(StatusCode::OK),
+                    "the same cookie works on the replicas left"
+                );
+            }
+        }
+    })
+    .await;
+}
