@@ -697,10 +697,13 @@ impl App {
     fn issue_decided(&self, inner: &mut Inner, id: u32, now: Instant) -> Issued {
         match inner.list.issue(id, now) {
             Ok(grant) => {
-                self.metrics
-                    .users_total
-                    .with_label_values(&[self.name()])
-                    .inc();
+                // With a shared store, counted once the store's claim holds.
+                if self.shared.get().is_none() {
+                    self.metrics
+                        .users_total
+                        .with_label_values(&[self.name()])
+                        .inc();
+                }
                 Issued::Granted(grant)
             }
             Err(IssueError::NotAccepting) => Issued::Closed,
@@ -870,6 +873,10 @@ impl App {
         match shared.store.claim(self.name(), &ticket, capacity).await {
             Ok(Claim::Granted) => {
                 self.store_answered(shared);
+                self.metrics
+                    .users_total
+                    .with_label_values(&[self.name()])
+                    .inc();
                 Ok(())
             }
             Ok(Claim::Full { .. } | Claim::Taken) => {

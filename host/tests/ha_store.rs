@@ -109,8 +109,9 @@ async fn two_hundred_users_at_once_on_three_replicas_never_overfill_a_pod() {
                 assert_eq!(status, Some(StatusCode::OK), "{t:?}");
             }
         }
-        // The hundred others wait (their sockets are still open).
-        let waiting: f64 = {
+        // The hundred others wait (their sockets are still open); every
+        // replica counts every ticket in use.
+        let in_use: f64 = {
             let mut sum = 0.0;
             for rep in &r.replicas {
                 sum += metric_at(rep.metrics, "k8sticket_current_users_total", "").await;
@@ -118,8 +119,16 @@ async fn two_hundred_users_at_once_on_three_replicas_never_overfill_a_pod() {
             sum
         };
         assert_eq!(
-            waiting, 300.0,
+            in_use, 300.0,
             "each of the 3 replicas counts all 100 tickets in use"
+        );
+        let mut issued = 0.0;
+        for rep in &r.replicas {
+            issued += metric_at(rep.metrics, "k8sticket_users_total", "").await;
+        }
+        assert_eq!(
+            issued, 100.0,
+            "tickets issued, counted once (lost claims are not)"
         );
     })
     .await;
