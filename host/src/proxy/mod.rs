@@ -178,6 +178,11 @@ impl Proxy {
         };
         let domain = self.dns_domain.as_deref();
         if let Some(dns) = dns_parts(&app, domain, host(&req), uri.path()) {
+            // As below: a ticket issued through another replica a moment ago.
+            if app.await_ticket(dns.pod, dns.uid).await && dns.rest != CLAIM {
+                let again = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+                return pages::redirect(StatusCode::TEMPORARY_REDIRECT, again);
+            }
             return deny::dns_request(&app, domain, &self.claim_key, &dns, &req);
         }
         match route {
