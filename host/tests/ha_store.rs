@@ -647,3 +647,40 @@ async fn a_replica_killed_under_load_loses_no_ticket() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ticket_used_on_another_replica_before_it_knows_it_is_repeated_not_refused() {
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 2,
+            pods: 1,
+            tickets_max: 10,
+            shared_port: false,
+            // Slow syncs: the second replica learns of a ticket late.
+            refresh_ms: 1000,
+            ..Setup::default()
+        };
+        let r = Replicas::start(exe(), server.url(), setup);
+        let (a, b) = (r.replicas[0].proxy, r.replicas[1].proxy);
+        let c = common::client();
+        let mut repeated = 0;
+        for _ in 0..5 {
+            let t = ticket(a, APP, Duration::from_secs(10)).await;
+            // At once on the other replica (a browser's next request).
+            let first = common::get(&c, b, &t.prefix(APP), Some(&t.cookie()), &[]).await;
+            match first.status {
+                StatusCode::TEMPORARY_REDIRECT => {
+                    repeated += 1;
+                    let again = common::get(&c, b, &t.prefix(APP), Some(&t.cookie()), &[]).await;
+                    assert_eq!(again.status, StatusCode::OK, "the repeat passes");
+                }
+                // The replica happened to sync in between.
+                StatusCode::OK => {}
+                other => panic!("a fresh ticket was refused on the other replica: {other}"),
+            }
+        }
+        assert!(repeated > 0, "the window exists and is bridged");
+    })
+    .await;
+}
