@@ -65,12 +65,38 @@ async fn two_hundred_users_at_once_on_three_replicas_never_overfill_a_pod() {
         let r = Replicas::start(exe(), server.url(), setup);
         let addr = r.addr();
         let sockets = futures_util::future::join_all((0..200).map(|_| connect_ws(addr, APP))).await;
-        let sessions =
-            futures_util::future::join_all(sockets.into_iter().map(|mut ws| async move {
-                let s = read_ticket(&mut ws, Duration::from_secs(15)).await;
-                (s, ws)
-            }))
-            .await;
+        // Each user reads until a ticket comes or the test says stop (once
+        // every slot is taken and a moment more has passed, so that a
+        // ticket issued past the capacity would be seen). A busy machine
+        // only makes this slower, never different.
+        let granted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let readers: Vec<_> = sockets
+            .into_iter()
+            .map(|mut ws| {
+                let (granted, mut stop) = (Arc::clone(&granted), stop_rx.clone());
+                tokio::spawn(async move {
+                    let s = tokio::select! {
+                        s = read_ticket(&mut ws, LIMIT) => s,
+                        _ = stop.wait_for(|s| *s) => common::Session::default(),
+                    };
+                    if s.ticket.is_some() {
+                        granted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (s, ws)
+                })
+            })
+            .collect();
+        wait_for(Duration::from_secs(40), || async {
+            granted.load(Ordering::Relaxed) >= 100
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let _ = stop_tx.send(true);
+        let mut sessions = Vec::new();
+        for r in readers {
+            sessions.push(r.await.expect("reader"));
+        }
         let tickets: Vec<_> = sessions
             .iter()
             .filter_map(|(s, _)| s.ticket.clone())
