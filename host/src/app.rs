@@ -1352,7 +1352,10 @@ impl App {
             // Draining pods whose last ticket ended go; tickets expire
             // through the store only.
             let mut inner = self.inner.lock();
-            inner.list.sweep(Instant::now(), Duration::MAX);
+            // An expiry no ticket reaches (in whole milliseconds, as tickets count).
+            inner
+                .list
+                .sweep(Instant::now(), Duration::from_millis(u64::MAX));
             self.publish(&inner.list);
         } else if sweep {
             let mut guard = self.inner.lock();
