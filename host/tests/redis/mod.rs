@@ -17,26 +17,41 @@ pub struct RedisServer {
 }
 
 /// A loopback port nobody listens on (free when asked; the caller binds it
-/// right after).
+/// right after), never the same one twice in one test binary: tests run in
+/// parallel, and two servers on one port (SO_REUSEPORT lets wicket's
+/// replicas share one) would mix two tests' users.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 impl RedisServer {
     /// Starts one on a free port and waits until it answers PING.
     pub fn start() -> Self {
-        let mut s = Self {
-            child: None,
-            port: free_port(),
-        };
-        s.spawn();
-        s
+        loop {
+            let mut s = Self {
+                child: None,
+                port: free_port(),
+            };
+            if s.spawn() {
+                return s;
+            }
+            // Another process took the port first: another one.
+        }
     }
 
-    fn spawn(&mut self) {
+    /// Starts the server; false if it exited (its port was taken).
+    fn spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -56,7 +71,27 @@ impl RedisServer {
             .expect("redis-server runs (Debian package redis-server; scripts/test.sh installs it)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.answers() {
+        loop {
+            // The answer must be this server's: it is still running.
+            if let Some(c) = self.child.as_mut()
+                && c.try_wait().ok().flatten().is_some()
+            {
+                self.child = None;
+                return false;
+            }
+            if self.answers() {
+                // A server that could not bind exits within milliseconds:
+                // then the answer was someone else's.
+                std::thread::sleep(Duration::from_millis(100));
+                let exited = self
+                    .child
+                    .as_mut()
+                    .is_none_or(|c| c.try_wait().ok().flatten().is_some());
+                if exited {
+                    self.child = None;
+                }
+                return !exited;
+            }
             assert!(
                 Instant::now() < deadline,
                 "redis-server did not start within 10 s"
