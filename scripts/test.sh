@@ -12,6 +12,10 @@ ensure_rust
 step "control plane" scripts/cluster/build.sh
 # Debian's Chromium and ChromeDriver for the browser tests.
 step "browser" scripts/browser-deps.sh
+# Debian's redis-server for the store's tests (host/tests/ha_store.rs and
+# the store's unit tests start one per test on a free loopback port, with
+# no persistence; the packaged service is not used).
+step "redis" ensure_debs redis-server
 # componentize-py and jco (cached), then the Python and JavaScript SDKs,
 # example policies and templates, built from source and tested.
 step "policy SDKs" scripts/test-policy-sdks.sh

@@ -19,6 +19,9 @@ use crate::state::{
     AppSettings, Clock, Estimate, Grant, IssueError, ScaleActions, Serverlist, Snapshot, Ticket,
     Token, WaiterId,
 };
+mod shared;
+
+use shared::{ClaimLost, Shared};
 
 /// How often the app's loop runs even when nothing happens (expiry, idle
 /// pods, retries).
@@ -295,6 +298,9 @@ pub struct App {
     epoch: (Instant, SystemTime),
     /// Whether this replica scales; unset: it runs alone and does.
     leadership: OnceLock<Leadership>,
+    /// The shared store, if the app's tickets are shared with other
+    /// replicas (see [`App::share`]); unset with the in-memory store.
+    shared: OnceLock<Shared>,
 }
 
 impl std::fmt::Debug for App {
@@ -338,6 +344,7 @@ impl App {
             retired: AtomicBool::new(false),
             epoch: (Instant::now(), SystemTime::now()),
             leadership: OnceLock::new(),
+            shared: OnceLock::new(),
         })
     }
 
@@ -458,40 +465,63 @@ impl App {
                 }
                 // Users away keep their places but do not hold up the others.
                 let now = Instant::now();
-                if Self::next_waiter(&mut inner, now).is_some() {
+                if Self::next_waiter(&mut inner, now).is_some() || self.others_waiting() > 0 {
                     return self.enqueue(inner, started);
                 }
                 inner.take_snapshot(now)
             };
             let (id, snap) = self.policy.assign(snap).await;
-            let mut inner = self.inner.lock();
-            inner.give_back(snap);
-            let now = Instant::now();
-            // No slot, or someone started waiting meanwhile: the queue
-            // serves them first.
-            let Some(id) = id.filter(|_| Self::next_waiter(&mut inner, now).is_none()) else {
-                return if inner.list.accepting() {
-                    self.enqueue(inner, started)
-                } else {
-                    TicketRequest::Closed
+            let (grant, capacity) = {
+                let mut inner = self.inner.lock();
+                inner.give_back(snap);
+                let now = Instant::now();
+                // No slot, or someone started waiting meanwhile: the queue
+                // serves them first.
+                let Some(id) = id.filter(|_| Self::next_waiter(&mut inner, now).is_none()) else {
+                    return if inner.list.accepting() {
+                        self.enqueue(inner, started)
+                    } else {
+                        TicketRequest::Closed
+                    };
                 };
-            };
-            match self.issue_decided(&mut inner, id, now) {
-                Issued::Granted(grant) => {
-                    let asked = self.unix_ms(started);
-                    inner.sessions.granted(&grant.pod, &grant.uid, asked);
-                    self.metrics
-                        .ticket_wait
-                        .with_label_values(&[self.name()])
-                        .observe(started.elapsed().as_secs_f64());
-                    self.publish(&inner.list);
-                    drop(inner);
-                    self.wake.notify_one();
-                    return TicketRequest::Granted(grant);
+                match self.issue_decided(&mut inner, id, now) {
+                    Issued::Granted(grant) => {
+                        let capacity = inner.list.capacity_of(&grant.pod).unwrap_or(0);
+                        (grant, capacity)
+                    }
+                    Issued::Closed => return TicketRequest::Closed,
+                    Issued::Stale => continue,
                 }
-                Issued::Closed => return TicketRequest::Closed,
-                Issued::Stale => {}
+            };
+            if let Some(shared) = self.shared.get() {
+                // The decision was made on this replica's view: the store
+                // checks it against every replica's.
+                match self.claim(shared, &grant, capacity).await {
+                    Ok(()) => {}
+                    Err(ClaimLost::Down) => {
+                        // The user waits until the store answers.
+                        self.unclaim(&grant);
+                        break;
+                    }
+                    Err(ClaimLost::Decide) => {
+                        self.unclaim(&grant);
+                        // Fresh counts, then decide again.
+                        self.sync_once(shared).await;
+                        continue;
+                    }
+                }
             }
+            let mut inner = self.inner.lock();
+            let asked = self.unix_ms(started);
+            inner.sessions.granted(&grant.pod, &grant.uid, asked);
+            self.metrics
+                .ticket_wait
+                .with_label_values(&[self.name()])
+                .observe(started.elapsed().as_secs_f64());
+            self.publish(&inner.list);
+            drop(inner);
+            self.wake.notify_one();
+            return TicketRequest::Granted(grant);
         }
         // The state kept changing under the decisions: the queue keeps the
         // user and the app's loop serves them.
@@ -589,10 +619,13 @@ impl App {
     fn issue_decided(&self, inner: &mut Inner, id: u32, now: Instant) -> Issued {
         match inner.list.issue(id, now) {
             Ok(grant) => {
-                self.metrics
-                    .users_total
-                    .with_label_values(&[self.name()])
-                    .inc();
+                // With a shared store, counted once the store's claim holds.
+                if self.shared.get().is_none() {
+                    self.metrics
+                        .users_total
+                        .with_label_values(&[self.name()])
+                        .inc();
+                }
                 Issued::Granted(grant)
             }
             Err(IssueError::NotAccepting) => Issued::Closed,
@@ -692,7 +725,8 @@ impl App {
     /// The user's place and estimated wait.
     pub fn status(&self, waiter: WaiterId) -> Option<WaitStatus> {
         let inner = self.inner.lock();
-        let position = inner.list.position(waiter)?;
+        // Users of other replicas who asked first are in line too.
+        let position = inner.list.position(waiter)? + self.others_ahead(waiter) as usize;
         Some(WaitStatus {
             position: position + 1,
             estimate: inner.list.estimate(position, Instant::now()),
@@ -705,6 +739,9 @@ impl App {
         inner.list.release(&grant.pod, &grant.uid, Instant::now());
         self.publish(&inner.list);
         drop(inner);
+        if let Some(shared) = self.shared.get() {
+            self.free_shared(shared, grant);
+        }
         self.wake.notify_one();
     }
 
@@ -780,7 +817,7 @@ impl App {
     /// Hands a fresh grant to the first connected waiting user (who may
     /// not be the one it was decided for: that one may have left while the
     /// policy decided); frees it if nobody takes it.
-    fn hand_out(&self, inner: &mut Inner, mut grant: Grant, now: Instant) {
+    fn hand_out(&self, inner: &mut Inner, mut grant: Grant, now: Instant) -> bool {
         while let Some(waiter) = Self::next_waiter(inner, now) {
             let Some(Waiter {
                 tx: Some(tx),
@@ -798,7 +835,7 @@ impl App {
                         .ticket_wait
                         .with_label_values(&[self.name()])
                         .observe(now.saturating_duration_since(since).as_secs_f64());
-                    return;
+                    return true;
                 }
                 // Gone between the check and the send: the next one gets it.
                 Err(back) => {
@@ -808,6 +845,7 @@ impl App {
             }
         }
         inner.list.release(&grant.pod, &grant.uid, now);
+        false
     }
 
     /// Gives free slots to waiting users who are connected, first come
@@ -826,7 +864,13 @@ impl App {
                     inner.forget(waiter);
                 }
                 inner.gone = gone;
-                if Self::next_waiter(inner, now).is_none() {
+                let Some(next) = Self::next_waiter(inner, now) else {
+                    self.publish(&inner.list);
+                    return;
+                };
+                if !self.may_serve(next, inner.list.free_tickets()) {
+                    // Users of other replicas who asked first take the
+                    // free slots; the next sync tells when it is this one's turn.
                     self.publish(&inner.list);
                     return;
                 }
@@ -834,26 +878,62 @@ impl App {
                 inner.take_snapshot(now)
             };
             let (id, snap) = self.policy.assign(snap).await;
-            let mut guard = self.inner.lock();
-            let inner = &mut *guard;
-            inner.give_back(snap);
-            let Some(id) = id else {
-                self.publish(&inner.list);
-                return;
+            let (grant, capacity) = {
+                let mut guard = self.inner.lock();
+                let inner = &mut *guard;
+                inner.give_back(snap);
+                let Some(id) = id else {
+                    self.publish(&inner.list);
+                    return;
+                };
+                let now = Instant::now();
+                let grant = match self.issue_decided(inner, id, now) {
+                    Issued::Granted(grant) => grant,
+                    Issued::Closed => return,
+                    Issued::Stale => {
+                        stale += 1;
+                        // The next round (at the latest the next tick) goes on.
+                        if stale >= ISSUE_ATTEMPTS {
+                            return;
+                        }
+                        self.publish(&inner.list);
+                        continue;
+                    }
+                };
+                if self.shared.get().is_none() {
+                    self.hand_out(inner, grant, now);
+                    self.publish(&inner.list);
+                    continue;
+                }
+                let capacity = inner.list.capacity_of(&grant.pod).unwrap_or(0);
+                (grant, capacity)
             };
-            let now = Instant::now();
-            match self.issue_decided(inner, id, now) {
-                Issued::Granted(grant) => self.hand_out(inner, grant, now),
-                Issued::Closed => return,
-                Issued::Stale => {
+            let Some(shared) = self.shared.get() else {
+                continue;
+            };
+            match self.claim(shared, &grant, capacity).await {
+                Ok(()) => {
+                    let mut guard = self.inner.lock();
+                    let taken = self.hand_out(&mut guard, grant.clone(), Instant::now());
+                    self.publish(&guard.list);
+                    drop(guard);
+                    if !taken {
+                        self.free_shared(shared, &grant);
+                    }
+                }
+                Err(ClaimLost::Down) => {
+                    self.unclaim(&grant);
+                    return;
+                }
+                Err(ClaimLost::Decide) => {
+                    self.unclaim(&grant);
+                    self.sync_once(shared).await;
                     stale += 1;
-                    // The next round (at the latest the next tick) goes on.
                     if stale >= ISSUE_ATTEMPTS {
                         return;
                     }
                 }
             }
-            self.publish(&inner.list);
         }
     }
 
@@ -861,7 +941,17 @@ impl App {
     /// ticket), serve the queue, ask the policy to scale and start the
     /// actions it approved.
     async fn step(self: &Arc<Self>, sweep: bool) {
-        if sweep {
+        if sweep && let Some(shared) = self.shared.get() {
+            self.expire_shared(shared).await;
+            // Draining pods whose last ticket ended go; tickets expire
+            // through the store only.
+            let mut inner = self.inner.lock();
+            // An expiry no ticket reaches (in whole milliseconds, as tickets count).
+            inner
+                .list
+                .sweep(Instant::now(), Duration::from_millis(u64::MAX));
+            self.publish(&inner.list);
+        } else if sweep {
             let mut guard = self.inner.lock();
             let inner = &mut *guard;
             let now = Instant::now();
@@ -879,7 +969,10 @@ impl App {
     /// Asks the policy to scale and starts the actions it approved that the
     /// current state still allows.
     async fn scale(self: &Arc<Self>) {
-        if self.leadership.get().is_some_and(|l| !l.is_leader()) {
+        // Only the leader scales (see docs/ha.md); and with a shared store
+        // that does not answer, counts may be stale: no pod is created or
+        // deleted on them.
+        if self.leadership.get().is_some_and(|l| !l.is_leader()) || !self.store_up() {
             return;
         }
         let snap = self.inner.lock().take_snapshot(Instant::now());
@@ -931,6 +1024,12 @@ impl App {
 
     /// Runs the app's loop until the task is aborted.
     pub async fn run(self: Arc<Self>) {
+        let sync = self.sync_loop();
+        let main = self.main_loop();
+        tokio::join!(sync, main);
+    }
+
+    async fn main_loop(self: &Arc<Self>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

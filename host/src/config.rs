@@ -39,6 +39,57 @@ pub struct Config {
     pub demo: DemoConfig,
     /// `wicket run`: the Kubernetes controller.
     pub kubernetes: KubernetesConfig,
+    /// Where tickets are kept: this process, or Redis shared by replicas.
+    pub store: StoreConfig,
+}
+
+/// Which store keeps the tickets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// This process only (one replica).
+    #[default]
+    Memory,
+    /// A Redis server shared by every replica.
+    Redis,
+}
+
+/// `[store]`: where tickets, per-pod counts and last uses are kept.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `memory` (default) or `redis`.
+    pub kind: StoreKind,
+    /// The Redis URL (`redis://[user:password@]host[:port][/db]`,
+    /// `rediss://` for TLS); required with `kind = "redis"`.
+    pub url: String,
+    /// Prefix of every key, so several hosts may share one Redis.
+    pub key_prefix: String,
+    /// Longest wait for a connection to Redis.
+    pub connect_timeout_ms: u64,
+    /// Longest wait for an answer from Redis.
+    pub response_timeout_ms: u64,
+    /// How often each replica writes its tickets' last uses and checks the
+    /// version (one round trip): the bound on how long a ticket freed on
+    /// one replica still opens on another.
+    pub refresh_ms: u64,
+    /// How often each replica reloads every ticket even if the version did
+    /// not change (merging last uses of other replicas).
+    pub resync_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Memory,
+            url: String::new(),
+            key_prefix: "wicket:".into(),
+            connect_timeout_ms: 2000,
+            response_timeout_ms: 1000,
+            refresh_ms: 200,
+            resync_ms: 1000,
+        }
+    }
 }
 
 /// `[proxy]`
@@ -476,6 +527,38 @@ impl Config {
                 "must be origins: http:// or https://, a host, maybe a port, no path",
             ),
             (
+                self.store.kind == StoreKind::Memory || !self.store.url.is_empty(),
+                "store.url",
+                "is required with kind = \"redis\"",
+            ),
+            (
+                self.store.kind == StoreKind::Memory
+                    || redis::Client::open(self.store.url.as_str()).is_ok(),
+                "store.url",
+                "is not a Redis URL (redis://[user:password@]host[:port][/db], rediss:// for TLS)",
+            ),
+            (
+                self.store.connect_timeout_ms >= 10 && self.store.response_timeout_ms >= 10,
+                "store.connect_timeout_ms",
+                "and store.response_timeout_ms must be at least 10",
+            ),
+            (
+                self.store.refresh_ms >= 10 && self.store.refresh_ms <= 1000,
+                "store.refresh_ms",
+                "must be between 10 and 1000 (it bounds how long a freed ticket still opens)",
+            ),
+            (
+                self.store.kind == StoreKind::Memory
+                    || self.store.refresh_ms * 2 <= self.proxy.ticket_expiry_ms,
+                "store.refresh_ms",
+                "must be at most half of proxy.ticket_expiry_ms (replicas write uses once per interval)",
+            ),
+            (
+                self.store.resync_ms >= self.store.refresh_ms,
+                "store.resync_ms",
+                "must be at least store.refresh_ms",
+            ),
+            (
                 self.proxy.ws_ping_ms >= 100,
                 "proxy.ws_ping_ms",
                 "must be at least 100",
@@ -729,6 +812,18 @@ mod tests {
             ),
             ("[proxy]\nforward_trailers = 1", "forward_trailers"),
             ("[policy]\ntimeout_ms = 0", "policy.timeout_ms"),
+            ("[store]\nkind = \"redis\"", "store.url"),
+            (
+                "[store]\nkind = \"redis\"\nurl = \"http://x/\"",
+                "store.url",
+            ),
+            ("[store]\nkind = \"etcd\"", "kind"),
+            ("[store]\nrefresh_ms = 5000", "store.refresh_ms"),
+            (
+                "[proxy]\nticket_expiry_ms = 1000\n[store]\nkind = \"redis\"\nurl = \"redis://x/\"\nrefresh_ms = 600",
+                "store.refresh_ms",
+            ),
+            ("[store]\nurl_typo = \"redis://x\"", "url_typo"),
             ("[policy]\nmemory_mib = 100000", "policy.memory_mib"),
             (
                 "[policy]\ninstantiate_timeout_ms = 0",

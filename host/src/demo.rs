@@ -52,6 +52,8 @@ pub async fn start(config: Config, exe: PathBuf) -> anyhow::Result<Demo> {
     let metrics = Metrics::new().context("creating metrics")?;
     // Alone, outside Kubernetes: the host is its own leader (no Lease).
     metrics.leader.set(1);
+    // First: a wrong or unreachable store stops the start at once.
+    let sharing = crate::store::Sharing::open(&config.store).await?;
     let PolicySetup {
         engine,
         default,
@@ -110,6 +112,11 @@ pub async fn start(config: Config, exe: PathBuf) -> anyhow::Result<Demo> {
             pod,
         });
     }
+    app.share(&sharing);
+    // Tickets held before a restart open again before anyone connects.
+    app.load_shared()
+        .await
+        .context("loading the tickets from the store (store.url)")?;
     let table = Arc::clone(&apps);
     tasks.push(tokio::spawn(async move {
         // One writer applies pod events to the apps' state.

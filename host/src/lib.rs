@@ -30,6 +30,7 @@ pub mod proxy;
 pub mod rules;
 pub mod run;
 pub mod session_log;
+pub mod store;
 pub mod task;
 
 pub use wicket_policy_runtime as policy;

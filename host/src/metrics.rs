@@ -2,8 +2,8 @@
 //! plus wicket's own.
 
 use prometheus::{
-    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use wicket_policy_runtime::PolicyMetrics;
 
@@ -29,6 +29,11 @@ pub struct Metrics {
     /// 1 while this replica is the one that scales (holds the Lease, or
     /// runs alone), else 0.
     pub leader: IntGauge,
+    /// 1 while the app's shared store answers, 0 while it does not (only
+    /// with a shared store: `[store] kind = "redis"`).
+    pub store_up: IntGaugeVec,
+    /// Failed round trips to the shared store, by operation.
+    pub store_errors: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -79,6 +84,20 @@ impl Metrics {
                 "wicket_leader",
                 "1 while this replica is the leader that scales (holds the Lease), else 0",
             ))?,
+            store_up: IntGaugeVec::new(
+                opts(
+                    "wicket_store_up",
+                    "1 while the shared ticket store answers, 0 while it is unreachable",
+                ),
+                app,
+            )?,
+            store_errors: IntCounterVec::new(
+                opts(
+                    "wicket_store_errors_total",
+                    "Failed round trips to the shared ticket store",
+                ),
+                &["application", "op"],
+            )?,
         };
         let r = &m.registry;
         r.register(Box::new(m.current_users.clone()))?;
@@ -89,6 +108,8 @@ impl Metrics {
         r.register(Box::new(m.ticket_wait.clone()))?;
         m.policy.register(r)?;
         r.register(Box::new(m.leader.clone()))?;
+        r.register(Box::new(m.store_up.clone()))?;
+        r.register(Box::new(m.store_errors.clone()))?;
         Ok(m)
     }
 

@@ -111,6 +111,8 @@ fn instance() -> String {
 /// ports are bound; apps appear as the watches deliver their Deployments.
 pub async fn start(config: Config, client: ::kube::Client) -> anyhow::Result<Running> {
     let metrics = Metrics::new().context("creating metrics")?;
+    // First: a wrong or unreachable store stops the start at once.
+    let sharing = crate::store::Sharing::open(&config.store).await?;
     let PolicySetup {
         engine,
         default,
@@ -205,6 +207,7 @@ pub async fn start(config: Config, client: ::kube::Client) -> anyhow::Result<Run
         retry,
         health: Arc::clone(&health),
         expiry: Duration::from_millis(config.proxy.ticket_expiry_ms),
+        sharing,
         timezone: config.timezone(),
         leadership: leadership.clone(),
     };

@@ -19,7 +19,9 @@ pub use backend::Backend;
 pub use clock::{Clock, UnknownZone, zone};
 pub use observed::{Basis, Estimate, Observed, PRIOR_SESSION, Percentiles};
 pub use scaling::ScaleActions;
-pub use serverlist::{IssueError, PodId, PodInfo, Serverlist, Sweep, WaiterId};
+pub use serverlist::{
+    IssueError, MirrorChange, Mirrored, PodId, PodInfo, Serverlist, Sweep, WaiterId,
+};
 pub use settings::{AppSettings, SettingsError};
 pub use snapshot::{ObservedTimes, Phase, ScaleDecision, SnapPod, Snapshot, Totals};
-pub use ticket::{Grant, Ticket, TicketGuard, Token, TokenParseError};
+pub use ticket::{Grant, Ticket, TicketGuard, Token, TokenDigest, TokenParseError};

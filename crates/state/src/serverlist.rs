@@ -10,7 +10,7 @@ use super::clock::Clock;
 use super::observed::{self, Capacity, Estimate, Observed};
 use super::settings::AppSettings;
 use super::snapshot::{ObservedTimes, Phase, SnapPod, Snapshot};
-use super::ticket::{Grant, Ticket, Token};
+use super::ticket::{Grant, Ticket, Token, TokenDigest};
 
 /// Stable numeric id of a pod within its app (what policies name pods by).
 pub type PodId = u32;
@@ -46,6 +46,31 @@ pub enum IssueError {
     /// Every slot of the pod is taken.
     #[error("pod {0} is full")]
     Full(String),
+}
+
+/// A ticket as a shared store holds it (see [`Serverlist::mirror`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirrored {
+    /// Pod name.
+    pub pod: String,
+    /// Ticket uid.
+    pub uid: String,
+    /// Digest of the ticket's token.
+    pub digest: TokenDigest,
+    /// Its last use on any replica.
+    pub last_use: Instant,
+}
+
+/// What [`Serverlist::mirror`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MirrorChange {
+    /// Tickets issued elsewhere, now known here.
+    pub added: u32,
+    /// Tickets gone from the store (freed or expired on some replica),
+    /// now refused here.
+    pub removed: u32,
+    /// Tickets of pods this list does not know (yet): mirrored later.
+    pub unplaced: u32,
 }
 
 /// What a sweep changed.
@@ -403,6 +428,95 @@ impl Serverlist {
         })
     }
 
+    /// The instant tickets count their uses from.
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    /// The ticket capacity of pod `pod`.
+    pub fn capacity_of(&self, pod: &str) -> Option<u32> {
+        self.pods.get(pod).map(|p| p.capacity)
+    }
+
+    /// Makes the tickets match a shared store's list `remote`, read at
+    /// `fetched_at`: tickets missing from it are revoked (another replica
+    /// freed or expired them) unless issued at or after `fetched_at` (their
+    /// claim may not have reached the store when it was read); tickets
+    /// issued elsewhere are added (opened by their digest); last uses are
+    /// merged (the later wins).
+    pub fn mirror(&mut self, remote: &[Mirrored], fetched_at: Instant) -> MirrorChange {
+        let mut change = MirrorChange::default();
+        let mut by_pod: HashMap<&str, HashMap<&str, &Mirrored>> = HashMap::new();
+        for m in remote {
+            by_pod.entry(&m.pod).or_default().insert(&m.uid, m);
+        }
+        let origin = self.origin;
+        let observed = &mut self.observed;
+        for (name, pod) in &mut self.pods {
+            let theirs = by_pod.remove(name.as_str()).unwrap_or_default();
+            let before = pod.tickets.len();
+            pod.tickets.retain(|uid, t| {
+                let keep = theirs.contains_key(uid.as_str()) || t.issued_at >= fetched_at;
+                if !keep {
+                    observed.record_session(fetched_at.saturating_duration_since(t.issued_at));
+                }
+                keep
+            });
+            let removed = before - pod.tickets.len();
+            change.removed += removed as u32;
+            if removed > 0 && pod.tickets.is_empty() {
+                pod.idle_since = fetched_at;
+            }
+            for (uid, m) in theirs {
+                if let Some(t) = pod.tickets.get(uid) {
+                    t.touch_at(m.last_use);
+                    // What the store holds needs no flushing back.
+                    t.mark_flushed(m.last_use.saturating_duration_since(origin).as_millis() as u64);
+                    continue;
+                }
+                let Some(backend) = &pod.backend else {
+                    change.unplaced += 1;
+                    continue;
+                };
+                let t = Ticket::mirrored(
+                    m.digest,
+                    uid.to_owned(),
+                    Arc::clone(backend),
+                    origin,
+                    m.last_use.min(fetched_at),
+                );
+                t.touch_at(m.last_use);
+                t.mark_flushed(m.last_use.saturating_duration_since(origin).as_millis() as u64);
+                pod.tickets.insert(uid.to_owned(), Held(Arc::new(t)));
+                change.added += 1;
+            }
+        }
+        change.unplaced += by_pod.values().map(|t| t.len() as u32).sum::<u32>();
+        change
+    }
+
+    /// Tickets nobody used for `expiry`: (pod, uid) pairs for a shared
+    /// store to expire (it frees them only if no replica used them since).
+    pub fn idle_tickets(&self, now: Instant, expiry: Duration) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (name, pod) in &self.pods {
+            for (uid, t) in &pod.tickets {
+                if t.is_expired(now, expiry) {
+                    out.push((name.clone(), uid.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Every ticket with its pod name, for writing their uses to a shared
+    /// store.
+    pub fn all_tickets(&self) -> impl Iterator<Item = (&str, &Arc<Ticket>)> {
+        self.pods
+            .iter()
+            .flat_map(|(name, p)| p.tickets.values().map(move |t| (name.as_str(), &t.0)))
+    }
+
     /// The live ticket `uid` on pod `pod`.
     pub fn ticket(&self, pod: &str, uid: &str) -> Option<&Arc<Ticket>> {
         self.pods.get(pod)?.tickets.get(uid).map(|h| &h.0)
@@ -487,6 +601,17 @@ impl Serverlist {
     /// their places).
     pub fn position(&self, waiter: WaiterId) -> Option<usize> {
         self.index(waiter)
+    }
+
+    /// The first `limit` connected waiting users, in order, with when each
+    /// asked (what a shared queue orders them by).
+    pub fn present_waiters(&self, limit: usize) -> Vec<(WaiterId, Instant)> {
+        self.queue
+            .iter()
+            .filter(|e| e.away_since.is_none())
+            .take(limit)
+            .map(|e| (e.id, e.since))
+            .collect()
     }
 
     /// The user to serve next.
@@ -702,6 +827,77 @@ mod tests {
             !list
                 .ticket("a", &g1.uid)
                 .is_some_and(|t| t.accepts(&g2.token))
+        );
+    }
+
+    #[test]
+    fn mirroring_a_shared_store_adds_removes_and_keeps_claims_in_flight() {
+        let t0 = Instant::now();
+        let mut list = Serverlist::new(settings(3), t0);
+        list.upsert_pod(pod("a", 1, true, false), t0);
+        let a = id_of(&list, "a", t0);
+        let freed = list.issue(a, t0).expect("issued here, freed elsewhere");
+        let kept = list.issue(a, t0).expect("issued here, in the store");
+        let old = list.ticket("a", &freed.uid).cloned().expect("ticket");
+        let fetched = t0 + Duration::from_millis(10);
+        let in_flight = list.issue(a, fetched).expect("claim not in the store yet");
+        let elsewhere = Token::generate();
+        let later_use = t0 + Duration::from_secs(5);
+        let remote = vec![
+            Mirrored {
+                pod: "a".into(),
+                uid: kept.uid.clone(),
+                digest: kept.token.digest(),
+                last_use: later_use,
+            },
+            Mirrored {
+                pod: "a".into(),
+                uid: "e1".into(),
+                digest: elsewhere.digest(),
+                last_use: t0,
+            },
+            Mirrored {
+                pod: "unknown".into(),
+                uid: "x".into(),
+                digest: elsewhere.digest(),
+                last_use: t0,
+            },
+        ];
+        let change = list.mirror(&remote, fetched);
+        assert_eq!(
+            change,
+            MirrorChange {
+                added: 1,
+                removed: 1,
+                unplaced: 1
+            }
+        );
+        assert!(list.ticket("a", &freed.uid).is_none());
+        assert!(
+            !old.is_live(),
+            "a connection that remembers it is refused too"
+        );
+        assert!(
+            list.ticket("a", &in_flight.uid).is_some(),
+            "issued after the read"
+        );
+        let theirs = list
+            .ticket("a", "e1")
+            .expect("issued elsewhere, known here");
+        assert!(
+            theirs.accepts(&elsewhere),
+            "opened by the token of its digest"
+        );
+        assert!(!theirs.accepts(&kept.token));
+        let mine = list.ticket("a", &kept.uid).expect("kept");
+        assert!(
+            !mine.is_expired(later_use + Duration::from_secs(1), Duration::from_secs(3)),
+            "the later use on another replica counts"
+        );
+        assert_eq!(list.tickets_in_use(), 3, "counts include other replicas'");
+        assert_eq!(
+            list.issue(a, fetched).map(|_| ()),
+            Err(IssueError::Full("a".into()))
         );
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::backend::Backend;
@@ -39,6 +40,23 @@ impl Token {
     pub fn matches(&self, other: &Token) -> bool {
         self.0.ct_eq(&other.0).into()
     }
+
+    /// The token's SHA-256: what a shared store keeps instead of the token
+    /// (whoever reads the store cannot use a ticket from it).
+    pub fn digest(&self) -> TokenDigest {
+        Sha256::digest(self.0).into()
+    }
+}
+
+/// SHA-256 of a [`Token`].
+pub type TokenDigest = [u8; 32];
+
+/// What opens a ticket: the token itself (issued here) or only its digest
+/// (issued by another replica and learnt from the shared store).
+#[derive(Debug, Clone, Copy)]
+enum Secret {
+    Token(Token),
+    Digest(TokenDigest),
 }
 
 impl fmt::Display for Token {
@@ -80,7 +98,7 @@ fn open_shard() -> usize {
 /// in-flight requests; only the atomics change after issue.
 #[derive(Debug)]
 pub struct Ticket {
-    token: Token,
+    secret: Secret,
     uid: String,
     backend: Arc<Backend>,
     origin: Instant,
@@ -93,7 +111,11 @@ pub struct Ticket {
     /// its pod or app gone): a connection that remembers the ticket sees
     /// at once that it no longer opens anything.
     live: AtomicBool,
-    /// When the ticket was issued.
+    /// Milliseconds since `origin` of the last use written to a shared
+    /// store (unused with the in-memory store).
+    flushed: AtomicU64,
+    /// When the ticket was issued (or, for a ticket issued by another
+    /// replica, first seen here).
     pub issued_at: Instant,
 }
 
@@ -105,18 +127,68 @@ impl Ticket {
         origin: Instant,
         now: Instant,
     ) -> Self {
+        Self::with_secret(Secret::Token(token), uid, backend, origin, now)
+    }
+
+    /// A ticket issued by another replica, known here by its digest only.
+    pub(super) fn mirrored(
+        digest: TokenDigest,
+        uid: String,
+        backend: Arc<Backend>,
+        origin: Instant,
+        now: Instant,
+    ) -> Self {
+        Self::with_secret(Secret::Digest(digest), uid, backend, origin, now)
+    }
+
+    fn with_secret(
+        secret: Secret,
+        uid: String,
+        backend: Arc<Backend>,
+        origin: Instant,
+        now: Instant,
+    ) -> Self {
         let t = Self {
-            token,
+            secret,
             uid,
             backend,
             origin,
             last_used: AtomicU64::new(0),
             open: Default::default(),
             live: AtomicBool::new(true),
+            flushed: AtomicU64::new(0),
             issued_at: now,
         };
         t.touch_at(now);
         t
+    }
+
+    /// The digest of the ticket's token.
+    pub fn digest(&self) -> TokenDigest {
+        match self.secret {
+            Secret::Token(t) => t.digest(),
+            Secret::Digest(d) => d,
+        }
+    }
+
+    /// The last use (now while a request or connection is open) if it is
+    /// at least `gap` newer than the last one written to the shared store,
+    /// as milliseconds since the serverlist's origin. The gap keeps busy
+    /// tickets from being written on every round trip: expiry needs the
+    /// last use only to well within the expiry time.
+    pub fn unflushed_use(&self, now: Instant, gap: Duration) -> Option<u64> {
+        let last = if self.open_count() > 0 {
+            now.saturating_duration_since(self.origin).as_millis() as u64
+        } else {
+            self.last_used.load(Ordering::Relaxed)
+        };
+        let flushed = self.flushed.load(Ordering::Relaxed);
+        (last > flushed && last - flushed >= gap.as_millis() as u64).then_some(last)
+    }
+
+    /// Records that uses up to `ms` (since the origin) are in the store.
+    pub fn mark_flushed(&self, ms: u64) {
+        self.flushed.fetch_max(ms, Ordering::Relaxed);
     }
 
     /// The per-browser id that tells several tickets of one browser apart.
@@ -131,7 +203,12 @@ impl Ticket {
 
     /// Does `token` open this ticket? Constant time.
     pub fn accepts(&self, token: &Token) -> bool {
-        self.token.matches(token)
+        match &self.secret {
+            Secret::Token(t) => t.matches(token),
+            // Hashing first: the comparison still takes the same time
+            // whatever the bytes.
+            Secret::Digest(d) => bool::from(d.ct_eq(&token.digest())),
+        }
     }
 
     /// Records a use at `now`.

@@ -103,6 +103,8 @@ pub struct Shared {
     pub health: Arc<ApiHealth>,
     /// Ticket expiry.
     pub expiry: Duration,
+    /// Where the apps' tickets are kept.
+    pub sharing: crate::store::Sharing,
     /// The time zone of apps without `wicket.dev/timezone` (`apps.timezone`).
     pub timezone: jiff::tz::TimeZone,
     /// Whether this replica scales (apps follow it).
@@ -649,6 +651,9 @@ impl Controller {
             sh.metrics.clone(),
         );
         app.follow(&sh.leadership);
+        // Tickets held before a restart are loaded by the app's loop, as
+        // soon as the pods they are on are known.
+        app.share(&sh.sharing);
         sh.apps.insert(Arc::clone(&app));
         tracing::info!(namespace = ns, app = %spec.name, deployment = dname, "app added");
         let entry = AppEntry {
@@ -991,6 +996,7 @@ mod tests {
             retry: RetrySettings::default(),
             health: ApiHealth::new(),
             expiry: Duration::from_millis(500),
+            sharing: crate::store::Sharing::memory(),
             timezone: jiff::tz::TimeZone::UTC,
             leadership: Leadership::alone(),
         };

@@ -74,6 +74,11 @@ impl Proxy {
         };
         let domain = self.dns_domain.as_deref();
         if let Some(dns) = dns_parts(&app, domain, host(&req), uri.path()) {
+            // As below: a ticket issued through another replica a moment ago.
+            if app.await_ticket(dns.pod, dns.uid).await && dns.rest != CLAIM {
+                let again = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+                return pages::redirect(StatusCode::TEMPORARY_REDIRECT, again);
+            }
             return deny::dns_request(&app, domain, &self.claim_key, &dns, &req);
         }
         match route {
@@ -106,11 +111,21 @@ impl Proxy {
             Route::PodOnly { .. } => {
                 pages::redirect(StatusCode::FOUND, &format!("/{}/", app.name()))
             }
-            Route::Ticketed { pod, uid, rest, .. } if rest == CLAIM => {
-                let home = format!("/{}/{pod}/{uid}/", app.name());
-                admit::claim(&app, &self.claim_key, pod, uid, &req, &home, None)
+            Route::Ticketed { pod, uid, rest, .. } => {
+                // A ticket issued a moment ago through another replica is
+                // known here after the next sync with the shared store.
+                let arrived = app.await_ticket(pod, uid).await;
+                if rest == CLAIM {
+                    let home = format!("/{}/{pod}/{uid}/", app.name());
+                    admit::claim(&app, &self.claim_key, pod, uid, &req, &home, None)
+                } else if arrived {
+                    // Not forwarded yet: the client repeats it as it was.
+                    let again = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+                    pages::redirect(StatusCode::TEMPORARY_REDIRECT, again)
+                } else {
+                    deny::ticketed(&app, domain, pod, uid, &req)
+                }
             }
-            Route::Ticketed { pod, uid, .. } => deny::ticketed(&app, domain, pod, uid, &req),
         }
     }
 }

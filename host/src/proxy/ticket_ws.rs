@@ -14,6 +14,9 @@
 //! - `sta#restart`: this wicket process is shutting down: reconnect (with
 //!   the resume id, which keeps the place). Sent before a closing `msg#`
 //!   and a close with code 1012 (Service Restart).
+//! - `sta#paused` / `sta#open`: new tickets are paused because the shared
+//!   ticket store does not answer (the place in line is kept) / go on
+//!   again (sent when it changes; `msg#` says it in words meanwhile).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +42,10 @@ use crate::state::{Grant, Token};
 
 /// The waiting message k8sTicket repeats.
 pub const WAITING_MESSAGE: &str = "Waiting for a free application slot. Please be patient.";
+
+/// The periodic message while the shared ticket store does not answer (no
+/// ticket can be issued; the user's place is kept).
+pub const STORE_DOWN_MESSAGE: &str = "New sessions are paused for a moment while the service recovers. Your place in line is kept: please keep this page open.";
 /// Sent when the client already holds as many places as it may.
 pub const REFUSED_MESSAGE: &str =
     "Too many people are waiting from your address. Please try again later.";
@@ -374,6 +381,8 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let (mut last_pos, mut last_eta) = (String::new(), String::new());
     let (mut dirty, mut checks) = (true, 0u32);
+    // Is the user told that new tickets are paused (see `sta#paused`)?
+    let mut paused = false;
     loop {
         tokio::select! {
             grant = waiting.granted() => {
@@ -389,7 +398,16 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
                 return;
             }
             _ = message.tick() => {
-                if !send_text(&mut ws, format!("msg#{WAITING_MESSAGE}")).await {
+                let up = app.store_up();
+                if up == paused {
+                    paused = !up;
+                    let sta = if paused { "sta#paused" } else { "sta#open" };
+                    if !send_text(&mut ws, sta.into()).await {
+                        break;
+                    }
+                }
+                let text = if up { WAITING_MESSAGE } else { STORE_DOWN_MESSAGE };
+                if !send_text(&mut ws, format!("msg#{text}")).await {
                     break;
                 }
                 dirty = true;

@@ -93,6 +93,10 @@
       put("notice", "It may be switched off or being updated. This page checks again every 30 seconds.");
     } else if (kind === "sta#" && v === "restart") {
       restart = true;
+    } else if (kind === "sta#" && (v === "paused" || v === "open") && !closed) {
+      // The shared ticket store does not answer: nobody gets in meanwhile.
+      el("notice").hidden = v === "open";
+      put("notice", v === "open" ? "" : "New sessions are paused for a moment while the service recovers. Your place in line is kept.");
     } else if (kind === "msg#" && !closed && !restart && pos < 1) {
       put("note", v);
       noteIsMsg = true;

@@ -1,0 +1,712 @@
+//! High availability with the Redis store: several `wicket demo` processes
+//! share one real redis-server and the same app instances; with a shared
+//! port (SO_REUSEPORT) the kernel spreads users over them.
+
+mod common;
+mod redis;
+mod replicas;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{connect_ws, exe, metric_at, read_ticket, ticket, wait_for};
+use http::StatusCode;
+use redis::RedisServer;
+use replicas::{APP, Replicas, Setup, get_fresh};
+
+/// Every test ends within this.
+const LIMIT: Duration = Duration::from_secs(90);
+
+async fn bounded<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("the test ends within its time bound");
+}
+
+/// The tickets the store holds, read over a plain TCP connection with
+/// RESP (no client of the store's own code).
+fn store_tickets(server: &RedisServer) -> HashMap<String, String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port())).expect("redis");
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let key = format!("{{wicket:{APP}}}:tickets");
+    write!(s, "*2\r\n$7\r\nHGETALL\r\n${}\r\n{key}\r\n", key.len()).expect("write");
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).expect("reply");
+    let n: usize = line.trim()[1..].parse().expect("array length");
+    let mut items = Vec::new();
+    for _ in 0..n {
+        line.clear();
+        r.read_line(&mut line).expect("bulk length");
+        line.clear();
+        r.read_line(&mut line).expect("bulk");
+        items.push(line.trim().to_owned());
+    }
+    items
+        .chunks(2)
+        .map(|c| (c[0].clone(), c[1].clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_users_at_once_on_three_replicas_never_overfill_a_pod() {
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 3,
+            pods: 4,
+            tickets_max: 25,
+            ..Setup::default()
+        };
+        let r = Replicas::start(exe(), server.url(), setup);
+        let addr = r.addr();
+        let sockets = futures_util::future::join_all((0..200).map(|_| connect_ws(addr, APP))).await;
+        // Each user reads until a ticket comes or the test says stop (once
+        // every slot is taken and a moment more has passed, so that a
+        // ticket issued past the capacity would be seen). A busy machine
+        // only makes this slower, never different.
+        let granted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let readers: Vec<_> = sockets
+            .into_iter()
+            .map(|mut ws| {
+                let (granted, mut stop) = (Arc::clone(&granted), stop_rx.clone());
+                tokio::spawn(async move {
+                    let s = tokio::select! {
+                        s = read_ticket(&mut ws, LIMIT) => s,
+                        _ = stop.wait_for(|s| *s) => common::Session::default(),
+                    };
+                    if s.ticket.is_some() {
+                        granted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (s, ws)
+                })
+            })
+            .collect();
+        wait_for(Duration::from_secs(40), || async {
+            granted.load(Ordering::Relaxed) >= 100
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let _ = stop_tx.send(true);
+        let mut sessions = Vec::new();
+        for r in readers {
+            sessions.push(r.await.expect("reader"));
+        }
+        let tickets: Vec<_> = sessions
+            .iter()
+            .filter_map(|(s, _)| s.ticket.clone())
+            .collect();
+        let mut per_pod: HashMap<&str, u32> = HashMap::new();
+        for t in &tickets {
+            *per_pod.entry(t.pod.as_str()).or_default() += 1;
+        }
+        assert!(
+            per_pod.values().all(|&n| n <= 25),
+            "no pod holds more than its capacity: {per_pod:?}"
+        );
+        assert_eq!(tickets.len(), 100, "every slot is used once: {per_pod:?}");
+        let slots: HashSet<(&str, &str)> = tickets
+            .iter()
+            .map(|t| (t.pod.as_str(), t.uid.as_str()))
+            .collect();
+        let tokens: HashSet<&str> = tickets.iter().map(|t| t.token.as_str()).collect();
+        assert_eq!(
+            (slots.len(), tokens.len()),
+            (100, 100),
+            "no ticket issued twice"
+        );
+        let stored = store_tickets(&server);
+        assert_eq!(stored.len(), 100, "the store holds every ticket");
+        for t in &tickets {
+            assert!(
+                !stored.values().any(|d| d == &t.token),
+                "never the token itself"
+            );
+        }
+        // Each ticket opens through any replica (fresh connections).
+        for t in tickets.iter().take(30) {
+            for _ in 0..3 {
+                let status = get_fresh(addr, &t.prefix(APP), &t.cookie()).await;
+                assert_eq!(status, Some(StatusCode::OK), "{t:?}");
+            }
+        }
+        // The hundred others wait (their sockets are still open); every
+        // replica counts every ticket in use.
+        let in_use: f64 = {
+            let mut sum = 0.0;
+            for rep in &r.replicas {
+                sum += metric_at(rep.metrics, "k8sticket_current_users_total", "").await;
+            }
+            sum
+        };
+        assert_eq!(
+            in_use, 300.0,
+            "each of the 3 replicas counts all 100 tickets in use"
+        );
+        let mut issued = 0.0;
+        for rep in &r.replicas {
+            issued += metric_at(rep.metrics, "k8sticket_users_total", "").await;
+        }
+        assert_eq!(
+            issued, 100.0,
+            "tickets issued, counted once (lost claims are not)"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ticket_that_ended_on_one_replica_is_refused_on_every_replica_within_the_bound() {
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 3,
+            pods: 1,
+            ticket_expiry_ms: 1500,
+            shared_port: false,
+            ..Setup::default()
+        };
+        let r = Replicas::start(exe(), server.url(), setup);
+        let t = ticket(r.replicas[0].proxy, APP, Duration::from_secs(10)).await;
+        let (path, cookie) = (t.prefix(APP), t.cookie());
+        for rep in &r.replicas {
+            assert_eq!(
+                get_fresh(rep.proxy, &path, &cookie).await,
+                Some(StatusCode::OK),
+                "every replica opens the ticket (known within the bound)"
+            );
+        }
+        // Nobody uses it: it expires (on whichever replica sweeps first).
+        let field = format!("{}/{}", t.pod, t.uid);
+        let started = Instant::now();
+        while store_tickets(&server).contains_key(&field) {
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "the ticket expires"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let gone = Instant::now();
+        // Every replica asked at once, again and again, until it refuses.
+        let delays = futures_util::future::join_all(r.replicas.iter().map(|rep| {
+            let (path, cookie) = (path.clone(), cookie.clone());
+            async move {
+                loop {
+                    let asked = Instant::now();
+                    let status = get_fresh(rep.proxy, &path, &cookie).await;
+                    if status != Some(StatusCode::OK) {
+                        return asked.saturating_duration_since(gone);
+                    }
+                    assert!(
+                        gone.elapsed() < Duration::from_secs(5),
+                        "refused in the end"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }))
+        .await;
+        let worst = delays.into_iter().max().unwrap_or_default();
+        eprintln!("a ticket gone from the store was refused everywhere after {worst:?}");
+        assert!(
+            worst < Duration::from_secs(1),
+            "refused on every replica within 1 s of leaving the store ({worst:?})"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_outage_loses_no_ticket_and_newcomers_get_in_when_it_returns() {
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 2,
+            pods: 2,
+            tickets_max: 6,
+            // Claims fail fast while the server is frozen.
+            response_timeout_ms: 300,
+            ..Setup::default()
+        };
+        let r = Replicas::start(exe(), server.url(), setup);
+        let addr = r.addr();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(ticket(addr, APP, Duration::from_secs(10)).await);
+        }
+        // Holders use their tickets through any replica all along.
+        let stop = Arc::new(AtomicBool::new(false));
+        let users: Vec<_> = held
+            .iter()
+            .map(|t| {
+                let (path, cookie, stop) = (t.prefix(APP), t.cookie(), Arc::clone(&stop));
+                tokio::spawn(async move {
+                    let mut answers = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        answers.push(get_fresh(addr, &path, &cookie).await);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    answers
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The outage: the server keeps its data but answers nothing.
+        // (The issue asks for 30 s; 6 s here keeps the suite short and
+        // already spans many refresh intervals and response timeouts.)
+        server.pause();
+        let outage = Instant::now();
+        for rep in &r.replicas {
+            wait_for(Duration::from_secs(5), || async {
+                metric_at(rep.metrics, "wicket_store_up", "").await == 0.0
+            })
+            .await;
+        }
+        let mut newcomers = Vec::new();
+        for _ in 0..6 {
+            newcomers.push(connect_ws(addr, APP).await);
+        }
+        let mut early = Vec::new();
+        for ws in &mut newcomers {
+            early.push(read_ticket(ws, Duration::from_millis(300)).await);
+        }
+        assert!(
+            early.iter().all(|s| s.ticket.is_none()),
+            "no ticket can be claimed while the store is down"
+        );
+        assert!(
+            early
+                .iter()
+                .all(|s| s.messages.iter().any(|m| m == "sta#paused")
+                    && s.messages
+                        .iter()
+                        .any(|m| m.starts_with("msg#New sessions are paused"))),
+            "newcomers are told why they wait: {early:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(6).saturating_sub(outage.elapsed())).await;
+        server.resume();
+        let mut admitted = Vec::new();
+        for ws in &mut newcomers {
+            let s = read_ticket(ws, Duration::from_secs(15)).await;
+            admitted.push(s.ticket.expect("a newcomer gets in once the store answers"));
+        }
+        for rep in &r.replicas {
+            wait_for(Duration::from_secs(5), || async {
+                metric_at(rep.metrics, "wicket_store_up", "").await == 1.0
+            })
+            .await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for u in users {
+            let answers = u.await.expect("user task");
+            assert!(answers.len() > 40, "used all along: {}", answers.len());
+            assert!(
+                answers.iter().all(|a| *a == Some(StatusCode::OK)),
+                "a held ticket kept working through the outage: {answers:?}"
+            );
+        }
+        let stored = store_tickets(&server);
+        assert_eq!(stored.len(), 10, "0 tickets lost; the newcomers' are there");
+        for t in held.iter().chain(&admitted) {
+            assert!(
+                stored.contains_key(&format!("{}/{}", t.pod, t.uid)),
+                "{t:?}"
+            );
+            assert_eq!(
+                get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
+                Some(StatusCode::OK)
+            );
+        }
+        let errors: f64 = {
+            let mut sum = 0.0;
+            for rep in &r.replicas {
+                sum += metric_at(rep.metrics, "wicket_store_errors_total", "").await;
+            }
+            sum
+        };
+        assert!(errors > 0.0, "the outage is counted");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_ticket_survives_a_restart_of_all_replicas() {
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 2,
+            pods: 2,
+            ..Setup::default()
+        };
+        let mut r = Replicas::start(exe(), server.url(), setup);
+        let addr = r.addr();
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            held.push(ticket(addr, APP, Duration::from_secs(10)).await);
+        }
+        while !r.replicas.is_empty() {
+            r.stop(0);
+        }
+        assert!(get_fresh(addr, "/", "").await.is_none(), "nobody serves");
+        r.start_one();
+        r.start_one();
+        for t in &held {
+            for _ in 0..3 {
+                assert_eq!(
+                    get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
+                    Some(StatusCode::OK),
+                    "{t:?} opens after the restart"
+                );
+            }
+        }
+        // And the pods are still as full as before: two more, then none.
+        let more = ticket(addr, APP, Duration::from_secs(10)).await;
+        let last = ticket(addr, APP, Duration::from_secs(10)).await;
+        assert_ne!(
+            (more.pod.as_str(), more.uid.as_str()),
+            (last.pod.as_str(), last.uid.as_str())
+        );
+        let mut ws = connect_ws(addr, APP).await;
+        let s = read_ticket(&mut ws, Duration::from_millis(800)).await;
+        assert!(
+            s.ticket.is_none(),
+            "10 slots, 10 tickets: the next user waits"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn users_waiting_on_different_replicas_are_served_in_the_order_they_came() {
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 2,
+            pods: 1,
+            tickets_max: 1,
+            ticket_expiry_ms: 1200,
+            shared_port: false,
+            ..Setup::default()
+        };
+        let r = Replicas::start(exe(), server.url(), setup);
+        let (a, b) = (r.replicas[0].proxy, r.replicas[1].proxy);
+        let first = ticket(a, APP, Duration::from_secs(10)).await;
+        // Four users wait, alternately on each replica, 300 ms apart.
+        let mut waiting = Vec::new();
+        for (i, addr) in [a, b, a, b].into_iter().enumerate() {
+            let mut ws = connect_ws(addr, APP).await;
+            let early = read_ticket(&mut ws, Duration::from_millis(300)).await;
+            assert!(
+                early.ticket.is_none(),
+                "user {i} waits: the one slot is taken"
+            );
+            waiting.push((i, ws));
+        }
+        // Nobody uses the tickets: each expires in turn and frees the slot
+        // for the next in line.
+        let order =
+            futures_util::future::join_all(waiting.into_iter().map(|(i, mut ws)| async move {
+                let s = read_ticket(&mut ws, Duration::from_secs(40)).await;
+                let t = s.ticket.unwrap_or_else(|| panic!("user {i} gets in"));
+                (Instant::now(), i, t)
+            }))
+            .await;
+        let mut order: Vec<_> = order.into_iter().collect();
+        order.sort_by_key(|(at, ..)| *at);
+        let served: Vec<usize> = order.iter().map(|(_, i, _)| *i).collect();
+        assert_eq!(
+            served,
+            vec![0, 1, 2, 3],
+            "first come, first served across replicas"
+        );
+        assert!(order.iter().all(|(.., t)| t.pod == first.pod));
+    })
+    .await;
+}
+
+/// Commands clients sent (scripts run and plain commands), from `INFO
+/// commandstats`, over plain RESP: the round trips. Commands a script runs
+/// inside the server are not counted.
+fn commands_processed(server: &RedisServer) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port())).expect("redis");
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    s.write_all(b"*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n")
+        .expect("write");
+    let mut buf = vec![0u8; 65536];
+    let mut text = String::new();
+    // A bulk string: `$<len>\r\n<text>\r\n`.
+    loop {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "INFO answered");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        let Some((len, rest)) = text.split_once("\r\n") else {
+            continue;
+        };
+        let len: usize = len.trim_start_matches('$').parse().expect("bulk length");
+        if rest.len() >= len {
+            break;
+        }
+    }
+    // Script calls and the client's own commands; the commands scripts run
+    // are counted under their names too, so only these are summed.
+    let client_sent = [
+        "evalsha", "eval", "ping", "script", "hello", "client", "info",
+    ];
+    text.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .filter_map(|l| {
+            let (name, stats) = l.split_once(':')?;
+            client_sent.contains(&name).then_some(())?;
+            stats
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn proxied_requests_make_no_store_round_trips() {
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 3,
+            pods: 1,
+            ..Setup::default()
+        };
+        let r = Replicas::start(exe(), server.url(), setup);
+        let addr = r.addr();
+        let t = ticket(addr, APP, Duration::from_secs(10)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let window = Duration::from_secs(2);
+        // Idle: only the replicas' syncs (one round trip per interval).
+        let before = commands_processed(&server);
+        tokio::time::sleep(window).await;
+        let idle = commands_processed(&server) - before;
+        // Busy: requests on the ticket through every replica for as long.
+        let before = commands_processed(&server);
+        let started = Instant::now();
+        let mut requests = 0u32;
+        let (path, cookie) = (t.prefix(APP), t.cookie());
+        while started.elapsed() < window {
+            let answers = futures_util::future::join_all(
+                (0..8).map(|_| get_fresh(addr, &path, &cookie)),
+            )
+            .await;
+            assert!(answers.iter().all(|a| *a == Some(StatusCode::OK)));
+            requests += 8;
+        }
+        let busy = commands_processed(&server) - before;
+        eprintln!("store commands in {window:?}: {idle} idle, {busy} with {requests} proxied requests");
+        assert!(requests >= 100, "enough requests to tell: {requests}");
+        assert!(
+            busy <= idle + idle / 2 + 5,
+            "round trips do not grow with proxied requests: {idle} idle, {busy} busy ({requests} requests)"
+        );
+    })
+    .await;
+}
+
+#[test]
+fn an_unreachable_store_stops_the_start_with_an_error_naming_store_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("wicket.toml");
+    let url = format!("redis://127.0.0.1:{}/", redis::free_port());
+    std::fs::write(
+        &path,
+        format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
+             [demo]\nreplicas = 0\n[store]\nkind = \"redis\"\nurl = \"{url}\"\nconnect_timeout_ms = 300\n"
+        ),
+    )
+    .expect("config");
+    let out = std::process::Command::new(exe())
+        .args(["demo", "--config"])
+        .arg(&path)
+        .output()
+        .expect("wicket runs");
+    assert!(!out.status.success(), "it does not start");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("store.url"), "{err}");
+    std::fs::write(&path, "[store]\nkind = \"redis\"\nurl = \"http://x/\"\n").expect("config");
+    let out = std::process::Command::new(exe())
+        .args(["demo", "--config"])
+        .arg(&path)
+        .output()
+        .expect("wicket runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("store.url"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scaling_pauses_while_the_store_is_down_and_resumes_after() {
+    bounded(async {
+        let server = RedisServer::start();
+        let mut cfg = common::config();
+        cfg.proxy.ticket_expiry_ms = 30_000;
+        cfg.demo.replicas = 1;
+        cfg.demo.tickets_max = 1;
+        cfg.demo.tickets_spare = 0;
+        cfg.demo.pods_max = 2;
+        cfg.store.kind = wicket::config::StoreKind::Redis;
+        cfg.store.url = server.url();
+        cfg.store.refresh_ms = 100;
+        cfg.store.response_timeout_ms = 300;
+        let demo = common::start(cfg, 1).await;
+        let addr = demo.proxy_addr;
+        let _first = ticket(addr, APP_DEMO, Duration::from_secs(10)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            common::metric(&demo, "k8sticket_scaled_pods_total").await,
+            0.0,
+            "nobody waits: no pod"
+        );
+        server.pause();
+        wait_for(Duration::from_secs(5), || async {
+            common::metric(&demo, "wicket_store_up").await == 0.0
+        })
+        .await;
+        // A user arrives: with the store up the policy would start a pod.
+        let mut ws = connect_ws(addr, APP_DEMO).await;
+        let s = read_ticket(&mut ws, Duration::from_secs(2)).await;
+        assert!(s.ticket.is_none(), "no ticket while the store is down");
+        assert_eq!(
+            common::metric(&demo, "k8sticket_scaled_pods_total").await,
+            0.0,
+            "no pod is created on counts that may be stale"
+        );
+        server.resume();
+        let s = read_ticket(&mut ws, Duration::from_secs(20)).await;
+        let t = s
+            .ticket
+            .expect("a pod starts once the store answers, and the user gets in");
+        assert_eq!(
+            common::metric(&demo, "k8sticket_scaled_pods_total").await,
+            1.0
+        );
+        assert_eq!(
+            get_fresh(addr, &t.prefix(APP_DEMO), &t.cookie()).await,
+            Some(StatusCode::OK)
+        );
+    })
+    .await;
+}
+
+/// The app name of [`common::config`]'s demo.
+const APP_DEMO: &str = "demo";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_killed_under_load_loses_no_ticket() {
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 3,
+            pods: 2,
+            ..Setup::default()
+        };
+        let mut r = Replicas::start(exe(), server.url(), setup);
+        let addr = r.addr();
+        let mut held = Vec::new();
+        for _ in 0..6 {
+            held.push(ticket(addr, APP, Duration::from_secs(10)).await);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let users: Vec<_> = held
+            .iter()
+            .map(|t| {
+                let (path, cookie, stop) = (t.prefix(APP), t.cookie(), Arc::clone(&stop));
+                tokio::spawn(async move {
+                    let mut answers = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        answers.push((Instant::now(), get_fresh(addr, &path, &cookie).await));
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    answers
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let killed = Instant::now();
+        r.stop(0);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.store(true, Ordering::Relaxed);
+        let (mut failed, mut total) = (0, 0);
+        for u in users {
+            for (at, answer) in u.await.expect("user task") {
+                total += 1;
+                match answer {
+                    Some(StatusCode::OK) => {}
+                    // Only requests the dying process held may fail:
+                    // those started just before the kill (or as it ran).
+                    None if at + Duration::from_millis(300) >= killed
+                        && at <= killed + Duration::from_millis(300) =>
+                    {
+                        failed += 1
+                    }
+                    other => panic!("a held ticket was refused: {other:?}"),
+                }
+            }
+        }
+        eprintln!("{failed} of {total} requests failed around the kill");
+        assert!(
+            failed <= 6,
+            "at most the requests in flight on the killed replica: {failed}"
+        );
+        assert_eq!(store_tickets(&server).len(), 6, "0 tickets lost");
+        for t in &held {
+            for _ in 0..3 {
+                assert_eq!(
+                    get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
+                    Some(StatusCode::OK),
+                    "the same cookie works on the replicas left"
+                );
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ticket_used_on_another_replica_before_it_knows_it_is_repeated_not_refused() {
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 2,
+            pods: 1,
+            tickets_max: 10,
+            shared_port: false,
+            // Slow syncs: the second replica learns of a ticket late.
+            refresh_ms: 1000,
+            ..Setup::default()
+        };
+        let r = Replicas::start(exe(), server.url(), setup);
+        let (a, b) = (r.replicas[0].proxy, r.replicas[1].proxy);
+        let c = common::client();
+        let mut repeated = 0;
+        for _ in 0..5 {
+            let t = ticket(a, APP, Duration::from_secs(10)).await;
+            // At once on the other replica (a browser's next request).
+            let first = common::get(&c, b, &t.prefix(APP), Some(&t.cookie()), &[]).await;
+            match first.status {
+                StatusCode::TEMPORARY_REDIRECT => {
+                    repeated += 1;
+                    let again = common::get(&c, b, &t.prefix(APP), Some(&t.cookie()), &[]).await;
+                    assert_eq!(again.status, StatusCode::OK, "the repeat passes");
+                }
+                // The replica happened to sync in between.
+                StatusCode::OK => {}
+                other => panic!("a fresh ticket was refused on the other replica: {other}"),
+            }
+        }
+        assert!(repeated > 0, "the window exists and is bridged");
+    })
+    .await;
+}
