@@ -538,13 +538,13 @@ write_report() {
         if git -C "$ROOT" status --porcelain 2>/dev/null | grep -q .; then dirty=" (work tree has uncommitted changes)"; fi
     fi
     cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-    # The sections bench/soak.sh, scale.sh and abuse.sh write are kept, and so
+    # The sections bench/soak.sh, scale.sh, abuse.sh and store.sh write are kept, and so
     # are those written from other tools (the simulator, the Python and
     # JavaScript policies' `policy check`).
     local kept=$WORK/kept.md
     : >"$kept"
     if [[ -f $OUT ]]; then
-        awk '/^## / { keep = ($0 ~ /^## (Soak|Scale|Abuse|Simulator|Python and JavaScript policies)/) } keep' "$OUT" >"$kept"
+        awk '/^## / { keep = ($0 ~ /^## (Soak|Scale|Abuse|Store|Simulator|Python and JavaScript policies)/) } keep' "$OUT" >"$kept"
     fi
     {
         echo "# wicket benchmark results"
