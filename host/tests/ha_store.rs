@@ -1127,9 +1127,15 @@ async fn a_thirty_second_store_outage_fails_no_holder_gives_no_5xx_and_loses_no_
                 s.messages
             );
             let t = s.ticket.unwrap_or_else(|| {
-                panic!("newcomer {i} gets in once the store answers: {:?}", s.messages)
+                panic!(
+                    "newcomer {i} gets in once the store answers: {:?}",
+                    s.messages
+                )
             });
-            assert!(at >= back, "newcomer {i} got no ticket while the store was down");
+            assert!(
+                at >= back,
+                "newcomer {i} got no ticket while the store was down"
+            );
             latest = latest.max(at - back);
             admitted.push(t);
         }
@@ -1164,10 +1170,56 @@ async fn a_thirty_second_store_outage_fails_no_holder_gives_no_5xx_and_loses_no_
         let stored = store_tickets(&server);
         assert_eq!(stored.len(), 10, "0 tickets lost; the newcomers' are there");
         for t in held.iter().chain(&admitted) {
-            assert!(stored.contains_key(&format!("{}/{}", t.pod, t.uid)), "{t:?}");
+            assert!(
+                stored.contains_key(&format!("{}/{}", t.pod, t.uid)),
+                "{t:?}"
+            );
             assert_eq!(
                 get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
                 Some(StatusCode::OK)
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_websocket_to_the_app_on_a_replica_that_learns_its_ticket_late_is_opened_not_redirected()
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 2,
+            pods: 1,
+            tickets_max: 10,
+            shared_port: false,
+            // Slow syncs: the second replica learns of a ticket late.
+            refresh_ms: 1000,
+            ..Setup::default()
+        };
+        let r = Replicas::start(exe(), server.url(), setup);
+        let (a, b) = (r.replicas[0].proxy, r.replicas[1].proxy);
+        for round in 0..5 {
+            let t = ticket(a, APP, Duration::from_secs(10)).await;
+            // At once on the other replica. A browser fails a WebSocket
+            // answered with anything but 101 (it follows no redirect), so
+            // the 307 "repeat it" of plain requests would end the tunnel.
+            let mut req = format!("ws://{b}{}counter", t.prefix(APP))
+                .into_client_request()
+                .expect("request");
+            req.headers_mut()
+                .insert("cookie", t.cookie().parse().expect("cookie"));
+            let (mut ws, _) = tokio_tungstenite::connect_async(req)
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: the tunnel opens: {e}"));
+            ws.send(Message::text("inc")).await.expect("send");
+            let reply = ws.next().await.expect("reply").expect("frame");
+            assert_eq!(
+                reply.to_text().expect("text"),
+                "1",
+                "round {round}: the pod answers"
             );
         }
     })
