@@ -8,7 +8,7 @@ mod replicas;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{connect_ws, exe, metric_at, read_ticket, ticket, wait_for};
@@ -707,6 +707,521 @@ async fn a_ticket_used_on_another_replica_before_it_knows_it_is_repeated_not_ref
             }
         }
         assert!(repeated > 0, "the window exists and is bridged");
+    })
+    .await;
+}
+
+/// A TCP stream that counts the bytes it has read: whether any byte of a
+/// response arrived before its connection closed.
+struct Counted {
+    inner: tokio::net::TcpStream,
+    read: Arc<AtomicU64>,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// What a browser-like user saw.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Requests answered 200 (a 307 repeat and its repeat count once).
+    ok: u64,
+    /// Requests sent again because their connection closed (or could not
+    /// be opened) before any byte of a response arrived.
+    retries: u64,
+    /// wicket's documented 307 "repeat it" on a ticketed path.
+    repeats: u64,
+    /// Anything else, with what happened.
+    failed: Vec<String>,
+}
+
+/// A browser-like user: requests on its ticket over a keep-alive
+/// connection (a new one when the server closed it), one after another
+/// with `pause` between them, until `stop`. Retries a request only if its
+/// connection closed before any response byte arrived.
+async fn browser_user(
+    addr: std::net::SocketAddr,
+    t: common::Ticket,
+    pause: Duration,
+    stop: Arc<AtomicBool>,
+) -> Tally {
+    use http_body_util::{BodyExt, Empty};
+    type Sender = hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>;
+    let (path, cookie) = (t.prefix(APP), t.cookie());
+    let mut tally = Tally::default();
+    let mut conn: Option<(Sender, Arc<AtomicU64>)> = None;
+    while !stop.load(Ordering::Relaxed) {
+        // A connection that the server closed between requests is simply
+        // replaced: no request was lost on it.
+        if let Some((sender, _)) = conn.as_mut()
+            && sender.ready().await.is_err()
+        {
+            conn = None;
+        }
+        let (sender, read) = match conn.as_mut() {
+            Some(c) => c,
+            None => {
+                let stream = match tokio::net::TcpStream::connect(addr).await {
+                    Ok(s) => s,
+                    Err(_) => {
+                        // Not even connected: nothing was answered.
+                        tally.retries += 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let read = Arc::new(AtomicU64::new(0));
+                let io = hyper_util::rt::TokioIo::new(Counted {
+                    inner: stream,
+                    read: Arc::clone(&read),
+                });
+                let Ok((sender, connection)) = hyper::client::conn::http1::handshake(io).await
+                else {
+                    tally.retries += 1;
+                    continue;
+                };
+                tokio::spawn(connection);
+                conn.insert((sender, read))
+            }
+        };
+        let before = read.load(Ordering::Relaxed);
+        let req = http::Request::get(path.as_str())
+            .header("host", addr.to_string())
+            .header("cookie", cookie.as_str())
+            .body(Empty::new())
+            .expect("request");
+        let sent = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req)).await;
+        let resp = match sent {
+            Err(_) => {
+                tally.failed.push("no answer within 10 s".into());
+                conn = None;
+                continue;
+            }
+            Ok(Err(e)) => {
+                let got_bytes = read.load(Ordering::Relaxed) != before;
+                conn = None;
+                if got_bytes {
+                    tally
+                        .failed
+                        .push(format!("closed after response bytes: {e}"));
+                } else {
+                    tally.retries += 1;
+                }
+                continue;
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        let status = resp.status();
+        let closes = resp
+            .headers()
+            .get("connection")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        if let Err(e) = resp.into_body().collect().await {
+            tally.failed.push(format!("{status}, body cut: {e}"));
+            conn = None;
+            continue;
+        }
+        if closes {
+            conn = None;
+        }
+        match status {
+            StatusCode::OK => tally.ok += 1,
+            StatusCode::TEMPORARY_REDIRECT => {
+                // Repeated at once, as a browser follows it.
+                tally.repeats += 1;
+                continue;
+            }
+            other => tally.failed.push(format!("status {other}")),
+        }
+        tokio::time::sleep(pause).await;
+    }
+    tally
+}
+
+/// A user with a WebSocket to the app (the demo app's counter) through the
+/// proxy: sends "inc" every `pause` and checks the pod's answer. A tunnel
+/// closed by a draining replica is opened again (counted); a refusal of its
+/// upgrade is a failure.
+async fn tunnel_user(
+    addr: std::net::SocketAddr,
+    t: common::Ticket,
+    pause: Duration,
+    stop: Arc<AtomicBool>,
+) -> (Tally, u64) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Error, Message, client::IntoClientRequest};
+    let mut tally = Tally::default();
+    let mut reopened = 0u64;
+    let mut last = 0u64;
+    let mut first = true;
+    while !stop.load(Ordering::Relaxed) {
+        let mut req = format!("ws://{addr}{}counter", t.prefix(APP))
+            .into_client_request()
+            .expect("request");
+        req.headers_mut()
+            .insert("cookie", t.cookie().parse().expect("cookie"));
+        let mut ws = match tokio_tungstenite::connect_async(req).await {
+            Ok((ws, _)) => ws,
+            Err(Error::Http(resp)) => {
+                tally
+                    .failed
+                    .push(format!("tunnel upgrade refused: {}", resp.status()));
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+            Err(_) => {
+                tally.retries += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if !first {
+            reopened += 1;
+        }
+        first = false;
+        while !stop.load(Ordering::Relaxed) {
+            if ws.send(Message::text("inc")).await.is_err() {
+                break;
+            }
+            let reply = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+            let Ok(Some(Ok(Message::Text(n)))) = reply else {
+                break;
+            };
+            match n.as_str().parse::<u64>() {
+                // Higher by one, or more if an "inc" reached the pod just
+                // as the tunnel closed: the pod's session goes on.
+                Ok(n) if n > last => {
+                    last = n;
+                    tally.ok += 1;
+                }
+                other => tally
+                    .failed
+                    .push(format!("the pod's counter went from {last} to {other:?}")),
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+    (tally, reopened)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_restart_with_sigterm_under_load_fails_no_request_and_loses_no_ticket() {
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 3,
+            pods: 2,
+            tickets_max: 10,
+            // Tunnels hold a draining replica this long.
+            shutdown_grace_ms: 2000,
+            ..Setup::default()
+        };
+        let mut r = Replicas::start(exe(), server.url(), setup);
+        let addr = r.addr();
+        let mut held = Vec::new();
+        for _ in 0..14 {
+            held.push(ticket(addr, APP, Duration::from_secs(10)).await);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        // Twelve browsers, a request each every 20 ms (a few hundred a
+        // second in all); two users with a WebSocket to their pod.
+        let browsers: Vec<_> = held[..12]
+            .iter()
+            .map(|t| {
+                tokio::spawn(browser_user(
+                    addr,
+                    t.clone(),
+                    Duration::from_millis(20),
+                    Arc::clone(&stop),
+                ))
+            })
+            .collect();
+        let tunnels: Vec<_> = held[12..]
+            .iter()
+            .map(|t| {
+                tokio::spawn(tunnel_user(
+                    addr,
+                    t.clone(),
+                    Duration::from_millis(50),
+                    Arc::clone(&stop),
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let started = Instant::now();
+        // Every replica in turn: the oldest is always first in the list.
+        for round in 0..3 {
+            let status =
+                tokio::task::block_in_place(|| r.roll(0, Duration::from_secs(15)));
+            let status = status.unwrap_or_else(|| panic!("round {round}: the old replica exits"));
+            assert!(status.success(), "round {round}: it exits 0 ({status})");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let rolled = started.elapsed();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut all = Tally::default();
+        for b in browsers {
+            let t = b.await.expect("browser task");
+            all.ok += t.ok;
+            all.retries += t.retries;
+            all.repeats += t.repeats;
+            all.failed.extend(t.failed);
+        }
+        let (mut tunnel_msgs, mut reopened, mut tunnel_retries) = (0, 0, 0);
+        for u in tunnels {
+            let (t, n) = u.await.expect("tunnel task");
+            tunnel_msgs += t.ok;
+            reopened += n;
+            tunnel_retries += t.retries;
+            all.failed.extend(t.failed);
+        }
+        let report = format!(
+            "rolled 3 replicas in {rolled:?}: {} requests answered 200 ({} 307 repeats), \
+             {} retried (closed before any response byte), {} failed; \
+             {tunnel_msgs} tunnel messages, {reopened} tunnels reopened ({tunnel_retries} retried opens)",
+            all.ok,
+            all.repeats,
+            all.retries,
+            all.failed.len()
+        );
+        eprintln!("{report}");
+        assert!(all.failed.is_empty(), "{report}: {:?}", all.failed);
+        assert!(
+            all.ok as f64 / (rolled.as_secs_f64() + 1.5) >= 100.0,
+            "under load: {report}"
+        );
+        assert!(tunnel_msgs > 0 && reopened >= 1, "tunnels were used and drained: {report}");
+        // 0 tickets lost: the store holds them all and each opens through
+        // the new replicas.
+        let stored = store_tickets(&server);
+        assert_eq!(stored.len(), held.len(), "the store holds every ticket");
+        for t in &held {
+            assert!(stored.contains_key(&format!("{}/{}", t.pod, t.uid)), "{t:?}");
+            for _ in 0..3 {
+                assert_eq!(
+                    get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
+                    Some(StatusCode::OK),
+                    "{t:?} opens after the roll"
+                );
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thirty_second_store_outage_fails_no_holder_gives_no_5xx_and_loses_no_ticket() {
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 2,
+            pods: 2,
+            tickets_max: 6,
+            // Shorter than the outage: tickets in use must not expire
+            // because their last use could not be written meanwhile.
+            ticket_expiry_ms: 20_000,
+            response_timeout_ms: 300,
+            ..Setup::default()
+        };
+        let r = Replicas::start(exe(), server.url(), setup);
+        let addr = r.addr();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(ticket(addr, APP, Duration::from_secs(10)).await);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let holders: Vec<_> = held
+            .iter()
+            .map(|t| {
+                tokio::spawn(browser_user(
+                    addr,
+                    t.clone(),
+                    Duration::from_millis(100),
+                    Arc::clone(&stop),
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The outage: the server keeps its port and its data but answers
+        // nothing, as behind a broken network, for the issue's 30 s.
+        const OUTAGE: Duration = Duration::from_secs(30);
+        server.pause();
+        let outage = Instant::now();
+        for rep in &r.replicas {
+            wait_for(Duration::from_secs(5), || async {
+                metric_at(rep.metrics, "wicket_store_up", "").await == 0.0
+            })
+            .await;
+        }
+        // Newcomers arrive all through the outage: each waits (reading its
+        // socket all along, as a browser answers pings), is told why, and a
+        // page request never gets a 5xx.
+        let mut newcomers = Vec::new();
+        let mut pages = Vec::new();
+        for at in [1u64, 8, 15, 22, 27, 29] {
+            tokio::time::sleep(Duration::from_secs(at).saturating_sub(outage.elapsed())).await;
+            let mut ws = connect_ws(addr, APP).await;
+            newcomers.push(tokio::spawn(async move {
+                let s = read_ticket(&mut ws, Duration::from_secs(60)).await;
+                (Instant::now(), s)
+            }));
+            let c = common::client();
+            let page = common::get(
+                &c,
+                addr,
+                &format!("/{APP}/"),
+                None,
+                &[("accept", "text/html")],
+            )
+            .await;
+            pages.push(page.status);
+        }
+        assert!(
+            pages.iter().all(|s| !s.is_server_error()),
+            "no 5xx for a newcomer's page: {pages:?}"
+        );
+        tokio::time::sleep(OUTAGE.saturating_sub(outage.elapsed())).await;
+        server.resume();
+        let back = Instant::now();
+        let mut admitted = Vec::new();
+        let mut latest = Duration::ZERO;
+        for (i, n) in newcomers.into_iter().enumerate() {
+            let (at, s) = n.await.expect("newcomer task");
+            assert!(
+                s.messages.iter().any(|m| m == "sta#paused"),
+                "newcomer {i} is told why it waits: {:?}",
+                s.messages
+            );
+            let t = s.ticket.unwrap_or_else(|| {
+                panic!(
+                    "newcomer {i} gets in once the store answers: {:?}",
+                    s.messages
+                )
+            });
+            assert!(
+                at >= back,
+                "newcomer {i} got no ticket while the store was down"
+            );
+            latest = latest.max(at - back);
+            admitted.push(t);
+        }
+        let admitted_after = latest;
+        for rep in &r.replicas {
+            wait_for(Duration::from_secs(5), || async {
+                metric_at(rep.metrics, "wicket_store_up", "").await == 1.0
+            })
+            .await;
+        }
+        // Holders go on a while after the return (the sweeps that follow
+        // must not expire what was used during the outage).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut all = Tally::default();
+        for h in holders {
+            let t = h.await.expect("holder task");
+            all.ok += t.ok;
+            all.retries += t.retries;
+            all.failed.extend(t.failed);
+        }
+        let report = format!(
+            "{OUTAGE:?} outage: holders made {} requests ({} retried, {} failed); \
+             6 newcomers all in {admitted_after:?} after the store returned; pages {pages:?}",
+            all.ok,
+            all.retries,
+            all.failed.len()
+        );
+        eprintln!("{report}");
+        assert!(all.failed.is_empty(), "{report}: {:?}", all.failed);
+        assert!(all.ok > 4 * 200, "used all along: {report}");
+        let stored = store_tickets(&server);
+        assert_eq!(stored.len(), 10, "0 tickets lost; the newcomers' are there");
+        for t in held.iter().chain(&admitted) {
+            assert!(
+                stored.contains_key(&format!("{}/{}", t.pod, t.uid)),
+                "{t:?}"
+            );
+            assert_eq!(
+                get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
+                Some(StatusCode::OK)
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_websocket_to_the_app_on_a_replica_that_learns_its_ticket_late_is_opened_not_redirected()
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    bounded(async {
+        let server = RedisServer::start();
+        let setup = Setup {
+            replicas: 2,
+            pods: 1,
+            tickets_max: 10,
+            shared_port: false,
+            // Slow syncs: the second replica learns of a ticket late.
+            refresh_ms: 1000,
+            ..Setup::default()
+        };
+        let r = Replicas::start(exe(), server.url(), setup);
+        let (a, b) = (r.replicas[0].proxy, r.replicas[1].proxy);
+        for round in 0..5 {
+            let t = ticket(a, APP, Duration::from_secs(10)).await;
+            // At once on the other replica. A browser fails a WebSocket
+            // answered with anything but 101 (it follows no redirect), so
+            // the 307 "repeat it" of plain requests would end the tunnel.
+            let mut req = format!("ws://{b}{}counter", t.prefix(APP))
+                .into_client_request()
+                .expect("request");
+            req.headers_mut()
+                .insert("cookie", t.cookie().parse().expect("cookie"));
+            let (mut ws, _) = tokio_tungstenite::connect_async(req)
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: the tunnel opens: {e}"));
+            ws.send(Message::text("inc")).await.expect("send");
+            let reply = ws.next().await.expect("reply").expect("frame");
+            assert_eq!(
+                reply.to_text().expect("text"),
+                "1",
+                "round {round}: the pod answers"
+            );
+        }
     })
     .await;
 }

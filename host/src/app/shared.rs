@@ -51,6 +51,15 @@ struct SyncState {
     ahead: HashMap<WaiterId, u64>,
     /// Connected waiting users of other replicas (at the last sync).
     others_waiting: u64,
+    /// When the store last answered again after an outage.
+    back_at: Option<Instant>,
+}
+
+/// How long after the store answers again expiry waits: the uses other
+/// replicas saw during the outage reach the store with their next syncs
+/// (the same bound after which a silent replica counts as gone).
+fn expiry_hold(refresh: Duration) -> Duration {
+    (5 * refresh).max(Duration::from_secs(3))
 }
 
 /// How often loading the tickets at start is tried before giving up.
@@ -183,6 +192,7 @@ impl App {
 
     fn store_answered(&self, shared: &Shared) {
         if !shared.up.swap(true, Ordering::Relaxed) {
+            shared.sync.lock().back_at = Some(Instant::now());
             tracing::warn!(app = %self.name(), "the ticket store answers again: new users are admitted");
             self.metrics
                 .store_up
@@ -289,7 +299,7 @@ impl App {
                 .collect(),
             now_ms: self.unix_ms(now),
             // Several missed intervals: the replica is gone.
-            stale_ms: (5 * shared.refresh).max(Duration::from_secs(3)).as_millis() as i64,
+            stale_ms: expiry_hold(shared.refresh).as_millis() as i64,
         };
         // Freed first, so that the reload below no longer has them.
         let orphans = std::mem::take(&mut *shared.orphans.lock());
@@ -388,8 +398,22 @@ impl App {
     /// Expires, in the shared store, tickets nobody used for the expiry
     /// time on any replica (the store checks the last use of each); the
     /// next sync then revokes them on every replica.
+    ///
+    /// Not while the store is down (an expiry sent to a frozen server runs
+    /// when it comes back, against last uses nobody could write
+    /// meanwhile), nor for [`expiry_hold`] after it answers again: tickets
+    /// used on other replicas during the outage would look idle.
     pub(super) async fn expire_shared(&self, shared: &Shared) {
         let now = Instant::now();
+        if !shared.up.load(Ordering::Relaxed)
+            || shared
+                .sync
+                .lock()
+                .back_at
+                .is_some_and(|at| now.saturating_duration_since(at) < expiry_hold(shared.refresh))
+        {
+            return;
+        }
         let cutoff = self.unix_ms(now) - self.expiry.as_millis() as i64;
         let mut idle = self.inner.lock().list.idle_tickets(now, self.expiry);
         idle.extend(

@@ -176,6 +176,37 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// An upgrade (a WebSocket to the app) on a ticket issued through
+    /// another replica a moment ago waits for the ticket here, as
+    /// [`Proxy::handle`] does; true if it arrived, and the request is then
+    /// decided again and forwarded. A browser follows no redirect on a
+    /// WebSocket handshake, so the `307` a plain request gets would end
+    /// the tunnel (the app's page would have to reconnect).
+    pub(crate) async fn upgrade_ticket_arrived(&self, path: &str, scope: Option<&str>) -> bool {
+        if self.dns_domain.is_some() {
+            // DNS-mode names are sorted by `handle` (and get its 307).
+            return false;
+        }
+        let Ok(Route::Ticketed {
+            app,
+            pod,
+            uid,
+            rest,
+        }) = routes::parse(path)
+        else {
+            return false;
+        };
+        if rest == CLAIM {
+            return false;
+        }
+        match self.app(app, scope) {
+            Some(app) => app.await_ticket(pod, uid).await,
+            None => false,
+        }
+    }
+}
+
 /// The answer to a request refused by a limit of [`fairness`].
 pub(crate) fn refused(why: Refusal) -> Response<ProxyBody> {
     let (status, text) = match why {

@@ -237,6 +237,16 @@ impl Conn {
                     }
                 }
                 Ok(Next::Upgrade(answer)) => {
+                    // A ticket that reaches this replica a moment late:
+                    // the head is still in the buffer, decided again.
+                    let proxy = Arc::clone(&self.s.proxy);
+                    let path = answer.req.uri().path();
+                    if proxy
+                        .upgrade_ticket_arrived(path, self.s.scope.as_deref())
+                        .await
+                    {
+                        continue;
+                    }
                     self.s.buf.advance(answer.len);
                     self.upgrade(answer.req).await;
                     return;

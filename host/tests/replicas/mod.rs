@@ -111,6 +111,8 @@ pub struct Setup {
     pub shared_port: bool,
     pub refresh_ms: u64,
     pub response_timeout_ms: u64,
+    /// `proxy.shutdown_grace_ms`: how long a SIGTERM'd replica holds tunnels.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for Setup {
@@ -123,6 +125,7 @@ impl Default for Setup {
             shared_port: true,
             refresh_ms: 100,
             response_timeout_ms: 1000,
+            shutdown_grace_ms: 30_000,
         }
     }
 }
@@ -174,7 +177,7 @@ impl Replicas {
             .map(|b| format!("\"{}\"", b.addr))
             .collect();
         format!(
-            "[proxy]\nlisten = \"127.0.0.1:{port}\"\nticket_expiry_ms = {}\nwaiting_message_ms = 200\n\
+            "[proxy]\nlisten = \"127.0.0.1:{port}\"\nticket_expiry_ms = {}\nwaiting_message_ms = 200\nshutdown_grace_ms = {}\n\
              connections_per_client = 1000\nsockets_per_client = 1000\nplaces_per_client = 1000\n\
              [metrics]\nlisten = \"127.0.0.1:0\"\n\
              [policy]\ntimeout_ms = 500\ninstantiate_timeout_ms = 5000\n\
@@ -182,6 +185,7 @@ impl Replicas {
              static_backends = [{}]\n\
              [store]\nkind = \"redis\"\nurl = \"{}\"\nrefresh_ms = {}\nresync_ms = 1000\nresponse_timeout_ms = {}\nconnect_timeout_ms = 1000\n",
             s.ticket_expiry_ms,
+            s.shutdown_grace_ms,
             s.tickets_max,
             backends.join(", "),
             self.store_url,
