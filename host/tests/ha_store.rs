@@ -60,6 +60,9 @@ async fn two_hundred_users_at_once_on_three_replicas_never_overfill_a_pod() {
             replicas: 3,
             pods: 4,
             tickets_max: 25,
+            // Nobody uses a ticket here: none may expire (and be issued
+            // again) within the test's bound, however slow the machine.
+            ticket_expiry_ms: 2 * LIMIT.as_millis() as u64,
             ..Setup::default()
         };
         let r = Replicas::start(exe(), server.url(), setup);
