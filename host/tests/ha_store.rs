@@ -270,8 +270,10 @@ async fn a_store_outage_loses_no_ticket_and_newcomers_get_in_when_it_returns() {
             .collect();
         tokio::time::sleep(Duration::from_millis(500)).await;
         // The outage: the server keeps its data but answers nothing.
-        // (The issue asks for 30 s; 6 s here keeps the suite short and
-        // already spans many refresh intervals and response timeouts.)
+        // (4 s here spans many refresh intervals and response timeouts
+        // while the newcomers' sockets, unread meanwhile, stay within one
+        // ping interval; the 30 s outage with users who read all along is
+        // `a_thirty_second_store_outage_…` below.)
         server.pause();
         let outage = Instant::now();
         for rep in &r.replicas {
@@ -301,7 +303,7 @@ async fn a_store_outage_loses_no_ticket_and_newcomers_get_in_when_it_returns() {
                         .any(|m| m.starts_with("msg#New sessions are paused"))),
             "newcomers are told why they wait: {early:?}"
         );
-        tokio::time::sleep(Duration::from_secs(6).saturating_sub(outage.elapsed())).await;
+        tokio::time::sleep(Duration::from_secs(4).saturating_sub(outage.elapsed())).await;
         server.resume();
         let mut admitted = Vec::new();
         for ws in &mut newcomers {
@@ -317,7 +319,7 @@ async fn a_store_outage_loses_no_ticket_and_newcomers_get_in_when_it_returns() {
         stop.store(true, Ordering::Relaxed);
         for u in users {
             let answers = u.await.expect("user task");
-            assert!(answers.len() > 40, "used all along: {}", answers.len());
+            assert!(answers.len() > 25, "used all along: {}", answers.len());
             assert!(
                 answers.iter().all(|a| *a == Some(StatusCode::OK)),
                 "a held ticket kept working through the outage: {answers:?}"
