@@ -191,7 +191,8 @@ pub fn configmaps(component: &[u8], key: &str, o: &Options) -> anyhow::Result<Ve
     Ok(out)
 }
 
-fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+/// Gzip at the best compression: what a policy ConfigMap key holds.
+pub(crate) fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     e.write_all(bytes)?;
     e.finish()

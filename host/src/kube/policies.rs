@@ -588,18 +588,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_configmap_sets_its_policies_limits_and_a_change_reloads_without_compiling() {
-        let engine = PolicyEngine::new(Limits {
-            timeout: Duration::from_secs(2),
-            ..Limits::default()
-        })
-        .expect("engine");
-        let default = load_default(&engine).expect("default");
-        let store = PolicyStore::new(
-            Arc::clone(&engine),
-            default,
-            Metrics::new().expect("metrics"),
-            EventSink::discard(),
-        );
+        let (engine, store) = store(EventSink::discard());
         let r = PolicyRef {
             configmap: "policies".into(),
             key: "p.wasm".into(),
@@ -636,15 +625,13 @@ mod tests {
         assert_eq!(current.limits, engine.limits());
     }
 
+    /// Packed as `wicket policy configmap` packs a component.
     fn gzip(bytes: &[u8]) -> Vec<u8> {
-        use std::io::Write as _;
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        e.write_all(bytes).expect("gzip");
-        e.finish().expect("gzip")
+        crate::policy_configmap::gzip(bytes).expect("gzip")
     }
 
-    #[tokio::test]
-    async fn a_gzip_compressed_key_serves_the_component_it_unpacks_to() {
+    /// A store whose policies get a deadline no debug build misses.
+    fn store(events: EventSink) -> (Arc<PolicyEngine>, Arc<PolicyStore>) {
         let engine = PolicyEngine::new(Limits {
             timeout: Duration::from_secs(2),
             ..Limits::default()
@@ -655,8 +642,14 @@ mod tests {
             Arc::clone(&engine),
             default,
             Metrics::new().expect("metrics"),
-            EventSink::discard(),
+            events,
         );
+        (engine, store)
+    }
+
+    #[tokio::test]
+    async fn a_gzip_compressed_key_serves_the_component_it_unpacks_to() {
+        let (_engine, store) = store(EventSink::discard());
         let r = PolicyRef {
             configmap: "policies".into(),
             key: "p.wasm".into(),
@@ -728,19 +721,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_policy_in_parts_swaps_only_when_complete_and_whole() {
-        let engine = PolicyEngine::new(Limits {
-            timeout: Duration::from_secs(2),
-            ..Limits::default()
-        })
-        .expect("engine");
-        let default = load_default(&engine).expect("default");
         let (sink, mut events) = EventSink::channel();
-        let store = PolicyStore::new(
-            Arc::clone(&engine),
-            default,
-            Metrics::new().expect("metrics"),
-            sink,
-        );
+        let (_engine, store) = store(sink);
         let r = PolicyRef {
             configmap: "policies".into(),
             key: "p.wasm".into(),
