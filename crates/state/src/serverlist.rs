@@ -570,15 +570,26 @@ impl Serverlist {
         sweep
     }
 
-    /// Adds a user who asked for a ticket at `since` to the back of the queue.
+    /// Adds a user who asked for a ticket at `since` to the queue, behind
+    /// everyone who asked before them or at the same instant (usually the
+    /// back). A user whose first try took longer (the policy decided, the
+    /// state changed, they are queued after all) keeps the place they asked
+    /// for; and the line stays in the order of `since`, which is the order
+    /// of the queue shared by several replicas: were it not, each replica's
+    /// first user could wait for users behind another replica's first, and
+    /// nobody would be served.
     pub fn enqueue(&mut self, since: Instant) -> WaiterId {
         let id = self.next_waiter;
         self.next_waiter += 1;
-        self.queue.push_back(QueueEntry {
-            id,
-            away_since: None,
-            since,
-        });
+        let at = self.queue.partition_point(|e| e.since <= since);
+        self.queue.insert(
+            at,
+            QueueEntry {
+                id,
+                away_since: None,
+                since,
+            },
+        );
         id
     }
 
@@ -1054,6 +1065,30 @@ mod tests {
         assert_eq!(list.snapshot(t0, Clock::default()).waiting, 2);
         assert_eq!(list.pop_front(), Some(w1));
         assert_eq!(list.queue_front(), Some(w3));
+    }
+
+    #[test]
+    fn a_user_queued_late_stands_where_they_asked() {
+        // One user's first try took longer: they are queued after two who
+        // asked later, yet stand before them, so every waiting user's
+        // place follows when they asked (the shared queue's order).
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut list = Serverlist::new(settings(1), t0);
+        let later = list.enqueue(t0 + ms(30));
+        let same = list.enqueue(t0 + ms(30));
+        let slow = list.enqueue(t0 + ms(10));
+        let last = list.enqueue(t0 + ms(40));
+        assert_eq!(list.position(slow), Some(0));
+        assert_eq!(list.position(later), Some(1));
+        assert_eq!(
+            list.position(same),
+            Some(2),
+            "equal instants keep their order"
+        );
+        assert_eq!(list.position(last), Some(3));
+        let asked: Vec<Instant> = list.present_waiters(10).iter().map(|w| w.1).collect();
+        assert!(asked.is_sorted(), "the line follows when users asked");
     }
 
     #[test]

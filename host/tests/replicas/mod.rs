@@ -210,7 +210,12 @@ impl Replicas {
         let mut child = Command::new(&self.exe)
             .args(["demo", "--config"])
             .arg(&path)
-            .env("RUST_LOG", "warn")
+            // WICKET_TEST_LOG (a RUST_LOG filter) shows the replicas' logs
+            // when a test needs looking into.
+            .env(
+                "RUST_LOG",
+                std::env::var("WICKET_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
