@@ -63,15 +63,16 @@ free_port() {
     die "no free port found"
 }
 
-# Waits (bounded, $3 tenths of a second, default 20 s) until something
-# accepts on 127.0.0.1:$1.
+# Waits (bounded, $3 twentieths of a second, default 20 s) until something
+# accepts on 127.0.0.1:$1; on failure the error quotes the end of log file
+# $4, if given (e.g. a config the build rejects).
 wait_port() {
-    local port=$1 what=$2 tries=${3:-400}
+    local port=$1 what=$2 tries=${3:-400} log=${4:-}
     for _ in $(seq "$tries"); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
         sleep 0.05
     done
-    die "$what did not listen on port $port"
+    die "$what did not listen on port $port${log:+: $(tail -3 "$log" 2>/dev/null)}"
 }
 
 # Starts the demo app (`$1 demo-app`, default $WICKET) on a free port as the
@@ -81,7 +82,7 @@ start_backend() {
     "${1:-$WICKET}" demo-app --listen "127.0.0.1:$BACKEND_PORT" --pod bench-backend >"$WORK/backend.log" 2>&1 &
     BACKEND_PID=$!
     PIDS+=("$BACKEND_PID")
-    wait_port "$BACKEND_PORT" backend
+    wait_port "$BACKEND_PORT" backend 400 "$WORK/backend.log"
 }
 
 # Per proxy name: its port and pid (set by start_proxy).
@@ -121,7 +122,7 @@ EOF
     PROXY_PID[$name]=$!
     PROXY_PORT[$name]=$port
     PIDS+=("$!")
-    wait_port "$port" "wicket ($name)"
+    wait_port "$port" "wicket ($name)" 400 "$WORK/$name.log"
 }
 
 # Starts `wicket demo` with the config file $1 (whose proxy and metrics
