@@ -52,6 +52,63 @@ fn store_tickets(server: &RedisServer) -> HashMap<String, String> {
         .collect()
 }
 
+/// A redis-server, replicas with `setup` in front of it, and `n` tickets
+/// taken through their address.
+async fn replicas_holding(setup: Setup, n: usize) -> (RedisServer, Replicas, Vec<common::Ticket>) {
+    let server = RedisServer::start();
+    let r = Replicas::start(exe(), server.url(), setup);
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(ticket(r.addr(), APP, Duration::from_secs(10)).await);
+    }
+    (server, r, held)
+}
+
+/// One task per ticket running `user` (e.g. [`browser_user`]) on it, with
+/// `pause` between its requests, until `stop`.
+fn spawn_users<F, Fut>(
+    addr: std::net::SocketAddr,
+    tickets: &[common::Ticket],
+    pause: Duration,
+    stop: &Arc<AtomicBool>,
+    user: F,
+) -> Vec<tokio::task::JoinHandle<Fut::Output>>
+where
+    F: Fn(std::net::SocketAddr, common::Ticket, Duration, Arc<AtomicBool>) -> Fut,
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    tickets
+        .iter()
+        .map(|t| tokio::spawn(user(addr, t.clone(), pause, Arc::clone(stop))))
+        .collect()
+}
+
+/// 0 tickets lost: the store holds `tickets` and no other, and each opens
+/// `tries` times through `addr` (fresh connections: any replica).
+async fn assert_tickets_kept(
+    server: &RedisServer,
+    addr: std::net::SocketAddr,
+    tickets: &[common::Ticket],
+    tries: usize,
+) {
+    let stored = store_tickets(server);
+    assert_eq!(stored.len(), tickets.len(), "the store holds every ticket");
+    for t in tickets {
+        assert!(
+            stored.contains_key(&format!("{}/{}", t.pod, t.uid)),
+            "{t:?}"
+        );
+        for _ in 0..tries {
+            assert_eq!(
+                get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
+                Some(StatusCode::OK),
+                "{t:?} opens"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_users_at_once_on_three_replicas_never_overfill_a_pod() {
     bounded(async {
@@ -255,7 +312,6 @@ impl StoreOutage {
         F: Fn(std::net::SocketAddr, common::Ticket, Duration, Arc<AtomicBool>) -> Fut,
         Fut: Future<Output = Tally> + Send + 'static,
     {
-        let server = RedisServer::start();
         let setup = Setup {
             replicas: 2,
             pods: 2,
@@ -265,24 +321,10 @@ impl StoreOutage {
             response_timeout_ms: 300,
             ..Setup::default()
         };
-        let r = Replicas::start(exe(), server.url(), setup);
+        let (server, r, held) = replicas_holding(setup, 4).await;
         let addr = r.addr();
-        let mut held = Vec::new();
-        for _ in 0..4 {
-            held.push(ticket(addr, APP, Duration::from_secs(10)).await);
-        }
         let stop = Arc::new(AtomicBool::new(false));
-        let holders = held
-            .iter()
-            .map(|t| {
-                tokio::spawn(user(
-                    addr,
-                    t.clone(),
-                    Duration::from_millis(100),
-                    Arc::clone(&stop),
-                ))
-            })
-            .collect();
+        let holders = spawn_users(addr, &held, Duration::from_millis(100), &stop, user);
         tokio::time::sleep(Duration::from_millis(500)).await;
         Self {
             server,
@@ -334,18 +376,8 @@ impl StoreOutage {
     /// newcomers' tickets, each of which works, and every replica counted
     /// the outage in `wicket_store_errors_total`.
     async fn check_no_ticket_lost(&self, admitted: &[common::Ticket]) {
-        let stored = store_tickets(&self.server);
-        assert_eq!(stored.len(), 10, "0 tickets lost; the newcomers' are there");
-        for t in self.held.iter().chain(admitted) {
-            assert!(
-                stored.contains_key(&format!("{}/{}", t.pod, t.uid)),
-                "{t:?}"
-            );
-            assert_eq!(
-                get_fresh(self.addr, &t.prefix(APP), &t.cookie()).await,
-                Some(StatusCode::OK)
-            );
-        }
+        let all: Vec<_> = self.held.iter().chain(admitted).cloned().collect();
+        assert_tickets_kept(&self.server, self.addr, &all, 1).await;
         let mut errors = 0.0;
         for rep in &self.r.replicas {
             errors += metric_at(rep.metrics, "wicket_store_errors_total", "").await;
@@ -430,33 +462,20 @@ async fn a_store_outage_loses_no_ticket_and_newcomers_get_in_when_it_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_ticket_survives_a_restart_of_all_replicas() {
     bounded(async {
-        let server = RedisServer::start();
         let setup = Setup {
             replicas: 2,
             pods: 2,
             ..Setup::default()
         };
-        let mut r = Replicas::start(exe(), server.url(), setup);
+        let (server, mut r, held) = replicas_holding(setup, 8).await;
         let addr = r.addr();
-        let mut held = Vec::new();
-        for _ in 0..8 {
-            held.push(ticket(addr, APP, Duration::from_secs(10)).await);
-        }
         while !r.replicas.is_empty() {
             r.stop(0);
         }
         assert!(get_fresh(addr, "/", "").await.is_none(), "nobody serves");
         r.start_one();
         r.start_one();
-        for t in &held {
-            for _ in 0..3 {
-                assert_eq!(
-                    get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
-                    Some(StatusCode::OK),
-                    "{t:?} opens after the restart"
-                );
-            }
-        }
+        assert_tickets_kept(&server, addr, &held, 3).await;
         // And the pods are still as full as before: two more, then none.
         let more = ticket(addr, APP, Duration::from_secs(10)).await;
         let last = ticket(addr, APP, Duration::from_secs(10)).await;
@@ -699,18 +718,13 @@ const APP_DEMO: &str = "demo";
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_killed_under_load_loses_no_ticket() {
     bounded(async {
-        let server = RedisServer::start();
         let setup = Setup {
             replicas: 3,
             pods: 2,
             ..Setup::default()
         };
-        let mut r = Replicas::start(exe(), server.url(), setup);
+        let (server, mut r, held) = replicas_holding(setup, 6).await;
         let addr = r.addr();
-        let mut held = Vec::new();
-        for _ in 0..6 {
-            held.push(ticket(addr, APP, Duration::from_secs(10)).await);
-        }
         let stop = Arc::new(AtomicBool::new(false));
         let users: Vec<_> = held
             .iter()
@@ -753,16 +767,8 @@ async fn a_replica_killed_under_load_loses_no_ticket() {
             failed <= 6,
             "at most the requests in flight on the killed replica: {failed}"
         );
-        assert_eq!(store_tickets(&server).len(), 6, "0 tickets lost");
-        for t in &held {
-            for _ in 0..3 {
-                assert_eq!(
-                    get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
-                    Some(StatusCode::OK),
-                    "the same cookie works on the replicas left"
-                );
-            }
-        }
+        // 0 tickets lost; the same cookies work on the replicas left.
+        assert_tickets_kept(&server, addr, &held, 3).await;
     })
     .await;
 }
@@ -859,6 +865,16 @@ struct Tally {
     repeats: u64,
     /// Anything else, with what happened.
     failed: Vec<String>,
+}
+
+impl Tally {
+    /// Adds what another user saw.
+    fn add(&mut self, other: Tally) {
+        self.ok += other.ok;
+        self.retries += other.retries;
+        self.repeats += other.repeats;
+        self.failed.extend(other.failed);
+    }
 }
 
 /// A browser-like user: requests on its ticket over a keep-alive
@@ -1033,7 +1049,6 @@ async fn tunnel_user(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rolling_restart_with_sigterm_under_load_fails_no_request_and_loses_no_ticket() {
     bounded(async {
-        let server = RedisServer::start();
         let setup = Setup {
             replicas: 3,
             pods: 2,
@@ -1042,37 +1057,25 @@ async fn a_rolling_restart_with_sigterm_under_load_fails_no_request_and_loses_no
             shutdown_grace_ms: 2000,
             ..Setup::default()
         };
-        let mut r = Replicas::start(exe(), server.url(), setup);
+        let (server, mut r, held) = replicas_holding(setup, 14).await;
         let addr = r.addr();
-        let mut held = Vec::new();
-        for _ in 0..14 {
-            held.push(ticket(addr, APP, Duration::from_secs(10)).await);
-        }
         let stop = Arc::new(AtomicBool::new(false));
         // Twelve browsers, a request each every 20 ms (a few hundred a
         // second in all); two users with a WebSocket to their pod.
-        let browsers: Vec<_> = held[..12]
-            .iter()
-            .map(|t| {
-                tokio::spawn(browser_user(
-                    addr,
-                    t.clone(),
-                    Duration::from_millis(20),
-                    Arc::clone(&stop),
-                ))
-            })
-            .collect();
-        let tunnels: Vec<_> = held[12..]
-            .iter()
-            .map(|t| {
-                tokio::spawn(tunnel_user(
-                    addr,
-                    t.clone(),
-                    Duration::from_millis(50),
-                    Arc::clone(&stop),
-                ))
-            })
-            .collect();
+        let browsers = spawn_users(
+            addr,
+            &held[..12],
+            Duration::from_millis(20),
+            &stop,
+            browser_user,
+        );
+        let tunnels = spawn_users(
+            addr,
+            &held[12..],
+            Duration::from_millis(50),
+            &stop,
+            tunnel_user,
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
         let started = Instant::now();
         // Every replica in turn: the oldest is always first in the list.
@@ -1088,11 +1091,7 @@ async fn a_rolling_restart_with_sigterm_under_load_fails_no_request_and_loses_no
         stop.store(true, Ordering::Relaxed);
         let mut all = Tally::default();
         for b in browsers {
-            let t = b.await.expect("browser task");
-            all.ok += t.ok;
-            all.retries += t.retries;
-            all.repeats += t.repeats;
-            all.failed.extend(t.failed);
+            all.add(b.await.expect("browser task"));
         }
         let (mut tunnel_msgs, mut reopened, mut tunnel_retries) = (0, 0, 0);
         for u in tunnels {
@@ -1120,18 +1119,7 @@ async fn a_rolling_restart_with_sigterm_under_load_fails_no_request_and_loses_no
         assert!(tunnel_msgs > 0 && reopened >= 1, "tunnels were used and drained: {report}");
         // 0 tickets lost: the store holds them all and each opens through
         // the new replicas.
-        let stored = store_tickets(&server);
-        assert_eq!(stored.len(), held.len(), "the store holds every ticket");
-        for t in &held {
-            assert!(stored.contains_key(&format!("{}/{}", t.pod, t.uid)), "{t:?}");
-            for _ in 0..3 {
-                assert_eq!(
-                    get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
-                    Some(StatusCode::OK),
-                    "{t:?} opens after the roll"
-                );
-            }
-        }
+        assert_tickets_kept(&server, addr, &held, 3).await;
     })
     .await;
 }
@@ -1204,9 +1192,7 @@ async fn a_thirty_second_store_outage_fails_no_holder_gives_no_5xx_and_loses_no_
         tokio::time::sleep(Duration::from_secs(2)).await;
         let mut all = Tally::default();
         for t in o.stop_holders().await {
-            all.ok += t.ok;
-            all.retries += t.retries;
-            all.failed.extend(t.failed);
+            all.add(t);
         }
         let report = format!(
             "{OUTAGE:?} outage: holders made {} requests ({} retried, {} failed); \
