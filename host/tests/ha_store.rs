@@ -52,63 +52,6 @@ fn store_tickets(server: &RedisServer) -> HashMap<String, String> {
         .collect()
 }
 
-/// A redis-server, replicas with `setup` in front of it, and `n` tickets
-/// taken through their address.
-async fn replicas_holding(setup: Setup, n: usize) -> (RedisServer, Replicas, Vec<common::Ticket>) {
-    let server = RedisServer::start();
-    let r = Replicas::start(exe(), server.url(), setup);
-    let mut held = Vec::new();
-    for _ in 0..n {
-        held.push(ticket(r.addr(), APP, Duration::from_secs(10)).await);
-    }
-    (server, r, held)
-}
-
-/// One task per ticket running `user` (e.g. [`browser_user`]) on it, with
-/// `pause` between its requests, until `stop`.
-fn spawn_users<F, Fut>(
-    addr: std::net::SocketAddr,
-    tickets: &[common::Ticket],
-    pause: Duration,
-    stop: &Arc<AtomicBool>,
-    user: F,
-) -> Vec<tokio::task::JoinHandle<Fut::Output>>
-where
-    F: Fn(std::net::SocketAddr, common::Ticket, Duration, Arc<AtomicBool>) -> Fut,
-    Fut: Future + Send + 'static,
-    Fut::Output: Send + 'static,
-{
-    tickets
-        .iter()
-        .map(|t| tokio::spawn(user(addr, t.clone(), pause, Arc::clone(stop))))
-        .collect()
-}
-
-/// 0 tickets lost: the store holds `tickets` and no other, and each opens
-/// `tries` times through `addr` (fresh connections: any replica).
-async fn assert_tickets_kept(
-    server: &RedisServer,
-    addr: std::net::SocketAddr,
-    tickets: &[common::Ticket],
-    tries: usize,
-) {
-    let stored = store_tickets(server);
-    assert_eq!(stored.len(), tickets.len(), "the store holds every ticket");
-    for t in tickets {
-        assert!(
-            stored.contains_key(&format!("{}/{}", t.pod, t.uid)),
-            "{t:?}"
-        );
-        for _ in 0..tries {
-            assert_eq!(
-                get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
-                Some(StatusCode::OK),
-                "{t:?} opens"
-            );
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_users_at_once_on_three_replicas_never_overfill_a_pod() {
     bounded(async {
@@ -289,6 +232,63 @@ async fn a_ticket_that_ended_on_one_replica_is_refused_on_every_replica_within_t
         );
     })
     .await;
+}
+
+/// A redis-server, replicas with `setup` in front of it, and `n` tickets
+/// taken through their address.
+async fn replicas_holding(setup: Setup, n: usize) -> (RedisServer, Replicas, Vec<common::Ticket>) {
+    let server = RedisServer::start();
+    let r = Replicas::start(exe(), server.url(), setup);
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(ticket(r.addr(), APP, Duration::from_secs(10)).await);
+    }
+    (server, r, held)
+}
+
+/// One task per ticket running `user` (e.g. [`browser_user`]) on it, with
+/// `pause` between its requests, until `stop`.
+fn spawn_users<F, Fut>(
+    addr: std::net::SocketAddr,
+    tickets: &[common::Ticket],
+    pause: Duration,
+    stop: &Arc<AtomicBool>,
+    user: F,
+) -> Vec<tokio::task::JoinHandle<Fut::Output>>
+where
+    F: Fn(std::net::SocketAddr, common::Ticket, Duration, Arc<AtomicBool>) -> Fut,
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    tickets
+        .iter()
+        .map(|t| tokio::spawn(user(addr, t.clone(), pause, Arc::clone(stop))))
+        .collect()
+}
+
+/// 0 tickets lost: the store holds `tickets` and no other, and each opens
+/// `tries` times through `addr` (fresh connections: any replica).
+async fn assert_tickets_kept(
+    server: &RedisServer,
+    addr: std::net::SocketAddr,
+    tickets: &[common::Ticket],
+    tries: usize,
+) {
+    let stored = store_tickets(server);
+    assert_eq!(stored.len(), tickets.len(), "the store holds every ticket");
+    for t in tickets {
+        assert!(
+            stored.contains_key(&format!("{}/{}", t.pod, t.uid)),
+            "{t:?}"
+        );
+        for _ in 0..tries {
+            assert_eq!(
+                get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
+                Some(StatusCode::OK),
+                "{t:?} opens"
+            );
+        }
+    }
 }
 
 /// What the store-outage tests share: one redis-server, 2 replicas
