@@ -1,10 +1,14 @@
-# bench/lib.sh — shared by soak.sh, scale.sh and abuse.sh (sourced, not run).
+# shellcheck shell=bash
+# bench/lib.sh — shared by run.sh, ab.sh, store.sh, soak.sh, scale.sh and
+# abuse.sh (sourced, not run; the script sets BENCH_NAME, its log prefix,
+# first).
 #
 # Provides: log/die, a cleanup trap that stops every process started here
 # (by pid, newest first), free_port/wait_port, the release build, starting
-# `wicket demo` with a config, and write_section, which puts a report
-# section into bench/RESULTS.md in place of the old one (or at the end),
-# leaving every other section as it was.
+# the demo backend, `wicket demo` with a config (start_wicket) or in front
+# of that backend (start_proxy), CPU ticks from /proc, median, and
+# write_section, which puts a report section into bench/RESULTS.md in place
+# of the old one (or at the end), leaving every other section as it was.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -13,7 +17,7 @@ BENCH=$TARGET_DIR/release/wicket-bench
 OUT=${OUT:-$ROOT/bench/RESULTS.md}
 RAW=${RAW:-$(dirname "$OUT")/raw}
 
-WORK=$(mktemp -d /tmp/wicket-limits.XXXXXX)
+WORK=$(mktemp -d "/tmp/wicket-$BENCH_NAME.XXXXXX")
 PIDS=()
 
 log() { printf '[%s %(%H:%M:%S)T] %s\n' "$BENCH_NAME" -1 "$*" >&2; }
@@ -59,15 +63,66 @@ free_port() {
     die "no free port found"
 }
 
-# Waits (bounded, $3 tenths of a second, default 20 s) until something
-# accepts on 127.0.0.1:$1.
+# Waits (bounded, $3 twentieths of a second, default 20 s) until something
+# accepts on 127.0.0.1:$1; on failure the error quotes the end of log file
+# $4, if given (e.g. a config the build rejects).
 wait_port() {
-    local port=$1 what=$2 tries=${3:-400}
+    local port=$1 what=$2 tries=${3:-400} log=${4:-}
     for _ in $(seq "$tries"); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
         sleep 0.05
     done
-    die "$what did not listen on port $port"
+    die "$what did not listen on port $port${log:+: $(tail -3 "$log" 2>/dev/null)}"
+}
+
+# Starts the demo app (`$1 demo-app`, default $WICKET) on a free port as the
+# one backend of the proxies; sets BACKEND_PORT and BACKEND_PID.
+start_backend() {
+    BACKEND_PORT=$(free_port)
+    "${1:-$WICKET}" demo-app --listen "127.0.0.1:$BACKEND_PORT" --pod bench-backend >"$WORK/backend.log" 2>&1 &
+    BACKEND_PID=$!
+    PIDS+=("$BACKEND_PID")
+    wait_port "$BACKEND_PORT" backend 400 "$WORK/backend.log"
+}
+
+# Per proxy name: its port and pid (set by start_proxy).
+declare -A PROXY_PORT=() PROXY_PID=()
+
+# Starts `$2 demo` (a wicket build) as proxy "$1" in front of the backend at
+# $BACKEND_PORT, its only (static) pod, with room for many tickets of app
+# $APP and no autoscaling. $3: more [proxy] keys, one a line; $4: more
+# sections. Config $WORK/$1.toml, log $WORK/$1.log.
+# shellcheck disable=SC2034 # PROXY_* are read by the sourcing script
+start_proxy() {
+    local name=$1 bin=$2 port metrics
+    port=$(free_port) metrics=$(free_port)
+    cat >"$WORK/$name.toml" <<EOF
+[proxy]
+listen = "127.0.0.1:$port"
+${3:-}
+# Every connection comes from one loopback address: no per-client limits.
+connections_per_client = 0
+sockets_per_client = 0
+places_per_client = 0
+
+[metrics]
+listen = "127.0.0.1:$metrics"
+
+${4:-}
+
+[demo]
+app = "$APP"
+replicas = 0
+tickets_max = 100000
+tickets_spare = 0
+pods_max = 0
+static_backends = ["127.0.0.1:$BACKEND_PORT"]
+EOF
+    RUST_LOG=${RUST_LOG:-warn} "$bin" demo --config "$WORK/$name.toml" >"$WORK/$name.log" 2>&1 &
+    PROXY_PID[$name]=$!
+    PROXY_PORT[$name]=$port
+    PIDS+=("$!")
+    wait_port "$port" "wicket ($name)" 400 "$WORK/$name.log"
 }
 
 # Starts `wicket demo` with the config file $1 (whose proxy and metrics
@@ -78,6 +133,27 @@ start_wicket() {
     PIDS+=("$WICKET_PID")
     wait_port "$WICKET_PORT" wicket
     wait_port "$METRICS_PORT" "wicket metrics"
+}
+
+# CPU ticks (utime+stime) of the given pids, from /proc/<pid>/stat (those
+# gone are skipped). Fields are counted after the last ')' because comm may
+# hold spaces: utime is field 14, the 12th after it, stime the 13th.
+cpu_ticks() {
+    local total=0 pid rest
+    for pid in "$@"; do
+        [[ -r /proc/$pid/stat ]] || continue
+        rest=$(<"/proc/$pid/stat")
+        rest=${rest##*) }
+        # shellcheck disable=SC2086
+        set -- $rest
+        total=$((total + ${12} + ${13}))
+    done
+    echo "$total"
+}
+
+# Median of the numbers on stdin, one a line ("-" when there are none).
+median() {
+    sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 # Load average and the busiest other processes, for the report.

@@ -29,13 +29,18 @@
 #   SKIP_BUILD=1 (use the binaries already in target/release)
 #   OUT=bench/RESULTS.md (raw outputs go to raw/ beside it)
 set -euo pipefail
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_NAME=bench
 # The exact command for the report: overridden knobs first, as typed.
 COMMAND_LINE="bash bench/run.sh"
 for v in CONNS DURATION THREADS REPEAT TICKETS IDLE_MIN STEAL_MAX_PCT RUN_ATTEMPTS IDLE_WAIT_MAX SKIP_BUILD CARGO_TARGET_DIR OUT BENCH_COMMIT; do
     if [[ -n ${!v+x} ]]; then COMMAND_LINE="$v=\"${!v}\" $COMMAND_LINE"; fi
 done
+# log/die, the ports, the build, the backend and the proxy; its exit trap
+# stops every process started here (by pid, newest first; TERM to nginx's
+# master makes it stop its workers too).
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 CONNS=${CONNS:-"64 256"}
 DURATION=${DURATION:-8s}
 THREADS=${THREADS:-2}
@@ -45,43 +50,14 @@ IDLE_MIN=${IDLE_MIN:-90}
 STEAL_MAX_PCT=${STEAL_MAX_PCT:-3}
 RUN_ATTEMPTS=${RUN_ATTEMPTS:-3}
 IDLE_WAIT_MAX=${IDLE_WAIT_MAX:-180}
-OUT=${OUT:-$ROOT/bench/RESULTS.md}
 APP=bench
 NGINX=/usr/sbin/nginx
 # The front doors, in the order of odd rounds (even rounds go backwards).
 TARGETS=(direct relay relay-fwd nginx nginx-fwd wicket)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-WICKET=$TARGET_DIR/release/wicket
-BENCH=$TARGET_DIR/release/wicket-bench
 CLK_TCK=$(getconf CLK_TCK)
 
-WORK=$(mktemp -d /tmp/wicket-bench.XXXXXX)
-PIDS=()            # processes to stop on exit, in start order
-BACKEND_PID=""
 NGINX_PID=""
 WICKET_PID=""
-
-log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# Stops what this script started (by pid, newest first), then removes the
-# temp dir. TERM to nginx's master makes it stop its workers too.
-cleanup() {
-    local pid i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        pid=${PIDS[i]}
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        # Bounded wait, then force.
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # wrk and nginx come from Debian; install only when missing (idempotent).
 ensure_tools() {
@@ -97,50 +73,11 @@ ensure_tools() {
     fi
 }
 
-# Release builds of the proxy and the client, and the policy bench binary,
-# so no compile happens inside a timed step.
-build() {
-    if [[ -n ${SKIP_BUILD:-} ]]; then
-        [[ -x $WICKET && -x $BENCH ]] || die "SKIP_BUILD set but $WICKET or $BENCH is missing"
-        return
-    fi
-    log "building (release) — slow when cold"
-    (cd "$ROOT" && cargo build --release -p wicket -p wicket-bench-tools)
-    (cd "$ROOT" && cargo bench -p wicket --bench policy --no-run)
-}
-
-# A TCP port on 127.0.0.1 nobody listens on (checked, not reserved: a race
-# with another program is possible but harmless — the start would fail).
-free_port() {
-    local p
-    for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 20000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return
-        fi
-    done
-    die "no free port found"
-}
-
-# Waits (bounded) until something accepts on 127.0.0.1:$1.
-wait_port() {
-    local port=$1 what=$2
-    for _ in $(seq 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    die "$what did not listen on port $port"
-}
-
-start_backend() {
-    local port
-    port=$(free_port)
-    "$WICKET" demo-app --listen "127.0.0.1:$port" --pod bench-backend >"$WORK/backend.log" 2>&1 &
-    BACKEND_PID=$!
-    PIDS+=("$BACKEND_PID")
-    wait_port "$port" backend
-    BACKEND_PORT=$port
+# The policy bench binary besides lib.sh's release build, so no compile
+# happens inside a timed step.
+build_all() {
+    build
+    if [[ -z ${SKIP_BUILD:-} ]]; then (cd "$ROOT" && cargo bench -p wicket --bench policy --no-run); fi
 }
 
 # nginx as a non-daemon child with its own prefix: nothing of the system's
@@ -209,52 +146,12 @@ start_relay() {
     wait_port "$RELAY_PORT" relay
 }
 
-# wicket's demo host with the backend above as its only (static) pod and
-# room for many tickets, no autoscaling.
-start_wicket() {
-    WICKET_PORT=$(free_port)
-    local metrics_port
-    metrics_port=$(free_port)
-    cat >"$WORK/wicket.toml" <<EOF
-[proxy]
-listen = "127.0.0.1:$WICKET_PORT"
-# Every connection comes from one loopback address: no per-client limits.
-connections_per_client = 0
-sockets_per_client = 0
-places_per_client = 0
-
-[metrics]
-listen = "127.0.0.1:$metrics_port"
-
-[demo]
-app = "$APP"
-replicas = 0
-tickets_max = 100000
-tickets_spare = 0
-pods_max = 0
-static_backends = ["127.0.0.1:$BACKEND_PORT"]
-EOF
-    RUST_LOG=warn "$WICKET" demo --config "$WORK/wicket.toml" >"$WORK/wicket.log" 2>&1 &
-    WICKET_PID=$!
-    PIDS+=("$WICKET_PID")
-    wait_port "$WICKET_PORT" wicket
+# wicket's demo host with the backend above as its only (static) pod.
+start_wicket_proxy() {
+    start_proxy wicket "$WICKET"
+    WICKET_PORT=${PROXY_PORT[wicket]}
+    WICKET_PID=${PROXY_PID[wicket]}
     TICKET_URL="ws://127.0.0.1:$WICKET_PORT/$APP/ws"
-}
-
-# CPU seconds (utime+stime) of the given pids, from /proc/<pid>/stat.
-# Fields are counted after the last ')' because comm may hold spaces.
-cpu_ticks() {
-    local total=0 pid rest
-    for pid in "$@"; do
-        [[ -r /proc/$pid/stat ]] || continue
-        rest=$(<"/proc/$pid/stat")
-        rest=${rest##*) }
-        # shellcheck disable=SC2086
-        set -- $rest
-        # After comm: state(3) ... utime is field 14 → 12th here, stime 13th.
-        total=$((total + ${12} + ${13}))
-    done
-    echo "$total"
 }
 
 # User and kernel CPU ticks (utime, stime) of the given pids, as "u s".
@@ -490,10 +387,6 @@ policy_bench() {
 
 # --- report -----------------------------------------------------------------
 
-# Median of the numbers on stdin, one a line ("-" when there are none).
-median() {
-    sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 # Median over the repetitions of column $3 for target $1 at $2 connections
 # ("-" when the column has no numbers, e.g. the proxy CPU of "direct").
 field() {
@@ -682,7 +575,7 @@ write_report() {
 
 main() {
     ensure_tools
-    build
+    build_all
     [[ -x $WICKET && -x $BENCH ]] || die "missing $WICKET or $BENCH"
     printf '# target\tconns\tidle%%\treq/s\tp50ms\tp90ms\tp99ms\tnon2xx\tsockerr\tcpu_wrk\tcpu_backend\tcpu_proxy\tcpu_others\trep\tcpu_proxy_user\tcpu_proxy_kernel\tcpu_stolen\ttcp_segs_per_req\tproxy_ctx_per_req\n' >"$WORK/results.tsv"
     : >"$WORK/tickets.txt"
@@ -690,7 +583,7 @@ main() {
     start_backend
     start_nginx
     start_relay
-    start_wicket
+    start_wicket_proxy
     log "backend :$BACKEND_PORT, relay :$RELAY_PORT, nginx :$NGINX_PORT, wicket :$WICKET_PORT (pids $BACKEND_PID $RELAY_PID $NGINX_PID $WICKET_PID)"
     get_ticket # the pod is registered and the policy answers
 

@@ -74,54 +74,14 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$
 PIDS+=($!)
 wait_port "$REDIS_PORT" redis-server
 
-BACKEND_PORT=$(free_port)
-"$WICKET" demo-app --listen "127.0.0.1:$BACKEND_PORT" --pod bench-backend >"$WORK/backend.log" 2>&1 &
-PIDS+=($!)
-wait_port "$BACKEND_PORT" backend
+start_backend
 
-# Starts proxy $1 with `[store] kind = "$1"`; sets PORT_$1 and PID_$1.
-start_proxy() {
-    local kind=$1 port metrics store
-    port=$(free_port) metrics=$(free_port)
-    store="kind = \"memory\""
-    if [[ $kind == redis ]]; then
-        store=$(printf 'kind = "redis"\nurl = "redis://127.0.0.1:%s/0"' "$REDIS_PORT")
-    fi
-    cat >"$WORK/$kind.toml" <<EOF
-[proxy]
-listen = "127.0.0.1:$port"
-ticket_expiry_ms = $EXPIRY_MS
-# Every connection comes from one loopback address: no per-client limits.
-connections_per_client = 0
-sockets_per_client = 0
-places_per_client = 0
-
-[metrics]
-listen = "127.0.0.1:$metrics"
-
-[store]
-$store
-
-[demo]
-app = "$APP"
-replicas = 0
-tickets_max = 100000
-tickets_spare = 0
-pods_max = 0
-static_backends = ["127.0.0.1:$BACKEND_PORT"]
-EOF
-    RUST_LOG=warn "$WICKET" demo --config "$WORK/$kind.toml" >"$WORK/$kind.log" 2>&1 &
-    PIDS+=($!)
-    printf -v "PID_$kind" '%s' "$!"
-    printf -v "PORT_$kind" '%s' "$port"
-    wait_port "$port" "wicket ($kind store)"
-}
-start_proxy memory
-start_proxy redis
+# The two proxies, identical but for [store].
+start_proxy memory "$WICKET" "ticket_expiry_ms = $EXPIRY_MS" $'[store]\nkind = "memory"'
+start_proxy redis "$WICKET" "ticket_expiry_ms = $EXPIRY_MS" $'[store]\nkind = "redis"\n'"url = \"redis://127.0.0.1:$REDIS_PORT/0\""
 # Both compile the default policy at start and the first ticket warms it.
 for kind in memory redis; do
-    port_var=PORT_$kind
-    timeout 20 "$BENCH" ticket --url "ws://127.0.0.1:${!port_var}/$APP/ws" >/dev/null || die "no ticket from the $kind proxy"
+    timeout 20 "$BENCH" ticket --url "ws://127.0.0.1:${PROXY_PORT[$kind]}/$APP/ws" >/dev/null || die "no ticket from the $kind proxy"
 done
 sleep $((EXPIRY_MS / 1000 + 1))
 
@@ -169,14 +129,6 @@ log "idle: $IDLE_RT round trips ($IDLE_ALL commands) in $IDLE_SECS s = $IDLE_RT_
 
 # --- 2. proxied load, both at once ---------------------------------------------
 
-ticks() {
-    local rest
-    rest=$(<"/proc/$1/stat")
-    rest=${rest##*) }
-    # shellcheck disable=SC2086
-    set -- $rest
-    echo $((${12} + ${13}))
-}
 # wrk's "99%" line in milliseconds.
 p99_ms() {
     awk '$1 == "99%" {
@@ -187,15 +139,14 @@ p99_ms() {
 }
 # A fresh ticket of proxy $1 (the cookie and the prefix, one a line).
 ticket_of() {
-    local port_var=PORT_$1
-    timeout 10 "$BENCH" ticket --url "ws://127.0.0.1:${!port_var}/$APP/ws" || die "no ticket from the $1 proxy"
+    timeout 10 "$BENCH" ticket --url "ws://127.0.0.1:${PROXY_PORT[$1]}/$APP/ws" || die "no ticket from the $1 proxy"
 }
 # Loads proxy $1 with ticket file $2 at $3 connections; wrk output on stdout.
 load() {
-    local port_var=PORT_$1 cookie prefix
+    local cookie prefix
     cookie=$(sed -n 1p "$2") prefix=$(sed -n 2p "$2")
     timeout $((DURATION + 30)) wrk -t1 -c"$3" -d"${DURATION}s" --latency -H "Cookie: $cookie" \
-        "http://127.0.0.1:${!port_var}$prefix/hello"
+        "http://127.0.0.1:${PROXY_PORT[$1]}$prefix/hello"
 }
 
 hz=$(getconf CLK_TCK)
@@ -207,13 +158,13 @@ ticket_of redis >"$WORK/t-redis"
 for c in $CONNS; do
     for ((r = 1; r <= ROUNDS; r++)); do
         snapshot "$WORK/s0"
-        m0=$(ticks "$PID_memory") d0=$(ticks "$PID_redis") t0=$(now)
+        m0=$(cpu_ticks "${PROXY_PID[memory]}") d0=$(cpu_ticks "${PROXY_PID[redis]}") t0=$(now)
         load memory "$WORK/t-memory" "$c" >"$RAW_DIR/wrk-memory-$c-$r.txt" &
         lm=$!
         load redis "$WORK/t-redis" "$c" >"$RAW_DIR/wrk-redis-$c-$r.txt" &
         lr=$!
         wait "$lm" "$lr"
-        m1=$(ticks "$PID_memory") d1=$(ticks "$PID_redis") t1=$(now)
+        m1=$(cpu_ticks "${PROXY_PID[memory]}") d1=$(cpu_ticks "${PROXY_PID[redis]}") t1=$(now)
         snapshot "$WORK/s1"
         for kind in memory redis; do
             if grep -q 'Non-2xx\|Socket errors' "$RAW_DIR/wrk-$kind-$c-$r.txt"; then
@@ -243,10 +194,9 @@ sleep $((EXPIRY_MS / 1000 + 1))
 printf 'store\tconcurrency\tcount\tp50_us\tp90_us\tp99_us\tmax_us\tmean_us\tstore_round_trips\tstore_commands\tseconds\tload1\n' >"$RAW_DIR/tickets.tsv"
 for conc in 1 4; do
     for kind in memory redis; do
-        port_var=PORT_$kind
         snapshot "$WORK/s0"
         t0=$(now)
-        out=$(timeout 300 "$BENCH" ticket-latency --url "ws://127.0.0.1:${!port_var}/$APP/ws" \
+        out=$(timeout 300 "$BENCH" ticket-latency --url "ws://127.0.0.1:${PROXY_PORT[$kind]}/$APP/ws" \
             --count "$TICKETS" --concurrency "$conc" --warmup "$WARMUP_TICKETS" --kv) || die "ticket-latency failed on the $kind proxy"
         # Every ticket of the batch expires unused: wait for the frees.
         sleep $((EXPIRY_MS / 1000 + 1))
@@ -268,7 +218,6 @@ cp "$WORK/memory.toml" "$WORK/redis.toml" "$WORK/memory.log" "$WORK/redis.log" "
 
 # --- report ----------------------------------------------------------------------
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 col() { awk -F'\t' -v c="$1" -v k="$2" 'NR > 1 && $1 == c { print $k }' "$RAW_DIR/load.tsv"; }
 ratios() { awk -F'\t' -v c="$1" -v a="$2" -v b="$3" 'NR > 1 && $1 == c { printf "%.4f\n", $b / $a }' "$RAW_DIR/load.tsv"; }
 fmt3() { awk -v v="$1" 'BEGIN { printf "%.3f", v }'; }

@@ -264,57 +264,193 @@ async fn a_ticket_that_ended_on_one_replica_is_refused_on_every_replica_within_t
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_store_outage_loses_no_ticket_and_newcomers_get_in_when_it_returns() {
-    bounded(async {
-        let server = RedisServer::start();
+/// A redis-server, replicas with `setup` in front of it, and `n` tickets
+/// taken through their address.
+async fn replicas_holding(setup: Setup, n: usize) -> (RedisServer, Replicas, Vec<common::Ticket>) {
+    let server = RedisServer::start();
+    let r = Replicas::start(exe(), server.url(), setup);
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(ticket(r.addr(), APP, Duration::from_secs(10)).await);
+    }
+    (server, r, held)
+}
+
+/// One task per ticket running `user` (e.g. [`browser_user`]) on it, with
+/// `pause` between its requests, until `stop`.
+fn spawn_users<F, Fut>(
+    addr: std::net::SocketAddr,
+    tickets: &[common::Ticket],
+    pause: Duration,
+    stop: &Arc<AtomicBool>,
+    user: F,
+) -> Vec<tokio::task::JoinHandle<Fut::Output>>
+where
+    F: Fn(std::net::SocketAddr, common::Ticket, Duration, Arc<AtomicBool>) -> Fut,
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    tickets
+        .iter()
+        .map(|t| tokio::spawn(user(addr, t.clone(), pause, Arc::clone(stop))))
+        .collect()
+}
+
+/// 0 tickets lost: the store holds `tickets` and no other, and each opens
+/// `tries` times through `addr` (fresh connections: any replica).
+async fn assert_tickets_kept(
+    server: &RedisServer,
+    addr: std::net::SocketAddr,
+    tickets: &[common::Ticket],
+    tries: usize,
+) {
+    let stored = store_tickets(server);
+    assert_eq!(stored.len(), tickets.len(), "the store holds every ticket");
+    for t in tickets {
+        assert!(
+            stored.contains_key(&format!("{}/{}", t.pod, t.uid)),
+            "{t:?}"
+        );
+        for _ in 0..tries {
+            assert_eq!(
+                get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
+                Some(StatusCode::OK),
+                "{t:?} opens"
+            );
+        }
+    }
+}
+
+/// What the store-outage tests share: one redis-server, 2 replicas
+/// sharing a port with 2 pods of 6 tickets each (claims time out fast,
+/// 300 ms, while the server is frozen) and 4 users who hold tickets and
+/// use them every 100 ms from before the outage until [`Self::stop_holders`].
+struct StoreOutage {
+    server: RedisServer,
+    r: Replicas,
+    addr: std::net::SocketAddr,
+    held: Vec<common::Ticket>,
+    stop: Arc<AtomicBool>,
+    holders: Vec<tokio::task::JoinHandle<Tally>>,
+}
+
+impl StoreOutage {
+    /// Starts it with tickets that expire after `ticket_expiry_ms`; each
+    /// holder is a `user` ([`fresh_user`] or [`browser_user`]).
+    async fn start<F, Fut>(ticket_expiry_ms: u64, user: F) -> Self
+    where
+        F: Fn(std::net::SocketAddr, common::Ticket, Duration, Arc<AtomicBool>) -> Fut,
+        Fut: Future<Output = Tally> + Send + 'static,
+    {
         let setup = Setup {
             replicas: 2,
             pods: 2,
             tickets_max: 6,
+            ticket_expiry_ms,
             // Claims fail fast while the server is frozen.
             response_timeout_ms: 300,
             ..Setup::default()
         };
-        let r = Replicas::start(exe(), server.url(), setup);
+        let (server, r, held) = replicas_holding(setup, 4).await;
         let addr = r.addr();
-        let mut held = Vec::new();
-        for _ in 0..4 {
-            held.push(ticket(addr, APP, Duration::from_secs(10)).await);
-        }
-        // Holders use their tickets through any replica all along.
         let stop = Arc::new(AtomicBool::new(false));
-        let users: Vec<_> = held
-            .iter()
-            .map(|t| {
-                let (path, cookie, stop) = (t.prefix(APP), t.cookie(), Arc::clone(&stop));
-                tokio::spawn(async move {
-                    let mut answers = Vec::new();
-                    while !stop.load(Ordering::Relaxed) {
-                        answers.push(get_fresh(addr, &path, &cookie).await);
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    answers
-                })
-            })
-            .collect();
+        let holders = spawn_users(addr, &held, Duration::from_millis(100), &stop, user);
         tokio::time::sleep(Duration::from_millis(500)).await;
-        // The outage: the server keeps its data but answers nothing.
-        // (4 s here spans many refresh intervals and response timeouts
-        // while the newcomers' sockets, unread meanwhile, stay within one
-        // ping interval; the 30 s outage with users who read all along is
-        // `a_thirty_second_store_outage_…` below.)
-        server.pause();
-        let outage = Instant::now();
-        for rep in &r.replicas {
+        Self {
+            server,
+            r,
+            addr,
+            held,
+            stop,
+            holders,
+        }
+    }
+
+    /// The outage begins: the server keeps its port and its data but
+    /// answers nothing, as behind a broken network. Returns once every
+    /// replica says so (`wicket_store_up` 0), with the moment it began.
+    async fn begin(&self) -> Instant {
+        self.server.pause();
+        let at = Instant::now();
+        self.store_up_everywhere(0.0).await;
+        at
+    }
+
+    /// The server answers again; the moment it did.
+    fn end(&self) -> Instant {
+        self.server.resume();
+        Instant::now()
+    }
+
+    /// Waits until every replica's `wicket_store_up` is `up`.
+    async fn store_up_everywhere(&self, up: f64) {
+        for rep in &self.r.replicas {
             wait_for(Duration::from_secs(5), || async {
-                metric_at(rep.metrics, "wicket_store_up", "").await == 0.0
+                metric_at(rep.metrics, "wicket_store_up", "").await == up
             })
             .await;
         }
+    }
+
+    /// Stops the holders: what each saw.
+    async fn stop_holders(&mut self) -> Vec<Tally> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut tallies = Vec::new();
+        for h in self.holders.drain(..) {
+            tallies.push(h.await.expect("holder task"));
+        }
+        tallies
+    }
+
+    /// 0 tickets lost: the store holds the 4 held and the 6 `admitted`
+    /// newcomers' tickets, each of which works, and every replica counted
+    /// the outage in `wicket_store_errors_total`.
+    async fn check_no_ticket_lost(&self, admitted: &[common::Ticket]) {
+        let all: Vec<_> = self.held.iter().chain(admitted).cloned().collect();
+        assert_tickets_kept(&self.server, self.addr, &all, 1).await;
+        let mut errors = 0.0;
+        for rep in &self.r.replicas {
+            errors += metric_at(rep.metrics, "wicket_store_errors_total", "").await;
+        }
+        assert!(errors > 0.0, "the outage is counted");
+    }
+}
+
+/// A user who sends each request on a connection of its own, so the
+/// kernel spreads them over the replicas (a 307 repeated as
+/// [`get_fresh`] does), every `pause` until `stop`. Anything but a 200 in
+/// the end is a failure.
+async fn fresh_user(
+    addr: std::net::SocketAddr,
+    t: common::Ticket,
+    pause: Duration,
+    stop: Arc<AtomicBool>,
+) -> Tally {
+    let (path, cookie) = (t.prefix(APP), t.cookie());
+    let mut tally = Tally::default();
+    while !stop.load(Ordering::Relaxed) {
+        match get_fresh(addr, &path, &cookie).await {
+            Some(StatusCode::OK) => tally.ok += 1,
+            other => tally.failed.push(format!("{other:?}")),
+        }
+        tokio::time::sleep(pause).await;
+    }
+    tally
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_outage_loses_no_ticket_and_newcomers_get_in_when_it_returns() {
+    bounded(async {
+        // Holders use their tickets through any replica all along.
+        let mut o = StoreOutage::start(Setup::default().ticket_expiry_ms, fresh_user).await;
+        // 4 s here spans many refresh intervals and response timeouts
+        // while the newcomers' sockets, unread meanwhile, stay within one
+        // ping interval; the 30 s outage with users who read all along is
+        // `a_thirty_second_store_outage_…` below.
+        let outage = o.begin().await;
         let mut newcomers = Vec::new();
         for _ in 0..6 {
-            newcomers.push(connect_ws(addr, APP).await);
+            newcomers.push(connect_ws(o.addr, APP).await);
         }
         let mut early = Vec::new();
         for ws in &mut newcomers {
@@ -334,47 +470,21 @@ async fn a_store_outage_loses_no_ticket_and_newcomers_get_in_when_it_returns() {
             "newcomers are told why they wait: {early:?}"
         );
         tokio::time::sleep(Duration::from_secs(4).saturating_sub(outage.elapsed())).await;
-        server.resume();
+        o.end();
         let mut admitted = Vec::new();
         for ws in &mut newcomers {
             let s = read_ticket(ws, Duration::from_secs(15)).await;
             admitted.push(s.ticket.expect("a newcomer gets in once the store answers"));
         }
-        for rep in &r.replicas {
-            wait_for(Duration::from_secs(5), || async {
-                metric_at(rep.metrics, "wicket_store_up", "").await == 1.0
-            })
-            .await;
-        }
-        stop.store(true, Ordering::Relaxed);
-        for u in users {
-            let answers = u.await.expect("user task");
-            assert!(answers.len() > 25, "used all along: {}", answers.len());
+        o.store_up_everywhere(1.0).await;
+        for t in o.stop_holders().await {
+            assert!(t.ok > 25, "used all along: {t:?}");
             assert!(
-                answers.iter().all(|a| *a == Some(StatusCode::OK)),
-                "a held ticket kept working through the outage: {answers:?}"
+                t.failed.is_empty(),
+                "a held ticket kept working through the outage: {t:?}"
             );
         }
-        let stored = store_tickets(&server);
-        assert_eq!(stored.len(), 10, "0 tickets lost; the newcomers' are there");
-        for t in held.iter().chain(&admitted) {
-            assert!(
-                stored.contains_key(&format!("{}/{}", t.pod, t.uid)),
-                "{t:?}"
-            );
-            assert_eq!(
-                get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
-                Some(StatusCode::OK)
-            );
-        }
-        let errors: f64 = {
-            let mut sum = 0.0;
-            for rep in &r.replicas {
-                sum += metric_at(rep.metrics, "wicket_store_errors_total", "").await;
-            }
-            sum
-        };
-        assert!(errors > 0.0, "the outage is counted");
+        o.check_no_ticket_lost(&admitted).await;
     })
     .await;
 }
@@ -382,33 +492,20 @@ async fn a_store_outage_loses_no_ticket_and_newcomers_get_in_when_it_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_ticket_survives_a_restart_of_all_replicas() {
     bounded(async {
-        let server = RedisServer::start();
         let setup = Setup {
             replicas: 2,
             pods: 2,
             ..Setup::default()
         };
-        let mut r = Replicas::start(exe(), server.url(), setup);
+        let (server, mut r, held) = replicas_holding(setup, 8).await;
         let addr = r.addr();
-        let mut held = Vec::new();
-        for _ in 0..8 {
-            held.push(ticket(addr, APP, Duration::from_secs(10)).await);
-        }
         while !r.replicas.is_empty() {
             r.stop(0);
         }
         assert!(get_fresh(addr, "/", "").await.is_none(), "nobody serves");
         r.start_one();
         r.start_one();
-        for t in &held {
-            for _ in 0..3 {
-                assert_eq!(
-                    get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
-                    Some(StatusCode::OK),
-                    "{t:?} opens after the restart"
-                );
-            }
-        }
+        assert_tickets_kept(&server, addr, &held, 3).await;
         // And the pods are still as full as before: two more, then none.
         let more = ticket(addr, APP, Duration::from_secs(10)).await;
         let last = ticket(addr, APP, Duration::from_secs(10)).await;
@@ -651,18 +748,13 @@ const APP_DEMO: &str = "demo";
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_killed_under_load_loses_no_ticket() {
     bounded(async {
-        let server = RedisServer::start();
         let setup = Setup {
             replicas: 3,
             pods: 2,
             ..Setup::default()
         };
-        let mut r = Replicas::start(exe(), server.url(), setup);
+        let (server, mut r, held) = replicas_holding(setup, 6).await;
         let addr = r.addr();
-        let mut held = Vec::new();
-        for _ in 0..6 {
-            held.push(ticket(addr, APP, Duration::from_secs(10)).await);
-        }
         let stop = Arc::new(AtomicBool::new(false));
         let users: Vec<_> = held
             .iter()
@@ -705,16 +797,8 @@ async fn a_replica_killed_under_load_loses_no_ticket() {
             failed <= 6,
             "at most the requests in flight on the killed replica: {failed}"
         );
-        assert_eq!(store_tickets(&server).len(), 6, "0 tickets lost");
-        for t in &held {
-            for _ in 0..3 {
-                assert_eq!(
-                    get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
-                    Some(StatusCode::OK),
-                    "the same cookie works on the replicas left"
-                );
-            }
-        }
+        // 0 tickets lost; the same cookies work on the replicas left.
+        assert_tickets_kept(&server, addr, &held, 3).await;
     })
     .await;
 }
@@ -811,6 +895,16 @@ struct Tally {
     repeats: u64,
     /// Anything else, with what happened.
     failed: Vec<String>,
+}
+
+impl Tally {
+    /// Adds what another user saw.
+    fn add(&mut self, other: Tally) {
+        self.ok += other.ok;
+        self.retries += other.retries;
+        self.repeats += other.repeats;
+        self.failed.extend(other.failed);
+    }
 }
 
 /// A browser-like user: requests on its ticket over a keep-alive
@@ -985,7 +1079,6 @@ async fn tunnel_user(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rolling_restart_with_sigterm_under_load_fails_no_request_and_loses_no_ticket() {
     bounded(async {
-        let server = RedisServer::start();
         let setup = Setup {
             replicas: 3,
             pods: 2,
@@ -994,37 +1087,25 @@ async fn a_rolling_restart_with_sigterm_under_load_fails_no_request_and_loses_no
             shutdown_grace_ms: 2000,
             ..Setup::default()
         };
-        let mut r = Replicas::start(exe(), server.url(), setup);
+        let (server, mut r, held) = replicas_holding(setup, 14).await;
         let addr = r.addr();
-        let mut held = Vec::new();
-        for _ in 0..14 {
-            held.push(ticket(addr, APP, Duration::from_secs(10)).await);
-        }
         let stop = Arc::new(AtomicBool::new(false));
         // Twelve browsers, a request each every 20 ms (a few hundred a
         // second in all); two users with a WebSocket to their pod.
-        let browsers: Vec<_> = held[..12]
-            .iter()
-            .map(|t| {
-                tokio::spawn(browser_user(
-                    addr,
-                    t.clone(),
-                    Duration::from_millis(20),
-                    Arc::clone(&stop),
-                ))
-            })
-            .collect();
-        let tunnels: Vec<_> = held[12..]
-            .iter()
-            .map(|t| {
-                tokio::spawn(tunnel_user(
-                    addr,
-                    t.clone(),
-                    Duration::from_millis(50),
-                    Arc::clone(&stop),
-                ))
-            })
-            .collect();
+        let browsers = spawn_users(
+            addr,
+            &held[..12],
+            Duration::from_millis(20),
+            &stop,
+            browser_user,
+        );
+        let tunnels = spawn_users(
+            addr,
+            &held[12..],
+            Duration::from_millis(50),
+            &stop,
+            tunnel_user,
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
         let started = Instant::now();
         // Every replica in turn: the oldest is always first in the list.
@@ -1040,11 +1121,7 @@ async fn a_rolling_restart_with_sigterm_under_load_fails_no_request_and_loses_no
         stop.store(true, Ordering::Relaxed);
         let mut all = Tally::default();
         for b in browsers {
-            let t = b.await.expect("browser task");
-            all.ok += t.ok;
-            all.retries += t.retries;
-            all.repeats += t.repeats;
-            all.failed.extend(t.failed);
+            all.add(b.await.expect("browser task"));
         }
         let (mut tunnel_msgs, mut reopened, mut tunnel_retries) = (0, 0, 0);
         for u in tunnels {
@@ -1072,18 +1149,7 @@ async fn a_rolling_restart_with_sigterm_under_load_fails_no_request_and_loses_no
         assert!(tunnel_msgs > 0 && reopened >= 1, "tunnels were used and drained: {report}");
         // 0 tickets lost: the store holds them all and each opens through
         // the new replicas.
-        let stored = store_tickets(&server);
-        assert_eq!(stored.len(), held.len(), "the store holds every ticket");
-        for t in &held {
-            assert!(stored.contains_key(&format!("{}/{}", t.pod, t.uid)), "{t:?}");
-            for _ in 0..3 {
-                assert_eq!(
-                    get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
-                    Some(StatusCode::OK),
-                    "{t:?} opens after the roll"
-                );
-            }
-        }
+        assert_tickets_kept(&server, addr, &held, 3).await;
     })
     .await;
 }
@@ -1091,47 +1157,13 @@ async fn a_rolling_restart_with_sigterm_under_load_fails_no_request_and_loses_no
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thirty_second_store_outage_fails_no_holder_gives_no_5xx_and_loses_no_ticket() {
     bounded(async {
-        let server = RedisServer::start();
-        let setup = Setup {
-            replicas: 2,
-            pods: 2,
-            tickets_max: 6,
-            // Shorter than the outage: tickets in use must not expire
-            // because their last use could not be written meanwhile.
-            ticket_expiry_ms: 20_000,
-            response_timeout_ms: 300,
-            ..Setup::default()
-        };
-        let r = Replicas::start(exe(), server.url(), setup);
-        let addr = r.addr();
-        let mut held = Vec::new();
-        for _ in 0..4 {
-            held.push(ticket(addr, APP, Duration::from_secs(10)).await);
-        }
-        let stop = Arc::new(AtomicBool::new(false));
-        let holders: Vec<_> = held
-            .iter()
-            .map(|t| {
-                tokio::spawn(browser_user(
-                    addr,
-                    t.clone(),
-                    Duration::from_millis(100),
-                    Arc::clone(&stop),
-                ))
-            })
-            .collect();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        // The outage: the server keeps its port and its data but answers
-        // nothing, as behind a broken network, for the issue's 30 s.
+        // Expiry shorter than the outage: tickets in use must not expire
+        // because their last use could not be written meanwhile.
+        let mut o = StoreOutage::start(20_000, browser_user).await;
+        let addr = o.addr;
+        // The issue's 30 s.
         const OUTAGE: Duration = Duration::from_secs(30);
-        server.pause();
-        let outage = Instant::now();
-        for rep in &r.replicas {
-            wait_for(Duration::from_secs(5), || async {
-                metric_at(rep.metrics, "wicket_store_up", "").await == 0.0
-            })
-            .await;
-        }
+        let outage = o.begin().await;
         // Newcomers arrive all through the outage: each waits (reading its
         // socket all along, as a browser answers pings), is told why, and a
         // page request never gets a 5xx.
@@ -1160,8 +1192,7 @@ async fn a_thirty_second_store_outage_fails_no_holder_gives_no_5xx_and_loses_no_
             "no 5xx for a newcomer's page: {pages:?}"
         );
         tokio::time::sleep(OUTAGE.saturating_sub(outage.elapsed())).await;
-        server.resume();
-        let back = Instant::now();
+        let back = o.end();
         let mut admitted = Vec::new();
         let mut latest = Duration::ZERO;
         for (i, n) in newcomers.into_iter().enumerate() {
@@ -1185,22 +1216,13 @@ async fn a_thirty_second_store_outage_fails_no_holder_gives_no_5xx_and_loses_no_
             admitted.push(t);
         }
         let admitted_after = latest;
-        for rep in &r.replicas {
-            wait_for(Duration::from_secs(5), || async {
-                metric_at(rep.metrics, "wicket_store_up", "").await == 1.0
-            })
-            .await;
-        }
+        o.store_up_everywhere(1.0).await;
         // Holders go on a while after the return (the sweeps that follow
         // must not expire what was used during the outage).
         tokio::time::sleep(Duration::from_secs(2)).await;
-        stop.store(true, Ordering::Relaxed);
         let mut all = Tally::default();
-        for h in holders {
-            let t = h.await.expect("holder task");
-            all.ok += t.ok;
-            all.retries += t.retries;
-            all.failed.extend(t.failed);
+        for t in o.stop_holders().await {
+            all.add(t);
         }
         let report = format!(
             "{OUTAGE:?} outage: holders made {} requests ({} retried, {} failed); \
@@ -1212,18 +1234,7 @@ async fn a_thirty_second_store_outage_fails_no_holder_gives_no_5xx_and_loses_no_
         eprintln!("{report}");
         assert!(all.failed.is_empty(), "{report}: {:?}", all.failed);
         assert!(all.ok > 4 * 200, "used all along: {report}");
-        let stored = store_tickets(&server);
-        assert_eq!(stored.len(), 10, "0 tickets lost; the newcomers' are there");
-        for t in held.iter().chain(&admitted) {
-            assert!(
-                stored.contains_key(&format!("{}/{}", t.pod, t.uid)),
-                "{t:?}"
-            );
-            assert_eq!(
-                get_fresh(addr, &t.prefix(APP), &t.cookie()).await,
-                Some(StatusCode::OK)
-            );
-        }
+        o.check_no_ticket_lost(&admitted).await;
     })
     .await;
 }

@@ -20,10 +20,14 @@
 #[allow(dead_code, reason = "the baseline is kept verbatim")]
 mod baseline;
 
+#[path = "../tests/against_0_1/mod.rs"]
+mod against_0_1;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use wicket_policy_sdk::{Phase, Pod, Snapshot};
+use against_0_1::{Pair, Settings};
+use wicket_policy_sdk::{Phase, Pod};
 use wicket_policy_spare_tickets::logic;
 
 // Many short runs: on a shared machine most of them finish within one time
@@ -84,39 +88,21 @@ fn main() {
     );
     for n in [100, 1000] {
         let pods = mixed(n);
-        let sdk = Snapshot::builder()
-            .tickets_max(2)
-            .tickets_spare(2)
-            .pods_max(n + 4)
-            .cooldown_seconds(10)
-            .pods(pods.iter().copied())
-            .waiting(3)
-            .build();
-        let words: Vec<[u32; 6]> = pods
-            .iter()
-            .map(|pod| {
-                let [id, capacity, tickets, phase, autoscaled, idle, _age] = pod.to_words();
-                [id, capacity, tickets, phase, autoscaled, idle]
-            })
-            .collect();
-        let old = baseline::Snapshot {
-            settings: baseline::Settings {
-                tickets_max: 2,
-                tickets_spare: 2,
-                pods_max: n + 4,
-                cooldown_seconds: 10,
-            },
-            pods: &words,
+        let settings = Settings {
+            tickets_max: 2,
+            tickets_spare: 2,
+            pods_max: n + 4,
+            cooldown_seconds: 10,
             waiting: 3,
         };
+        let pair = Pair::new(settings, &pods);
         // The two paths must agree before their speed means anything.
-        assert_eq!(logic::assign(&sdk), baseline::assign(&old));
-        let (new, was) = (logic::scale(&sdk), baseline::scale(&old));
-        assert_eq!((new.create, &new.delete), (was.create, &was.delete));
+        pair.assert_same_decisions(&format!("{n} pods"));
+        let (sdk, old) = (&pair.sdk, pair.old());
 
-        let assign_sdk = ns_per_call(|| logic::assign(black_box(&sdk)));
+        let assign_sdk = ns_per_call(|| logic::assign(black_box(sdk)));
         let assign_old = ns_per_call(|| baseline::assign(black_box(&old)));
-        let scale_sdk = ns_per_call(|| logic::scale(black_box(&sdk)));
+        let scale_sdk = ns_per_call(|| logic::scale(black_box(sdk)));
         let scale_old = ns_per_call(|| baseline::scale(black_box(&old)));
         println!(
             "{n:<7} {assign_sdk:>16.0} {assign_old:>16.0} {scale_sdk:>16.0} {scale_old:>16.0}"

@@ -7,8 +7,10 @@
 #[allow(dead_code, reason = "the baseline is kept verbatim")]
 mod baseline;
 
-use wicket_policy_sdk::{Phase, Pod, Snapshot};
-use wicket_policy_spare_tickets::logic;
+mod against_0_1;
+
+use against_0_1::{Pair, Settings};
+use wicket_policy_sdk::{Phase, Pod};
 
 /// A small deterministic generator (SplitMix64), so that a failure
 /// reproduces; a test-only dependency would do no more.
@@ -54,44 +56,13 @@ fn the_sdk_logic_decides_as_the_0_1_logic_on_generated_snapshots() {
                 age_seconds: rng.small(100),
             })
             .collect();
-        let (tickets_max, tickets_spare) = (rng.small(4), rng.small(6));
-        let (pods_max, cooldown_seconds, waiting) = (rng.small(20), rng.small(30), rng.small(5));
-
-        let sdk = Snapshot::builder()
-            .tickets_max(tickets_max)
-            .tickets_spare(tickets_spare)
-            .pods_max(pods_max)
-            .cooldown_seconds(cooldown_seconds)
-            .pods(pods.iter().copied())
-            .waiting(waiting)
-            .build();
-        let words: Vec<[u32; 6]> = pods
-            .iter()
-            .map(|pod| {
-                let [id, capacity, tickets, phase, autoscaled, idle, _age] = pod.to_words();
-                [id, capacity, tickets, phase, autoscaled, idle]
-            })
-            .collect();
-        let old = baseline::Snapshot {
-            settings: baseline::Settings {
-                tickets_max,
-                tickets_spare,
-                pods_max,
-                cooldown_seconds,
-            },
-            pods: &words,
-            waiting,
+        let settings = Settings {
+            tickets_max: rng.small(4),
+            tickets_spare: rng.small(6),
+            pods_max: rng.small(20),
+            cooldown_seconds: rng.small(30),
+            waiting: rng.small(5),
         };
-        assert_eq!(
-            logic::assign(&sdk),
-            baseline::assign(&old),
-            "round {round}: assign"
-        );
-        let (new, was) = (logic::scale(&sdk), baseline::scale(&old));
-        assert_eq!(
-            (new.create, &new.delete),
-            (was.create, &was.delete),
-            "round {round}: scale"
-        );
+        Pair::new(settings, &pods).assert_same_decisions(&format!("round {round}"));
     }
 }
