@@ -252,11 +252,15 @@ async fn heads_are_rewritten_and_bodies_pass_as_sent() {
         "a HEAD answer has no body: {resp:?}"
     );
 
-    // Still one pod connection for all of it.
+    // One pod connection for all of it up to the HEAD; the body its
+    // answer announced could still come, so the next request goes on a
+    // new one (see a_body_written_after_a_head_answer_never_becomes_the_next_response).
     user.write_all(s.head("GET", "last", "").as_bytes())
         .await
         .expect("write");
-    let (seen, _) = read_head(&mut pod).await;
+    assert_eq!(read_to_close(&mut pod).await, b"", "closed after the HEAD");
+    let mut fresh = s.pod_conn().await;
+    let (seen, _) = read_head(&mut fresh).await;
     assert!(seen.starts_with("GET /last "), "{seen}");
 }
 
@@ -1331,4 +1335,37 @@ async fn a_trusted_proxy_is_believed() {
     assert!(seen.contains("x-forwarded-proto: https\r\n"), "{seen}");
     assert!(!seen.contains("1.1.1.1"), "{seen}");
     assert!(poll_cookie(&s).await.contains("; Secure"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_written_after_a_head_answer_never_becomes_the_next_response() {
+    let s = Setup::new().await;
+    let (mut user, mut pod, seen, _) = to_pod(&s, &s.head("HEAD", "page", "")).await;
+    assert!(seen.starts_with("HEAD /page "), "{seen}");
+    // A HEAD handler that writes its body anyway, after the head: its bytes
+    // come late, once wicket has sent the user the head.
+    pod.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n")
+        .await
+        .expect("write");
+    let (resp, _) = read_head(&mut user).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    user.write_all(s.head("GET", "next", "").as_bytes())
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The late "body" looks like a response; it must not answer the GET.
+    let _ = pod
+        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL")
+        .await;
+    if let Ok(Ok((mut fresh, _))) = timeout(Duration::from_secs(1), s.pods.accept()).await {
+        let (seen, _) = read_head(&mut fresh).await;
+        assert!(seen.starts_with("GET /next "), "{seen}");
+        fresh
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfine")
+            .await
+            .expect("write");
+    }
+    let (resp, body) = read_head(&mut user).await;
+    let body = read_n(&mut user, body, 4).await;
+    assert_eq!(String::from_utf8_lossy(&body), "fine", "{resp}");
 }

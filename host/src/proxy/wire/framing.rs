@@ -103,7 +103,7 @@ pub(super) struct Framing {
     pub length_canonical: bool,
     /// Transfer-Encoding fields seen.
     pub encodings: usize,
-    /// The last transfer coding of the last Transfer-Encoding field.
+    /// The last transfer coding of the Transfer-Encoding fields.
     pub chunked_last: bool,
     /// "chunked" exactly, in one field.
     pub chunked_only: bool,
@@ -139,9 +139,11 @@ impl Framing {
 
     pub fn encoding(&mut self, value: &[u8]) {
         self.encodings += 1;
-        self.chunked_last = tokens(value)
-            .last()
-            .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+        // The fields are one list (RFC 9110 §5.3): a field without a
+        // coding leaves the last one as it was.
+        if let Some(last) = tokens(value).last() {
+            self.chunked_last = last.eq_ignore_ascii_case(b"chunked");
+        }
         self.chunked_only =
             self.encodings == 1 && value.trim_ascii().eq_ignore_ascii_case(b"chunked");
     }

@@ -20,7 +20,9 @@ pub struct ResponseHead<'h, 'b> {
     pub len: usize,
     /// How the body is delimited.
     pub body: Body,
-    /// The pod keeps the connection open after this response.
+    /// The pod connection may carry another request after this response:
+    /// the pod keeps it open, and nothing the pod may still send for this
+    /// response can be taken for the next one's.
     pub keep_alive: bool,
     /// The head can go to the user as it is (HTTP/1.1, CRLF line ends, no
     /// hop-by-hop field other than Transfer-Encoding, which stays with the
@@ -65,7 +67,8 @@ pub fn parse_response<'h, 'b>(
         other_hop |= name.is_hop_by_hop() && name != Name::TransferEncoding;
     }
     let encoded = framing.encodings > 0;
-    let body = if head_request || (100..200).contains(&code) || code == 204 || code == 304 {
+    let bodiless = head_request || (100..200).contains(&code) || code == 204 || code == 304;
+    let body = if bodiless {
         Body::Empty
     } else if encoded {
         // RFC 9112 §6.3: Transfer-Encoding wins over Content-Length; a body
@@ -84,6 +87,14 @@ pub fn parse_response<'h, 'b>(
             None => Body::UntilClose,
         }
     };
+    // Framing a pod may not have kept to: an HTTP/1.0 message with a
+    // transfer coding (RFC 9112 §6.1: faulty framing, close after it), or a
+    // body announced where none may follow (a HEAD, 204 or 304 answered by
+    // a handler that writes the body anyway, after its head). Bytes that
+    // come late would be read as the next request's response, maybe
+    // another user's: the pod connection is not used again.
+    let suspect =
+        (http10 && encoded) || (bodiless && (encoded || framing.length.is_some_and(|n| n > 0)));
     let length_as_sent = framing.length_fields == 0
         || (!encoded && framing.length_fields == 1 && framing.length_canonical);
     // A bare LF is rare: only looked for when the head is otherwise kept.
@@ -92,7 +103,7 @@ pub fn parse_response<'h, 'b>(
         status: code,
         len,
         body,
-        keep_alive: framing.persistent(http10) && body != Body::UntilClose,
+        keep_alive: framing.persistent(http10) && body != Body::UntilClose && !suspect,
         verbatim,
         headers,
         connection: framing.connection,
@@ -288,6 +299,66 @@ mod tests {
             let r = resp(odd, false).expect("ok");
             assert_eq!((r.body, r.verbatim), (Body::Length(1), false), "{odd:?}");
         }
+    }
+
+    #[test]
+    fn pod_connections_are_not_reused_after_framing_a_pod_may_break() {
+        for (raw, head) in [
+            // The body a HEAD handler writes after the head anyway.
+            ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                true,
+            ),
+            (
+                "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+                false,
+            ),
+            (
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+                false,
+            ),
+            // RFC 9112 §6.1: HTTP/1.0 with a transfer coding is faulty.
+            (
+                "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+            ),
+        ] {
+            let r = resp(raw, head).expect("ok");
+            assert!(!r.keep_alive, "{raw:?}");
+        }
+        for (raw, head) in [
+            ("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true),
+            ("HTTP/1.1 200 OK\r\n\r\n", true),
+            ("HTTP/1.1 204 No Content\r\n\r\n", false),
+            ("HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n", false),
+            (
+                "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n",
+                false,
+            ),
+        ] {
+            let r = resp(raw, head).expect("ok");
+            assert!(r.keep_alive, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn the_last_transfer_coding_of_the_combined_list_frames_the_body() {
+        // RFC 9110 §5.3: fields of one name are one list; an empty last
+        // field does not end it, so `chunked` is still the final coding
+        // (as a user agent reading the forwarded head sees it).
+        let r = resp(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: ,\r\n\r\n",
+            false,
+        )
+        .expect("ok");
+        assert_eq!(r.body, Body::Chunked);
+        let r = resp(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding:\r\n\r\n",
+            false,
+        )
+        .expect("ok");
+        assert_eq!(r.body, Body::UntilClose);
     }
 
     #[test]
