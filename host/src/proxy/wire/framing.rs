@@ -107,6 +107,9 @@ pub(super) struct Framing {
     pub chunked_last: bool,
     /// "chunked" exactly, in one field.
     pub chunked_only: bool,
+    /// The last Transfer-Encoding field is empty or ends with a comma:
+    /// parsers disagree on its final coding.
+    pub encoding_ends_empty: bool,
 }
 
 impl Framing {
@@ -139,8 +142,11 @@ impl Framing {
 
     pub fn encoding(&mut self, value: &[u8]) {
         self.encodings += 1;
-        // The fields are one list (RFC 9110 §5.3): a field without a
-        // coding leaves the last one as it was.
+        // The fields are one list (RFC 9110 §5.3) whose empty elements do
+        // not count; but parsers that look only at the text after the last
+        // comma (hyper among them) read `chunked,` as not chunked.
+        let v = value.trim_ascii();
+        self.encoding_ends_empty = v.is_empty() || v.ends_with(b",");
         if let Some(last) = tokens(value).last() {
             self.chunked_last = last.eq_ignore_ascii_case(b"chunked");
         }
