@@ -1126,6 +1126,16 @@ async fn trailers_are_dropped_unless_configured() {
     let (_, mut pod, _, mut body) =
         to_pod(&s, &format!("{head}3\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n")).await;
     read_until(&mut pod, &mut body, b"0\r\nX-Trailer: 1\r\n\r\n").await;
+
+    // But never a field the proxy checks in a head: a pod that merges
+    // trailers would take it for wicket's own.
+    let text = s
+        .refused(&format!(
+            "{head}3\r\nabc\r\n0\r\nX-Forwarded-For: 203.0.113.1\r\n\r\n"
+        ))
+        .await;
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    s.no_pod().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
