@@ -364,6 +364,8 @@ fn response() -> impl Strategy<Value = Vec<u8>> {
         "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n",
         "HTTP/1.1 204 No Content\r\n",
         "HTTP/1.1 304 Not Modified\r\n",
+        "HTTP/1.1 099 Low\r\n",
+        "HTTP/1.1 600 High\r\n",
     ]);
     let field = prop::sample::select(vec![
         "Content-Length: 5\r\n",

@@ -52,6 +52,11 @@ pub fn parse_response<'h, 'b>(
     let (Some(code), Some(version)) = (resp.code, resp.version) else {
         return Err(HeadError::Invalid("incomplete status line"));
     };
+    // RFC 9110 §15: three digits, 100 at least (httparse takes `099`,
+    // which a user's parser refuses).
+    if code < 100 {
+        return Err(HeadError::Invalid("invalid status code"));
+    }
     let headers = resp.headers;
     let http10 = version == 0;
     let mut framing = Framing::default();
@@ -291,6 +296,10 @@ mod tests {
                 "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
                 false
             ),
+            Err(HeadError::Invalid(_))
+        ));
+        assert!(matches!(
+            resp("HTTP/1.1 099 Low\r\nContent-Length: 0\r\n\r\n", false),
             Err(HeadError::Invalid(_))
         ));
         for odd in [
