@@ -1379,3 +1379,23 @@ async fn a_body_written_after_a_head_answer_never_becomes_the_next_response() {
     let body = read_n(&mut user, body, 4).await;
     assert_eq!(String::from_utf8_lossy(&body), "fine", "{resp}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_a_pod_could_read_as_climbing_out_never_reach_it() {
+    let s = Setup::new().await;
+    // Tomcat and Jetty read `..;x` as `..`; a pod that cuts a fragment
+    // reads `a/..#` as `a/..`.
+    for rest in [
+        "..;/etc",
+        "a/..;x=1/..;/etc",
+        "%2e%2e;/etc",
+        "..%3b/etc",
+        "a/..#",
+    ] {
+        let text = s
+            .refused(&s.head("GET", rest, "Connection: close\r\n"))
+            .await;
+        assert!(text.starts_with("HTTP/1.1 400"), "{rest}: {text}");
+    }
+    s.no_pod().await;
+}
