@@ -1399,3 +1399,29 @@ async fn paths_a_pod_could_read_as_climbing_out_never_reach_it() {
     }
     s.no_pod().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_switches_to_another_protocol_than_allowed_gets_502() {
+    let s = Setup::new().await;
+    let extra = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n";
+    // Asked for a WebSocket, the pod switches to h2c (or names nothing):
+    // no tunnel (through it the user would reach the pod unchecked).
+    for switch in ["Upgrade: h2c\r\n", ""] {
+        let (mut user, mut pod, _, _) = to_pod(&s, &s.head("GET", "ws", extra)).await;
+        pod.write_all(
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\n{switch}Connection: Upgrade\r\n\r\nframes"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("write");
+        let (resp, _) = read_head(&mut user).await;
+        assert!(resp.starts_with("HTTP/1.1 502"), "{switch:?}: {resp}");
+        assert_eq!(
+            read_to_close(&mut pod).await,
+            b"",
+            "the pod connection is closed"
+        );
+    }
+}

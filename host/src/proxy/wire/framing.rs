@@ -155,6 +155,18 @@ impl Framing {
     }
 }
 
+/// Does an Upgrade field `value` name only protocols in `allowed` (each
+/// compared without case and without its `/version`), and at least one?
+pub(super) fn protocols_allowed<S: AsRef<str>>(value: &[u8], allowed: &[S]) -> bool {
+    let ok = |proto: &[u8]| {
+        let name = proto.split(|&b| b == b'/').next().unwrap_or(proto);
+        allowed
+            .iter()
+            .any(|a| a.as_ref().as_bytes().eq_ignore_ascii_case(name))
+    };
+    tokens(value).next().is_some() && tokens(value).all(ok)
+}
+
 /// Does every line of the head `buf[..len]` that httparse parsed, with
 /// `headers`, end with CRLF (httparse accepts LF alone; the proxy never
 /// passes it on)? Its line ends are exactly where httparse found them:

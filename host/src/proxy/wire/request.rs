@@ -8,6 +8,7 @@ use httparse::{Header, ParserConfig};
 
 use super::framing::{
     Body, Framing, HeadError, MAX_HEADERS, complete, field, length_field, parse_error,
+    protocols_allowed,
 };
 use super::names::{Name, classify, lists, tokens};
 use crate::proxy::cookies;
@@ -295,14 +296,8 @@ impl<'b> RequestHead<'_, 'b> {
     /// otherwise the request goes on as an ordinary one (its Upgrade and
     /// Connection fields are hop-by-hop and dropped anyway).
     pub fn allow_upgrades<S: AsRef<str>>(&mut self, allowed: &[S]) {
-        let ok = |proto: &[u8]| {
-            let name = proto.split(|&b| b == b'/').next().unwrap_or(proto);
-            allowed
-                .iter()
-                .any(|a| a.as_ref().as_bytes().eq_ignore_ascii_case(name))
-        };
         if let Some(value) = self.upgrade
-            && !(tokens(value).next().is_some() && tokens(value).all(ok))
+            && !protocols_allowed(value, allowed)
         {
             self.upgrade = None;
         }

@@ -8,6 +8,7 @@ use httparse::{Header, ParserConfig};
 
 use super::framing::{
     Body, Framing, HeadError, complete, crlf_only, field, length_field, parse_error,
+    protocols_allowed,
 };
 use super::names::{Name, classify, lists};
 
@@ -159,6 +160,21 @@ impl ResponseHead<'_, '_> {
     /// An interim (1xx) response other than 101: the final one follows.
     pub fn is_interim(&self) -> bool {
         self.facts().is_interim()
+    }
+
+    /// Does this (101) response switch to protocols in `allowed` only, as
+    /// its Upgrade field says? RFC 9110 §7.8: a 101 names the protocols
+    /// switched to, and only ones the client asked for (which were all
+    /// allowed), so a pod's switch to anything else is not tunnelled.
+    pub fn switches_to_allowed<S: AsRef<str>>(&self, allowed: &[S]) -> bool {
+        let mut upgrades = self
+            .headers
+            .iter()
+            .filter(|h| classify(h.name) == Name::Upgrade);
+        match (upgrades.next(), upgrades.next()) {
+            (Some(h), None) => protocols_allowed(h.value, allowed),
+            _ => false,
+        }
     }
 }
 
@@ -374,6 +390,25 @@ mod tests {
         )
         .expect("ok");
         assert_eq!(r.body, Body::Chunked);
+    }
+
+    #[test]
+    fn a_switch_is_to_an_allowed_protocol_only() {
+        let allowed = ["websocket"];
+        for (upgrade, ok) in [
+            ("Upgrade: websocket\r\n", true),
+            ("Upgrade: WebSocket/13\r\n", true),
+            ("Upgrade: h2c\r\n", false),
+            ("Upgrade: websocket, h2c\r\n", false),
+            ("Upgrade: ,\r\n", false),
+            ("", false),
+            ("Upgrade: websocket\r\nUpgrade: websocket\r\n", false),
+        ] {
+            let raw =
+                format!("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n{upgrade}\r\n");
+            let r = resp(&raw, false).expect("ok");
+            assert_eq!(r.switches_to_allowed(&allowed), ok, "{upgrade:?}");
+        }
     }
 
     #[test]
