@@ -109,6 +109,8 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
         "POST http://x/first HTTP/1.1\r\n",
         "POST /first HTTP/1.0\r\nConnection: keep-alive\r\n",
         "GET /first HTTP/1.1\r\n",
+        "POST /first#x HTTP/1.1\r\n",
+        "POST /first?q#x HTTP/1.1\r\n",
     ]);
     let host = prop::sample::select(vec![
         "Host: x\r\n",
