@@ -111,6 +111,10 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
         "GET /first HTTP/1.1\r\n",
         "POST /first#x HTTP/1.1\r\n",
         "POST /first?q#x HTTP/1.1\r\n",
+        "POST /fi<r>st HTTP/1.1\r\n",
+        "POST /fi`rst HTTP/1.1\r\n",
+        "POST /first?\"q\" HTTP/1.1\r\n",
+        "POST /fi{r}st?a|b HTTP/1.1\r\n",
     ]);
     let host = prop::sample::select(vec![
         "Host: x\r\n",

@@ -62,18 +62,55 @@ struct Target<'b> {
     authority: Option<&'b str>,
 }
 
-/// Splits a target's path from its query. A `#` in the path is refused
-/// (RFC 9112 §3.2: a request target has no fragment; a pod or the `http`
-/// crate cuts it off, so it would route on another path than wicket did).
-/// One pass, found with the `?`.
+/// What a byte of a request target is to [`split_query`].
+const PLAIN: u8 = 0;
+const QUERY: u8 = 1;
+const FRAGMENT: u8 = 2;
+const REFUSED: u8 = 3;
+
+/// The bytes of a request target that end its path (`?`), are refused in
+/// its path (`#`), or anywhere: `"`, `<`, `>` and `` ` `` are never raw in
+/// a URI (RFC 3986; browsers always percent-encode them), and the `http`
+/// crate, hence a hyper-based pod, refuses some of them where httparse
+/// takes them. A table: one look per byte.
+static TARGET_BYTES: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    t[b'?' as usize] = QUERY;
+    t[b'#' as usize] = FRAGMENT;
+    t[b'"' as usize] = REFUSED;
+    t[b'<' as usize] = REFUSED;
+    t[b'>' as usize] = REFUSED;
+    t[b'`' as usize] = REFUSED;
+    t
+};
+
+/// Splits a target's path from its query, in one pass over it. A `#` in
+/// the path is refused (RFC 9112 §3.2: a request target has no fragment; a
+/// pod or the `http` crate cuts it off, so it would route on another path
+/// than wicket did); in the query it is the query's.
 fn split_query(s: &str) -> Result<(&str, Option<&str>), HeadError> {
-    match s.bytes().position(|b| b == b'?' || b == b'#') {
-        Some(i) if s.as_bytes()[i] == b'#' => {
-            Err(HeadError::Invalid("fragment in the request target"))
+    let mut query = None;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        match TARGET_BYTES[usize::from(b)] {
+            PLAIN => {}
+            QUERY => {
+                query.get_or_insert(i);
+            }
+            FRAGMENT if query.is_none() => {
+                return Err(HeadError::Invalid("fragment in the request target"));
+            }
+            FRAGMENT => {}
+            _ => {
+                return Err(HeadError::Invalid(
+                    "invalid character in the request target",
+                ));
+            }
         }
-        Some(i) => Ok((&s[..i], Some(&s[i + 1..]))),
-        None => Ok((s, None)),
     }
+    Ok(match query {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    })
 }
 
 fn strip_scheme(target: &str) -> Option<&str> {
@@ -589,6 +626,10 @@ mod tests {
             "GET * HTTP/1.1\r\nHost: h\r\n\r\n",
             "GET /demo/p/u/..#x HTTP/1.1\r\nHost: h\r\n\r\n",
             "GET http://h/demo/p/u/a#/../.. HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET /a<b HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET /a`b HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET /a?b=\"c\" HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET http://h/a>b HTTP/1.1\r\nHost: h\r\n\r\n",
         ] {
             assert!(matches!(req(bad), Err(HeadError::Invalid(_))), "{bad:?}");
         }
