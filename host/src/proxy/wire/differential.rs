@@ -390,12 +390,20 @@ fn response() -> impl Strategy<Value = Vec<u8>> {
         "Transfer-Encoding: ,\r\n",
         "Transfer-Encoding:\r\n",
         "Transfer-Encoding: identity\r\n",
+        "Transfer-Encoding: CHUNKED \r\n",
+        "Transfer-Encoding: chunked;q=1\r\n",
+        "Content-Length: +5\r\n",
+        "Content-Length:\t5 \r\n",
+        "Content-Length: 99999999999999999999\r\n",
+        "Content-Length:\r\n",
         "Connection: close\r\n",
         "X-Hop: 1\r\nConnection: X-Hop\r\n",
     ]);
     let body = prop::sample::select(vec![
         "hello",
         "5\r\nhello\r\n0\r\n\r\n",
+        "05\r\nhello\r\n0\r\n\r\n",
+        "5 \r\nhello\r\n0\r\n\r\n",
         "5;x=y\r\nhello\r\n0\r\nX-T: 1\r\n\r\n",
         "",
     ]);
