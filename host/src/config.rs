@@ -112,8 +112,9 @@ pub struct ProxyConfig {
     pub header_timeout_ms: u64,
     /// A user connection with no request for this long is closed.
     pub idle_timeout_ms: u64,
-    /// Forward the trailer fields of chunked bodies (both ways); when
-    /// false they are checked and dropped.
+    /// Forward the trailer fields of chunked bodies (both ways), but never
+    /// the fields wicket checks in a head; when false they are checked
+    /// and dropped.
     pub forward_trailers: bool,
     /// Protocols an upgrade request may ask a pod for; an upgrade to any
     /// other is dropped and the request forwarded as an ordinary one.

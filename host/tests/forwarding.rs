@@ -252,11 +252,15 @@ async fn heads_are_rewritten_and_bodies_pass_as_sent() {
         "a HEAD answer has no body: {resp:?}"
     );
 
-    // Still one pod connection for all of it.
+    // One pod connection for all of it up to the HEAD; the body its
+    // answer announced could still come, so the next request goes on a
+    // new one (see a_body_written_after_a_head_answer_never_becomes_the_next_response).
     user.write_all(s.head("GET", "last", "").as_bytes())
         .await
         .expect("write");
-    let (seen, _) = read_head(&mut pod).await;
+    assert_eq!(read_to_close(&mut pod).await, b"", "closed after the HEAD");
+    let mut fresh = s.pod_conn().await;
+    let (seen, _) = read_head(&mut fresh).await;
     assert!(seen.starts_with("GET /last "), "{seen}");
 }
 
@@ -1122,6 +1126,16 @@ async fn trailers_are_dropped_unless_configured() {
     let (_, mut pod, _, mut body) =
         to_pod(&s, &format!("{head}3\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n")).await;
     read_until(&mut pod, &mut body, b"0\r\nX-Trailer: 1\r\n\r\n").await;
+
+    // But never a field the proxy checks in a head: a pod that merges
+    // trailers would take it for wicket's own.
+    let text = s
+        .refused(&format!(
+            "{head}3\r\nabc\r\n0\r\nX-Forwarded-For: 203.0.113.1\r\n\r\n"
+        ))
+        .await;
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    s.no_pod().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1331,4 +1345,83 @@ async fn a_trusted_proxy_is_believed() {
     assert!(seen.contains("x-forwarded-proto: https\r\n"), "{seen}");
     assert!(!seen.contains("1.1.1.1"), "{seen}");
     assert!(poll_cookie(&s).await.contains("; Secure"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_written_after_a_head_answer_never_becomes_the_next_response() {
+    let s = Setup::new().await;
+    let (mut user, mut pod, seen, _) = to_pod(&s, &s.head("HEAD", "page", "")).await;
+    assert!(seen.starts_with("HEAD /page "), "{seen}");
+    // A HEAD handler that writes its body anyway, after the head: its bytes
+    // come late, once wicket has sent the user the head.
+    pod.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n")
+        .await
+        .expect("write");
+    let (resp, _) = read_head(&mut user).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    user.write_all(s.head("GET", "next", "").as_bytes())
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The late "body" looks like a response; it must not answer the GET.
+    let _ = pod
+        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL")
+        .await;
+    if let Ok(Ok((mut fresh, _))) = timeout(Duration::from_secs(1), s.pods.accept()).await {
+        let (seen, _) = read_head(&mut fresh).await;
+        assert!(seen.starts_with("GET /next "), "{seen}");
+        fresh
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfine")
+            .await
+            .expect("write");
+    }
+    let (resp, body) = read_head(&mut user).await;
+    let body = read_n(&mut user, body, 4).await;
+    assert_eq!(String::from_utf8_lossy(&body), "fine", "{resp}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_a_pod_could_read_as_climbing_out_never_reach_it() {
+    let s = Setup::new().await;
+    // Tomcat and Jetty read `..;x` as `..`; a pod that cuts a fragment
+    // reads `a/..#` as `a/..`.
+    for rest in [
+        "..;/etc",
+        "a/..;x=1/..;/etc",
+        "%2e%2e;/etc",
+        "..%3b/etc",
+        "a/..#",
+    ] {
+        let text = s
+            .refused(&s.head("GET", rest, "Connection: close\r\n"))
+            .await;
+        assert!(text.starts_with("HTTP/1.1 400"), "{rest}: {text}");
+    }
+    s.no_pod().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_switches_to_another_protocol_than_allowed_gets_502() {
+    let s = Setup::new().await;
+    let extra = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n";
+    // Asked for a WebSocket, the pod switches to h2c (or names nothing):
+    // no tunnel (through it the user would reach the pod unchecked).
+    for switch in ["Upgrade: h2c\r\n", ""] {
+        let (mut user, mut pod, _, _) = to_pod(&s, &s.head("GET", "ws", extra)).await;
+        pod.write_all(
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\n{switch}Connection: Upgrade\r\n\r\nframes"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("write");
+        let (resp, _) = read_head(&mut user).await;
+        assert!(resp.starts_with("HTTP/1.1 502"), "{switch:?}: {resp}");
+        assert_eq!(
+            read_to_close(&mut pod).await,
+            b"",
+            "the pod connection is closed"
+        );
+    }
 }

@@ -182,12 +182,12 @@ impl Exchange<'_> {
         };
 
         if facts.status == 101 {
-            if plan.upgrade {
+            if plan.upgrade && self.switches_to_allowed() {
                 self.tunnel(link, &facts).await;
                 drop(guard);
                 return After::Close;
             }
-            tracing::debug!(%addr, "pod switched protocols unasked");
+            tracing::debug!(%addr, "pod switched protocols unasked or to another protocol");
             return self.bad_gateway(&plan, &body).await;
         }
         // A response before the whole request body: the rest of that body
@@ -215,6 +215,14 @@ impl Exchange<'_> {
         }
         drop(guard);
         if close { After::Close } else { After::Keep }
+    }
+
+    /// Does the 101 at the start of `rbuf` switch to an allowed protocol
+    /// (`proxy.upgrade_protocols`)? Parsed again: 101s are rare.
+    fn switches_to_allowed(&self) -> bool {
+        let mut slots = wire::header_slots();
+        wire::parse_response(&self.s.rbuf, &mut slots, false)
+            .is_ok_and(|head| head.switches_to_allowed(&self.s.proxy.wire.upgrades))
     }
 
     /// The pod connection for `addr`: the one this user connection holds,

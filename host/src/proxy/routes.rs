@@ -132,12 +132,18 @@ fn split_segment(s: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Refuses dot segments (plain or percent-encoded) and NUL bytes, so a
-/// request cannot climb out of `pod.path` on the backend.
+/// Refuses dot segments (plain or percent-encoded, also with path
+/// parameters: `..;x`, which Tomcat and Jetty read as `..`), NUL bytes and
+/// `#` (a fragment never belongs in a request; a pod that cuts it off
+/// would see `a/..#` as `a/..`), so a request cannot climb out of
+/// `pod.path` on the backend however the pod normalises its path.
 pub fn check_rest(rest: &str) -> Result<(), RouteError> {
     // The usual path has nothing that could hide a dot segment or a NUL:
     // no need for the (allocating) checks below.
-    if !rest.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\' | 0)) {
+    if !rest
+        .bytes()
+        .any(|b| matches!(b, b'.' | b'%' | b'\\' | b'#' | 0))
+    {
         return Ok(());
     }
     let lower_has = |needle: &str| {
@@ -145,31 +151,35 @@ pub fn check_rest(rest: &str) -> Result<(), RouteError> {
             .windows(needle.len())
             .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
     };
-    if rest.contains('\0') || lower_has("%00") {
+    if rest.contains(['\0', '#']) || lower_has("%00") {
         return Err(RouteError::Traversal);
     }
     for seg in rest.split(['/', '\\']) {
-        let decoded_dots = seg.to_ascii_lowercase().replace("%2e", ".");
-        if decoded_dots == "." || decoded_dots == ".." {
+        let lowered = seg.to_ascii_lowercase();
+        if is_dot_segment(&lowered) {
             return Err(RouteError::Traversal);
         }
         // An encoded slash or backslash next to dots could become a dot
         // segment after the backend decodes it.
-        let lowered = seg.to_ascii_lowercase();
         if (lowered.contains("%2f") || lowered.contains("%5c"))
             && lowered
                 .replace("%2f", "/")
                 .replace("%5c", "/")
                 .split('/')
-                .any(|s| {
-                    let s = s.replace("%2e", ".");
-                    s == ".." || s == "."
-                })
+                .any(is_dot_segment)
         {
             return Err(RouteError::Traversal);
         }
     }
     Ok(())
+}
+
+/// Is `seg` (lower case) `.` or `..` once `%2e` is decoded and any path
+/// parameters (`;…`, also as `%3b`) are cut off, as lenient servers do?
+fn is_dot_segment(seg: &str) -> bool {
+    let decoded = seg.replace("%2e", ".").replace("%3b", ";");
+    let bare = decoded.split(';').next().unwrap_or("");
+    bare == "." || bare == ".."
 }
 
 /// Splits a DNS-mode host `<pod>.<uid>.<base>[:port]` into its parts.
@@ -270,6 +280,16 @@ mod tests {
             "a%2f..%2fb",
             "a%5c..%5cb",
             "%2e%2e%2fsecret",
+            // Path parameters: Tomcat and Jetty read `..;x` as `..`.
+            "..;/x",
+            "..;a=b/x",
+            "a/.;/b",
+            "%2e%2e;/x",
+            "..%3b/x",
+            "a%2f..;%2fb",
+            // A fragment: a pod that cuts it off sees `a/..`.
+            "a/..#",
+            "x#y",
         ] {
             assert_eq!(
                 parse(&format!("/demo/p/u/{rest}")),
@@ -277,7 +297,15 @@ mod tests {
                 "{rest:?} must be refused"
             );
         }
-        for ok in ["a..b", "...", "file.tar.gz", "a/.hidden", "%2e%2e%2e"] {
+        for ok in [
+            "a..b",
+            "...",
+            "file.tar.gz",
+            "a/.hidden",
+            "%2e%2e%2e",
+            "a;b/c",
+            "...;x",
+        ] {
             assert!(check_rest(ok).is_ok(), "{ok:?} is a name, not a traversal");
         }
     }

@@ -12,10 +12,15 @@
 //! before `;` and around `=`), every line ends in CRLF, trailer lines are
 //! `token ":" value`, and sizes, lines and trailers are bounded.
 
+use super::names::{Name, classify};
+
 /// Longest chunk-size line (size, extensions and CRLF) accepted.
 const MAX_SIZE_LINE: usize = 4 * 1024;
 /// Longest trailer section accepted.
 const MAX_TRAILERS: usize = 16 * 1024;
+/// Longest trailer field name kept to be looked at: longer than any the
+/// proxy treats specially.
+const NAME_ROOM: usize = 24;
 /// Hex digits of the largest chunk size accepted (2^60 - 1).
 const MAX_SIZE_DIGITS: u32 = 15;
 
@@ -34,6 +39,12 @@ pub enum ChunkError {
     /// Chunk extensions or trailers beyond the limits.
     #[error("chunk extensions or trailers too long")]
     TooLong,
+    /// A trailer field to be forwarded that frames, routes or describes the
+    /// message or its sender (`Content-Length`, `Host`, `X-Forwarded-For`,
+    /// …): a next hop that merges trailers into the head would take it for
+    /// one the proxy checked (RFC 9110 §6.5.1).
+    #[error("trailer field not allowed")]
+    ForbiddenTrailer,
 }
 
 /// What becomes of the trailer fields of a chunked body.
@@ -111,6 +122,10 @@ pub struct ChunkedScanner {
     size: u64,
     line: usize,
     trailer_bytes: usize,
+    /// The name of the trailer field being read (forwarded trailers only),
+    /// up to [`NAME_ROOM`] bytes; `name_len` beyond it: a longer name.
+    name: [u8; NAME_ROOM],
+    name_len: usize,
 }
 
 /// RFC 9110 §5.6.2 `tchar`.
@@ -141,6 +156,8 @@ impl ChunkedScanner {
             size: 0,
             line: 0,
             trailer_bytes: 0,
+            name: [0; NAME_ROOM],
+            name_len: 0,
         }
     }
 
@@ -217,6 +234,8 @@ impl ChunkedScanner {
                         }
                         _ if is_tchar(b) => {
                             self.state = State::TrailerName;
+                            self.name_len = 0;
+                            self.name_byte(b);
                             self.trailers == Trailers::Forward
                         }
                         _ => return Err(ChunkError::Syntax),
@@ -225,8 +244,11 @@ impl ChunkedScanner {
                 State::TrailerName => {
                     self.count_trailer()?;
                     match b {
-                        b':' => self.state = State::TrailerValue,
-                        _ if is_tchar(b) => {}
+                        b':' => {
+                            self.check_trailer_name()?;
+                            self.state = State::TrailerValue;
+                        }
+                        _ if is_tchar(b) => self.name_byte(b),
                         _ => return Err(ChunkError::Syntax),
                     }
                     self.trailers == Trailers::Forward
@@ -353,6 +375,32 @@ impl ChunkedScanner {
             _ => return Err(ChunkError::Syntax),
         }
         Ok(false)
+    }
+
+    /// One more byte of a trailer field name (kept only when trailers are
+    /// forwarded: dropped ones need no look).
+    fn name_byte(&mut self, b: u8) {
+        if self.trailers == Trailers::Forward {
+            if let Some(slot) = self.name.get_mut(self.name_len) {
+                *slot = b;
+            }
+            self.name_len += 1;
+        }
+    }
+
+    /// A trailer field to be forwarded must be one the proxy would pass on
+    /// from a head as it came.
+    fn check_trailer_name(&self) -> Result<(), ChunkError> {
+        if self.trailers == Trailers::Drop || self.name_len > NAME_ROOM {
+            return Ok(());
+        }
+        // Names are tchars: ASCII.
+        let name = std::str::from_utf8(&self.name[..self.name_len]).unwrap_or("");
+        if classify(name) == Name::Other {
+            Ok(())
+        } else {
+            Err(ChunkError::ForbiddenTrailer)
+        }
     }
 
     fn count_trailer(&mut self) -> Result<(), ChunkError> {
@@ -515,6 +563,39 @@ mod tests {
         ] {
             assert!(refused(bad), "{:?}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn forwarded_trailers_cannot_carry_fields_the_proxy_checks() {
+        for field in [
+            "Content-Length: 5",
+            "transfer-encoding: chunked",
+            "Host: evil",
+            "X-Forwarded-For: 203.0.113.1",
+            "Forwarded: for=203.0.113.1",
+            "X_Forwarded_For: 203.0.113.1",
+            "X-Real-IP: 203.0.113.1",
+            "Cookie: p-u-stoken=t",
+            "Connection: close",
+            "Trailer: X",
+        ] {
+            let body = format!("0\r\nX-Ok: 1\r\n{field}\r\n\r\n");
+            assert_eq!(
+                end_of(body.as_bytes(), Trailers::Forward),
+                Err(ChunkError::ForbiddenTrailer),
+                "{field}"
+            );
+            // Dropped trailers go nowhere: nothing to refuse.
+            assert_eq!(
+                end_of(body.as_bytes(), Trailers::Drop),
+                Ok((Some(body.len()), b"0\r\n\r\n".to_vec()))
+            );
+        }
+        let long = format!("0\r\nX-{}: 1\r\nServer-Timing: a\r\n\r\n", "y".repeat(40));
+        assert_eq!(
+            end_of(long.as_bytes(), Trailers::Forward),
+            Ok((Some(long.len()), long.clone().into_bytes()))
+        );
     }
 
     #[test]

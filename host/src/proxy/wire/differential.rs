@@ -109,6 +109,12 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
         "POST http://x/first HTTP/1.1\r\n",
         "POST /first HTTP/1.0\r\nConnection: keep-alive\r\n",
         "GET /first HTTP/1.1\r\n",
+        "POST /first#x HTTP/1.1\r\n",
+        "POST /first?q#x HTTP/1.1\r\n",
+        "POST /fi<r>st HTTP/1.1\r\n",
+        "POST /fi`rst HTTP/1.1\r\n",
+        "POST /first?\"q\" HTTP/1.1\r\n",
+        "POST /fi{r}st?a|b HTTP/1.1\r\n",
     ]);
     let host = prop::sample::select(vec![
         "Host: x\r\n",
@@ -131,6 +137,10 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
         "Content-Length: 99999999999999999999\r\n",
         "Content-Length:\r\n",
         "content_length: 5\r\n",
+        "Content-Length: 5,5\r\n",
+        "Content-Length:\t5\t\r\n",
+        "Content-Length: 18446744073709551616\r\n",
+        "Content-Length: 00000000000000000005\r\n",
     ]);
     let coding = prop::sample::select(vec![
         "Transfer-Encoding: chunked\r\n",
@@ -145,6 +155,10 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
         "Transfer-Encoding: xchunked\r\n",
         "Transfer_Encoding: chunked\r\n",
         "Transfer-Encoding:\r\n",
+        "Transfer-Encoding: chunked, chunked\r\n",
+        "Transfer-Encoding: identity, chunked\r\n",
+        "Transfer-Encoding:\tchunked\t\r\n",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: ,\r\n",
     ]);
     let size = prop::sample::select(vec![
         "5",
@@ -247,4 +261,187 @@ fn the_harness_sees_pipelined_requests() {
     // Body bytes without framing are the next request's: both read
     // `helloGET` as an (extension) method.
     assert_eq!(rt.block_on(hyper_serves(odd.clone())), wicket_serves(&odd));
+}
+
+/// The second response on the pod connection, after the generated one.
+const SECOND_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond";
+
+/// What wicket sends the user for the pod's `bytes` (the answer to a HEAD
+/// when `head`): the head (as it came, or re-written), the body bytes it
+/// forwards, and whether the user connection stays open for another
+/// response; with the body as wicket reads it (decoded). `None` when
+/// wicket refuses the answer or waits for more.
+fn wicket_sends(bytes: &[u8], head: bool) -> Option<(Vec<u8>, Vec<u8>, bool)> {
+    let mut slots = header_slots();
+    let r = parse_response(bytes, &mut slots, head).ok()?;
+    if r.is_interim() || r.status == 101 {
+        return None;
+    }
+    let mut rest = bytes[r.len..].to_vec();
+    let mut body = BodyProgress::new(r.body, Trailers::Drop);
+    let n = body.advance(&mut rest).ok()?;
+    let until_close = r.body == Body::UntilClose;
+    if !body.is_done() && !until_close {
+        return None;
+    }
+    // As forward.rs does: the head as it came unless the user connection
+    // closes after it or it is not fit to pass.
+    let mut out = Vec::new();
+    if r.verbatim && !until_close {
+        out.extend_from_slice(&bytes[..r.len]);
+    } else {
+        write_response_head(&mut out, &bytes[..r.len], &r, until_close);
+    }
+    let kept = &rest[..n.kept];
+    out.extend_from_slice(kept);
+    let data = match r.body {
+        Body::Chunked => dechunk(kept),
+        _ => kept.to_vec(),
+    };
+    Some((out, data, !until_close))
+}
+
+/// A hyper client reading `sent` as the answer to its first request (a
+/// HEAD when `head`), then, if `more`, `SECOND_RESPONSE` as the answer to
+/// a second: the two bodies it read (`None`: it failed).
+async fn hyper_reads(sent: Vec<u8>, head: bool, more: bool) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let (client, mut server) = tokio::io::duplex(1 << 16);
+    let pod = tokio::spawn(async move {
+        let mut req = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Each answer once its request has come (an answer before it is
+        // an error to a client).
+        for (i, answer) in [&sent[..], SECOND_RESPONSE].into_iter().enumerate() {
+            let want = i + 1;
+            while req.windows(4).filter(|w| w == b"\r\n\r\n").count() < want {
+                match tokio::time::timeout(Duration::from_millis(500), server.read(&mut buf)).await
+                {
+                    Ok(Ok(n)) if n > 0 => req.extend_from_slice(&buf[..n]),
+                    _ => return,
+                }
+            }
+            if server.write_all(answer).await.is_err() || !more {
+                return;
+            }
+        }
+    });
+    let Ok((mut sender, conn)) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(client)).await
+    else {
+        return (None, None);
+    };
+    let conn = tokio::spawn(conn);
+    let request = |method: &str, path: &str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "x")
+            .body(Empty::<Bytes>::new())
+            .expect("request")
+    };
+    let read = async |resp: Result<Response<Incoming>, hyper::Error>| {
+        let body = resp.ok()?.into_body();
+        tokio::time::timeout(Duration::from_secs(2), body.collect())
+            .await
+            .ok()?
+            .ok()
+            .map(|b| b.to_bytes().to_vec())
+    };
+    let first = read(
+        sender
+            .send_request(request(if head { "HEAD" } else { "GET" }, "/first"))
+            .await,
+    )
+    .await;
+    let second = if more && first.is_some() && sender.ready().await.is_ok() {
+        read(sender.send_request(request("GET", "/second")).await).await
+    } else {
+        None
+    };
+    conn.abort();
+    let _ = pod.await;
+    (first, second)
+}
+
+fn response() -> impl Strategy<Value = Vec<u8>> {
+    let line = prop::sample::select(vec![
+        "HTTP/1.1 200 OK\r\n",
+        "HTTP/1.1 200 OK\r\n",
+        "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n",
+        "HTTP/1.1 204 No Content\r\n",
+        "HTTP/1.1 304 Not Modified\r\n",
+        "HTTP/1.1 099 Low\r\n",
+        "HTTP/1.1 600 High\r\n",
+    ]);
+    let field = prop::sample::select(vec![
+        "Content-Length: 5\r\n",
+        "Content-Length: 005\r\n",
+        "Content-Length: 5\r\nContent-Length: 5\r\n",
+        "Content-Length: 5\r\nContent-Length: 6\r\n",
+        "Content-Length: 5, 5\r\n",
+        "Content-Length: 4\r\n",
+        "Content-Length: 0\r\n",
+        "Transfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: Chunked\r\n",
+        "Transfer-Encoding: gzip, chunked\r\n",
+        "Transfer-Encoding: chunked, gzip\r\n",
+        "Transfer-Encoding: chunked, chunked\r\n",
+        "Transfer-Encoding: chunked,\r\n",
+        "Transfer-Encoding: ,\r\n",
+        "Transfer-Encoding:\r\n",
+        "Transfer-Encoding: identity\r\n",
+        "Transfer-Encoding: CHUNKED \r\n",
+        "Transfer-Encoding: chunked;q=1\r\n",
+        "Content-Length: +5\r\n",
+        "Content-Length:\t5 \r\n",
+        "Content-Length: 99999999999999999999\r\n",
+        "Content-Length:\r\n",
+        "Connection: close\r\n",
+        "X-Hop: 1\r\nConnection: X-Hop\r\n",
+    ]);
+    let body = prop::sample::select(vec![
+        "hello",
+        "5\r\nhello\r\n0\r\n\r\n",
+        "05\r\nhello\r\n0\r\n\r\n",
+        "5 \r\nhello\r\n0\r\n\r\n",
+        "5;x=y\r\nhello\r\n0\r\nX-T: 1\r\n\r\n",
+        "",
+    ]);
+    (line, prop::collection::vec(field, 0..3), body)
+        .prop_map(|(l, f, b)| format!("{l}{}\r\n{b}", f.concat()).into_bytes())
+}
+
+#[test]
+fn what_wicket_sends_a_user_hyper_reads_as_wicket_did() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 1000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let (accepted, refused) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+    runner
+        .run(&(response(), any::<bool>()), |(bytes, head)| {
+            let Some((sent, data, more)) = wicket_sends(&bytes, head) else {
+                refused.set(refused.get() + 1);
+                return Ok(());
+            };
+            accepted.set(accepted.get() + 1);
+            let (first, second) = rt.block_on(hyper_reads(sent.clone(), head, more));
+            let text = String::from_utf8_lossy(&sent).into_owned();
+            prop_assert_eq!(first, Some(data), "{}", text);
+            if more {
+                prop_assert_eq!(second, Some(b"second".to_vec()), "{}", text);
+            }
+            Ok(())
+        })
+        .expect("a user reads what wicket sends as wicket read it");
+    let (accepted, refused) = (accepted.get(), refused.get());
+    assert!(
+        accepted > 100 && refused > 50,
+        "{accepted} accepted, {refused} refused"
+    );
 }

@@ -103,10 +103,13 @@ pub(super) struct Framing {
     pub length_canonical: bool,
     /// Transfer-Encoding fields seen.
     pub encodings: usize,
-    /// The last transfer coding of the last Transfer-Encoding field.
+    /// The last transfer coding of the Transfer-Encoding fields.
     pub chunked_last: bool,
     /// "chunked" exactly, in one field.
     pub chunked_only: bool,
+    /// The last Transfer-Encoding field is empty or ends with a comma:
+    /// parsers disagree on its final coding.
+    pub encoding_ends_empty: bool,
 }
 
 impl Framing {
@@ -139,12 +142,29 @@ impl Framing {
 
     pub fn encoding(&mut self, value: &[u8]) {
         self.encodings += 1;
-        self.chunked_last = tokens(value)
-            .last()
-            .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+        // The fields are one list (RFC 9110 §5.3) whose empty elements do
+        // not count; but parsers that look only at the text after the last
+        // comma (hyper among them) read `chunked,` as not chunked.
+        let v = value.trim_ascii();
+        self.encoding_ends_empty = v.is_empty() || v.ends_with(b",");
+        if let Some(last) = tokens(value).last() {
+            self.chunked_last = last.eq_ignore_ascii_case(b"chunked");
+        }
         self.chunked_only =
             self.encodings == 1 && value.trim_ascii().eq_ignore_ascii_case(b"chunked");
     }
+}
+
+/// Does an Upgrade field `value` name only protocols in `allowed` (each
+/// compared without case and without its `/version`), and at least one?
+pub(super) fn protocols_allowed<S: AsRef<str>>(value: &[u8], allowed: &[S]) -> bool {
+    let ok = |proto: &[u8]| {
+        let name = proto.split(|&b| b == b'/').next().unwrap_or(proto);
+        allowed
+            .iter()
+            .any(|a| a.as_ref().as_bytes().eq_ignore_ascii_case(name))
+    };
+    tokens(value).next().is_some() && tokens(value).all(ok)
 }
 
 /// Does every line of the head `buf[..len]` that httparse parsed, with

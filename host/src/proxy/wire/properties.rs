@@ -140,8 +140,46 @@ fn scan_split(bytes: &[u8], split: usize, trailers: Trailers) -> Option<(usize, 
     s.is_done().then_some((split + second.taken, kept))
 }
 
+/// The rest of a ticket path, from pieces a traversal could be made of.
+fn rest_bytes() -> impl Strategy<Value = String> {
+    let piece = prop::sample::select(vec![
+        "a", ".", "..", "%2e", "%2E", ";", ";x=1", "%3b", "/", "\\", "%2f", "%5C", "#", "%00", "%",
+        "%25",
+    ]);
+    prop::collection::vec(piece, 0..10).prop_map(|v| v.concat())
+}
+
+/// How deep below the pod's base path `rest` ends up, read by a server as
+/// lenient as any: cut at `#`, `\` and encoded slashes as `/`, `%2e` and
+/// `%3b` decoded, `;` parameters dropped, dot segments resolved. `None`
+/// when it climbs above the base.
+fn lenient_depth(rest: &str) -> Option<usize> {
+    let rest = rest.split('#').next().unwrap_or("").to_ascii_lowercase();
+    let rest = rest
+        .replace("%2f", "/")
+        .replace("%5c", "/")
+        .replace('\\', "/");
+    let mut depth = 0usize;
+    for seg in rest.split('/') {
+        let seg = seg.replace("%2e", ".").replace("%3b", ";");
+        match seg.split(';').next().unwrap_or("") {
+            "." => {}
+            ".." => depth = depth.checked_sub(1)?,
+            _ => depth += 1,
+        }
+    }
+    Some(depth)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn an_accepted_rest_never_climbs_out_of_the_pods_base_path(rest in rest_bytes()) {
+        if crate::proxy::routes::check_rest(&rest).is_ok() {
+            prop_assert!(lenient_depth(&rest).is_some(), "{:?} climbs out", rest);
+        }
+    }
 
     #[test]
     fn parsers_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400), head in any::<bool>()) {

@@ -8,6 +8,7 @@ use httparse::{Header, ParserConfig};
 
 use super::framing::{
     Body, Framing, HeadError, MAX_HEADERS, complete, field, length_field, parse_error,
+    protocols_allowed,
 };
 use super::names::{Name, classify, lists, tokens};
 use crate::proxy::cookies;
@@ -61,11 +62,55 @@ struct Target<'b> {
     authority: Option<&'b str>,
 }
 
-fn split_query(s: &str) -> (&str, Option<&str>) {
-    match s.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (s, None),
+/// What a byte of a request target is to [`split_query`].
+const PLAIN: u8 = 0;
+const QUERY: u8 = 1;
+const FRAGMENT: u8 = 2;
+const REFUSED: u8 = 3;
+
+/// The bytes of a request target that end its path (`?`), are refused in
+/// its path (`#`), or anywhere: `"`, `<`, `>` and `` ` `` are never raw in
+/// a URI (RFC 3986; browsers always percent-encode them), and the `http`
+/// crate, hence a hyper-based pod, refuses some of them where httparse
+/// takes them. A table: one look per byte.
+static TARGET_BYTES: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    t[b'?' as usize] = QUERY;
+    t[b'#' as usize] = FRAGMENT;
+    t[b'"' as usize] = REFUSED;
+    t[b'<' as usize] = REFUSED;
+    t[b'>' as usize] = REFUSED;
+    t[b'`' as usize] = REFUSED;
+    t
+};
+
+/// Splits a target's path from its query, in one pass over it. A `#` in
+/// the path is refused (RFC 9112 §3.2: a request target has no fragment; a
+/// pod or the `http` crate cuts it off, so it would route on another path
+/// than wicket did); in the query it is the query's.
+fn split_query(s: &str) -> Result<(&str, Option<&str>), HeadError> {
+    let mut query = None;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        match TARGET_BYTES[usize::from(b)] {
+            PLAIN => {}
+            QUERY => {
+                query.get_or_insert(i);
+            }
+            FRAGMENT if query.is_none() => {
+                return Err(HeadError::Invalid("fragment in the request target"));
+            }
+            FRAGMENT => {}
+            _ => {
+                return Err(HeadError::Invalid(
+                    "invalid character in the request target",
+                ));
+            }
+        }
     }
+    Ok(match query {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    })
 }
 
 fn strip_scheme(target: &str) -> Option<&str> {
@@ -78,7 +123,7 @@ fn strip_scheme(target: &str) -> Option<&str> {
 
 fn target<'b>(method: &str, target: &'b str) -> Result<Target<'b>, HeadError> {
     if target.starts_with('/') {
-        let (path, query) = split_query(target);
+        let (path, query) = split_query(target)?;
         return Ok(Target {
             path,
             query,
@@ -103,7 +148,7 @@ fn target<'b>(method: &str, target: &'b str) -> Result<Target<'b>, HeadError> {
             "invalid authority in the request target",
         ));
     }
-    let (path, query) = split_query(path_query);
+    let (path, query) = split_query(path_query)?;
     Ok(Target {
         path: if path.is_empty() { "/" } else { path },
         query,
@@ -295,14 +340,8 @@ impl<'b> RequestHead<'_, 'b> {
     /// otherwise the request goes on as an ordinary one (its Upgrade and
     /// Connection fields are hop-by-hop and dropped anyway).
     pub fn allow_upgrades<S: AsRef<str>>(&mut self, allowed: &[S]) {
-        let ok = |proto: &[u8]| {
-            let name = proto.split(|&b| b == b'/').next().unwrap_or(proto);
-            allowed
-                .iter()
-                .any(|a| a.as_ref().as_bytes().eq_ignore_ascii_case(name))
-        };
         if let Some(value) = self.upgrade
-            && !(tokens(value).next().is_some() && tokens(value).all(ok))
+            && !protocols_allowed(value, allowed)
         {
             self.upgrade = None;
         }
@@ -573,6 +612,9 @@ mod tests {
         assert_eq!((h.host, h.absolute), (Some("Apps.Example:8080"), true));
         let (h, _) = req("GET http://h HTTP/1.1\r\nHost: h\r\n\r\n").expect("no path");
         assert_eq!(h.path, "/");
+        // A `#` in the query is the query's (the path is settled).
+        let (h, _) = req("GET /a?b#c HTTP/1.1\r\nHost: h\r\n\r\n").expect("query");
+        assert_eq!((h.path, h.query), ("/a", Some("b#c")));
         let out = upstream("GET http://apps.example/demo/p1/u1/x HTTP/1.1\r\nHost: evil\r\n\r\n");
         assert!(out.contains("host: apps.example\r\n"), "{out}");
         assert!(!out.contains("evil"), "{out}");
@@ -582,6 +624,12 @@ mod tests {
             "GET ftp://h/x HTTP/1.1\r\nHost: h\r\n\r\n",
             "GET x HTTP/1.1\r\nHost: h\r\n\r\n",
             "GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET /demo/p/u/..#x HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET http://h/demo/p/u/a#/../.. HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET /a<b HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET /a`b HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET /a?b=\"c\" HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET http://h/a>b HTTP/1.1\r\nHost: h\r\n\r\n",
         ] {
             assert!(matches!(req(bad), Err(HeadError::Invalid(_))), "{bad:?}");
         }

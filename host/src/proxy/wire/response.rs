@@ -8,6 +8,7 @@ use httparse::{Header, ParserConfig};
 
 use super::framing::{
     Body, Framing, HeadError, complete, crlf_only, field, length_field, parse_error,
+    protocols_allowed,
 };
 use super::names::{Name, classify, lists};
 
@@ -20,7 +21,9 @@ pub struct ResponseHead<'h, 'b> {
     pub len: usize,
     /// How the body is delimited.
     pub body: Body,
-    /// The pod keeps the connection open after this response.
+    /// The pod connection may carry another request after this response:
+    /// the pod keeps it open, and nothing the pod may still send for this
+    /// response can be taken for the next one's.
     pub keep_alive: bool,
     /// The head can go to the user as it is (HTTP/1.1, CRLF line ends, no
     /// hop-by-hop field other than Transfer-Encoding, which stays with the
@@ -50,6 +53,11 @@ pub fn parse_response<'h, 'b>(
     let (Some(code), Some(version)) = (resp.code, resp.version) else {
         return Err(HeadError::Invalid("incomplete status line"));
     };
+    // RFC 9110 §15: three digits, 100 at least (httparse takes `099`,
+    // which a user's parser refuses).
+    if code < 100 {
+        return Err(HeadError::Invalid("invalid status code"));
+    }
     let headers = resp.headers;
     let http10 = version == 0;
     let mut framing = Framing::default();
@@ -65,8 +73,11 @@ pub fn parse_response<'h, 'b>(
         other_hop |= name.is_hop_by_hop() && name != Name::TransferEncoding;
     }
     let encoded = framing.encodings > 0;
-    let body = if head_request || (100..200).contains(&code) || code == 204 || code == 304 {
+    let bodiless = head_request || (100..200).contains(&code) || code == 204 || code == 304;
+    let body = if bodiless {
         Body::Empty
+    } else if encoded && framing.encoding_ends_empty {
+        return Err(HeadError::Invalid("ambiguous Transfer-Encoding"));
     } else if encoded {
         // RFC 9112 §6.3: Transfer-Encoding wins over Content-Length; a body
         // whose last coding is not chunked runs until the close.
@@ -84,6 +95,14 @@ pub fn parse_response<'h, 'b>(
             None => Body::UntilClose,
         }
     };
+    // Framing a pod may not have kept to: an HTTP/1.0 message with a
+    // transfer coding (RFC 9112 §6.1: faulty framing, close after it), or a
+    // body announced where none may follow (a HEAD, 204 or 304 answered by
+    // a handler that writes the body anyway, after its head). Bytes that
+    // come late would be read as the next request's response, maybe
+    // another user's: the pod connection is not used again.
+    let suspect =
+        (http10 && encoded) || (bodiless && (encoded || framing.length.is_some_and(|n| n > 0)));
     let length_as_sent = framing.length_fields == 0
         || (!encoded && framing.length_fields == 1 && framing.length_canonical);
     // A bare LF is rare: only looked for when the head is otherwise kept.
@@ -92,7 +111,7 @@ pub fn parse_response<'h, 'b>(
         status: code,
         len,
         body,
-        keep_alive: framing.persistent(http10) && body != Body::UntilClose,
+        keep_alive: framing.persistent(http10) && body != Body::UntilClose && !suspect,
         verbatim,
         headers,
         connection: framing.connection,
@@ -141,6 +160,21 @@ impl ResponseHead<'_, '_> {
     /// An interim (1xx) response other than 101: the final one follows.
     pub fn is_interim(&self) -> bool {
         self.facts().is_interim()
+    }
+
+    /// Does this (101) response switch to protocols in `allowed` only, as
+    /// its Upgrade field says? RFC 9110 §7.8: a 101 names the protocols
+    /// switched to, and only ones the client asked for (which were all
+    /// allowed), so a pod's switch to anything else is not tunnelled.
+    pub fn switches_to_allowed<S: AsRef<str>>(&self, allowed: &[S]) -> bool {
+        let mut upgrades = self
+            .headers
+            .iter()
+            .filter(|h| classify(h.name) == Name::Upgrade);
+        match (upgrades.next(), upgrades.next()) {
+            (Some(h), None) => protocols_allowed(h.value, allowed),
+            _ => false,
+        }
     }
 }
 
@@ -280,6 +314,10 @@ mod tests {
             ),
             Err(HeadError::Invalid(_))
         ));
+        assert!(matches!(
+            resp("HTTP/1.1 099 Low\r\nContent-Length: 0\r\n\r\n", false),
+            Err(HeadError::Invalid(_))
+        ));
         for odd in [
             "HTTP/1.1 200 OK\nContent-Length: 1\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 01\r\n\r\n",
@@ -287,6 +325,89 @@ mod tests {
         ] {
             let r = resp(odd, false).expect("ok");
             assert_eq!((r.body, r.verbatim), (Body::Length(1), false), "{odd:?}");
+        }
+    }
+
+    #[test]
+    fn pod_connections_are_not_reused_after_framing_a_pod_may_break() {
+        for (raw, head) in [
+            // The body a HEAD handler writes after the head anyway.
+            ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                true,
+            ),
+            (
+                "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+                false,
+            ),
+            (
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+                false,
+            ),
+            // RFC 9112 §6.1: HTTP/1.0 with a transfer coding is faulty.
+            (
+                "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+            ),
+        ] {
+            let r = resp(raw, head).expect("ok");
+            assert!(!r.keep_alive, "{raw:?}");
+        }
+        for (raw, head) in [
+            ("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true),
+            ("HTTP/1.1 200 OK\r\n\r\n", true),
+            ("HTTP/1.1 204 No Content\r\n\r\n", false),
+            ("HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n", false),
+            (
+                "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n",
+                false,
+            ),
+        ] {
+            let r = resp(raw, head).expect("ok");
+            assert!(r.keep_alive, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_transfer_coding_list_that_ends_empty_is_refused() {
+        // RFC 9110 §5.6.1 ignores the empty element (the final coding is
+        // chunked); hyper looks after the last comma (not chunked: read
+        // until close). A user's parser could read either: refused.
+        for raw in [
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: ,\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked,\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding:\r\n\r\n",
+        ] {
+            assert!(
+                matches!(resp(raw, false), Err(HeadError::Invalid(_))),
+                "{raw:?}"
+            );
+        }
+        let r = resp(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        )
+        .expect("ok");
+        assert_eq!(r.body, Body::Chunked);
+    }
+
+    #[test]
+    fn a_switch_is_to_an_allowed_protocol_only() {
+        let allowed = ["websocket"];
+        for (upgrade, ok) in [
+            ("Upgrade: websocket\r\n", true),
+            ("Upgrade: WebSocket/13\r\n", true),
+            ("Upgrade: h2c\r\n", false),
+            ("Upgrade: websocket, h2c\r\n", false),
+            ("Upgrade: ,\r\n", false),
+            ("", false),
+            ("Upgrade: websocket\r\nUpgrade: websocket\r\n", false),
+        ] {
+            let raw =
+                format!("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n{upgrade}\r\n");
+            let r = resp(&raw, false).expect("ok");
+            assert_eq!(r.switches_to_allowed(&allowed), ok, "{upgrade:?}");
         }
     }
 
