@@ -159,13 +159,15 @@ impl Proxy {
             )
             .is_none()
         {
-            let origin = req.headers().get(header::ORIGIN).map(|o| o.as_bytes());
-            if !ticket_ws::origin_allowed(origin, host(&req), &self.ws_origins) {
+            let origins = req.headers().get_all(header::ORIGIN).iter();
+            let origins = origins.map(http::HeaderValue::as_bytes);
+            if !ticket_ws::origins_allowed(origins, host(&req), &self.ws_origins) {
                 return Upgrade::Answer(ticket_ws::foreign_origin());
             }
             let bind = admit::bind_of(&req).map(|b| (self.claim_key, b));
-            let Some(opening) = ticket_ws::opening(&req, bind) else {
-                return Upgrade::Answer(ticket_ws::not_a_websocket());
+            let opening = match ticket_ws::opening(&req, bind) {
+                Ok(o) => o,
+                Err(answer) => return Upgrade::Answer(answer),
             };
             return match self.fairness.socket(client) {
                 Ok(slot) => Upgrade::TicketSocket(app, opening.held_by(slot, self.owner(client))),

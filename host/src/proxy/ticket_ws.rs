@@ -28,6 +28,7 @@ use http::{Request, Response, StatusCode};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -119,20 +120,57 @@ impl Opening {
     }
 }
 
+/// The one WebSocket version there is (RFC 6455 §4.1).
+const VERSION: &str = "13";
+
 /// Checks an upgrade request for the ticket socket (its Connection field
 /// listing `upgrade` was checked where the head was parsed, see
-/// [`super::wire::RequestHead::upgrade`]): None if it is no WebSocket
-/// handshake (answer [`not_a_websocket`]).
-pub fn opening(req: &Request<()>, bind: Option<(ClaimKey, Token)>) -> Option<Opening> {
-    let is_ws = req
-        .headers()
+/// [`super::wire::RequestHead::upgrade`]) per RFC 6455 §4.2.1: a GET with
+/// `Upgrade: websocket`, one `Sec-WebSocket-Key` that is 16 bytes in
+/// base64 and `Sec-WebSocket-Version: 13`. Anything else is answered
+/// (and the connection closed): 405 for another method, 426 naming the
+/// version for another version (§4.4), 400 otherwise.
+pub fn opening(
+    req: &Request<()>,
+    bind: Option<(ClaimKey, Token)>,
+) -> Result<Opening, Response<ProxyBody>> {
+    let h = req.headers();
+    let is_ws = h
         .get(header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    let key = req
-        .headers()
-        .get(header::SEC_WEBSOCKET_KEY)
-        .filter(|_| is_ws)?;
-    Some(Opening {
+    if !is_ws {
+        return Err(not_a_websocket());
+    }
+    if req.method() != http::Method::GET {
+        let mut r = local(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "A WebSocket handshake is a GET request.\n",
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, http::HeaderValue::from_static("GET"));
+        return Err(r);
+    }
+    let mut versions = h.get_all(header::SEC_WEBSOCKET_VERSION).iter();
+    let version_ok = versions.next().is_some_and(|v| v == VERSION) && versions.next().is_none();
+    if !version_ok {
+        let mut r = local(
+            StatusCode::UPGRADE_REQUIRED,
+            "text/plain",
+            "Unsupported WebSocket version: this server speaks version 13.\n",
+        );
+        r.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            http::HeaderValue::from_static(VERSION),
+        );
+        return Err(r);
+    }
+    let mut keys = h.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let key = match (keys.next(), keys.next()) {
+        (Some(k), None) if is_nonce(k.as_bytes()) => k,
+        _ => return Err(not_a_websocket()),
+    };
+    Ok(Opening {
         accept: derive_accept_key(key.as_bytes()),
         joining: joining(req.uri().query()),
         bind,
@@ -140,12 +178,37 @@ pub fn opening(req: &Request<()>, bind: Option<(ClaimKey, Token)>) -> Option<Ope
     })
 }
 
+/// Is `key` a `Sec-WebSocket-Key`: a 16-byte nonce in base64 (24 chars)?
+fn is_nonce(key: &[u8]) -> bool {
+    use base64::Engine as _;
+    let mut nonce = [0u8; 18];
+    key.len() == 24
+        && base64::engine::general_purpose::STANDARD
+            .decode_slice(key, &mut nonce)
+            .is_ok_and(|n| n == 16)
+}
+
+/// Is a ticket socket handshake with these `Origin` fields to `host` (its
+/// `Host` field) allowed? One field, naming the host's own origin or one
+/// of `allowed` (whole origins, e.g. `https://apps.example.org`). Without
+/// an Origin field it is: browsers always send one on a WebSocket
+/// handshake, so its absence means a non-browser client (a script,
+/// k8sTicket's own clients), which no web page can make a visitor's
+/// browser be. Several Origin fields are refused (no browser sends them).
+pub fn origins_allowed<'v>(
+    mut origins: impl Iterator<Item = &'v [u8]>,
+    host: &str,
+    allowed: &[Box<str>],
+) -> bool {
+    match (origins.next(), origins.next()) {
+        (None, _) => true,
+        (Some(o), None) => origin_allowed(Some(o), host, allowed),
+        (Some(_), Some(_)) => false,
+    }
+}
+
 /// Is a ticket socket handshake from `origin` (its `Origin` field) to
-/// `host` (its `Host` field) allowed? Same origin as the host, or one of
-/// `allowed` (whole origins, e.g. `https://apps.example.org`). Without an
-/// Origin field it is: browsers always send one on a WebSocket handshake,
-/// so its absence means a non-browser client (a script, k8sTicket's own
-/// clients), which no web page can make a visitor's browser be.
+/// `host` allowed? See [`origins_allowed`].
 pub fn origin_allowed(origin: Option<&[u8]>, host: &str, allowed: &[Box<str>]) -> bool {
     let Some(origin) = origin else {
         return true;
@@ -383,6 +446,7 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
     let (mut dirty, mut checks) = (true, 0u32);
     // Is the user told that new tickets are paused (see `sta#paused`)?
     let mut paused = false;
+    let mut ending = Ending::Gone;
     loop {
         tokio::select! {
             grant = waiting.granted() => {
@@ -447,7 +511,16 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
                 unanswered = true;
             }
             incoming = ws.next() => match incoming {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                // tungstenite queued the answering close (RFC 6455 §5.5.1).
+                Some(Ok(Message::Close(_))) => {
+                    ending = Ending::Answer;
+                    break;
+                }
+                None => break,
+                Some(Err(e)) => {
+                    ending = failure(&e).map_or(Ending::Gone, Ending::Fail);
+                    break;
+                }
                 Some(Ok(_)) => unanswered = false,
             },
             () = stage.reached(Stage::Draining) => {
@@ -461,6 +534,56 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
     }
     // Dropping `waiting` leaves the queue (or steps away, if resumable) and
     // gives back a grant that raced the departure.
+    drop(waiting);
+    end(ws, ending).await;
+}
+
+/// How a session's socket ends after the client left the loop.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    /// Nothing to say (the client is gone, or wicket gave up on it).
+    Gone,
+    /// The client closed: send the close tungstenite queued in answer.
+    Answer,
+    /// The client broke the protocol: close with this code (RFC 6455
+    /// §7.1.7 and §7.4.1).
+    Fail(CloseCode),
+}
+
+/// The close code for a client's frame that failed the connection: 1002
+/// for a protocol error (an unmasked frame, reserved bits or opcodes, a
+/// fragmented or oversized control frame), 1007 for text that is not
+/// UTF-8, 1009 for a frame or message over the size limit. None when the
+/// connection itself is gone.
+fn failure(e: &WsError) -> Option<CloseCode> {
+    match e {
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) => Some(CloseCode::Protocol),
+        WsError::Utf8(_) => Some(CloseCode::Invalid),
+        WsError::Capacity(_) => Some(CloseCode::Size),
+        _ => None,
+    }
+}
+
+/// Ends the socket as `ending` says, within a short bound (a client that
+/// does not read gets no more time).
+async fn end(mut ws: Ws, ending: Ending) {
+    let said = async {
+        match ending {
+            Ending::Gone => {}
+            Ending::Answer => {
+                let _ = ws.flush().await;
+            }
+            Ending::Fail(code) => {
+                let frame = CloseFrame {
+                    code,
+                    reason: "".into(),
+                };
+                let _ = ws.send(Message::Close(Some(frame))).await;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), said).await;
 }
 
 #[cfg(test)]
@@ -491,6 +614,16 @@ mod tests {
             "wicket.test",
             list
         ));
+    }
+
+    #[test]
+    fn keys_are_16_byte_nonces() {
+        assert!(is_nonce(b"dGhlIHNhbXBsZSBub25jZQ=="), "RFC 6455's example");
+        assert!(!is_nonce(b"dGhlIHNhbXBsZSBub25jZQ"), "unpadded");
+        assert!(!is_nonce(b"dGhlIHNhbXBsZSBub25jZQ==x"));
+        assert!(!is_nonce(b"dGhlIHNhbXBsZSBub25jZSE="), "17 bytes");
+        assert!(!is_nonce(b"dGhlIHNhbXBsZSBub25j!Q=="));
+        assert!(!is_nonce(b""));
     }
 
     #[test]
