@@ -309,3 +309,54 @@ async fn a_cookie_tossed_in_front_of_the_ticket_cookie_does_not_lock_the_user_ou
     let (head, _) = read_head(&mut user).await;
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_sites_page_cannot_take_places_by_poll() {
+    let pod = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mut c = config();
+    c.demo.replicas = 0;
+    c.demo.pods_max = 0;
+    c.demo.tickets_spare = 0;
+    c.demo.tickets_max = 1;
+    c.demo.static_backends = vec![pod.local_addr().expect("addr")];
+    let host = start(c, 1).await;
+    let web = client();
+    let addr = host.proxy_addr;
+    // What a browser sends for `<img src=…>` or `fetch(…, {mode: "no-cors"})`
+    // on a page of another site, and for a hidden frame.
+    let image = [
+        ("accept", "image/avif,image/webp,*/*"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-mode", "no-cors"),
+        ("sec-fetch-dest", "image"),
+    ];
+    let frame = [
+        ("accept", "*/*"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-mode", "navigate"),
+        ("sec-fetch-dest", "iframe"),
+    ];
+    for path in ["/demo/", "/demo/.wicket/poll"] {
+        for fields in [&image, &frame] {
+            let r = get(&web, addr, path, None, fields).await;
+            assert_eq!(r.status, http::StatusCode::FORBIDDEN, "{path} {fields:?}");
+            assert!(r.headers.get("set-cookie").is_none());
+        }
+    }
+    assert_eq!(
+        metric(&host, "k8sticket_current_free_tickets_total").await,
+        1.0
+    );
+    assert_eq!(metric(&host, "wicket_waiting_users").await, 0.0);
+    // The user's own visit (a top-level navigation, from anywhere) and a
+    // client without fetch metadata get the slot as before.
+    let visit = [
+        ("accept", "*/*"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-mode", "navigate"),
+        ("sec-fetch-dest", "document"),
+    ];
+    let r = get(&web, addr, "/demo/.wicket/poll", None, &visit).await;
+    assert_eq!(r.status, http::StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(r.headers.get("set-cookie").is_some());
+}

@@ -29,6 +29,9 @@ impl Proxy {
         req: &Request<()>,
         client: IpAddr,
     ) -> http::Response<ProxyBody> {
+        if !self.poll_allowed(req) {
+            return forbidden_poll();
+        }
         // Counted as an open waiting-room socket while it holds.
         let _slot = match self.fairness.socket(client) {
             Ok(s) => s,
@@ -91,6 +94,39 @@ impl Proxy {
                 )
             }
         }
+    }
+
+    /// May this request take a place by poll? Not when a browser says it
+    /// is a subresource or frame of another site's page (`Sec-Fetch-Site`
+    /// other than `same-origin` or `none`, and not the top-level document):
+    /// else any page could spend slots through its visitors' browsers with
+    /// an `<img>` or a `fetch`, as it could through the ticket socket
+    /// before its Origin check. A top-level navigation is the user's own
+    /// visit; clients that send no fetch metadata (scripts, old
+    /// browsers) pass, as do origins the ticket socket allows.
+    fn poll_allowed(&self, req: &Request<()>) -> bool {
+        let h = req.headers();
+        let is = |name: &str, values: &[&str]| {
+            h.get(name).is_some_and(|v| {
+                values
+                    .iter()
+                    .any(|want| v.as_bytes().eq_ignore_ascii_case(want.as_bytes()))
+            })
+        };
+        let Some(site) = h.get("sec-fetch-site") else {
+            return true;
+        };
+        let own = [b"same-origin".as_slice(), b"none"]
+            .iter()
+            .any(|want| site.as_bytes().eq_ignore_ascii_case(want));
+        let visit = is("sec-fetch-mode", &["navigate"]) && is("sec-fetch-dest", &["document"]);
+        let origins = h
+            .get_all(header::ORIGIN)
+            .iter()
+            .map(http::HeaderValue::as_bytes);
+        let listed = h.contains_key(header::ORIGIN)
+            && super::ticket_ws::origins_allowed(origins, host(req), &self.ws_origins);
+        own || visit || listed
     }
 
     /// Sends a user who was granted `grant` to the app, with the ticket
@@ -193,4 +229,13 @@ pub(super) fn claim(
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r
+}
+
+/// The answer to a poll from another site's page.
+fn forbidden_poll() -> http::Response<ProxyBody> {
+    pages::local(
+        StatusCode::FORBIDDEN,
+        "text/plain",
+        "Another site's page may not take a place in this waiting room. Open the application's address directly.\n",
+    )
 }
