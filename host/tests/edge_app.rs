@@ -93,6 +93,12 @@ async fn ticket_socket_handshakes_are_checked_as_rfc_6455_says() {
         ("GET", format!("{key}{key}{v13}"), "400"),
         ("GET", v13.to_owned(), "400"),
         ("POST", format!("{key}{v13}"), "405"),
+        // A body would be read as frames.
+        (
+            "GET",
+            format!("{key}{v13}Content-Length: 4\r\n\r\nabcd"),
+            "400",
+        ),
         // No browser sends two Origin fields: the first is not believed.
         (
             "GET",

@@ -127,7 +127,7 @@ const VERSION: &str = "13";
 /// listing `upgrade` was checked where the head was parsed, see
 /// [`super::wire::RequestHead::upgrade`]) per RFC 6455 §4.2.1: a GET with
 /// `Upgrade: websocket`, one `Sec-WebSocket-Key` that is 16 bytes in
-/// base64 and `Sec-WebSocket-Version: 13`. Anything else is answered
+/// base64, `Sec-WebSocket-Version: 13` and no body. Anything else is answered
 /// (and the connection closed): 405 for another method, 426 naming the
 /// version for another version (§4.4), 400 otherwise.
 pub fn opening(
@@ -164,6 +164,13 @@ pub fn opening(
             http::HeaderValue::from_static(VERSION),
         );
         return Err(r);
+    }
+    // A body would be read as the first frames (§4.1: the handshake is a
+    // GET without one).
+    let body = h.contains_key(header::TRANSFER_ENCODING)
+        || h.get_all(header::CONTENT_LENGTH).iter().any(|v| v != "0");
+    if body {
+        return Err(not_a_websocket());
     }
     let mut keys = h.get_all(header::SEC_WEBSOCKET_KEY).iter();
     let key = match (keys.next(), keys.next()) {
