@@ -366,3 +366,53 @@ async fn another_sites_page_cannot_take_places_by_poll() {
     assert_eq!(r.status, http::StatusCode::SEE_OTHER, "{}", r.body);
     assert!(r.headers.get("set-cookie").is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_client_that_stops_reading_loses_its_place() {
+    let pod = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mut c = config();
+    c.demo.replicas = 0;
+    c.demo.pods_max = 0;
+    c.demo.tickets_spare = 0;
+    c.demo.tickets_max = 1;
+    c.demo.static_backends = vec![pod.local_addr().expect("addr")];
+    c.proxy.ticket_expiry_ms = 60_000;
+    c.proxy.ws_ping_ms = 300;
+    let host = start(c, 1).await;
+    let _held = ticket(host.proxy_addr, APP, LIMIT).await;
+    // A small receive buffer, so that what the server sends piles up in
+    // its own send buffer soon.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let mut user = socket.connect(host.proxy_addr).await.expect("connect");
+    let open = format!(
+        "GET /{APP}/ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    user.write_all(open.as_bytes()).await.expect("write");
+    let (head, _) = read_head(&mut user).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    wait_for(LIMIT, || async {
+        metric(&host, "wicket_waiting_users").await == 1.0
+    })
+    .await;
+    // Pings make the server answer (pongs) into a socket never read, until
+    // its buffers are full; then the client says nothing more.
+    let pings: Vec<u8> = (0..64)
+        .flat_map(|_| frame(0x89, &[b'p'; 125], false))
+        .collect();
+    let flood = async {
+        loop {
+            if user.write_all(&pings).await.is_err() {
+                return;
+            }
+        }
+    };
+    let _ = timeout(Duration::from_secs(3), flood).await;
+    // Gone as far as the server can tell: it drops the client within a
+    // few ping intervals and the place is free.
+    wait_for(Duration::from_secs(5), || async {
+        metric(&host, "wicket_waiting_users").await == 0.0
+    })
+    .await;
+    drop(user);
+}

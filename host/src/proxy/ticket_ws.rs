@@ -306,8 +306,17 @@ pub async fn serve(
     drop(slot);
 }
 
-async fn send_text(ws: &mut Ws, text: String) -> bool {
-    ws.send(Message::text(text)).await.is_ok()
+/// Runs `io`, sends to the client, within `limit`: false if it failed or
+/// the client did not take the bytes in time. A client that stopped
+/// reading is as gone as one that answers no ping: without the bound, a
+/// send into its full buffers would wait forever, and the session with it
+/// (its place in line, a ticket granted to it).
+async fn within(limit: Duration, io: impl Future<Output = bool>) -> bool {
+    tokio::time::timeout(limit, io).await.unwrap_or(false)
+}
+
+async fn send_text(ws: &mut Ws, text: String, limit: Duration) -> bool {
+    within(limit, async { ws.send(Message::text(text)).await.is_ok() }).await
 }
 
 /// Sends a normal close, with whatever messages were fed before it.
@@ -327,13 +336,16 @@ async fn linger(mut ws: Ws) {
     .await;
 }
 
-async fn closed(mut ws: Ws) {
-    let sent = ws.feed(Message::text("sta#closed")).await.is_ok()
-        && ws
-            .feed(Message::text(format!("msg#{CLOSED_MESSAGE}")))
-            .await
-            .is_ok()
-        && close_sent(&mut ws).await;
+async fn closed(mut ws: Ws, limit: Duration) {
+    let sent = within(limit, async {
+        ws.feed(Message::text("sta#closed")).await.is_ok()
+            && ws
+                .feed(Message::text(format!("msg#{CLOSED_MESSAGE}")))
+                .await
+                .is_ok()
+            && close_sent(&mut ws).await
+    })
+    .await;
     if sent {
         linger(ws).await;
     }
@@ -341,32 +353,37 @@ async fn closed(mut ws: Ws) {
 
 /// The process shuts down: tells the user to reconnect and closes with
 /// 1012 (Service Restart), which also tells a WebSocket library to.
-async fn restart(mut ws: Ws, drain: &Drain) {
+async fn restart(mut ws: Ws, drain: &Drain, limit: Duration) {
     drain.told();
-    let sent = ws.feed(Message::text("sta#restart")).await.is_ok()
-        && ws
-            .feed(Message::text(format!("msg#{RESTART_MESSAGE}")))
-            .await
-            .is_ok()
-        && ws
-            .send(Message::Close(Some(CloseFrame {
-                code: CloseCode::Restart,
-                reason: "".into(),
-            })))
-            .await
-            .is_ok();
+    let sent = within(limit, async {
+        ws.feed(Message::text("sta#restart")).await.is_ok()
+            && ws
+                .feed(Message::text(format!("msg#{RESTART_MESSAGE}")))
+                .await
+                .is_ok()
+            && ws
+                .send(Message::Close(Some(CloseFrame {
+                    code: CloseCode::Restart,
+                    reason: "".into(),
+                })))
+                .await
+                .is_ok()
+    })
+    .await;
     if sent {
         linger(ws).await;
     }
 }
 
 /// The client holds as many places as it may: says so and closes.
-async fn refused(mut ws: Ws) {
-    let sent = ws
-        .feed(Message::text(format!("msg#{REFUSED_MESSAGE}")))
-        .await
-        .is_ok()
-        && close_sent(&mut ws).await;
+async fn refused(mut ws: Ws, limit: Duration) {
+    let sent = within(limit, async {
+        ws.feed(Message::text(format!("msg#{REFUSED_MESSAGE}")))
+            .await
+            .is_ok()
+            && close_sent(&mut ws).await
+    })
+    .await;
     if sent {
         linger(ws).await;
     }
@@ -374,18 +391,28 @@ async fn refused(mut ws: Ws) {
 
 /// Sends the ticket (after its claim proof, for a browser with a claim
 /// binding); if the user is gone, frees it at once.
-async fn deliver(app: &App, mut ws: Ws, grant: Grant, bind: Option<(ClaimKey, Token)>) {
+async fn deliver(
+    app: &App,
+    mut ws: Ws,
+    grant: Grant,
+    bind: Option<(ClaimKey, Token)>,
+    limit: Duration,
+) {
     let msg = format!("tkn#{}@{}@{}", grant.token, grant.pod, grant.uid);
-    let proof = match bind {
-        Some((key, bind)) => {
-            let clm = format!("clm#{}", key.proof(&grant.token, &bind));
-            ws.feed(Message::text(clm)).await.is_ok()
-        }
-        None => true,
-    };
-    // Queued, not sent: it leaves with the close (and, for a user served
-    // at once, with the handshake), in one write.
-    if proof && ws.feed(Message::text(msg)).await.is_ok() && close_sent(&mut ws).await {
+    let sent = within(limit, async {
+        let proof = match bind {
+            Some((key, bind)) => {
+                let clm = format!("clm#{}", key.proof(&grant.token, &bind));
+                ws.feed(Message::text(clm)).await.is_ok()
+            }
+            None => true,
+        };
+        // Queued, not sent: it leaves with the close (and, for a user
+        // served at once, with the handshake), in one write.
+        proof && ws.feed(Message::text(msg)).await.is_ok() && close_sent(&mut ws).await
+    })
+    .await;
+    if sent {
         linger(ws).await;
     } else {
         app.release(&grant);
@@ -419,8 +446,10 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
     // A handshake that came in on a connection of a process already
     // shutting down: straight to another one (a resume id held stays valid).
     if drain.draining() {
-        return restart(ws, drain).await;
+        return restart(ws, drain, timing.ping).await;
     }
+    // Every send to the client is bounded by a ping interval.
+    let limit = timing.ping;
     let mut stage: Watch = drain.watch();
     let (resume, resumable) = match joining {
         Joining::Plain => (None, false),
@@ -428,15 +457,15 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
     };
     let mut changes = app.subscribe();
     let (mut waiting, rid) = match app.join_as(owner, resume.as_ref(), resumable).await {
-        Join::Granted(grant) => return deliver(&app, ws, grant, bind).await,
-        Join::Closed => return closed(ws).await,
-        Join::Refused => return refused(ws).await,
+        Join::Granted(grant) => return deliver(&app, ws, grant, bind, limit).await,
+        Join::Closed => return closed(ws, limit).await,
+        Join::Refused => return refused(ws, limit).await,
         Join::Queued { waiting, rid, .. } => (waiting, rid),
     };
     let opened = match rid {
-        Some(rid) => send_text(&mut ws, format!("rid#{rid}")).await,
+        Some(rid) => send_text(&mut ws, format!("rid#{rid}"), limit).await,
         // The handshake goes out now, before the first message.
-        None => ws.flush().await.is_ok(),
+        None => within(limit, async { ws.flush().await.is_ok() }).await,
     };
     if !opened {
         return;
@@ -462,9 +491,9 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
                     Ok(grant) => {
                         // The user holds the ticket now, not a place in line.
                         drop(waiting);
-                        deliver(&app, ws, grant, bind).await;
+                        deliver(&app, ws, grant, bind, limit).await;
                     }
-                    Err(_) => closed(ws).await,
+                    Err(_) => closed(ws, limit).await,
                 }
                 return;
             }
@@ -473,12 +502,12 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
                 if up == paused {
                     paused = !up;
                     let sta = if paused { "sta#paused" } else { "sta#open" };
-                    if !send_text(&mut ws, sta.into()).await {
+                    if !send_text(&mut ws, sta.into(), limit).await {
                         break;
                     }
                 }
                 let text = if up { WAITING_MESSAGE } else { STORE_DOWN_MESSAGE };
-                if !send_text(&mut ws, format!("msg#{text}")).await {
+                if !send_text(&mut ws, format!("msg#{text}"), limit).await {
                     break;
                 }
                 dirty = true;
@@ -497,10 +526,10 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
                     checks = 0;
                     if let Some(status) = waiting.status() {
                         let (pos, eta) = (format!("pos#{}", status.position), eta_message(&status));
-                        if pos != last_pos && !send_text(&mut ws, pos.clone()).await {
+                        if pos != last_pos && !send_text(&mut ws, pos.clone(), limit).await {
                             break;
                         }
-                        if eta != last_eta && !send_text(&mut ws, eta.clone()).await {
+                        if eta != last_eta && !send_text(&mut ws, eta.clone(), limit).await {
                             break;
                         }
                         (last_pos, last_eta) = (pos, eta);
@@ -512,7 +541,8 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
                     tracing::debug!(app = app.name(), "no pong: the waiting user is gone");
                     break;
                 }
-                if ws.send(Message::Ping(Default::default())).await.is_err() {
+                let ping = async { ws.send(Message::Ping(Default::default())).await.is_ok() };
+                if !within(limit, ping).await {
                     break;
                 }
                 unanswered = true;
@@ -535,7 +565,7 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
                 // A resumable user steps away (the place is kept for the
                 // grace period); a plain one leaves, as on any close.
                 drop(waiting);
-                return restart(ws, drain).await;
+                return restart(ws, drain, limit).await;
             }
         }
     }
