@@ -151,6 +151,18 @@ pub fn opening(
             .insert(header::ALLOW, http::HeaderValue::from_static("GET"));
         return Err(r);
     }
+    // A body would be read as the first frames (§4.1: the handshake is a
+    // GET without one).
+    let body = h.contains_key(header::TRANSFER_ENCODING)
+        || h.get_all(header::CONTENT_LENGTH).iter().any(|v| v != "0");
+    if body {
+        return Err(not_a_websocket());
+    }
+    let mut keys = h.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let key = match (keys.next(), keys.next()) {
+        (Some(k), None) if is_nonce(k.as_bytes()) => k,
+        _ => return Err(not_a_websocket()),
+    };
     let mut versions = h.get_all(header::SEC_WEBSOCKET_VERSION).iter();
     let version_ok = versions.next().is_some_and(|v| v == VERSION) && versions.next().is_none();
     if !version_ok {
@@ -165,18 +177,6 @@ pub fn opening(
         );
         return Err(r);
     }
-    // A body would be read as the first frames (§4.1: the handshake is a
-    // GET without one).
-    let body = h.contains_key(header::TRANSFER_ENCODING)
-        || h.get_all(header::CONTENT_LENGTH).iter().any(|v| v != "0");
-    if body {
-        return Err(not_a_websocket());
-    }
-    let mut keys = h.get_all(header::SEC_WEBSOCKET_KEY).iter();
-    let key = match (keys.next(), keys.next()) {
-        (Some(k), None) if is_nonce(k.as_bytes()) => k,
-        _ => return Err(not_a_websocket()),
-    };
     Ok(Opening {
         accept: derive_accept_key(key.as_bytes()),
         joining: joining(req.uri().query()),
