@@ -140,6 +140,12 @@ pub struct ProxyConfig {
     /// Origins (`https://host[:port]`) besides the host's own whose pages
     /// may open the ticket WebSocket.
     pub ws_origins: Vec<String>,
+    /// The host names users reach wicket by. When set, the ticket
+    /// WebSocket and polls (what takes a place in line) answer only
+    /// requests whose `Host` is one of them (or `dns_domain`): a name an
+    /// attacker's DNS points at wicket (DNS rebinding) is not the host's
+    /// own origin. Empty: any host.
+    pub public_hosts: Vec<String>,
     /// User connections the proxy keeps open at once, per process (0: no
     /// limit). More are answered 503 and closed.
     pub max_connections: u32,
@@ -177,6 +183,7 @@ impl Default for ProxyConfig {
             tunnel_idle_timeout_ms: 600_000,
             dns_domain: String::new(),
             ws_origins: Vec::new(),
+            public_hosts: Vec::new(),
             max_connections: 16_384,
             connections_per_client: 256,
             sockets_per_client: 32,
@@ -527,6 +534,15 @@ impl Config {
                 "must be origins: http:// or https://, a host, maybe a port, no path",
             ),
             (
+                self.proxy.public_hosts.iter().all(|h| {
+                    !h.is_empty()
+                        && h.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                }),
+                "proxy.public_hosts",
+                "must be host names (letters, digits, '-' and '.'; no port)",
+            ),
+            (
                 self.store.kind == StoreKind::Memory || !self.store.url.is_empty(),
                 "store.url",
                 "is required with kind = \"redis\"",
@@ -730,6 +746,12 @@ impl Config {
                 .ws_origins
                 .iter()
                 .map(|o| Box::from(o.trim_end_matches('/')))
+                .collect(),
+            public_hosts: self
+                .proxy
+                .public_hosts
+                .iter()
+                .map(|h| Box::from(h.to_ascii_lowercase()))
                 .collect(),
             limits: ClientLimits {
                 max_connections: self.proxy.max_connections,

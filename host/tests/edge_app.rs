@@ -416,3 +416,40 @@ async fn a_waiting_client_that_stops_reading_loses_its_place() {
     .await;
     drop(user);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_foreign_host_name_no_place_is_taken() {
+    let pod = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mut c = config();
+    c.demo.replicas = 0;
+    c.demo.pods_max = 0;
+    c.demo.tickets_spare = 0;
+    c.demo.tickets_max = 1;
+    c.demo.static_backends = vec![pod.local_addr().expect("addr")];
+    c.proxy.public_hosts = vec!["Wicket.test".into()];
+    let host = start(c, 1).await;
+    let socket = |host: &str| {
+        format!(
+            "GET /{APP}/ws HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+    };
+    let poll = |host: &str| {
+        format!(
+            "GET /{APP}/.wicket/poll HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\nSec-Fetch-Site: same-origin\r\n\r\n"
+        )
+    };
+    // A page of rebound.example, its name pointed at wicket: same origin
+    // as far as Origin and Host go.
+    for raw in [socket("rebound.example:9001"), poll("rebound.example")] {
+        let head = answer_to(host.proxy_addr, &raw).await;
+        assert!(head.starts_with("HTTP/1.1 421"), "{raw}: {head}");
+    }
+    assert_eq!(metric(&host, "wicket_waiting_users").await, 0.0);
+    assert_eq!(
+        metric(&host, "k8sticket_current_free_tickets_total").await,
+        1.0
+    );
+    // wicket's own name (any case, any port) is served.
+    let head = answer_to(host.proxy_addr, &socket("wicket.TEST:9001")).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+}

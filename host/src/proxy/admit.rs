@@ -29,6 +29,9 @@ impl Proxy {
         req: &Request<()>,
         client: IpAddr,
     ) -> http::Response<ProxyBody> {
+        if !self.public_host(host(req)) {
+            return super::ticket_ws::misdirected();
+        }
         if !self.poll_allowed(req) {
             return forbidden_poll();
         }

@@ -159,6 +159,9 @@ impl Proxy {
             )
             .is_none()
         {
+            if !self.public_host(host(&req)) {
+                return Upgrade::Answer(ticket_ws::misdirected());
+            }
             let origins = req.headers().get_all(header::ORIGIN).iter();
             let origins = origins.map(http::HeaderValue::as_bytes);
             if !ticket_ws::origins_allowed(origins, host(&req), &self.ws_origins) {

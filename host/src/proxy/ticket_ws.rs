@@ -242,6 +242,27 @@ pub fn origin_allowed(origin: Option<&[u8]>, host: &str, allowed: &[Box<str>]) -
     !host.is_empty() && !authority.contains('/') && bare(authority) == bare(host)
 }
 
+/// The name in a `Host` value, without its port (`[::1]:80` gives
+/// `[::1]`).
+pub fn host_name(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => {
+            name
+        }
+        _ => host,
+    }
+}
+
+/// The answer to a request for a place in line (ticket socket or poll)
+/// under a host name that is none of wicket's own (`proxy.public_hosts`).
+pub fn misdirected() -> Response<ProxyBody> {
+    local(
+        StatusCode::MISDIRECTED_REQUEST,
+        "text/plain",
+        "This waiting room does not answer under this host name.\n",
+    )
+}
+
 /// The answer to a handshake from a page of another origin.
 pub fn foreign_origin() -> Response<ProxyBody> {
     local(
@@ -651,6 +672,15 @@ mod tests {
             "wicket.test",
             list
         ));
+    }
+
+    #[test]
+    fn host_names_without_ports() {
+        assert_eq!(host_name("wicket.test:9001"), "wicket.test");
+        assert_eq!(host_name("wicket.test"), "wicket.test");
+        assert_eq!(host_name("[::1]:80"), "[::1]");
+        assert_eq!(host_name("[::1]"), "[::1]");
+        assert_eq!(host_name("a:b"), "a:b");
     }
 
     #[test]
