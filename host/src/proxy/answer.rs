@@ -170,7 +170,7 @@ impl Proxy {
             let bind = admit::bind_of(&req).map(|b| (self.claim_key, b));
             let opening = match ticket_ws::opening(&req, bind) {
                 Ok(o) => o,
-                Err(answer) => return Upgrade::Answer(answer),
+                Err(bad) => return Upgrade::Answer(bad.answer()),
             };
             return match self.fairness.socket(client) {
                 Ok(slot) => Upgrade::TicketSocket(app, opening.held_by(slot, self.owner(client))),

@@ -133,49 +133,33 @@ const VERSION: &str = "13";
 pub fn opening(
     req: &Request<()>,
     bind: Option<(ClaimKey, Token)>,
-) -> Result<Opening, Response<ProxyBody>> {
+) -> Result<Opening, BadHandshake> {
     let h = req.headers();
     let is_ws = h
         .get(header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     if !is_ws {
-        return Err(not_a_websocket());
+        return Err(BadHandshake::NotWebSocket);
     }
     if req.method() != http::Method::GET {
-        let mut r = local(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "A WebSocket handshake is a GET request.\n",
-        );
-        r.headers_mut()
-            .insert(header::ALLOW, http::HeaderValue::from_static("GET"));
-        return Err(r);
+        return Err(BadHandshake::NotGet);
     }
     // A body would be read as the first frames (§4.1: the handshake is a
     // GET without one).
     let body = h.contains_key(header::TRANSFER_ENCODING)
         || h.get_all(header::CONTENT_LENGTH).iter().any(|v| v != "0");
     if body {
-        return Err(not_a_websocket());
+        return Err(BadHandshake::NotWebSocket);
     }
     let mut keys = h.get_all(header::SEC_WEBSOCKET_KEY).iter();
     let key = match (keys.next(), keys.next()) {
         (Some(k), None) if is_nonce(k.as_bytes()) => k,
-        _ => return Err(not_a_websocket()),
+        _ => return Err(BadHandshake::NotWebSocket),
     };
     let mut versions = h.get_all(header::SEC_WEBSOCKET_VERSION).iter();
     let version_ok = versions.next().is_some_and(|v| v == VERSION) && versions.next().is_none();
     if !version_ok {
-        let mut r = local(
-            StatusCode::UPGRADE_REQUIRED,
-            "text/plain",
-            "Unsupported WebSocket version: this server speaks version 13.\n",
-        );
-        r.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            http::HeaderValue::from_static(VERSION),
-        );
-        return Err(r);
+        return Err(BadHandshake::Version);
     }
     Ok(Opening {
         accept: derive_accept_key(key.as_bytes()),
@@ -183,6 +167,49 @@ pub fn opening(
         bind,
         held: None,
     })
+}
+
+/// Why a ticket socket handshake was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadHandshake {
+    /// No WebSocket handshake (no or a bad key, a body, no
+    /// `Upgrade: websocket`): 400.
+    NotWebSocket,
+    /// Not a GET: 405.
+    NotGet,
+    /// Another WebSocket version than 13: 426 naming 13.
+    Version,
+}
+
+impl BadHandshake {
+    /// The answer (the connection is closed after it).
+    pub fn answer(self) -> Response<ProxyBody> {
+        match self {
+            BadHandshake::NotWebSocket => not_a_websocket(),
+            BadHandshake::NotGet => {
+                let mut r = local(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "text/plain",
+                    "A WebSocket handshake is a GET request.\n",
+                );
+                r.headers_mut()
+                    .insert(header::ALLOW, http::HeaderValue::from_static("GET"));
+                r
+            }
+            BadHandshake::Version => {
+                let mut r = local(
+                    StatusCode::UPGRADE_REQUIRED,
+                    "text/plain",
+                    "Unsupported WebSocket version: this server speaks version 13.\n",
+                );
+                r.headers_mut().insert(
+                    header::SEC_WEBSOCKET_VERSION,
+                    http::HeaderValue::from_static(VERSION),
+                );
+                r
+            }
+        }
+    }
 }
 
 /// Is `key` a `Sec-WebSocket-Key`: a 16-byte nonce in base64 (24 chars)?
