@@ -222,6 +222,7 @@ listen = "127.0.0.1:$WICKET_PORT"
 connections_per_client = 0
 sockets_per_client = 0
 places_per_client = 0
+tickets_per_client = 0
 
 [metrics]
 listen = "127.0.0.1:$metrics_port"

@@ -95,6 +95,7 @@ ticket_expiry_ms = $EXPIRY_MS
 connections_per_client = 0
 sockets_per_client = 0
 places_per_client = 0
+tickets_per_client = 0
 
 [metrics]
 listen = "127.0.0.1:$metrics"

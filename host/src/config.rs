@@ -158,6 +158,10 @@ pub struct ProxyConfig {
     /// Places in line one client may hold in one app (0: no limit). More
     /// get a waiting-room message (WebSocket) or 429 (poll).
     pub places_per_client: u32,
+    /// Live tickets one client may hold over all apps (0: no limit). While
+    /// it holds as many, a new place or ticket gets a waiting-room message
+    /// (WebSocket) or 429 (poll).
+    pub tickets_per_client: u32,
     /// On SIGTERM (or Ctrl-C): how long connections still open (requests
     /// in flight, WebSocket tunnels to pods) get to end before they are
     /// closed and the process exits.
@@ -188,6 +192,7 @@ impl Default for ProxyConfig {
             connections_per_client: 256,
             sockets_per_client: 32,
             places_per_client: 32,
+            tickets_per_client: 32,
             shutdown_grace_ms: 30_000,
         }
     }
@@ -758,6 +763,7 @@ impl Config {
                 connections_per_client: self.proxy.connections_per_client,
                 sockets_per_client: self.proxy.sockets_per_client,
                 places_per_client: self.proxy.places_per_client,
+                tickets_per_client: self.proxy.tickets_per_client,
             },
             wire: wire::Rules {
                 trailers: if self.proxy.forward_trailers {

@@ -453,3 +453,50 @@ async fn under_a_foreign_host_name_no_place_is_taken() {
     let head = answer_to(host.proxy_addr, &socket("wicket.TEST:9001")).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_takes_only_so_many_free_tickets() {
+    let pod = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mut c = config();
+    c.demo.replicas = 0;
+    c.demo.pods_max = 0;
+    c.demo.tickets_spare = 0;
+    c.demo.tickets_max = 5;
+    c.demo.static_backends = vec![pod.local_addr().expect("addr")];
+    c.proxy.tickets_per_client = 2;
+    let host = start(c, 5).await;
+    let addr = host.proxy_addr;
+    // One short-lived socket after another, each taking a free ticket.
+    for _ in 0..2 {
+        ticket(addr, APP, LIMIT).await;
+    }
+    let mut ws = connect_ws(addr, APP).await;
+    let third = read_ticket(&mut ws, LIMIT).await;
+    assert!(third.ticket.is_none(), "{:?}", third.messages);
+    assert!(
+        third
+            .messages
+            .iter()
+            .any(|m| m.contains("from your address")),
+        "{:?}",
+        third.messages
+    );
+    let poll = get(&client(), addr, "/demo/.wicket/poll", None, &[]).await;
+    assert_eq!(
+        poll.status,
+        http::StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        poll.body
+    );
+    assert_eq!(
+        metric(&host, "k8sticket_current_free_tickets_total").await,
+        3.0
+    );
+    assert_eq!(metric(&host, "wicket_waiting_users").await, 0.0);
+    // Unused, the two tickets expire: the client may take one again.
+    wait_for(LIMIT, || async {
+        metric(&host, "k8sticket_current_free_tickets_total").await == 5.0
+    })
+    .await;
+    ticket(addr, APP, LIMIT).await;
+}

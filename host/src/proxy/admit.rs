@@ -36,7 +36,7 @@ impl Proxy {
             return forbidden_poll();
         }
         // Counted as an open waiting-room socket while it holds.
-        let _slot = match self.fairness.socket(client) {
+        let slot = match self.fairness.socket(client) {
             Ok(s) => s,
             Err(r) => return super::refused(r),
         };
@@ -57,8 +57,36 @@ impl Proxy {
             );
         }
         let owner = self.owner(client);
+        // As on the ticket socket: a client holding as many tickets as it
+        // may takes no new place nor ticket (its old place it may resume).
+        let quota = slot.quota();
+        let over = !quota.allows();
+        let too_many = || super::refused(super::fairness::Refusal::TooMany);
+        if over && rid.is_none() {
+            return too_many();
+        }
+        let took = |grant: &Grant| {
+            if let Some(t) = app.ticket(&grant.pod, &grant.uid) {
+                quota.took(t);
+            }
+        };
         let (mut waiting, rid) = match app.join_as(owner, rid.as_ref(), true).await {
-            Join::Granted(grant) => return self.admit(app, &grant, req),
+            Join::Granted(grant) if over => {
+                app.release(&grant);
+                return too_many();
+            }
+            Join::Granted(grant) => {
+                took(&grant);
+                return self.admit(app, &grant, req);
+            }
+            Join::Queued {
+                waiting,
+                resumed: false,
+                ..
+            } if over => {
+                drop(waiting);
+                return too_many();
+            }
             Join::Closed => return pages::room_page(room(app, &app.display_name()), View::Closed),
             Join::Refused => return super::refused(super::fairness::Refusal::TooMany),
             Join::Queued { waiting, rid, .. } => (waiting, rid),
@@ -75,6 +103,7 @@ impl Proxy {
         match outcome {
             Ok(Ok(grant)) => {
                 drop(waiting);
+                took(&grant);
                 self.admit(app, &grant, req)
             }
             Ok(Err(_)) => pages::room_page(room(app, &app.display_name()), View::Closed),

@@ -35,7 +35,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 
 use super::claims::ClaimKey;
 use super::drain::{Drain, Stage, Watch};
-use super::fairness::Slot;
+use super::fairness::{Quota, Slot};
 use super::pages::{ProxyBody, local};
 use super::rewind::Rewind;
 use crate::app::{App, Join, Owner, WaitStatus};
@@ -349,6 +349,7 @@ pub async fn serve(
         joining: opening.joining,
         bind: opening.bind,
         owner,
+        quota: slot.as_ref().map(Slot::quota),
     };
     session(app, ws, joining, drain).await;
     drop(slot);
@@ -482,6 +483,8 @@ struct Session {
     joining: Joining,
     bind: Option<(ClaimKey, Token)>,
     owner: Option<Owner>,
+    /// The client's count of live tickets.
+    quota: Option<Quota>,
 }
 
 async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
@@ -490,6 +493,7 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
         joining,
         bind,
         owner,
+        quota,
     } = how;
     // A handshake that came in on a connection of a process already
     // shutting down: straight to another one (a resume id held stays valid).
@@ -504,8 +508,35 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
         Joining::Resumable(rid) => (rid, true),
     };
     let mut changes = app.subscribe();
+    // A client holding as many tickets as it may takes no new place nor
+    // ticket; coming back to its old place (a valid resume id) is fine.
+    let over = quota.as_ref().is_some_and(|q| !q.allows());
+    if over && resume.is_none() {
+        return refused(ws, limit).await;
+    }
+    let took = |grant: &Grant| {
+        if let (Some(q), Some(t)) = (&quota, app.ticket(&grant.pod, &grant.uid)) {
+            q.took(t);
+        }
+    };
     let (mut waiting, rid) = match app.join_as(owner, resume.as_ref(), resumable).await {
-        Join::Granted(grant) => return deliver(&app, ws, grant, bind, limit).await,
+        Join::Granted(grant) if over => {
+            // The resume id was no place of its: a new ticket after all.
+            app.release(&grant);
+            return refused(ws, limit).await;
+        }
+        Join::Granted(grant) => {
+            took(&grant);
+            return deliver(&app, ws, grant, bind, limit).await;
+        }
+        Join::Queued {
+            waiting,
+            resumed: false,
+            ..
+        } if over => {
+            drop(waiting);
+            return refused(ws, limit).await;
+        }
         Join::Closed => return closed(ws, limit).await,
         Join::Refused => return refused(ws, limit).await,
         Join::Queued { waiting, rid, .. } => (waiting, rid),
@@ -539,6 +570,7 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
                     Ok(grant) => {
                         // The user holds the ticket now, not a place in line.
                         drop(waiting);
+                        took(&grant);
                         deliver(&app, ws, grant, bind, limit).await;
                     }
                     Err(_) => closed(ws, limit).await,
