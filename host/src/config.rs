@@ -138,7 +138,7 @@ pub struct ProxyConfig {
     /// there. Empty: taken from each request's `Host` (not recommended).
     pub dns_domain: String,
     /// Origins (`https://host[:port]`) besides the host's own whose pages
-    /// may open the ticket WebSocket.
+    /// may open the ticket WebSocket or frame the waiting room.
     pub ws_origins: Vec<String>,
     /// The host names users reach wicket by. When set, the ticket
     /// WebSocket and polls (what takes a place in line) answer only

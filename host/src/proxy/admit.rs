@@ -15,7 +15,7 @@ use super::drain::Stage;
 use super::gate::{self, Gate};
 use super::pages::{self, ProxyBody, View};
 use super::request::{base_host, cookie_domain, host, query_param, scheme, wants_https};
-use super::{POLL_HOLD, Proxy, claims, cookies, room};
+use super::{POLL_HOLD, Proxy, claims, cookies};
 
 impl Proxy {
     /// The no-JavaScript way in (`/<app>/.wicket/poll`, and `/<app>/` for
@@ -48,7 +48,7 @@ impl Proxy {
             self.drain.told();
             let rid = rid.map(|r| r.to_string()).unwrap_or_default();
             return pages::room_page(
-                room(app, &app.display_name()),
+                self.room(app, &app.display_name()),
                 View::NoScript {
                     rid: &rid,
                     status: None,
@@ -87,7 +87,9 @@ impl Proxy {
                 drop(waiting);
                 return too_many();
             }
-            Join::Closed => return pages::room_page(room(app, &app.display_name()), View::Closed),
+            Join::Closed => {
+                return pages::room_page(self.room(app, &app.display_name()), View::Closed);
+            }
             Join::Refused => return super::refused(super::fairness::Refusal::TooMany),
             Join::Queued { waiting, rid, .. } => (waiting, rid),
         };
@@ -106,7 +108,7 @@ impl Proxy {
                 took(&grant);
                 self.admit(app, &grant, req)
             }
-            Ok(Err(_)) => pages::room_page(room(app, &app.display_name()), View::Closed),
+            Ok(Err(_)) => pages::room_page(self.room(app, &app.display_name()), View::Closed),
             Err(_) => {
                 let status = waiting.status();
                 // Steps away until the next poll (the place is kept).
@@ -117,7 +119,7 @@ impl Proxy {
                     self.drain.told();
                 }
                 pages::room_page(
-                    room(app, &app.display_name()),
+                    self.room(app, &app.display_name()),
                     View::NoScript {
                         rid: &rid,
                         status,

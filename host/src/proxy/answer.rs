@@ -26,11 +26,15 @@ const POLL: &str = "poll";
 /// line (at most half the resume grace period).
 pub(super) const POLL_HOLD: Duration = Duration::from_secs(5);
 
-pub(super) fn room<'a>(app: &'a App, title: &'a str) -> Room<'a> {
-    Room {
-        app: app.name(),
-        title,
-        dns: app.routing().dns,
+impl Proxy {
+    /// The waiting room of `app` under `title`.
+    pub(super) fn room<'a>(&'a self, app: &'a App, title: &'a str) -> Room<'a> {
+        Room {
+            app: app.name(),
+            title,
+            dns: app.routing().dns,
+            framers: &self.ws_origins,
+        }
     }
 }
 
@@ -90,8 +94,10 @@ impl Proxy {
             {
                 let title = app.display_name();
                 let ended = query_param(req.uri().query(), "ended").and_then(Ended::parse);
-                let mut page =
-                    pages::room_page(room(&app, &title), ended.map_or(View::Live, View::Ended));
+                let mut page = pages::room_page(
+                    self.room(&app, &title),
+                    ended.map_or(View::Live, View::Ended),
+                );
                 if let Some(v) = self.binding_cookie(&app, &req) {
                     page.headers_mut().insert(header::SET_COOKIE, v);
                 }

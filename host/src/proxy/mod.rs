@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use crate::app::{App, Owner};
 use crate::apps::Apps;
-use answer::{CLAIM, POLL_HOLD, Upgrade, refused, room};
+use answer::{CLAIM, POLL_HOLD, Upgrade, refused};
 use claims::ClaimKey;
 pub use connection::{ClientTimeouts, serve};
 use fairness::{ClientLimits, Fairness};
