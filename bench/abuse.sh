@@ -63,6 +63,7 @@ ticket_expiry_ms = 1000
 connections_per_client = 256
 sockets_per_client = 32
 places_per_client = 32
+tickets_per_client = 32
 
 [metrics]
 listen = "127.0.0.1:$METRICS_PORT"

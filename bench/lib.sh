@@ -104,6 +104,7 @@ ${3:-}
 connections_per_client = 0
 sockets_per_client = 0
 places_per_client = 0
+tickets_per_client = 0
 
 [metrics]
 listen = "127.0.0.1:$metrics"

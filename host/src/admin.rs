@@ -4,14 +4,16 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::apps::Apps;
 use crate::metrics::Metrics;
@@ -47,12 +49,35 @@ fn route(path: &str, metrics: &Metrics, apps: &Apps) -> (StatusCode, &'static st
     }
 }
 
+/// Connections the admin listener serves at once; more are closed at
+/// once. Scrapers and probes need a few; a flood of idle connections
+/// (the listener is often on every interface of the pod) must not take
+/// the file descriptors the proxy's users need.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a request head may take to arrive.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one admin connection lives at most (a scraper that keeps its
+/// connection alive opens a new one).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
 /// Serves metrics, health and the apps' traces on `listener` until the
-/// task is aborted.
+/// task is aborted, within [`MAX_CONNECTIONS`], [`HEAD_TIMEOUT`] and
+/// [`CONNECTION_LIFETIME`].
 pub async fn serve(listener: TcpListener, metrics: Metrics, apps: Arc<Apps>) {
     let metrics = Arc::new(metrics);
+    let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, say: no busy loop meanwhile.
+                tracing::debug!("admin accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(held) = Arc::clone(&open).try_acquire_owned() else {
+            drop(stream);
             continue;
         };
         let metrics = Arc::clone(&metrics);
@@ -72,9 +97,14 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, apps: Arc<Apps>) {
                     Ok::<_, Infallible>(r)
                 }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT);
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
+            drop(held);
         });
     }
 }
@@ -209,6 +239,77 @@ mod tests {
                 .starts_with("HTTP/1.1 404")
         );
         looping.abort();
+        server.abort();
+    }
+
+    /// Has the server closed `s` within `limit` (EOF or reset)?
+    async fn closed_within(s: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+        let mut buf = [0u8; 256];
+        matches!(
+            tokio::time::timeout(limit, async {
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await,
+            Ok(())
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_clients_are_closed_and_connections_are_capped() {
+        let metrics = Metrics::new().expect("metrics");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(serve(listener, metrics, Arc::new(Apps::default())));
+        let connect = || tokio::net::TcpStream::connect(addr);
+
+        // A head that never ends is closed after the head timeout.
+        let mut slow = connect().await.expect("connect");
+        slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        let started = std::time::Instant::now();
+        assert!(closed_within(&mut slow, HEAD_TIMEOUT * 2).await);
+        assert!(started.elapsed() >= HEAD_TIMEOUT - Duration::from_millis(500));
+
+        // Past the cap, a connection is closed at once; the held ones are
+        // still served.
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            held.push(connect().await.expect("connect"));
+        }
+        let mut over = connect().await.expect("connect");
+        assert!(closed_within(&mut over, Duration::from_secs(2)).await);
+        let first = held.first_mut().expect("held");
+        first
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = String::new();
+        first.read_to_string(&mut answer).await.expect("read");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        // Places come back when connections end.
+        drop(held);
+        let mut ok = false;
+        for _ in 0..50 {
+            let mut s = connect().await.expect("connect");
+            let mut answer = Vec::new();
+            if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .is_ok()
+                && s.read_to_end(&mut answer).await.is_ok()
+                && answer.starts_with(b"HTTP/1.1 200")
+            {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(ok, "served again after the held connections closed");
         server.abort();
     }
 }

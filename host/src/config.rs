@@ -139,8 +139,14 @@ pub struct ProxyConfig {
     /// there. Empty: taken from each request's `Host` (not recommended).
     pub dns_domain: String,
     /// Origins (`https://host[:port]`) besides the host's own whose pages
-    /// may open the ticket WebSocket.
+    /// may open the ticket WebSocket or frame the waiting room.
     pub ws_origins: Vec<String>,
+    /// The host names users reach wicket by. When set, the ticket
+    /// WebSocket and polls (what takes a place in line) answer only
+    /// requests whose `Host` is one of them (or `dns_domain`): a name an
+    /// attacker's DNS points at wicket (DNS rebinding) is not the host's
+    /// own origin. Empty: any host.
+    pub public_hosts: Vec<String>,
     /// User connections the proxy keeps open at once, per process (0: no
     /// limit). More are answered 503 and closed.
     pub max_connections: u32,
@@ -153,6 +159,10 @@ pub struct ProxyConfig {
     /// Places in line one client may hold in one app (0: no limit). More
     /// get a waiting-room message (WebSocket) or 429 (poll).
     pub places_per_client: u32,
+    /// Live tickets one client may hold over all apps (0: no limit). While
+    /// it holds as many, a new place or ticket gets a waiting-room message
+    /// (WebSocket) or 429 (poll).
+    pub tickets_per_client: u32,
     /// On SIGTERM (or Ctrl-C): how long connections still open (requests
     /// in flight, WebSocket tunnels to pods) get to end before they are
     /// closed and the process exits.
@@ -178,10 +188,12 @@ impl Default for ProxyConfig {
             tunnel_idle_timeout_ms: 600_000,
             dns_domain: String::new(),
             ws_origins: Vec::new(),
+            public_hosts: Vec::new(),
             max_connections: 16_384,
             connections_per_client: 256,
             sockets_per_client: 32,
             places_per_client: 32,
+            tickets_per_client: 32,
             shutdown_grace_ms: 30_000,
         }
     }
@@ -528,6 +540,15 @@ impl Config {
                 "must be origins: http:// or https://, a host, maybe a port, no path",
             ),
             (
+                self.proxy.public_hosts.iter().all(|h| {
+                    !h.is_empty()
+                        && h.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                }),
+                "proxy.public_hosts",
+                "must be host names (letters, digits, '-' and '.'; no port)",
+            ),
+            (
                 self.store.kind == StoreKind::Memory || !self.store.url.is_empty(),
                 "store.url",
                 "is required with kind = \"redis\"",
@@ -732,11 +753,18 @@ impl Config {
                 .iter()
                 .map(|o| Box::from(o.trim_end_matches('/')))
                 .collect(),
+            public_hosts: self
+                .proxy
+                .public_hosts
+                .iter()
+                .map(|h| Box::from(h.to_ascii_lowercase()))
+                .collect(),
             limits: ClientLimits {
                 max_connections: self.proxy.max_connections,
                 connections_per_client: self.proxy.connections_per_client,
                 sockets_per_client: self.proxy.sockets_per_client,
                 places_per_client: self.proxy.places_per_client,
+                tickets_per_client: self.proxy.tickets_per_client,
             },
             wire: wire::Rules {
                 trailers: if self.proxy.forward_trailers {

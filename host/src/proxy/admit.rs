@@ -15,7 +15,7 @@ use super::drain::Stage;
 use super::gate::{self, Gate};
 use super::pages::{self, ProxyBody, View};
 use super::request::{base_host, cookie_domain, host, query_param, scheme, wants_https};
-use super::{POLL_HOLD, Proxy, claims, cookies, room};
+use super::{POLL_HOLD, Proxy, claims, cookies};
 
 impl Proxy {
     /// The no-JavaScript way in (`/<app>/.wicket/poll`, and `/<app>/` for
@@ -29,8 +29,14 @@ impl Proxy {
         req: &Request<()>,
         client: IpAddr,
     ) -> http::Response<ProxyBody> {
+        if !self.public_host(host(req)) {
+            return super::ticket_ws::misdirected();
+        }
+        if !self.poll_allowed(req) {
+            return forbidden_poll();
+        }
         // Counted as an open waiting-room socket while it holds.
-        let _slot = match self.fairness.socket(client) {
+        let slot = match self.fairness.socket(client) {
             Ok(s) => s,
             Err(r) => return super::refused(r),
         };
@@ -42,7 +48,7 @@ impl Proxy {
             self.drain.told();
             let rid = rid.map(|r| r.to_string()).unwrap_or_default();
             return pages::room_page(
-                room(app, &app.display_name()),
+                self.room(app, &app.display_name()),
                 View::NoScript {
                     rid: &rid,
                     status: None,
@@ -51,9 +57,39 @@ impl Proxy {
             );
         }
         let owner = self.owner(client);
+        // As on the ticket socket: a client holding as many tickets as it
+        // may takes no new place nor ticket (its old place it may resume).
+        let quota = slot.quota();
+        let over = !quota.allows();
+        let too_many = || super::refused(super::fairness::Refusal::TooMany);
+        if over && rid.is_none() {
+            return too_many();
+        }
+        let took = |grant: &Grant| {
+            if let Some(t) = app.ticket(&grant.pod, &grant.uid) {
+                quota.took(t);
+            }
+        };
         let (mut waiting, rid) = match app.join_as(owner, rid.as_ref(), true).await {
-            Join::Granted(grant) => return self.admit(app, &grant, req),
-            Join::Closed => return pages::room_page(room(app, &app.display_name()), View::Closed),
+            Join::Granted(grant) if over => {
+                app.release(&grant);
+                return too_many();
+            }
+            Join::Granted(grant) => {
+                took(&grant);
+                return self.admit(app, &grant, req);
+            }
+            Join::Queued {
+                waiting,
+                resumed: false,
+                ..
+            } if over => {
+                drop(waiting);
+                return too_many();
+            }
+            Join::Closed => {
+                return pages::room_page(self.room(app, &app.display_name()), View::Closed);
+            }
             Join::Refused => return super::refused(super::fairness::Refusal::TooMany),
             Join::Queued { waiting, rid, .. } => (waiting, rid),
         };
@@ -69,9 +105,10 @@ impl Proxy {
         match outcome {
             Ok(Ok(grant)) => {
                 drop(waiting);
+                took(&grant);
                 self.admit(app, &grant, req)
             }
-            Ok(Err(_)) => pages::room_page(room(app, &app.display_name()), View::Closed),
+            Ok(Err(_)) => pages::room_page(self.room(app, &app.display_name()), View::Closed),
             Err(_) => {
                 let status = waiting.status();
                 // Steps away until the next poll (the place is kept).
@@ -82,7 +119,7 @@ impl Proxy {
                     self.drain.told();
                 }
                 pages::room_page(
-                    room(app, &app.display_name()),
+                    self.room(app, &app.display_name()),
                     View::NoScript {
                         rid: &rid,
                         status,
@@ -91,6 +128,39 @@ impl Proxy {
                 )
             }
         }
+    }
+
+    /// May this request take a place by poll? Not when a browser says it
+    /// is a subresource or frame of another site's page (`Sec-Fetch-Site`
+    /// other than `same-origin` or `none`, and not the top-level document):
+    /// else any page could spend slots through its visitors' browsers with
+    /// an `<img>` or a `fetch`, as it could through the ticket socket
+    /// before its Origin check. A top-level navigation is the user's own
+    /// visit; clients that send no fetch metadata (scripts, old
+    /// browsers) pass, as do origins the ticket socket allows.
+    fn poll_allowed(&self, req: &Request<()>) -> bool {
+        let h = req.headers();
+        let is = |name: &str, values: &[&str]| {
+            h.get(name).is_some_and(|v| {
+                values
+                    .iter()
+                    .any(|want| v.as_bytes().eq_ignore_ascii_case(want.as_bytes()))
+            })
+        };
+        let Some(site) = h.get("sec-fetch-site") else {
+            return true;
+        };
+        let own = [b"same-origin".as_slice(), b"none"]
+            .iter()
+            .any(|want| site.as_bytes().eq_ignore_ascii_case(want));
+        let visit = is("sec-fetch-mode", &["navigate"]) && is("sec-fetch-dest", &["document"]);
+        let origins = h
+            .get_all(header::ORIGIN)
+            .iter()
+            .map(http::HeaderValue::as_bytes);
+        let listed = h.contains_key(header::ORIGIN)
+            && super::ticket_ws::origins_allowed(origins, host(req), &self.ws_origins);
+        own || visit || listed
     }
 
     /// Sends a user who was granted `grant` to the app, with the ticket
@@ -193,4 +263,13 @@ pub(super) fn claim(
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r
+}
+
+/// The answer to a poll from another site's page.
+fn forbidden_poll() -> http::Response<ProxyBody> {
+    pages::local(
+        StatusCode::FORBIDDEN,
+        "text/plain",
+        "Another site's page may not take a place in this waiting room. Open the application's address directly.\n",
+    )
 }

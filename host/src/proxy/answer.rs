@@ -26,11 +26,15 @@ const POLL: &str = "poll";
 /// line (at most half the resume grace period).
 pub(super) const POLL_HOLD: Duration = Duration::from_secs(5);
 
-pub(super) fn room<'a>(app: &'a App, title: &'a str) -> Room<'a> {
-    Room {
-        app: app.name(),
-        title,
-        dns: app.routing().dns,
+impl Proxy {
+    /// The waiting room of `app` under `title`.
+    pub(super) fn room<'a>(&'a self, app: &'a App, title: &'a str) -> Room<'a> {
+        Room {
+            app: app.name(),
+            title,
+            dns: app.routing().dns,
+            framers: &self.ws_origins,
+        }
     }
 }
 
@@ -90,8 +94,10 @@ impl Proxy {
             {
                 let title = app.display_name();
                 let ended = query_param(req.uri().query(), "ended").and_then(Ended::parse);
-                let mut page =
-                    pages::room_page(room(&app, &title), ended.map_or(View::Live, View::Ended));
+                let mut page = pages::room_page(
+                    self.room(&app, &title),
+                    ended.map_or(View::Live, View::Ended),
+                );
                 if let Some(v) = self.binding_cookie(&app, &req) {
                     page.headers_mut().insert(header::SET_COOKIE, v);
                 }
@@ -159,13 +165,18 @@ impl Proxy {
             )
             .is_none()
         {
-            let origin = req.headers().get(header::ORIGIN).map(|o| o.as_bytes());
-            if !ticket_ws::origin_allowed(origin, host(&req), &self.ws_origins) {
+            if !self.public_host(host(&req)) {
+                return Upgrade::Answer(ticket_ws::misdirected());
+            }
+            let origins = req.headers().get_all(header::ORIGIN).iter();
+            let origins = origins.map(http::HeaderValue::as_bytes);
+            if !ticket_ws::origins_allowed(origins, host(&req), &self.ws_origins) {
                 return Upgrade::Answer(ticket_ws::foreign_origin());
             }
             let bind = admit::bind_of(&req).map(|b| (self.claim_key, b));
-            let Some(opening) = ticket_ws::opening(&req, bind) else {
-                return Upgrade::Answer(ticket_ws::not_a_websocket());
+            let opening = match ticket_ws::opening(&req, bind) {
+                Ok(o) => o,
+                Err(bad) => return Upgrade::Answer(bad.answer()),
             };
             return match self.fairness.socket(client) {
                 Ok(slot) => Upgrade::TicketSocket(app, opening.held_by(slot, self.owner(client))),

@@ -37,10 +37,26 @@ pub fn find_in<'v>(
     pod: &str,
     uid: &str,
 ) -> Option<&'v str> {
+    all_in(values, pod, uid).next()
+}
+
+/// Every value sent for the ticket cookie of (`pod`, `uid`), in order (see
+/// [`find_in`]). A browser sends several cookies of one name when they
+/// differ in path or domain, and one set by someone else (a page of
+/// another app on the same origin, a sibling host in DNS mode) may come
+/// first: the ticket opens with any of them.
+pub fn all_in<'v, 'n>(
+    values: impl Iterator<Item = &'v [u8]> + 'n,
+    pod: &'n str,
+    uid: &'n str,
+) -> impl Iterator<Item = &'v str> + 'n
+where
+    'v: 'n,
+{
     values
         .filter(|v| v.len() <= MAX_COOKIE_HEADER)
         .flat_map(|v| v.split(|&b| b == b';'))
-        .find_map(|pair| {
+        .filter_map(move |pair| {
             let eq = pair.iter().position(|&b| b == b'=')?;
             let (name, value) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
             if !is_ticket_cookie(name, pod, uid) {
@@ -183,6 +199,17 @@ mod tests {
         );
         assert_eq!(find(&headers(&[]), "p", "u"), None);
         assert_eq!(find(&headers(&[";;;=;==; p-u-stoken"]), "p", "u"), None);
+    }
+
+    #[test]
+    fn every_cookie_of_the_tickets_name_is_a_candidate() {
+        let values: [&[u8]; 2] = [
+            b"p-u-stoken=tossed; a=1; p-u-stoken=\"mine\"",
+            b"p-u-stoken=third",
+        ];
+        let all: Vec<&str> = all_in(values.into_iter(), "p", "u").collect();
+        assert_eq!(all, ["tossed", "mine", "third"]);
+        assert_eq!(find_in(values.into_iter(), "p", "u"), Some("tossed"));
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use parking_lot::Mutex;
 
+use crate::state::Ticket;
+
 /// The key a client's limits are counted under, from the address the
 /// request came from. The one place that decides who "one client" is:
 /// an IPv4 address, or an IPv6 /64 (one subscriber's network; a single
@@ -43,6 +45,9 @@ pub struct ClientLimits {
     pub sockets_per_client: u32,
     /// Places in line one client may hold in one app (connected or away).
     pub places_per_client: u32,
+    /// Live tickets one client may hold, over all apps: a new place (or
+    /// ticket) is refused while it holds as many.
+    pub tickets_per_client: u32,
 }
 
 /// Why a connection or socket was refused.
@@ -79,6 +84,17 @@ pub struct Fairness {
     limits: ClientLimits,
     connections: AtomicU32,
     per_client: Mutex<HashMap<IpAddr, Counts>>,
+    /// The tickets given to each client (see [`Fairness::may_take_ticket`]).
+    tickets: Mutex<Tickets>,
+}
+
+/// The tickets given to clients; ended ones are forgotten when their
+/// client asks again, and all of them when the map has doubled.
+#[derive(Debug, Default)]
+struct Tickets {
+    by_client: HashMap<IpAddr, Vec<Arc<Ticket>>>,
+    /// Clients in the map after the last sweep.
+    swept: usize,
 }
 
 /// One counted connection or socket; dropping it gives the place back.
@@ -100,6 +116,7 @@ impl Fairness {
             limits,
             connections: AtomicU32::new(0),
             per_client: Mutex::new(HashMap::new()),
+            tickets: Mutex::new(Tickets::default()),
         })
     }
 
@@ -142,6 +159,45 @@ impl Fairness {
         })
     }
 
+    /// May `client` take a place in line or a ticket? Not while it holds
+    /// `tickets_per_client` live tickets: else one client could take every
+    /// free slot, one short-lived socket after another. Checked before a
+    /// join, so joins of one client at the same moment may each pass (by
+    /// at most `sockets_per_client`), and a client's places in line may
+    /// each become a ticket.
+    pub fn may_take_ticket(&self, client: IpAddr) -> bool {
+        let limit = self.limits.tickets_per_client;
+        if limit == 0 {
+            return true;
+        }
+        let mut t = self.tickets.lock();
+        let Some(held) = t.by_client.get_mut(&client) else {
+            return true;
+        };
+        held.retain(|ticket| ticket.is_live());
+        let n = held.len();
+        if n == 0 {
+            t.by_client.remove(&client);
+        }
+        within(n as u32, limit)
+    }
+
+    /// `client` was given `ticket` (it counts while live).
+    pub fn took_ticket(&self, client: IpAddr, ticket: Arc<Ticket>) {
+        if self.limits.tickets_per_client == 0 {
+            return;
+        }
+        let mut t = self.tickets.lock();
+        t.by_client.entry(client).or_default().push(ticket);
+        if t.by_client.len() > (2 * t.swept).max(1024) {
+            t.by_client.retain(|_, held| {
+                held.retain(|ticket| ticket.is_live());
+                !held.is_empty()
+            });
+            t.swept = t.by_client.len();
+        }
+    }
+
     /// Takes a place for a ticket WebSocket or poll of `client`.
     pub fn socket(self: &Arc<Self>, client: IpAddr) -> Result<Slot, Refusal> {
         self.take(client, Kind::Socket)
@@ -167,6 +223,35 @@ impl Fairness {
             client,
             kind,
         })
+    }
+}
+
+impl Slot {
+    /// The tickets of this slot's client (see [`Fairness::may_take_ticket`]).
+    pub fn quota(&self) -> Quota {
+        Quota {
+            fairness: Arc::clone(&self.fairness),
+            client: self.client,
+        }
+    }
+}
+
+/// One client's count of live tickets, for the ticket socket and polls.
+#[derive(Debug, Clone)]
+pub struct Quota {
+    fairness: Arc<Fairness>,
+    client: IpAddr,
+}
+
+impl Quota {
+    /// May the client take a place or a ticket now?
+    pub fn allows(&self) -> bool {
+        self.fairness.may_take_ticket(self.client)
+    }
+
+    /// The client was given `ticket`.
+    pub fn took(&self, ticket: Arc<Ticket>) {
+        self.fairness.took_ticket(self.client, ticket);
     }
 }
 
@@ -225,6 +310,7 @@ mod tests {
             connections_per_client: 2,
             sockets_per_client: 1,
             places_per_client: 0,
+            tickets_per_client: 0,
         });
         let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
         let a1 = f.connection(a).expect("first");

@@ -32,10 +32,16 @@ pub(super) fn check(app: &App, pod: &str, uid: &str, token: Option<&str>) -> Gat
     let Some(ticket) = app.ticket(pod, uid) else {
         return Gate::NoTicket;
     };
-    match token.map(Token::parse) {
-        Some(Ok(t)) if ticket.accepts(&t) => Gate::Open(ticket),
-        _ => Gate::WrongToken,
+    if token.is_some_and(|t| opens(&ticket, t)) {
+        Gate::Open(ticket)
+    } else {
+        Gate::WrongToken
     }
+}
+
+/// Does `token` (as sent: hex) open `ticket`?
+fn opens(ticket: &Ticket, token: &str) -> bool {
+    Token::parse(token).is_ok_and(|t| ticket.accepts(&t))
 }
 
 /// A request that may go to its pod: the parts of the path the forwarded
@@ -131,22 +137,24 @@ impl Proxy {
         if rest == CLAIM {
             return None;
         }
-        let cookie = cookies::find_in(head.cookies(), pod, uid)?;
+        let mut sent = cookies::all_in(head.cookies(), pod, uid);
+        let first = sent.next()?;
         let authorized = Authorized {
             pod,
             uid,
             rest,
             prefix,
         };
-        if pass
-            .as_ref()
-            .is_some_and(|p| p.opens(app, pod, uid, cookie))
-        {
+        if pass.as_ref().is_some_and(|p| p.opens(app, pod, uid, first)) {
             return Some(authorized);
         }
-        let Gate::Open(ticket) = check(app, pod, uid, Some(cookie)) else {
-            return None;
-        };
+        // Any cookie of the ticket's name may be the user's own: one set
+        // by someone else in front of it must not lock the user out.
+        // (One ticket lookup, then a token comparison per cookie.)
+        let ticket = app.ticket(pod, uid)?;
+        let cookie = std::iter::once(first)
+            .chain(sent)
+            .find(|c| opens(&ticket, c))?;
         *pass = Some(Pass {
             app: Arc::clone(app),
             ticket,

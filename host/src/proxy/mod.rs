@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use crate::app::{App, Owner};
 use crate::apps::Apps;
-use answer::{CLAIM, POLL_HOLD, Upgrade, refused, room};
+use answer::{CLAIM, POLL_HOLD, Upgrade, refused};
 use claims::ClaimKey;
 pub use connection::{ClientTimeouts, serve};
 use fairness::{ClientLimits, Fairness};
@@ -69,6 +69,9 @@ pub struct ProxySettings {
     /// Origins besides the host's own whose pages may open the ticket
     /// WebSocket.
     pub ws_origins: Arc<[Box<str>]>,
+    /// Host names users reach wicket by (lowercase; empty: any), see
+    /// [`Proxy::public_host`].
+    pub public_hosts: Arc<[Box<str>]>,
     /// Limits per client and on connections.
     pub limits: ClientLimits,
 }
@@ -86,6 +89,7 @@ pub struct Proxy {
     trusted: trust::TrustedProxies,
     dns_domain: Option<Arc<str>>,
     ws_origins: Arc<[Box<str>]>,
+    public_hosts: Arc<[Box<str>]>,
     claim_key: ClaimKey,
     fairness: Arc<Fairness>,
     drain: drain::Drain,
@@ -103,6 +107,7 @@ impl Proxy {
             trusted: settings.trusted,
             dns_domain: settings.dns_domain,
             ws_origins: settings.ws_origins,
+            public_hosts: settings.public_hosts,
             claim_key: ClaimKey::generate(),
             fairness: Fairness::new(settings.limits),
             drain: drain::Drain::default(),
@@ -121,6 +126,21 @@ impl Proxy {
     fn owner(&self, client: IpAddr) -> Option<Owner> {
         let places = self.fairness.limits().places_per_client;
         (places > 0).then_some(Owner { client, places })
+    }
+
+    /// Is `host` (a request's `Host`) one users reach wicket by
+    /// (`proxy.public_hosts` or `dns_domain`, port aside)? Any is, when
+    /// none are configured. Asked before a place in line is taken.
+    fn public_host(&self, host: &str) -> bool {
+        if self.public_hosts.is_empty() {
+            return true;
+        }
+        let name = ticket_ws::host_name(host);
+        self.public_hosts
+            .iter()
+            .map(|h| &**h)
+            .chain(self.dns_domain.as_deref())
+            .any(|h| h.eq_ignore_ascii_case(name))
     }
 
     /// The app a request names, if this listener serves it (`scope` limits

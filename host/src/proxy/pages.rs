@@ -23,8 +23,13 @@ pub fn local(
 ) -> Response<ProxyBody> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Read as what it says it is, never sniffed into something else.
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
@@ -36,6 +41,54 @@ pub const NO_ACCESS: &str = "You do not have access to this page...";
 
 const WAITING_PAGE: &str = include_str!("../static/waiting.html");
 const WAITING_SCRIPT: &str = include_str!("../static/waiting.js");
+
+/// The waiting page's Content-Security-Policy, but for `frame-ancestors`
+/// (see [`csp`]): its own inline script and style (by hash) and nothing
+/// else; sockets and forms to its own origin only; no `<base>`. Even a
+/// value that escaped escaping could not run or load anything.
+static PAGE_POLICY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let hash = |text: &str| {
+        use base64::Engine as _;
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(text.as_bytes());
+        format!(
+            "'sha256-{}'",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        )
+    };
+    let style = WAITING_PAGE
+        .split_once("<style>")
+        .and_then(|(_, rest)| rest.split_once("</style>"))
+        .map_or("", |(style, _)| style);
+    format!(
+        "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; \
+         form-action 'self'; base-uri 'none'",
+        hash(&script_element_text()),
+        hash(style)
+    )
+});
+
+/// The waiting page's policy: [`PAGE_POLICY`], and framed only by pages of
+/// its own origin or of `framers` (`proxy.ws_origins`). A page elsewhere
+/// that framed the waiting room would have its visitors' browsers join the
+/// line with the waiting room's own origin, past the ticket socket's
+/// Origin check (and could clickjack it).
+fn csp(framers: &[Box<str>]) -> HeaderValue {
+    let mut policy = format!("{}; frame-ancestors 'self'", *PAGE_POLICY);
+    for origin in framers {
+        policy.push(' ');
+        policy.push_str(origin);
+    }
+    HeaderValue::from_str(&policy).unwrap_or_else(|_| {
+        HeaderValue::from_str(&format!("{}; frame-ancestors 'self'", *PAGE_POLICY))
+            .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
+    })
+}
+
+/// The text of the live page's `<script>` element (hashed for [`CSP`]).
+fn script_element_text() -> String {
+    format!("\n{WAITING_SCRIPT}")
+}
 
 /// Seconds between reloads of the page without JavaScript.
 pub const NOSCRIPT_REFRESH_SECONDS: u32 = 1;
@@ -51,6 +104,9 @@ pub struct Room<'a> {
     pub title: &'a str,
     /// DNS mode (the page's script sends users to `<pod>.<uid>.<host>`).
     pub dns: bool,
+    /// Origins besides its own whose pages may frame it
+    /// (`proxy.ws_origins`).
+    pub framers: &'a [Box<str>],
 }
 
 /// Why a user was sent back to the waiting room.
@@ -180,7 +236,7 @@ pub fn room_page(room: Room<'_>, view: View<'_>) -> http::Response<ProxyBody> {
                  itself. <a href=\"{poll}\">Continue</a></p></noscript>"
             ),
             hint: format!("Keep this tab open: {title} opens here by itself as soon as a slot is free."),
-            script: format!("<script>\n{WAITING_SCRIPT}</script>"),
+            script: format!("<script>{}</script>", script_element_text()),
         },
         View::NoScript {
             rid,
@@ -268,6 +324,18 @@ pub fn room_page(room: Room<'_>, view: View<'_>) -> http::Response<ProxyBody> {
     let mut r = local(status, "text/html; charset=utf-8", html);
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::CONTENT_SECURITY_POLICY, csp(room.framers));
+    // For browsers without frame-ancestors (newer ones ignore it then).
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("SAMEORIGIN"),
+    );
+    // The no-JavaScript page's URL holds the resume id: not for the pod
+    // the user is sent to next.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     if matches!(view, View::Closed) {
         h.insert(header::RETRY_AFTER, HeaderValue::from(CLOSED_RETRY_SECONDS));
     }
@@ -281,6 +349,7 @@ pub fn waiting_page(app: &str, dns: bool) -> http::Response<ProxyBody> {
             app,
             title: app,
             dns,
+            framers: &[],
         },
         View::Live,
     )
@@ -349,6 +418,7 @@ mod tests {
             app: "demo",
             title: "<Shiny & co>",
             dns: false,
+            framers: &[],
         };
         let live = body(room_page(room, View::Live)).await;
         assert!(live.contains("&lt;Shiny &amp; co&gt;") && !live.contains("<Shiny"));

@@ -28,13 +28,14 @@ use http::{Request, Response, StatusCode};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
 use super::claims::ClaimKey;
 use super::drain::{Drain, Stage, Watch};
-use super::fairness::Slot;
+use super::fairness::{Quota, Slot};
 use super::pages::{ProxyBody, local};
 use super::rewind::Rewind;
 use crate::app::{App, Join, Owner, WaitStatus};
@@ -119,20 +120,48 @@ impl Opening {
     }
 }
 
+/// The one WebSocket version there is (RFC 6455 §4.1).
+const VERSION: &str = "13";
+
 /// Checks an upgrade request for the ticket socket (its Connection field
 /// listing `upgrade` was checked where the head was parsed, see
-/// [`super::wire::RequestHead::upgrade`]): None if it is no WebSocket
-/// handshake (answer [`not_a_websocket`]).
-pub fn opening(req: &Request<()>, bind: Option<(ClaimKey, Token)>) -> Option<Opening> {
-    let is_ws = req
-        .headers()
+/// [`super::wire::RequestHead::upgrade`]) per RFC 6455 §4.2.1: a GET with
+/// `Upgrade: websocket`, one `Sec-WebSocket-Key` that is 16 bytes in
+/// base64, `Sec-WebSocket-Version: 13` and no body. Anything else is answered
+/// (and the connection closed): 405 for another method, 426 naming the
+/// version for another version (§4.4), 400 otherwise.
+pub fn opening(
+    req: &Request<()>,
+    bind: Option<(ClaimKey, Token)>,
+) -> Result<Opening, BadHandshake> {
+    let h = req.headers();
+    let is_ws = h
         .get(header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    let key = req
-        .headers()
-        .get(header::SEC_WEBSOCKET_KEY)
-        .filter(|_| is_ws)?;
-    Some(Opening {
+    if !is_ws {
+        return Err(BadHandshake::NotWebSocket);
+    }
+    if req.method() != http::Method::GET {
+        return Err(BadHandshake::NotGet);
+    }
+    // A body would be read as the first frames (§4.1: the handshake is a
+    // GET without one).
+    let body = h.contains_key(header::TRANSFER_ENCODING)
+        || h.get_all(header::CONTENT_LENGTH).iter().any(|v| v != "0");
+    if body {
+        return Err(BadHandshake::NotWebSocket);
+    }
+    let mut keys = h.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let key = match (keys.next(), keys.next()) {
+        (Some(k), None) if is_nonce(k.as_bytes()) => k,
+        _ => return Err(BadHandshake::NotWebSocket),
+    };
+    let mut versions = h.get_all(header::SEC_WEBSOCKET_VERSION).iter();
+    let version_ok = versions.next().is_some_and(|v| v == VERSION) && versions.next().is_none();
+    if !version_ok {
+        return Err(BadHandshake::Version);
+    }
+    Ok(Opening {
         accept: derive_accept_key(key.as_bytes()),
         joining: joining(req.uri().query()),
         bind,
@@ -140,12 +169,80 @@ pub fn opening(req: &Request<()>, bind: Option<(ClaimKey, Token)>) -> Option<Ope
     })
 }
 
+/// Why a ticket socket handshake was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadHandshake {
+    /// No WebSocket handshake (no or a bad key, a body, no
+    /// `Upgrade: websocket`): 400.
+    NotWebSocket,
+    /// Not a GET: 405.
+    NotGet,
+    /// Another WebSocket version than 13: 426 naming 13.
+    Version,
+}
+
+impl BadHandshake {
+    /// The answer (the connection is closed after it).
+    pub fn answer(self) -> Response<ProxyBody> {
+        match self {
+            BadHandshake::NotWebSocket => not_a_websocket(),
+            BadHandshake::NotGet => {
+                let mut r = local(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "text/plain",
+                    "A WebSocket handshake is a GET request.\n",
+                );
+                r.headers_mut()
+                    .insert(header::ALLOW, http::HeaderValue::from_static("GET"));
+                r
+            }
+            BadHandshake::Version => {
+                let mut r = local(
+                    StatusCode::UPGRADE_REQUIRED,
+                    "text/plain",
+                    "Unsupported WebSocket version: this server speaks version 13.\n",
+                );
+                r.headers_mut().insert(
+                    header::SEC_WEBSOCKET_VERSION,
+                    http::HeaderValue::from_static(VERSION),
+                );
+                r
+            }
+        }
+    }
+}
+
+/// Is `key` a `Sec-WebSocket-Key`: a 16-byte nonce in base64 (24 chars)?
+fn is_nonce(key: &[u8]) -> bool {
+    use base64::Engine as _;
+    let mut nonce = [0u8; 18];
+    key.len() == 24
+        && base64::engine::general_purpose::STANDARD
+            .decode_slice(key, &mut nonce)
+            .is_ok_and(|n| n == 16)
+}
+
+/// Is a ticket socket handshake with these `Origin` fields to `host` (its
+/// `Host` field) allowed? One field, naming the host's own origin or one
+/// of `allowed` (whole origins, e.g. `https://apps.example.org`). Without
+/// an Origin field it is: browsers always send one on a WebSocket
+/// handshake, so its absence means a non-browser client (a script,
+/// k8sTicket's own clients), which no web page can make a visitor's
+/// browser be. Several Origin fields are refused (no browser sends them).
+pub fn origins_allowed<'v>(
+    mut origins: impl Iterator<Item = &'v [u8]>,
+    host: &str,
+    allowed: &[Box<str>],
+) -> bool {
+    match (origins.next(), origins.next()) {
+        (None, _) => true,
+        (Some(o), None) => origin_allowed(Some(o), host, allowed),
+        (Some(_), Some(_)) => false,
+    }
+}
+
 /// Is a ticket socket handshake from `origin` (its `Origin` field) to
-/// `host` (its `Host` field) allowed? Same origin as the host, or one of
-/// `allowed` (whole origins, e.g. `https://apps.example.org`). Without an
-/// Origin field it is: browsers always send one on a WebSocket handshake,
-/// so its absence means a non-browser client (a script, k8sTicket's own
-/// clients), which no web page can make a visitor's browser be.
+/// `host` allowed? See [`origins_allowed`].
 pub fn origin_allowed(origin: Option<&[u8]>, host: &str, allowed: &[Box<str>]) -> bool {
     let Some(origin) = origin else {
         return true;
@@ -170,6 +267,27 @@ pub fn origin_allowed(origin: Option<&[u8]>, host: &str, allowed: &[Box<str>]) -
             .to_ascii_lowercase()
     };
     !host.is_empty() && !authority.contains('/') && bare(authority) == bare(host)
+}
+
+/// The name in a `Host` value, without its port (`[::1]:80` gives
+/// `[::1]`).
+pub fn host_name(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => {
+            name
+        }
+        _ => host,
+    }
+}
+
+/// The answer to a request for a place in line (ticket socket or poll)
+/// under a host name that is none of wicket's own (`proxy.public_hosts`).
+pub fn misdirected() -> Response<ProxyBody> {
+    local(
+        StatusCode::MISDIRECTED_REQUEST,
+        "text/plain",
+        "This waiting room does not answer under this host name.\n",
+    )
 }
 
 /// The answer to a handshake from a page of another origin.
@@ -231,13 +349,23 @@ pub async fn serve(
         joining: opening.joining,
         bind: opening.bind,
         owner,
+        quota: slot.as_ref().map(Slot::quota),
     };
     session(app, ws, joining, drain).await;
     drop(slot);
 }
 
-async fn send_text(ws: &mut Ws, text: String) -> bool {
-    ws.send(Message::text(text)).await.is_ok()
+/// Runs `io`, sends to the client, within `limit`: false if it failed or
+/// the client did not take the bytes in time. A client that stopped
+/// reading is as gone as one that answers no ping: without the bound, a
+/// send into its full buffers would wait forever, and the session with it
+/// (its place in line, a ticket granted to it).
+async fn within(limit: Duration, io: impl Future<Output = bool>) -> bool {
+    tokio::time::timeout(limit, io).await.unwrap_or(false)
+}
+
+async fn send_text(ws: &mut Ws, text: String, limit: Duration) -> bool {
+    within(limit, async { ws.send(Message::text(text)).await.is_ok() }).await
 }
 
 /// Sends a normal close, with whatever messages were fed before it.
@@ -257,13 +385,16 @@ async fn linger(mut ws: Ws) {
     .await;
 }
 
-async fn closed(mut ws: Ws) {
-    let sent = ws.feed(Message::text("sta#closed")).await.is_ok()
-        && ws
-            .feed(Message::text(format!("msg#{CLOSED_MESSAGE}")))
-            .await
-            .is_ok()
-        && close_sent(&mut ws).await;
+async fn closed(mut ws: Ws, limit: Duration) {
+    let sent = within(limit, async {
+        ws.feed(Message::text("sta#closed")).await.is_ok()
+            && ws
+                .feed(Message::text(format!("msg#{CLOSED_MESSAGE}")))
+                .await
+                .is_ok()
+            && close_sent(&mut ws).await
+    })
+    .await;
     if sent {
         linger(ws).await;
     }
@@ -271,32 +402,37 @@ async fn closed(mut ws: Ws) {
 
 /// The process shuts down: tells the user to reconnect and closes with
 /// 1012 (Service Restart), which also tells a WebSocket library to.
-async fn restart(mut ws: Ws, drain: &Drain) {
+async fn restart(mut ws: Ws, drain: &Drain, limit: Duration) {
     drain.told();
-    let sent = ws.feed(Message::text("sta#restart")).await.is_ok()
-        && ws
-            .feed(Message::text(format!("msg#{RESTART_MESSAGE}")))
-            .await
-            .is_ok()
-        && ws
-            .send(Message::Close(Some(CloseFrame {
-                code: CloseCode::Restart,
-                reason: "".into(),
-            })))
-            .await
-            .is_ok();
+    let sent = within(limit, async {
+        ws.feed(Message::text("sta#restart")).await.is_ok()
+            && ws
+                .feed(Message::text(format!("msg#{RESTART_MESSAGE}")))
+                .await
+                .is_ok()
+            && ws
+                .send(Message::Close(Some(CloseFrame {
+                    code: CloseCode::Restart,
+                    reason: "".into(),
+                })))
+                .await
+                .is_ok()
+    })
+    .await;
     if sent {
         linger(ws).await;
     }
 }
 
 /// The client holds as many places as it may: says so and closes.
-async fn refused(mut ws: Ws) {
-    let sent = ws
-        .feed(Message::text(format!("msg#{REFUSED_MESSAGE}")))
-        .await
-        .is_ok()
-        && close_sent(&mut ws).await;
+async fn refused(mut ws: Ws, limit: Duration) {
+    let sent = within(limit, async {
+        ws.feed(Message::text(format!("msg#{REFUSED_MESSAGE}")))
+            .await
+            .is_ok()
+            && close_sent(&mut ws).await
+    })
+    .await;
     if sent {
         linger(ws).await;
     }
@@ -304,18 +440,28 @@ async fn refused(mut ws: Ws) {
 
 /// Sends the ticket (after its claim proof, for a browser with a claim
 /// binding); if the user is gone, frees it at once.
-async fn deliver(app: &App, mut ws: Ws, grant: Grant, bind: Option<(ClaimKey, Token)>) {
+async fn deliver(
+    app: &App,
+    mut ws: Ws,
+    grant: Grant,
+    bind: Option<(ClaimKey, Token)>,
+    limit: Duration,
+) {
     let msg = format!("tkn#{}@{}@{}", grant.token, grant.pod, grant.uid);
-    let proof = match bind {
-        Some((key, bind)) => {
-            let clm = format!("clm#{}", key.proof(&grant.token, &bind));
-            ws.feed(Message::text(clm)).await.is_ok()
-        }
-        None => true,
-    };
-    // Queued, not sent: it leaves with the close (and, for a user served
-    // at once, with the handshake), in one write.
-    if proof && ws.feed(Message::text(msg)).await.is_ok() && close_sent(&mut ws).await {
+    let sent = within(limit, async {
+        let proof = match bind {
+            Some((key, bind)) => {
+                let clm = format!("clm#{}", key.proof(&grant.token, &bind));
+                ws.feed(Message::text(clm)).await.is_ok()
+            }
+            None => true,
+        };
+        // Queued, not sent: it leaves with the close (and, for a user
+        // served at once, with the handshake), in one write.
+        proof && ws.feed(Message::text(msg)).await.is_ok() && close_sent(&mut ws).await
+    })
+    .await;
+    if sent {
         linger(ws).await;
     } else {
         app.release(&grant);
@@ -337,6 +483,8 @@ struct Session {
     joining: Joining,
     bind: Option<(ClaimKey, Token)>,
     owner: Option<Owner>,
+    /// The client's count of live tickets.
+    quota: Option<Quota>,
 }
 
 async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
@@ -345,28 +493,58 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
         joining,
         bind,
         owner,
+        quota,
     } = how;
     // A handshake that came in on a connection of a process already
     // shutting down: straight to another one (a resume id held stays valid).
     if drain.draining() {
-        return restart(ws, drain).await;
+        return restart(ws, drain, timing.ping).await;
     }
+    // Every send to the client is bounded by a ping interval.
+    let limit = timing.ping;
     let mut stage: Watch = drain.watch();
     let (resume, resumable) = match joining {
         Joining::Plain => (None, false),
         Joining::Resumable(rid) => (rid, true),
     };
     let mut changes = app.subscribe();
+    // A client holding as many tickets as it may takes no new place nor
+    // ticket; coming back to its old place (a valid resume id) is fine.
+    let over = quota.as_ref().is_some_and(|q| !q.allows());
+    if over && resume.is_none() {
+        return refused(ws, limit).await;
+    }
+    let took = |grant: &Grant| {
+        if let (Some(q), Some(t)) = (&quota, app.ticket(&grant.pod, &grant.uid)) {
+            q.took(t);
+        }
+    };
     let (mut waiting, rid) = match app.join_as(owner, resume.as_ref(), resumable).await {
-        Join::Granted(grant) => return deliver(&app, ws, grant, bind).await,
-        Join::Closed => return closed(ws).await,
-        Join::Refused => return refused(ws).await,
+        Join::Granted(grant) if over => {
+            // The resume id was no place of its: a new ticket after all.
+            app.release(&grant);
+            return refused(ws, limit).await;
+        }
+        Join::Granted(grant) => {
+            took(&grant);
+            return deliver(&app, ws, grant, bind, limit).await;
+        }
+        Join::Queued {
+            waiting,
+            resumed: false,
+            ..
+        } if over => {
+            drop(waiting);
+            return refused(ws, limit).await;
+        }
+        Join::Closed => return closed(ws, limit).await,
+        Join::Refused => return refused(ws, limit).await,
         Join::Queued { waiting, rid, .. } => (waiting, rid),
     };
     let opened = match rid {
-        Some(rid) => send_text(&mut ws, format!("rid#{rid}")).await,
+        Some(rid) => send_text(&mut ws, format!("rid#{rid}"), limit).await,
         // The handshake goes out now, before the first message.
-        None => ws.flush().await.is_ok(),
+        None => within(limit, async { ws.flush().await.is_ok() }).await,
     };
     if !opened {
         return;
@@ -383,6 +561,7 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
     let (mut dirty, mut checks) = (true, 0u32);
     // Is the user told that new tickets are paused (see `sta#paused`)?
     let mut paused = false;
+    let mut ending = Ending::Gone;
     loop {
         tokio::select! {
             grant = waiting.granted() => {
@@ -391,9 +570,10 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
                     Ok(grant) => {
                         // The user holds the ticket now, not a place in line.
                         drop(waiting);
-                        deliver(&app, ws, grant, bind).await;
+                        took(&grant);
+                        deliver(&app, ws, grant, bind, limit).await;
                     }
-                    Err(_) => closed(ws).await,
+                    Err(_) => closed(ws, limit).await,
                 }
                 return;
             }
@@ -402,12 +582,12 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
                 if up == paused {
                     paused = !up;
                     let sta = if paused { "sta#paused" } else { "sta#open" };
-                    if !send_text(&mut ws, sta.into()).await {
+                    if !send_text(&mut ws, sta.into(), limit).await {
                         break;
                     }
                 }
                 let text = if up { WAITING_MESSAGE } else { STORE_DOWN_MESSAGE };
-                if !send_text(&mut ws, format!("msg#{text}")).await {
+                if !send_text(&mut ws, format!("msg#{text}"), limit).await {
                     break;
                 }
                 dirty = true;
@@ -426,10 +606,10 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
                     checks = 0;
                     if let Some(status) = waiting.status() {
                         let (pos, eta) = (format!("pos#{}", status.position), eta_message(&status));
-                        if pos != last_pos && !send_text(&mut ws, pos.clone()).await {
+                        if pos != last_pos && !send_text(&mut ws, pos.clone(), limit).await {
                             break;
                         }
-                        if eta != last_eta && !send_text(&mut ws, eta.clone()).await {
+                        if eta != last_eta && !send_text(&mut ws, eta.clone(), limit).await {
                             break;
                         }
                         (last_pos, last_eta) = (pos, eta);
@@ -441,13 +621,23 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
                     tracing::debug!(app = app.name(), "no pong: the waiting user is gone");
                     break;
                 }
-                if ws.send(Message::Ping(Default::default())).await.is_err() {
+                let ping = async { ws.send(Message::Ping(Default::default())).await.is_ok() };
+                if !within(limit, ping).await {
                     break;
                 }
                 unanswered = true;
             }
             incoming = ws.next() => match incoming {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                // tungstenite queued the answering close (RFC 6455 §5.5.1).
+                Some(Ok(Message::Close(_))) => {
+                    ending = Ending::Answer;
+                    break;
+                }
+                None => break,
+                Some(Err(e)) => {
+                    ending = failure(&e).map_or(Ending::Gone, Ending::Fail);
+                    break;
+                }
                 Some(Ok(_)) => unanswered = false,
             },
             () = stage.reached(Stage::Draining) => {
@@ -455,12 +645,62 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
                 // A resumable user steps away (the place is kept for the
                 // grace period); a plain one leaves, as on any close.
                 drop(waiting);
-                return restart(ws, drain).await;
+                return restart(ws, drain, limit).await;
             }
         }
     }
     // Dropping `waiting` leaves the queue (or steps away, if resumable) and
     // gives back a grant that raced the departure.
+    drop(waiting);
+    end(ws, ending).await;
+}
+
+/// How a session's socket ends after the client left the loop.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    /// Nothing to say (the client is gone, or wicket gave up on it).
+    Gone,
+    /// The client closed: send the close tungstenite queued in answer.
+    Answer,
+    /// The client broke the protocol: close with this code (RFC 6455
+    /// §7.1.7 and §7.4.1).
+    Fail(CloseCode),
+}
+
+/// The close code for a client's frame that failed the connection: 1002
+/// for a protocol error (an unmasked frame, reserved bits or opcodes, a
+/// fragmented or oversized control frame), 1007 for text that is not
+/// UTF-8, 1009 for a frame or message over the size limit. None when the
+/// connection itself is gone.
+fn failure(e: &WsError) -> Option<CloseCode> {
+    match e {
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) => Some(CloseCode::Protocol),
+        WsError::Utf8(_) => Some(CloseCode::Invalid),
+        WsError::Capacity(_) => Some(CloseCode::Size),
+        _ => None,
+    }
+}
+
+/// Ends the socket as `ending` says, within a short bound (a client that
+/// does not read gets no more time).
+async fn end(mut ws: Ws, ending: Ending) {
+    let said = async {
+        match ending {
+            Ending::Gone => {}
+            Ending::Answer => {
+                let _ = ws.flush().await;
+            }
+            Ending::Fail(code) => {
+                let frame = CloseFrame {
+                    code,
+                    reason: "".into(),
+                };
+                let _ = ws.send(Message::Close(Some(frame))).await;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), said).await;
 }
 
 #[cfg(test)]
@@ -491,6 +731,25 @@ mod tests {
             "wicket.test",
             list
         ));
+    }
+
+    #[test]
+    fn host_names_without_ports() {
+        assert_eq!(host_name("wicket.test:9001"), "wicket.test");
+        assert_eq!(host_name("wicket.test"), "wicket.test");
+        assert_eq!(host_name("[::1]:80"), "[::1]");
+        assert_eq!(host_name("[::1]"), "[::1]");
+        assert_eq!(host_name("a:b"), "a:b");
+    }
+
+    #[test]
+    fn keys_are_16_byte_nonces() {
+        assert!(is_nonce(b"dGhlIHNhbXBsZSBub25jZQ=="), "RFC 6455's example");
+        assert!(!is_nonce(b"dGhlIHNhbXBsZSBub25jZQ"), "unpadded");
+        assert!(!is_nonce(b"dGhlIHNhbXBsZSBub25jZQ==x"));
+        assert!(!is_nonce(b"dGhlIHNhbXBsZSBub25jZSE="), "17 bytes");
+        assert!(!is_nonce(b"dGhlIHNhbXBsZSBub25j!Q=="));
+        assert!(!is_nonce(b""));
     }
 
     #[test]

@@ -178,7 +178,7 @@ impl Replicas {
             .collect();
         format!(
             "[proxy]\nlisten = \"127.0.0.1:{port}\"\nticket_expiry_ms = {}\nwaiting_message_ms = 200\nshutdown_grace_ms = {}\n\
-             connections_per_client = 1000\nsockets_per_client = 1000\nplaces_per_client = 1000\n\
+             connections_per_client = 1000\nsockets_per_client = 1000\nplaces_per_client = 1000\ntickets_per_client = 0\n\
              [metrics]\nlisten = \"127.0.0.1:0\"\n\
              [policy]\ntimeout_ms = 500\ninstantiate_timeout_ms = 5000\n\
              [demo]\napp = \"{APP}\"\nreplicas = 0\ntickets_max = {}\ntickets_spare = 0\npods_max = 0\n\
