@@ -25,7 +25,8 @@ impl Token {
         Self(rand::random())
     }
 
-    /// Parses the hex form; anything else (length, case, characters) is refused.
+    /// Parses the hex form (32 digits, either case: the same secret);
+    /// anything else (length, characters) is refused.
     pub fn parse(s: &str) -> Result<Self, TokenParseError> {
         let mut out = [0u8; 16];
         if s.len() != 32 {
