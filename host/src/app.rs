@@ -54,6 +54,13 @@ pub const DEFAULT_RESUME_GRACE: Duration = Duration::from_secs(30);
 /// about a second after each poll, well within it.
 pub const AWAY_COUNTS_FOR: Duration = Duration::from_secs(5);
 
+/// Tracing target of the queue's order events, at debug level: a user
+/// in line (ticket socket), a grant handed to a waiting user, a ticket
+/// written to its socket. `RUST_LOG=wicket::order=debug` shows them, so
+/// the order of grants can be checked against the order of joining
+/// (bench/abuse.sh does).
+pub const ORDER_TARGET: &str = "wicket::order";
+
 /// Routing settings of an app (how users reach it), as opposed to the
 /// scaling settings in [`AppSettings`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -829,6 +836,7 @@ impl App {
             };
             let asked = self.unix_ms(since);
             inner.sessions.granted(&grant.pod, &grant.uid, asked);
+            tracing::debug!(target: ORDER_TARGET, app = %self.name(), waiter, pod = %grant.pod, uid = %grant.uid, "granted");
             match tx.send(grant) {
                 Ok(()) => {
                     self.metrics

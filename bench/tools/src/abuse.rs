@@ -291,6 +291,10 @@ struct Good {
     wait: Option<Duration>,
     queued: bool,
     used: bool,
+    /// The user's address.
+    from: IpAddr,
+    /// The ticket's pod and uid (how wicket's order log names it).
+    ticket: Option<(String, String)>,
 }
 
 async fn good_user(
@@ -301,6 +305,7 @@ async fn good_user(
     errors: Arc<Errors>,
 ) -> Good {
     tokio::time::sleep_until(start.into()).await;
+    let from = users::source(cfg.block, i);
     let mut g = Good {
         i,
         opened: None,
@@ -308,8 +313,9 @@ async fn good_user(
         wait: None,
         queued: false,
         used: false,
+        from,
+        ticket: None,
     };
-    let from = users::source(cfg.block, i);
     let got = match users::ticket(&cfg.url, Some(from)).await {
         Ok(got) => got,
         Err(e) => {
@@ -321,6 +327,7 @@ async fn good_user(
     g.at = Some(got.at - t0);
     g.wait = Some(got.elapsed);
     g.queued = got.queued;
+    g.ticket = Some((got.ticket.pod.clone(), got.ticket.uid.clone()));
     let app = crate::app_of(&cfg.url).unwrap_or("app").to_owned();
     let path = format!("{}/hello", got.ticket.prefix(&app));
     let used = async {
@@ -418,6 +425,7 @@ pub async fn run(cfg: Abuse) -> anyhow::Result<String> {
         )));
     }
     let t0 = Instant::now();
+    let t0_wall = std::time::SystemTime::now();
     let first = t0 + cfg.warmup;
     let errors = Arc::new(Errors::default());
     let mut goods = Vec::new();
@@ -456,6 +464,8 @@ pub async fn run(cfg: Abuse) -> anyhow::Result<String> {
                     wait: None,
                     queued: true,
                     used: false,
+                    from: users::source(cfg.block, i),
+                    ticket: None,
                 });
             }
         }
@@ -472,20 +482,28 @@ pub async fn run(cfg: Abuse) -> anyhow::Result<String> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (rss_end, fds_end) = users::proc_usage(cfg.pid);
 
-    let mut tsv = String::from("# user\topened_ms\tticket_ms\twait_us\tqueued\tused\n");
+    let t0_unix_us = t0_wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let mut tsv = format!(
+        "# t0 (unix µs): {t0_unix_us}\n# user\topened_ms\tticket_ms\twait_us\tqueued\tused\tfrom\tpod\tuid\n"
+    );
     for u in &users {
         let ms =
             |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
         let _ = writeln!(
             tsv,
-            "{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             u.i,
             ms(u.opened),
             ms(u.at),
             u.wait
                 .map_or("-".into(), |d| format!("{:.0}", d.as_secs_f64() * 1e6)),
             u.queued,
-            u.used
+            u.used,
+            u.from,
+            u.ticket.as_ref().map_or("-", |t| t.0.as_str()),
+            u.ticket.as_ref().map_or("-", |t| t.1.as_str()),
         );
     }
     std::fs::write(cfg.out.join("good.tsv"), tsv)?;
@@ -638,6 +656,8 @@ mod tests {
             wait: None,
             queued: true,
             used: true,
+            from: IpAddr::from([127, 0, 0, 1]),
+            ticket: None,
         }
     }
 

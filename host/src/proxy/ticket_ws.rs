@@ -37,7 +37,7 @@ use super::drain::{Drain, Stage, Watch};
 use super::fairness::Slot;
 use super::pages::{ProxyBody, local};
 use super::rewind::Rewind;
-use crate::app::{App, Join, Owner, WaitStatus};
+use crate::app::{App, Join, ORDER_TARGET, Owner, WaitStatus};
 use crate::state::{Grant, Token};
 
 /// The waiting message k8sTicket repeats.
@@ -316,6 +316,7 @@ async fn deliver(app: &App, mut ws: Ws, grant: Grant, bind: Option<(ClaimKey, To
     // Queued, not sent: it leaves with the close (and, for a user served
     // at once, with the handshake), in one write.
     if proof && ws.feed(Message::text(msg)).await.is_ok() && close_sent(&mut ws).await {
+        tracing::debug!(target: ORDER_TARGET, app = app.name(), pod = %grant.pod, uid = %grant.uid, thread = std::thread::current().name(), "ticket sent");
         linger(ws).await;
     } else {
         app.release(&grant);
@@ -361,7 +362,11 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
         Join::Granted(grant) => return deliver(&app, ws, grant, bind).await,
         Join::Closed => return closed(ws).await,
         Join::Refused => return refused(ws).await,
-        Join::Queued { waiting, rid, .. } => (waiting, rid),
+        Join::Queued { waiting, rid, .. } => {
+            let client = owner.map(|o| o.client);
+            tracing::debug!(target: ORDER_TARGET, app = app.name(), waiter = waiting.waiter(), client = ?client, "in line");
+            (waiting, rid)
+        }
     };
     let opened = match rid {
         Some(rid) => send_text(&mut ws, format!("rid#{rid}")).await,
