@@ -1330,6 +1330,53 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slots_freed_together_go_to_the_connected_waiters_in_order_of_joining() {
+        let app = app(4);
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(granted(app.request_ticket().await).expect("a free slot"));
+        }
+        // Eight wait: the 2nd steps away (resumable, disconnected), the 5th
+        // leaves, the others stay connected.
+        let mut line = Vec::new();
+        for _ in 0..8 {
+            let TicketRequest::Queued { waiter, rx } = app.request_ticket().await else {
+                panic!("the pod is full: they wait");
+            };
+            line.push((waiter, rx));
+        }
+        app.make_resumable(line[1].0).expect("waiting");
+        app.detach(line[1].0);
+        app.leave_queue(line[4].0);
+        // Three slots free at once (as at one expiry sweep), then one more.
+        for g in held.drain(..3) {
+            app.release(&g);
+        }
+        app.step(false).await;
+        let served: Vec<bool> = line
+            .iter_mut()
+            .map(|(_, rx)| rx.try_recv().is_ok())
+            .collect();
+        assert_eq!(
+            served,
+            [true, false, true, true, false, false, false, false],
+            "the first three connected waiters, in order of joining"
+        );
+        app.release(&held.pop().expect("the fourth"));
+        app.step(false).await;
+        let served: Vec<bool> = line
+            .iter_mut()
+            .map(|(_, rx)| rx.try_recv().is_ok())
+            .collect();
+        assert_eq!(
+            served,
+            [false, false, false, false, false, true, false, false],
+            "then the next connected one"
+        );
+        assert_eq!(app.inner.lock().list.waiting(), 3, "away, 7th and 8th");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn places_per_client_are_limited_and_come_back() {
         let app = app(1);
         let _first = granted(app.request_ticket().await).expect("the free slot");
