@@ -836,7 +836,11 @@ impl App {
             };
             let asked = self.unix_ms(since);
             inner.sessions.granted(&grant.pod, &grant.uid, asked);
-            tracing::debug!(target: ORDER_TARGET, app = %self.name(), waiter, pod = %grant.pod, uid = %grant.uid, "granted");
+            tracing::debug!(
+                target: ORDER_TARGET,
+                app = %self.name(), waiter, pod = %grant.pod, uid = %grant.uid,
+                "granted"
+            );
             match tx.send(grant) {
                 Ok(()) => {
                     self.metrics

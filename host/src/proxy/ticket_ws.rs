@@ -316,7 +316,12 @@ async fn deliver(app: &App, mut ws: Ws, grant: Grant, bind: Option<(ClaimKey, To
     // Queued, not sent: it leaves with the close (and, for a user served
     // at once, with the handshake), in one write.
     if proof && ws.feed(Message::text(msg)).await.is_ok() && close_sent(&mut ws).await {
-        tracing::debug!(target: ORDER_TARGET, app = app.name(), pod = %grant.pod, uid = %grant.uid, thread = std::thread::current().name(), "ticket sent");
+        tracing::debug!(
+            target: ORDER_TARGET,
+            app = app.name(), pod = %grant.pod, uid = %grant.uid,
+            thread = std::thread::current().name(),
+            "ticket sent"
+        );
         linger(ws).await;
     } else {
         app.release(&grant);
@@ -364,7 +369,11 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
         Join::Refused => return refused(ws).await,
         Join::Queued { waiting, rid, .. } => {
             let client = owner.map(|o| o.client);
-            tracing::debug!(target: ORDER_TARGET, app = app.name(), waiter = waiting.waiter(), client = ?client, "in line");
+            tracing::debug!(
+                target: ORDER_TARGET,
+                app = app.name(), waiter = waiting.waiter(), client = ?client,
+                "in line"
+            );
             (waiting, rid)
         }
     };
