@@ -635,17 +635,18 @@ pub async fn run(cfg: Abuse) -> anyhow::Result<String> {
         if let Some(d) = &w.grant_to_write {
             let _ = writeln!(
                 md,
-                "| grant → ticket written by the user's edge thread: p50 / p99 / max; writes ≥ {} ms late | {:.0} / {:.0} / {:.0} µs; {} ({}) | |",
+                "| grant → ticket written by the user's edge thread: p50 / p99 / max; writes ≥ {} ms late | {:.0} / {:.0} / {:.0} µs; {}{} | |",
                 LATE.as_millis(),
                 d.p50,
                 d.p99,
                 d.max,
                 w.late.values().sum::<usize>(),
-                w.late
-                    .iter()
-                    .map(|(t, n)| format!("{t}: {n}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                if w.late.is_empty() {
+                    String::new()
+                } else {
+                    let by: Vec<String> = w.late.iter().map(|(t, n)| format!("{t}: {n}")).collect();
+                    format!(" ({})", by.join(", "))
+                }
             );
         }
     }
