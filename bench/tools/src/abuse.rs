@@ -622,6 +622,11 @@ pub async fn run(cfg: Abuse) -> anyhow::Result<String> {
     if let Some(w) = &seen {
         let _ = writeln!(
             md,
+            "| order of joining, the users' (handshake answered) against wicket's (its log): pairs in a different order | {} | |",
+            w.joined_against_users
+        );
+        let _ = writeln!(
+            md,
             "| wicket's order (its log, users who waited in line: {}): pairs granted against wicket's order of joining | {} | 0: {} |",
             w.users,
             w.granted_against_joining,
@@ -698,7 +703,8 @@ pub async fn run(cfg: Abuse) -> anyhow::Result<String> {
         get(&f.poll_tickets)
     ) + &seen.map_or(String::new(), |w| {
         format!(
-            " wicket_granted_against_joining={} written_against_granting_across_bursts={} writes_late={}",
+            " joined_against_users={} wicket_granted_against_joining={} written_against_granting_across_bursts={} writes_late={}",
+            w.joined_against_users,
             w.granted_against_joining,
             w.written_against_granting.1,
             w.late.values().sum::<usize>()
@@ -715,6 +721,11 @@ const LATE: Duration = Duration::from_millis(5);
 struct WicketOrder {
     /// Users who waited in line and are in the log.
     users: usize,
+    /// Pairs whose order of joining differs between the users' view (their
+    /// handshakes completing) and wicket's (its waiter ids): a user is in
+    /// line before wicket answers the handshake, so none unless an answer
+    /// is delayed past the next user's.
+    joined_against_users: usize,
     /// Pairs granted against wicket's order of joining (its waiter ids).
     granted_against_joining: usize,
     /// Pairs whose tickets were written against the order of granting:
@@ -735,6 +746,23 @@ fn wicket_order(log: &order::OrderLog, users: &[Good]) -> WicketOrder {
         })
         .collect();
     let us = |t: i64| Duration::from_micros(u64::try_from(t).unwrap_or(0));
+    let joined: Vec<(Duration, u64)> = users
+        .iter()
+        .filter_map(|u| {
+            let (pod, uid) = u.ticket.as_ref()?;
+            Some((u.opened?, log.path(u.from, pod, uid)?.waiter))
+        })
+        .collect();
+    let joined_against_users = joined
+        .iter()
+        .enumerate()
+        .map(|(k, (o, w))| {
+            joined[k + 1..]
+                .iter()
+                .filter(|(o2, w2)| (o2 > o) != (w2 > w))
+                .count()
+        })
+        .sum();
     // Grants happen one at a time in the app's loop: any pair counts.
     let granted: Vec<(u64, Duration)> = paths.iter().map(|p| (p.waiter, us(p.granted))).collect();
     let (granted_against_joining, _) = inversions_of(granted, Duration::ZERO);
@@ -756,6 +784,7 @@ fn wicket_order(log: &order::OrderLog, users: &[Good]) -> WicketOrder {
     }
     WicketOrder {
         users: paths.len(),
+        joined_against_users,
         granted_against_joining,
         written_against_granting,
         grant_to_write: summarise(&mut delays),
