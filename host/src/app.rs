@@ -1098,7 +1098,7 @@ pub struct Signature {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The app's ticket rules with the real default policy on its thread,
     //! and no network: requests and loop rounds are called directly.
     use super::*;
@@ -1134,7 +1134,7 @@ mod tests {
     }
 
     /// An app with one ready pod of `tickets_max` slots and no scaling.
-    fn app(tickets_max: u32) -> Arc<App> {
+    pub(crate) fn app(tickets_max: u32) -> Arc<App> {
         app_with(tickets_max, Arc::new(NoProvider))
     }
 
