@@ -19,7 +19,9 @@
 # through wicket) and keeps it HOLD_MS. The app has PODS × CAPACITY tickets
 # and a 1 s `ticket_expiry_ms`, so tickets are scarce and turn over: the
 # well-behaved users wait in line between the flood's places, and their
-# order of service is checked against their order of joining.
+# order of service is checked against their order of joining: as the
+# users saw it, and as wicket did (its order log, RUST_LOG=wicket::order=debug:
+# its order of joining, of granting, and when each ticket was written).
 # The report goes to `## Abuse` in bench/RESULTS.md, raw figures to
 # bench/raw/abuse/.
 #
@@ -76,7 +78,9 @@ tickets_spare = 0
 pods_max = 0
 pod_start_delay_ms = 0
 EOF
-start_wicket "$WORK/wicket.toml"
+# wicket's order events (a user in line, a grant, a ticket written), so
+# its own order of joining and granting is reported beside the users'.
+RUST_LOG=${RUST_LOG:-warn,wicket::order=debug} start_wicket "$WORK/wicket.toml"
 log "wicket pid $WICKET_PID on :$WICKET_PORT; flood from 127.66.0.1, $GOOD users"
 "$BENCH" ticket --url "ws://127.0.0.1:$WICKET_PORT/$APP/ws" >/dev/null
 sleep 2
@@ -98,7 +102,7 @@ for run in 0 1 2; do
     LOAD_BEFORE=$(machine_load)
     SUMMARY=$(timeout 600 "$BENCH" abuse --url "ws://127.0.0.1:$WICKET_PORT/$APP/ws" --good "$GOOD" \
         --spacing-ms "$SPACING_MS" --hold-ms "$HOLD_MS" "${flood[@]}" --warmup-s "$WARMUP" \
-        --block "$((run + 1))" --pid "$WICKET_PID" --out "$WORK/out$run")
+        --block "$((run + 1))" --pid "$WICKET_PID" --out "$WORK/out$run" --order-log "$WORK/wicket.log")
     LOAD_AFTER=$(machine_load)
     log "run $run: $SUMMARY"
     mkdir -p "$RAW/abuse/run$run"

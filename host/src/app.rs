@@ -54,6 +54,13 @@ pub const DEFAULT_RESUME_GRACE: Duration = Duration::from_secs(30);
 /// about a second after each poll, well within it.
 pub const AWAY_COUNTS_FOR: Duration = Duration::from_secs(5);
 
+/// Tracing target of the queue's order events, at debug level: a user
+/// in line (ticket socket), a grant handed to a waiting user, a ticket
+/// written to its socket. `RUST_LOG=wicket::order=debug` shows them, so
+/// the order of grants can be checked against the order of joining
+/// (bench/abuse.sh does).
+pub const ORDER_TARGET: &str = "wicket::order";
+
 /// Routing settings of an app (how users reach it), as opposed to the
 /// scaling settings in [`AppSettings`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -829,6 +836,11 @@ impl App {
             };
             let asked = self.unix_ms(since);
             inner.sessions.granted(&grant.pod, &grant.uid, asked);
+            tracing::debug!(
+                target: ORDER_TARGET,
+                app = %self.name(), waiter, pod = %grant.pod, uid = %grant.uid,
+                "granted"
+            );
             match tx.send(grant) {
                 Ok(()) => {
                     self.metrics
@@ -1086,7 +1098,7 @@ pub struct Signature {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The app's ticket rules with the real default policy on its thread,
     //! and no network: requests and loop rounds are called directly.
     use super::*;
@@ -1122,7 +1134,7 @@ mod tests {
     }
 
     /// An app with one ready pod of `tickets_max` slots and no scaling.
-    fn app(tickets_max: u32) -> Arc<App> {
+    pub(crate) fn app(tickets_max: u32) -> Arc<App> {
         app_with(tickets_max, Arc::new(NoProvider))
     }
 
@@ -1319,6 +1331,53 @@ mod tests {
             "gone for the bound: the policy no longer scales for them"
         );
         assert_eq!(inner.list.waiting(), 1, "the place is kept for the grace");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slots_freed_together_go_to_the_connected_waiters_in_order_of_joining() {
+        let app = app(4);
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(granted(app.request_ticket().await).expect("a free slot"));
+        }
+        // Eight wait: the 2nd steps away (resumable, disconnected), the 5th
+        // leaves, the others stay connected.
+        let mut line = Vec::new();
+        for _ in 0..8 {
+            let TicketRequest::Queued { waiter, rx } = app.request_ticket().await else {
+                panic!("the pod is full: they wait");
+            };
+            line.push((waiter, rx));
+        }
+        app.make_resumable(line[1].0).expect("waiting");
+        app.detach(line[1].0);
+        app.leave_queue(line[4].0);
+        // Three slots free at once (as at one expiry sweep), then one more.
+        for g in held.drain(..3) {
+            app.release(&g);
+        }
+        app.step(false).await;
+        let served: Vec<bool> = line
+            .iter_mut()
+            .map(|(_, rx)| rx.try_recv().is_ok())
+            .collect();
+        assert_eq!(
+            served,
+            [true, false, true, true, false, false, false, false],
+            "the first three connected waiters, in order of joining"
+        );
+        app.release(&held.pop().expect("the fourth"));
+        app.step(false).await;
+        let served: Vec<bool> = line
+            .iter_mut()
+            .map(|(_, rx)| rx.try_recv().is_ok())
+            .collect();
+        assert_eq!(
+            served,
+            [false, false, false, false, false, true, false, false],
+            "then the next connected one"
+        );
+        assert_eq!(app.inner.lock().list.waiting(), 3, "away, 7th and 8th");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::io::AsyncReadExt;
 
+use crate::order;
 use crate::soak::verdict;
 use crate::summarise;
 use crate::tally::Errors;
@@ -49,6 +50,9 @@ pub struct Abuse {
     pub pid: u32,
     /// Where the raw figures and the report fragment go.
     pub out: PathBuf,
+    /// wicket's log with its order events (`RUST_LOG=wicket::order=debug`),
+    /// for its own order of joining and granting.
+    pub order_log: Option<PathBuf>,
 }
 
 /// The flood's tallies.
@@ -291,6 +295,10 @@ struct Good {
     wait: Option<Duration>,
     queued: bool,
     used: bool,
+    /// The user's address.
+    from: IpAddr,
+    /// The ticket's pod and uid (how wicket's order log names it).
+    ticket: Option<(String, String)>,
 }
 
 async fn good_user(
@@ -301,6 +309,7 @@ async fn good_user(
     errors: Arc<Errors>,
 ) -> Good {
     tokio::time::sleep_until(start.into()).await;
+    let from = users::source(cfg.block, i);
     let mut g = Good {
         i,
         opened: None,
@@ -308,8 +317,9 @@ async fn good_user(
         wait: None,
         queued: false,
         used: false,
+        from,
+        ticket: None,
     };
-    let from = users::source(cfg.block, i);
     let got = match users::ticket(&cfg.url, Some(from)).await {
         Ok(got) => got,
         Err(e) => {
@@ -321,6 +331,7 @@ async fn good_user(
     g.at = Some(got.at - t0);
     g.wait = Some(got.elapsed);
     g.queued = got.queued;
+    g.ticket = Some((got.ticket.pod.clone(), got.ticket.uid.clone()));
     let app = crate::app_of(&cfg.url).unwrap_or("app").to_owned();
     let path = format!("{}/hello", got.ticket.prefix(&app));
     let used = async {
@@ -348,10 +359,16 @@ const BURST_GAP: Duration = Duration::from_millis(5);
 /// any such pair, and those in different delivery bursts (tickets that
 /// arrived less than `gap` after the one before are one burst).
 fn inversions(users: &[Good], gap: Duration) -> (usize, usize) {
-    let mut served: Vec<(Duration, Duration)> = users
+    let served: Vec<(Duration, Duration)> = users
         .iter()
         .filter_map(|u| Some((u.opened?, u.at?)))
         .collect();
+    inversions_of(served, gap)
+}
+
+/// Pairs served against their order: `served` holds (place in the order,
+/// time served) of each; as [`inversions`].
+fn inversions_of<K: Ord + Copy>(mut served: Vec<(K, Duration)>, gap: Duration) -> (usize, usize) {
     // Burst of each ticket, by arrival.
     served.sort_by_key(|(_, at)| *at);
     let mut burst = Vec::with_capacity(served.len());
@@ -362,7 +379,7 @@ fn inversions(users: &[Good], gap: Duration) -> (usize, usize) {
         }
         burst.push(b);
     }
-    let mut by_join: Vec<(Duration, Duration, usize)> = served
+    let mut by_join: Vec<(K, Duration, usize)> = served
         .iter()
         .zip(burst)
         .map(|((o, at), b)| (*o, *at, b))
@@ -390,6 +407,7 @@ pub async fn run(cfg: Abuse) -> anyhow::Result<String> {
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("creating {:?}", cfg.out))?;
     let cfg = Arc::new(cfg);
     let (rss0, fds0) = users::proc_usage(cfg.pid);
+    let edge0 = order::sched_ns(cfg.pid, "wicket-edge");
     let flood = Arc::new(Flood::default());
     let stop = Arc::new(AtomicBool::new(false));
     let mut flooders = Vec::new();
@@ -418,6 +436,7 @@ pub async fn run(cfg: Abuse) -> anyhow::Result<String> {
         )));
     }
     let t0 = Instant::now();
+    let t0_wall = std::time::SystemTime::now();
     let first = t0 + cfg.warmup;
     let errors = Arc::new(Errors::default());
     let mut goods = Vec::new();
@@ -456,6 +475,8 @@ pub async fn run(cfg: Abuse) -> anyhow::Result<String> {
                     wait: None,
                     queued: true,
                     used: false,
+                    from: users::source(cfg.block, i),
+                    ticket: None,
                 });
             }
         }
@@ -463,6 +484,7 @@ pub async fn run(cfg: Abuse) -> anyhow::Result<String> {
     let (r, f) = users::proc_usage(cfg.pid);
     peak_rss = peak_rss.max(r.unwrap_or(0));
     peak_fds = peak_fds.max(f.unwrap_or(0));
+    let edge1 = order::sched_ns(cfg.pid, "wicket-edge");
     let flood_time = t0.elapsed();
     stop.store(true, Ordering::Relaxed);
     for t in flooders {
@@ -472,20 +494,28 @@ pub async fn run(cfg: Abuse) -> anyhow::Result<String> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (rss_end, fds_end) = users::proc_usage(cfg.pid);
 
-    let mut tsv = String::from("# user\topened_ms\tticket_ms\twait_us\tqueued\tused\n");
+    let t0_unix_us = t0_wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let mut tsv = format!(
+        "# t0 (unix µs): {t0_unix_us}\n# user\topened_ms\tticket_ms\twait_us\tqueued\tused\tfrom\tpod\tuid\n"
+    );
     for u in &users {
         let ms =
             |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
         let _ = writeln!(
             tsv,
-            "{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             u.i,
             ms(u.opened),
             ms(u.at),
             u.wait
                 .map_or("-".into(), |d| format!("{:.0}", d.as_secs_f64() * 1e6)),
             u.queued,
-            u.used
+            u.used,
+            u.from,
+            u.ticket.as_ref().map_or("-", |t| t.0.as_str()),
+            u.ticket.as_ref().map_or("-", |t| t.1.as_str()),
         );
     }
     std::fs::write(cfg.out.join("good.tsv"), tsv)?;
@@ -502,6 +532,10 @@ pub async fn run(cfg: Abuse) -> anyhow::Result<String> {
     let s_once = summarise(&mut at_once);
     let queued = users.iter().filter(|u| u.queued && u.at.is_some()).count();
     let (inv0, inv2) = inversions(&users, BURST_GAP);
+    let seen = match &cfg.order_log {
+        Some(path) => Some(wicket_order(&order::OrderLog::read(path)?, &users)),
+        None => None,
+    };
     let errs = errors.snapshot();
     let f = &flood;
 
@@ -585,12 +619,56 @@ pub async fn run(cfg: Abuse) -> anyhow::Result<String> {
             s.p50, s.p99, s.max
         );
     }
+    if let Some(w) = &seen {
+        let _ = writeln!(
+            md,
+            "| order of joining, the users' (handshake answered) against wicket's (its log): pairs in a different order | {} | |",
+            w.joined_against_users
+        );
+        let _ = writeln!(
+            md,
+            "| wicket's order (its log, users who waited in line: {}): pairs granted against wicket's order of joining | {} | 0: {} |",
+            w.users,
+            w.granted_against_joining,
+            verdict(w.granted_against_joining == 0)
+        );
+        let _ = writeln!(
+            md,
+            "| tickets written to the users' sockets against the order of granting (any / in different bursts of writes) | {} / {} | |",
+            w.written_against_granting.0, w.written_against_granting.1
+        );
+        if let Some(d) = &w.grant_to_write {
+            let _ = writeln!(
+                md,
+                "| grant → ticket written by the user's edge thread: p50 / p99 / max; writes ≥ {} ms late | {:.0} / {:.0} / {:.0} µs; {}{} | |",
+                LATE.as_millis(),
+                d.p50,
+                d.p99,
+                d.max,
+                w.late.values().sum::<usize>(),
+                if w.late.is_empty() {
+                    String::new()
+                } else {
+                    let by: Vec<String> = w.late.iter().map(|(t, n)| format!("{t}: {n}")).collect();
+                    format!(" ({})", by.join(", "))
+                }
+            );
+        }
+    }
     let _ = writeln!(
         md,
-        "| order kept: pairs served against their order of joining (any / in different delivery bursts, a burst being tickets < {} ms apart) | {inv0} / {inv2} | 0 across bursts: {} |",
+        "| order as the users saw it: pairs served against their order of joining (any / in different delivery bursts, a burst being tickets < {} ms apart) | {inv0} / {inv2} | 0 across bursts: {} |",
         BURST_GAP.as_millis(),
         verdict(inv2 == 0)
     );
+    if let (Some(a), Some(b)) = (edge0, edge1) {
+        let _ = writeln!(
+            md,
+            "| wicket's edge threads from the flood's start to the last ticket: CPU / runnable but waiting for a CPU (/proc schedstat) | {:.0} / {:.0} ms | |",
+            b.0.saturating_sub(a.0) as f64 / 1e6,
+            b.1.saturating_sub(a.1) as f64 / 1e6
+        );
+    }
     let _ = writeln!(
         md,
         "| wicket RSS: before / peak / 3 s after the flood | {} / {peak_rss} / {} kB | |",
@@ -623,7 +701,95 @@ pub async fn run(cfg: Abuse) -> anyhow::Result<String> {
         get(&f.ws_away),
         get(&f.poll_429),
         get(&f.poll_tickets)
-    ))
+    ) + &seen.map_or(String::new(), |w| {
+        format!(
+            " joined_against_users={} wicket_granted_against_joining={} written_against_granting_across_bursts={} writes_late={}",
+            w.joined_against_users,
+            w.granted_against_joining,
+            w.written_against_granting.1,
+            w.late.values().sum::<usize>()
+        )
+    }))
+}
+
+/// A ticket written this long after its grant is late (the edge thread
+/// holding the socket ran late).
+const LATE: Duration = Duration::from_millis(5);
+
+/// The run's users as wicket's order log saw them.
+#[derive(Debug)]
+struct WicketOrder {
+    /// Users who waited in line and are in the log.
+    users: usize,
+    /// Pairs whose order of joining differs between the users' view (their
+    /// handshakes completing) and wicket's (its waiter ids): a user is in
+    /// line before wicket answers the handshake, so none unless an answer
+    /// is delayed past the next user's.
+    joined_against_users: usize,
+    /// Pairs granted against wicket's order of joining (its waiter ids).
+    granted_against_joining: usize,
+    /// Pairs whose tickets were written against the order of granting:
+    /// any, and in different bursts of writes (as [`inversions`]).
+    written_against_granting: (usize, usize),
+    /// Grant → ticket written.
+    grant_to_write: Option<crate::Summary>,
+    /// Writes at least [`LATE`] after their grant, by edge thread.
+    late: std::collections::BTreeMap<String, usize>,
+}
+
+fn wicket_order(log: &order::OrderLog, users: &[Good]) -> WicketOrder {
+    let paths: Vec<order::Path> = users
+        .iter()
+        .filter_map(|u| {
+            let (pod, uid) = u.ticket.as_ref()?;
+            log.path(u.from, pod, uid)
+        })
+        .collect();
+    let us = |t: i64| Duration::from_micros(u64::try_from(t).unwrap_or(0));
+    let joined: Vec<(Duration, u64)> = users
+        .iter()
+        .filter_map(|u| {
+            let (pod, uid) = u.ticket.as_ref()?;
+            Some((u.opened?, log.path(u.from, pod, uid)?.waiter))
+        })
+        .collect();
+    let joined_against_users = joined
+        .iter()
+        .enumerate()
+        .map(|(k, (o, w))| {
+            joined[k + 1..]
+                .iter()
+                .filter(|(o2, w2)| (o2 > o) != (w2 > w))
+                .count()
+        })
+        .sum();
+    // Grants happen one at a time in the app's loop: any pair counts.
+    let granted: Vec<(u64, Duration)> = paths.iter().map(|p| (p.waiter, us(p.granted))).collect();
+    let (granted_against_joining, _) = inversions_of(granted, Duration::ZERO);
+    let written: Vec<((Duration, u64), Duration)> = paths
+        .iter()
+        .filter_map(|p| Some(((us(p.granted), p.waiter), us(p.written.as_ref()?.0))))
+        .collect();
+    let written_against_granting = inversions_of(written, BURST_GAP);
+    let mut delays = Vec::new();
+    let mut late = std::collections::BTreeMap::new();
+    for p in &paths {
+        if let Some((at, thread)) = &p.written {
+            let d = us(*at).saturating_sub(us(p.granted));
+            delays.push(d);
+            if d >= LATE {
+                *late.entry(thread.clone()).or_insert(0) += 1;
+            }
+        }
+    }
+    WicketOrder {
+        users: paths.len(),
+        joined_against_users,
+        granted_against_joining,
+        written_against_granting,
+        grant_to_write: summarise(&mut delays),
+        late,
+    }
 }
 
 #[cfg(test)]
@@ -638,6 +804,8 @@ mod tests {
             wait: None,
             queued: true,
             used: true,
+            from: IpAddr::from([127, 0, 0, 1]),
+            ticket: None,
         }
     }
 

@@ -12,6 +12,7 @@
 //!   and one client flooding while others queue (see bench/README.md).
 
 mod abuse;
+mod order;
 mod relay;
 mod scale;
 mod soak;
@@ -188,6 +189,10 @@ enum Command {
         /// Directory for the raw figures and the report fragment.
         #[arg(long)]
         out: std::path::PathBuf,
+        /// wicket's log, run with `RUST_LOG=wicket::order=debug`: reports
+        /// wicket's own order of joining and granting beside the users'.
+        #[arg(long)]
+        order_log: Option<std::path::PathBuf>,
     },
 }
 
@@ -422,6 +427,7 @@ fn main() -> anyhow::Result<()> {
             block,
             pid,
             out,
+            order_log,
         } => {
             let cfg = abuse::Abuse {
                 url,
@@ -437,6 +443,7 @@ fn main() -> anyhow::Result<()> {
                 block,
                 pid,
                 out,
+                order_log,
             };
             println!("{}", rt.block_on(abuse::run(cfg))?);
         }

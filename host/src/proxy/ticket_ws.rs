@@ -38,7 +38,7 @@ use super::drain::{Drain, Stage, Watch};
 use super::fairness::{Quota, Slot};
 use super::pages::{ProxyBody, local};
 use super::rewind::Rewind;
-use crate::app::{App, Join, Owner, WaitStatus};
+use crate::app::{App, Join, ORDER_TARGET, Owner, WaitStatus};
 use crate::state::{Grant, Token};
 
 /// The waiting message k8sTicket repeats.
@@ -462,6 +462,12 @@ async fn deliver(
     })
     .await;
     if sent {
+        tracing::debug!(
+            target: ORDER_TARGET,
+            app = app.name(), pod = %grant.pod, uid = %grant.uid,
+            thread = std::thread::current().name(),
+            "ticket sent"
+        );
         linger(ws).await;
     } else {
         app.release(&grant);
@@ -539,7 +545,15 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
         }
         Join::Closed => return closed(ws, limit).await,
         Join::Refused => return refused(ws, limit).await,
-        Join::Queued { waiting, rid, .. } => (waiting, rid),
+        Join::Queued { waiting, rid, .. } => {
+            let client = owner.map(|o| o.client);
+            tracing::debug!(
+                target: ORDER_TARGET,
+                app = app.name(), waiter = waiting.waiter(), client = ?client,
+                "in line"
+            );
+            (waiting, rid)
+        }
     };
     let opened = match rid {
         Some(rid) => send_text(&mut ws, format!("rid#{rid}"), limit).await,
@@ -593,13 +607,20 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
                 dirty = true;
                 checks = STATUS_REFRESH_CHECKS;
             }
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                dirty = true;
-            }
             _ = check.tick() => {
+                // Changes are looked at here, not awaited: each grant
+                // changes the app, and waking every waiting session on
+                // every grant queues them all on the edge thread beside
+                // the one the grant is for, whose ticket then waits its
+                // turn among them (tickets written out of grant order).
+                match changes.has_changed() {
+                    Ok(true) => {
+                        changes.borrow_and_update();
+                        dirty = true;
+                    }
+                    Ok(false) => {}
+                    Err(_) => break,
+                }
                 checks += 1;
                 if dirty || checks >= STATUS_REFRESH_CHECKS {
                     dirty = false;
@@ -706,6 +727,104 @@ async fn end(mut ws: Ws, ending: Ending) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+    use tokio::io::AsyncReadExt;
+
+    /// Counts the polls of the future it wraps.
+    struct Polls<F> {
+        inner: Pin<Box<F>>,
+        polls: Arc<AtomicUsize>,
+    }
+
+    impl<F: Future> Future for Polls<F> {
+        type Output = F::Output;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            self.polls.fetch_add(1, Ordering::SeqCst);
+            self.inner.as_mut().poll(cx)
+        }
+    }
+
+    /// Reads from `s` until what was read contains `what`.
+    async fn read_until(s: &mut TcpStream, seen: &mut Vec<u8>, what: &str) {
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(seen).contains(what) {
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+                .await
+                .expect("in time")
+                .expect("read");
+            assert!(n > 0, "closed before {what:?}");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// Tickets freed together are written by each edge thread in the order
+    /// they were granted only if a waiting session wakes for its own grant
+    /// and not for every change of the app (each grant is one): woken by
+    /// every change, all waiting sessions queue up on the thread, in no
+    /// set order, before the grants reach them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_session_is_not_woken_by_changes_of_the_app() {
+        let app = crate::app::tests::app(1);
+        let held = match app.request_ticket().await {
+            crate::app::TicketRequest::Granted(g) => g,
+            r => panic!("the free slot: {r:?}"),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let req = Request::get("/t/ws")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
+            .header(header::SEC_WEBSOCKET_VERSION, "13")
+            .body(())
+            .expect("request");
+        let open = opening(&req, None).expect("a handshake");
+        let timing = WsTiming {
+            ping: Duration::from_secs(60),
+            message: Duration::from_secs(60),
+        };
+        let polls = Arc::new(AtomicUsize::new(0));
+        let session = {
+            let app = Arc::clone(&app);
+            Polls {
+                inner: Box::pin(async move {
+                    let drain = Drain::default();
+                    serve(app, open, timing, server, Bytes::new(), &drain).await;
+                }),
+                polls: Arc::clone(&polls),
+            }
+        };
+        let task = tokio::spawn(session);
+        let mut seen = Vec::new();
+        // In line: its place is the first status it sends.
+        read_until(&mut client, &mut seen, "pos#1").await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let before = polls.load(Ordering::SeqCst);
+        // Five users join behind it: five changes of the app.
+        let mut behind = Vec::new();
+        for _ in 0..5 {
+            behind.push(app.request_ticket().await);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            polls.load(Ordering::SeqCst),
+            before,
+            "the waiting session was woken by changes that are not its grant"
+        );
+        // Its own grant still reaches it at once.
+        app.release(&held);
+        let served = tokio::spawn(Arc::clone(&app).run());
+        read_until(&mut client, &mut seen, "tkn#").await;
+        served.abort();
+        task.abort();
+    }
 
     #[test]
     fn origins() {
