@@ -1352,28 +1352,26 @@ pub(crate) mod tests {
         app.make_resumable(line[1].0).expect("waiting");
         app.detach(line[1].0);
         app.leave_queue(line[4].0);
+        // Who of the line got a ticket since the last look.
+        fn ticketed(line: &mut [(WaiterId, oneshot::Receiver<Grant>)]) -> Vec<bool> {
+            line.iter_mut()
+                .map(|(_, rx)| rx.try_recv().is_ok())
+                .collect()
+        }
         // Three slots free at once (as at one expiry sweep), then one more.
         for g in held.drain(..3) {
             app.release(&g);
         }
         app.step(false).await;
-        let served: Vec<bool> = line
-            .iter_mut()
-            .map(|(_, rx)| rx.try_recv().is_ok())
-            .collect();
         assert_eq!(
-            served,
+            ticketed(&mut line),
             [true, false, true, true, false, false, false, false],
             "the first three connected waiters, in order of joining"
         );
         app.release(&held.pop().expect("the fourth"));
         app.step(false).await;
-        let served: Vec<bool> = line
-            .iter_mut()
-            .map(|(_, rx)| rx.try_recv().is_ok())
-            .collect();
         assert_eq!(
-            served,
+            ticketed(&mut line),
             [false, false, false, false, false, true, false, false],
             "then the next connected one"
         );

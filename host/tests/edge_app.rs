@@ -16,15 +16,22 @@ use tokio::time::timeout;
 const APP: &str = "demo";
 const LIMIT: Duration = Duration::from_secs(10);
 
-/// A host whose one pod (`pod`, a socket nobody answers) has one slot,
-/// held for a minute by the returned ticket: every newcomer waits.
-async fn full_host(pod: &TcpListener) -> (wicket::demo::Demo, Ticket) {
+/// One fixed pod (`pod`, listening, never answering unless a test does)
+/// of `tickets` slots, no autoscaling.
+fn one_pod(pod: &TcpListener, tickets: u32) -> wicket::config::Config {
     let mut c = config();
     c.demo.replicas = 0;
     c.demo.pods_max = 0;
     c.demo.tickets_spare = 0;
-    c.demo.tickets_max = 1;
+    c.demo.tickets_max = tickets;
     c.demo.static_backends = vec![pod.local_addr().expect("addr")];
+    c
+}
+
+/// A host whose one pod (`pod`, a socket nobody answers) has one slot,
+/// held for a minute by the returned ticket: every newcomer waits.
+async fn full_host(pod: &TcpListener) -> (wicket::demo::Demo, Ticket) {
+    let mut c = one_pod(pod, 1);
     c.proxy.ticket_expiry_ms = 60_000;
     let host = start(c, 1).await;
     let t = ticket(host.proxy_addr, APP, LIMIT).await;
@@ -327,12 +334,7 @@ async fn a_cookie_tossed_in_front_of_the_ticket_cookie_does_not_lock_the_user_ou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_sites_page_cannot_take_places_by_poll() {
     let pod = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let mut c = config();
-    c.demo.replicas = 0;
-    c.demo.pods_max = 0;
-    c.demo.tickets_spare = 0;
-    c.demo.tickets_max = 1;
-    c.demo.static_backends = vec![pod.local_addr().expect("addr")];
+    let c = one_pod(&pod, 1);
     let host = start(c, 1).await;
     let web = client();
     let addr = host.proxy_addr;
@@ -378,12 +380,7 @@ async fn another_sites_page_cannot_take_places_by_poll() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_client_that_stops_reading_loses_its_place() {
     let pod = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let mut c = config();
-    c.demo.replicas = 0;
-    c.demo.pods_max = 0;
-    c.demo.tickets_spare = 0;
-    c.demo.tickets_max = 1;
-    c.demo.static_backends = vec![pod.local_addr().expect("addr")];
+    let mut c = one_pod(&pod, 1);
     c.proxy.ticket_expiry_ms = 60_000;
     c.proxy.ws_ping_ms = 300;
     let host = start(c, 1).await;
@@ -428,12 +425,7 @@ async fn a_waiting_client_that_stops_reading_loses_its_place() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_foreign_host_name_no_place_is_taken() {
     let pod = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let mut c = config();
-    c.demo.replicas = 0;
-    c.demo.pods_max = 0;
-    c.demo.tickets_spare = 0;
-    c.demo.tickets_max = 1;
-    c.demo.static_backends = vec![pod.local_addr().expect("addr")];
+    let mut c = one_pod(&pod, 1);
     c.proxy.public_hosts = vec!["Wicket.test".into()];
     let host = start(c, 1).await;
     let socket = |host: &str| {
@@ -465,12 +457,7 @@ async fn under_a_foreign_host_name_no_place_is_taken() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_takes_only_so_many_free_tickets() {
     let pod = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let mut c = config();
-    c.demo.replicas = 0;
-    c.demo.pods_max = 0;
-    c.demo.tickets_spare = 0;
-    c.demo.tickets_max = 5;
-    c.demo.static_backends = vec![pod.local_addr().expect("addr")];
+    let mut c = one_pod(&pod, 5);
     c.proxy.tickets_per_client = 2;
     let host = start(c, 5).await;
     let addr = host.proxy_addr;
