@@ -30,11 +30,8 @@
 # 0: one per CPU) SKIP_BUILD=1 OUT=bench/RESULTS.md
 set -euo pipefail
 BENCH_NAME=abuse
-# The exact command for the report (before lib.sh sets defaults).
-COMMAND_LINE="bash bench/abuse.sh"
-for v in THREADS GOOD SPACING_MS HOLD_MS FLOOD_CONNS FLOOD_SOCKETS FLOOD_POLLS WARMUP PODS CAPACITY SKIP_BUILD OUT MIMALLOC_ALLOW_THP; do
-    if [[ -n ${!v+x} ]]; then COMMAND_LINE="$v=\"${!v}\" $COMMAND_LINE"; fi
-done
+# The knobs set in the environment, for the report's command line (lib.sh).
+KNOBS="THREADS GOOD SPACING_MS HOLD_MS FLOOD_CONNS FLOOD_SOCKETS FLOOD_POLLS WARMUP PODS CAPACITY SKIP_BUILD OUT MIMALLOC_ALLOW_THP"
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # bench/lib.sh — shared by run.sh, ab.sh, store.sh, soak.sh, scale.sh and
 # abuse.sh (sourced, not run; the script sets BENCH_NAME, its log prefix,
-# first).
+# and KNOBS, the environment knobs its report's command line names, first).
 #
 # Provides: log/die, a cleanup trap that stops every process started here
 # (by pid, newest first), free_port/wait_port, the release build, starting
@@ -9,6 +9,13 @@
 # of that backend (start_proxy), CPU ticks from /proc, median, and
 # write_section, which puts a report section into bench/RESULTS.md in place
 # of the old one (or at the end), leaving every other section as it was.
+
+# The exact command for the report: the knobs the script names in KNOBS
+# that are set in the environment, as typed, before any default below.
+COMMAND_LINE="bash bench/${0##*/}"
+for v in ${KNOBS:-}; do
+    if [[ -n ${!v+x} ]]; then COMMAND_LINE="$v=\"${!v}\" $COMMAND_LINE"; fi
+done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}

@@ -30,11 +30,8 @@
 #   OUT=bench/RESULTS.md (raw outputs go to raw/ beside it)
 set -euo pipefail
 BENCH_NAME=bench
-# The exact command for the report: overridden knobs first, as typed.
-COMMAND_LINE="bash bench/run.sh"
-for v in CONNS DURATION THREADS REPEAT TICKETS IDLE_MIN STEAL_MAX_PCT RUN_ATTEMPTS IDLE_WAIT_MAX SKIP_BUILD CARGO_TARGET_DIR OUT BENCH_COMMIT; do
-    if [[ -n ${!v+x} ]]; then COMMAND_LINE="$v=\"${!v}\" $COMMAND_LINE"; fi
-done
+# The knobs set in the environment, for the report's command line (lib.sh).
+KNOBS="CONNS DURATION THREADS REPEAT TICKETS IDLE_MIN STEAL_MAX_PCT RUN_ATTEMPTS IDLE_WAIT_MAX SKIP_BUILD CARGO_TARGET_DIR OUT BENCH_COMMIT"
 # log/die, the ports, the build, the backend and the proxy; its exit trap
 # stops every process started here (by pid, newest first; TERM to nginx's
 # master makes it stop its workers too).

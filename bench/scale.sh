@@ -23,11 +23,8 @@
 # SKIP_BUILD=1 OUT=bench/RESULTS.md
 set -euo pipefail
 BENCH_NAME=scale
-# The exact command for the report (before lib.sh sets defaults).
-COMMAND_LINE="bash bench/scale.sh"
-for v in TICKETS PODS CAPACITY CONCURRENCY CHECK SKIP_BUILD OUT MIMALLOC_ALLOW_THP; do
-    if [[ -n ${!v+x} ]]; then COMMAND_LINE="$v=\"${!v}\" $COMMAND_LINE"; fi
-done
+# The knobs set in the environment, for the report's command line (lib.sh).
+KNOBS="TICKETS PODS CAPACITY CONCURRENCY CHECK SKIP_BUILD OUT MIMALLOC_ALLOW_THP"
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

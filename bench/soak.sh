@@ -21,11 +21,8 @@
 # CAPACITY=100 SETTLE=150 (s) SKIP_BUILD=1 OUT=bench/RESULTS.md
 set -euo pipefail
 BENCH_NAME=soak
-# The exact command for the report (before lib.sh sets defaults).
-COMMAND_LINE="bash bench/soak.sh"
-for v in USERS DURATION RAMP INTERVAL_MS PODS CAPACITY SETTLE SKIP_BUILD OUT MIMALLOC_ALLOW_THP; do
-    if [[ -n ${!v+x} ]]; then COMMAND_LINE="$v=\"${!v}\" $COMMAND_LINE"; fi
-done
+# The knobs set in the environment, for the report's command line (lib.sh).
+KNOBS="USERS DURATION RAMP INTERVAL_MS PODS CAPACITY SETTLE SKIP_BUILD OUT MIMALLOC_ALLOW_THP"
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

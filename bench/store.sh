@@ -42,11 +42,8 @@
 # Every process started here stops on exit; every wrk run is bounded.
 set -euo pipefail
 BENCH_NAME=store
-# The exact command for the report (before lib.sh sets defaults).
-COMMAND_LINE="bash bench/store.sh"
-for v in DURATION ROUNDS CONNS TICKETS IDLE_S SKIP_BUILD OUT; do
-    if [[ -n ${!v+x} ]]; then COMMAND_LINE="$v=\"${!v}\" $COMMAND_LINE"; fi
-done
+# The knobs set in the environment, for the report's command line (lib.sh).
+KNOBS="DURATION ROUNDS CONNS TICKETS IDLE_S SKIP_BUILD OUT"
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
