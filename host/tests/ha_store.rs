@@ -803,20 +803,25 @@ async fn a_replica_killed_under_load_loses_no_ticket() {
     .await;
 }
 
+/// Two replicas on ports of their own, one pod of 10 slots, and slow
+/// syncs: the second replica learns of a ticket taken on the first late.
+fn slow_sync_pair(server: &RedisServer) -> Replicas {
+    let setup = Setup {
+        replicas: 2,
+        pods: 1,
+        tickets_max: 10,
+        shared_port: false,
+        refresh_ms: 1000,
+        ..Setup::default()
+    };
+    Replicas::start(exe(), server.url(), setup)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_ticket_used_on_another_replica_before_it_knows_it_is_repeated_not_refused() {
     bounded(async {
         let server = RedisServer::start();
-        let setup = Setup {
-            replicas: 2,
-            pods: 1,
-            tickets_max: 10,
-            shared_port: false,
-            // Slow syncs: the second replica learns of a ticket late.
-            refresh_ms: 1000,
-            ..Setup::default()
-        };
-        let r = Replicas::start(exe(), server.url(), setup);
+        let r = slow_sync_pair(&server);
         let (a, b) = (r.replicas[0].proxy, r.replicas[1].proxy);
         let c = common::client();
         let mut repeated = 0;
@@ -1246,16 +1251,7 @@ async fn a_websocket_to_the_app_on_a_replica_that_learns_its_ticket_late_is_open
     use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
     bounded(async {
         let server = RedisServer::start();
-        let setup = Setup {
-            replicas: 2,
-            pods: 1,
-            tickets_max: 10,
-            shared_port: false,
-            // Slow syncs: the second replica learns of a ticket late.
-            refresh_ms: 1000,
-            ..Setup::default()
-        };
-        let r = Replicas::start(exe(), server.url(), setup);
+        let r = slow_sync_pair(&server);
         let (a, b) = (r.replicas[0].proxy, r.replicas[1].proxy);
         for round in 0..5 {
             let t = ticket(a, APP, Duration::from_secs(10)).await;
