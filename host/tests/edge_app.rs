@@ -16,18 +16,6 @@ use tokio::time::timeout;
 const APP: &str = "demo";
 const LIMIT: Duration = Duration::from_secs(10);
 
-/// One fixed pod (`pod`, listening, never answering unless a test does)
-/// of `tickets` slots, no autoscaling.
-fn one_pod(pod: &TcpListener, tickets: u32) -> wicket::config::Config {
-    let mut c = config();
-    c.demo.replicas = 0;
-    c.demo.pods_max = 0;
-    c.demo.tickets_spare = 0;
-    c.demo.tickets_max = tickets;
-    c.demo.static_backends = vec![pod.local_addr().expect("addr")];
-    c
-}
-
 /// A host whose one pod (`pod`, a socket nobody answers) has one slot,
 /// held for a minute by the returned ticket: every newcomer waits.
 async fn full_host(pod: &TcpListener) -> (wicket::demo::Demo, Ticket) {

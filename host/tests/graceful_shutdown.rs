@@ -338,12 +338,7 @@ async fn waiting_users_told_to_reconnect_keep_their_places_on_another_edge() {
     // One pod (a socket nothing is forwarded to here) with one slot, and
     // no scaling: whoever comes after the first user waits.
     let pod = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut c = config();
-    c.demo.tickets_max = 1;
-    c.demo.tickets_spare = 0;
-    c.demo.pods_max = 0;
-    c.demo.replicas = 0;
-    c.demo.static_backends = vec![pod.local_addr().unwrap()];
+    let mut c = one_pod(&pod, 1);
     c.proxy.ticket_expiry_ms = 60_000;
     c.proxy.threads = 1;
     let settings = c.proxy_settings();
@@ -468,12 +463,7 @@ async fn waiting_users_told_to_reconnect_keep_their_places_on_another_edge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shut_down_edge_gives_no_ticket_to_a_poll() {
     let pod = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut c = config();
-    c.demo.tickets_max = 1;
-    c.demo.tickets_spare = 0;
-    c.demo.pods_max = 0;
-    c.demo.replicas = 0;
-    c.demo.static_backends = vec![pod.local_addr().unwrap()];
+    let c = one_pod(&pod, 1);
     let host = start(c, 1).await;
     let summary = host.proxy.shutdown(Duration::from_secs(5)).await;
     assert_eq!(summary.open_at_start, 0, "{summary:?}");

@@ -74,6 +74,18 @@ pub fn config() -> Config {
     c
 }
 
+/// [`config`] with one fixed pod (`pod`, listening; it answers only if the
+/// test makes it) of `tickets` slots and no autoscaling.
+pub fn one_pod(pod: &tokio::net::TcpListener, tickets: u32) -> Config {
+    let mut c = config();
+    c.demo.replicas = 0;
+    c.demo.pods_max = 0;
+    c.demo.tickets_spare = 0;
+    c.demo.tickets_max = tickets;
+    c.demo.static_backends = vec![pod.local_addr().expect("addr")];
+    c
+}
+
 /// Starts a demo host and waits until `ready_pods` pods serve.
 pub async fn start(config: Config, free_tickets: u32) -> Demo {
     let demo = wicket::demo::start(config, exe())
