@@ -442,6 +442,13 @@ impl App {
         self.inner.lock().sessions.csv()
     }
 
+    /// The arrivals a policy is sent now: counts per minute (60) and per
+    /// hour (168), oldest first. Counted by this process only: with a
+    /// shared store each replica counts the users who joined through it.
+    pub fn arrivals(&self) -> (Vec<u32>, Vec<u32>) {
+        self.inner.lock().list.arrivals().at(unix_now())
+    }
+
     /// The app's policy runner.
     pub fn policy(&self) -> &PolicyRunner {
         &self.policy
@@ -459,6 +466,14 @@ impl App {
     /// proxy go on meanwhile), so its answer is checked again against the
     /// state it finds when it comes back.
     pub async fn request_ticket(&self) -> TicketRequest {
+        self.request_ticket_as(None).await
+    }
+
+    /// [`request_ticket`](Self::request_ticket) for a client whose places
+    /// are limited: its joins count as arrivals only up to its places per
+    /// minute (see [`ArrivalGate`](crate::state::ArrivalGate)), so that one client joining and
+    /// leaving in a loop does not scale arrival-based policies up.
+    async fn request_ticket_as(&self, owner: Option<Owner>) -> TicketRequest {
         let started = Instant::now();
         for attempt in 0..ISSUE_ATTEMPTS {
             let snap = {
@@ -468,7 +483,12 @@ impl App {
                 }
                 if attempt == 0 {
                     // A new user (a resumed place does not come here).
-                    inner.list.record_arrival(unix_now());
+                    match owner {
+                        Some(o) => {
+                            inner.list.record_arrival_of(o.client, o.places, unix_now());
+                        }
+                        None => inner.list.record_arrival(unix_now()),
+                    }
                 }
                 // Users away keep their places but do not hold up the others.
                 let now = Instant::now();
@@ -595,7 +615,7 @@ impl App {
         {
             return Join::Refused;
         }
-        match self.request_ticket().await {
+        match self.request_ticket_as(owner).await {
             TicketRequest::Granted(grant) => Join::Granted(grant),
             TicketRequest::Closed => Join::Closed,
             TicketRequest::Queued { waiter, rx } => {
@@ -1376,6 +1396,45 @@ pub(crate) mod tests {
             "then the next connected one"
         );
         assert_eq!(app.inner.lock().list.waiting(), 3, "away, 7th and 8th");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_clients_churn_is_not_arrivals_distinct_clients_are() {
+        let app = app(1);
+        let _first = granted(app.request_ticket().await).expect("the free slot");
+        let churner = Some(Owner {
+            client: [192, 0, 2, 1].into(),
+            places: 4,
+        });
+        let minute = || unix_now() / 60;
+        let began = minute();
+        // 200 joins and leaves from one address.
+        for _ in 0..200 {
+            let Join::Queued { waiting, .. } = app.join_as(churner, None, false).await else {
+                panic!("the pod is full: the user waits");
+            };
+            drop(waiting);
+        }
+        let minutes = (minute() - began + 1) as u32;
+        let (per_minute, _) = app.arrivals();
+        // The held ticket, and at most 4 a minute of the churning client.
+        let churned = per_minute.iter().sum::<u32>() - 1;
+        assert!(churned <= 4 * minutes, "{per_minute:?}");
+        assert!(churned >= 4, "{per_minute:?}");
+        // Ten other clients each count.
+        for i in 0..10u8 {
+            let other = Some(Owner {
+                client: [198, 51, 100, i].into(),
+                places: 4,
+            });
+            let Join::Queued { waiting, .. } = app.join_as(other, None, false).await else {
+                panic!("queued");
+            };
+            drop(waiting);
+        }
+        let (per_minute, per_hour) = app.arrivals();
+        assert_eq!(per_minute.iter().sum::<u32>(), 1 + churned + 10);
+        assert_eq!(per_hour.iter().sum::<u32>(), 1 + churned + 10);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

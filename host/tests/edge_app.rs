@@ -1,7 +1,7 @@
 //! wicket's own application edge as an outside attacker meets it: the
 //! ticket WebSocket's handshake and frames (RFC 6455) over raw TCP, the
-//! headers of wicket's own pages, and ticket cookies tossed in front of
-//! the user's own.
+//! headers of wicket's own pages, ticket cookies tossed in front of the
+//! user's own, and one client's churn counted as arrivals.
 
 mod common;
 
@@ -482,4 +482,73 @@ async fn one_client_takes_only_so_many_free_tickets() {
     })
     .await;
     ticket(addr, APP, LIMIT).await;
+}
+
+/// One join and leave from source address `from` (a loopback address):
+/// the ticket socket without a resume id, until its place in line, then a
+/// close answered by the server's. Whether it got a place.
+async fn join_and_leave(proxy: SocketAddr, from: [u8; 4]) -> bool {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind(SocketAddr::from((from, 0))).expect("bind");
+    let tcp = sock.connect(proxy).await.expect("connect");
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{proxy}/{APP}/ws"), tcp)
+        .await
+        .expect("handshake");
+    let mut placed = false;
+    while let Ok(Some(Ok(m))) = timeout(LIMIT, ws.next()).await {
+        if let Message::Text(t) = m
+            && t.starts_with("pos#")
+        {
+            placed = true;
+            break;
+        }
+    }
+    let _ = ws.close(None).await;
+    while let Ok(Some(Ok(_))) = timeout(LIMIT, ws.next()).await {}
+    placed
+}
+
+/// The whole UTC minute now.
+fn minute() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        / 60
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_clients_joins_and_leaves_are_arrivals_only_up_to_its_places() {
+    let pod = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mut c = one_pod(&pod, 1);
+    c.proxy.ticket_expiry_ms = 60_000;
+    c.proxy.places_per_client = 8;
+    let began = minute();
+    let host = start(c, 1).await;
+    let addr = host.proxy_addr;
+    // The only slot is taken (by 127.0.0.1 too): every newcomer waits.
+    let _held = ticket(addr, APP, LIMIT).await;
+    let app = host.apps.get(APP).expect("the app");
+    let mut placed = 0;
+    for _ in 0..200 {
+        placed += u32::from(join_and_leave(addr, [127, 0, 0, 1]).await);
+    }
+    let minutes = (minute() - began + 1) as u32;
+    let (per_minute, _) = app.arrivals();
+    let churned: u32 = per_minute.iter().sum();
+    assert!(placed > 8 * minutes, "each join left its place: {placed}");
+    assert!(
+        churned <= 8 * minutes && per_minute.iter().all(|&n| n <= 8),
+        "{churned} arrivals in {minutes} minute(s): {per_minute:?}"
+    );
+    assert!(churned >= 8, "{per_minute:?}");
+    // Ten other clients (other loopback addresses) each count.
+    for i in 2..12 {
+        assert!(join_and_leave(addr, [127, 0, 0, i]).await, "127.0.0.{i}");
+    }
+    let (per_minute, per_hour) = app.arrivals();
+    assert_eq!(per_minute.iter().sum::<u32>(), churned + 10);
+    assert_eq!(per_hour.iter().sum::<u32>(), churned + 10);
 }

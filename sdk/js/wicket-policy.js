@@ -173,7 +173,11 @@ function mod(a, n) {
   return ((a % n) + n) % n;
 }
 
-/** Users who asked for a ticket, per minute and per hour, newest last. */
+/**
+ * Users who asked for a ticket, per minute and per hour, newest last. One
+ * client (address) counts at most its `places_per_client` a minute, so one
+ * that joins and leaves in a loop cannot inflate the rate.
+ */
 export class Arrivals {
   constructor(raw) {
     /** Counts of the last 60 minutes, the current (still filling) one last. */

@@ -263,7 +263,11 @@ class Clock:
 
 
 class Arrivals:
-    """Users who asked for a ticket, per minute and per hour, newest last."""
+    """Users who asked for a ticket, per minute and per hour, newest last.
+
+    One client (address) counts at most its `places_per_client` a minute,
+    so one that joins and leaves in a loop cannot inflate the rate.
+    """
 
     __slots__ = ("per_minute", "per_hour")
 

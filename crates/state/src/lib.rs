@@ -3,6 +3,7 @@
 //! Nothing here does I/O, spawns tasks or reads the clock: callers pass `now`.
 //! That keeps the rules testable with plain `#[test]`s over event sequences.
 
+pub mod arrival_gate;
 pub mod arrivals;
 mod backend;
 pub mod clock;
@@ -14,6 +15,7 @@ mod settings;
 mod snapshot;
 mod ticket;
 
+pub use arrival_gate::ArrivalGate;
 pub use arrivals::Arrivals;
 pub use backend::Backend;
 pub use clock::{Clock, UnknownZone, zone};

@@ -1,9 +1,11 @@
 //! The serverlist: one app's pods, their tickets and the waiting queue.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::arrival_gate::ArrivalGate;
 use super::arrivals::Arrivals;
 use super::backend::Backend;
 use super::clock::Clock;
@@ -151,6 +153,8 @@ pub struct Serverlist {
     next_waiter: WaiterId,
     observed: Observed,
     arrivals: Arrivals,
+    /// Which joins of a client count as arrivals.
+    arrival_gate: ArrivalGate,
 }
 
 impl Serverlist {
@@ -167,6 +171,7 @@ impl Serverlist {
             next_waiter: 0,
             observed: Observed::default(),
             arrivals: Arrivals::default(),
+            arrival_gate: ArrivalGate::default(),
         }
     }
 
@@ -387,10 +392,27 @@ impl Serverlist {
         s
     }
 
+    /// The arrivals counted so far.
+    pub fn arrivals(&self) -> &Arrivals {
+        &self.arrivals
+    }
+
     /// Counts a user who asked for a ticket at `unix_seconds` (once per
     /// user: not again when they resume a place in the queue).
     pub fn record_arrival(&mut self, unix_seconds: u64) {
         self.arrivals.record(unix_seconds);
+    }
+
+    /// Counts a join of `client` at `unix_seconds` as an arrival unless
+    /// the client has had `allowance` joins counted this minute (see
+    /// [`ArrivalGate`]: one client's churn is not new users). Returns
+    /// whether it counted.
+    pub fn record_arrival_of(&mut self, client: IpAddr, allowance: u32, unix_seconds: u64) -> bool {
+        let counted = self.arrival_gate.admit(client, allowance, unix_seconds);
+        if counted {
+            self.arrivals.record(unix_seconds);
+        }
+        counted
     }
 
     /// Issues a ticket on pod `id` with a fresh token and uid.
@@ -1248,6 +1270,26 @@ mod tests {
             list.observed().mean_session(Duration::ZERO),
             (Duration::from_secs(33) + observed::PRIOR_SESSION) / 2
         );
+    }
+
+    #[test]
+    fn a_clients_joins_past_its_allowance_are_not_arrivals() {
+        let t0 = Instant::now();
+        let mut list = Serverlist::new(settings(1), t0);
+        let unix = 1_796_378_430;
+        let (a, b) = (IpAddr::from([192, 0, 2, 1]), IpAddr::from([192, 0, 2, 2]));
+        let counted = (0..200)
+            .filter(|_| list.record_arrival_of(a, 4, unix))
+            .count();
+        assert_eq!(counted, 4);
+        assert!(list.record_arrival_of(b, 4, unix), "another client counts");
+        let clock = Clock {
+            unix_seconds: unix,
+            utc_offset_seconds: 0,
+        };
+        let snap = list.snapshot(t0, clock);
+        assert_eq!(snap.arrivals_per_minute[59], 5);
+        assert_eq!(snap.arrivals_per_hour[167], 5);
     }
 
     #[test]

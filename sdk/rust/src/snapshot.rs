@@ -177,7 +177,9 @@ impl Clock {
 
 /// Users who asked for a ticket, counted once each when they first ask,
 /// in buckets aligned to whole UTC minutes and hours. The last bucket is the
-/// current, still filling one.
+/// current, still filling one. One client (address) counts at most its
+/// `places_per_client` a minute, so one that joins and leaves in a loop
+/// cannot inflate the rate.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Arrivals {
     pub(crate) per_minute: Vec<u32>,
