@@ -85,6 +85,9 @@ pub enum TicketRequest {
     },
     /// The app is disabled or being removed.
     Closed,
+    /// No slot now, and the app's line on this replica already holds as
+    /// many places as it may (see [`Places::line`]): no place was made.
+    Full,
 }
 
 /// Where a waiting user is, as the waiting page shows it.
@@ -116,6 +119,22 @@ pub enum Join {
     /// The client already holds as many places in line as it may (see
     /// [`Owner`]).
     Refused,
+    /// The app's line on this replica holds as many places as it may (see
+    /// [`Places::line`]).
+    Full,
+}
+
+/// The limits a new place in line is made under (see [`App::join_as`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Places {
+    /// The client asking, if its places are counted.
+    pub owner: Option<Owner>,
+    /// Most places the app's line holds on this replica, connected or away
+    /// (0: no limit). Per replica: with a shared store each replica counts
+    /// only the places its own users hold (a count over every replica would
+    /// cost a store round trip per join). Past it a newcomer who would have
+    /// to wait is refused; one served at once by a free slot is not.
+    pub line: u32,
 }
 
 /// Who asks for a place in line, for the limit of places per client.
@@ -195,6 +214,12 @@ struct Inner {
     zone: jiff::tz::TimeZone,
     /// Finished sessions, for `/apps/<app>/trace.csv`.
     sessions: SessionLog,
+}
+
+/// Does the line on this replica hold `line` places (0: no limit)? Away
+/// users count: each holds memory and a resume id until its grace ends.
+fn line_full(inner: &Inner, line: u32) -> bool {
+    line > 0 && inner.waiters.len() >= line as usize
 }
 
 /// The wall clock in unix seconds (0 before 1970: a broken clock, not a time).
@@ -459,6 +484,13 @@ impl App {
     /// proxy go on meanwhile), so its answer is checked again against the
     /// state it finds when it comes back.
     pub async fn request_ticket(&self) -> TicketRequest {
+        self.request_ticket_within(0).await
+    }
+
+    /// [`request_ticket`](Self::request_ticket), refused
+    /// ([`TicketRequest::Full`]) when the user would have to wait and the
+    /// line already holds `line` places on this replica (0: no limit).
+    pub async fn request_ticket_within(&self, line: u32) -> TicketRequest {
         let started = Instant::now();
         for attempt in 0..ISSUE_ATTEMPTS {
             let snap = {
@@ -466,14 +498,21 @@ impl App {
                 if !inner.list.accepting() {
                     return TicketRequest::Closed;
                 }
+                // Users away keep their places but do not hold up the others.
+                let now = Instant::now();
+                let behind =
+                    Self::next_waiter(&mut inner, now).is_some() || self.others_waiting() > 0;
+                if behind && line_full(&inner, line) {
+                    // Refused before it counts as an arrival: the policy
+                    // does not scale for users who were turned away.
+                    return TicketRequest::Full;
+                }
                 if attempt == 0 {
                     // A new user (a resumed place does not come here).
                     inner.list.record_arrival(unix_now());
                 }
-                // Users away keep their places but do not hold up the others.
-                let now = Instant::now();
-                if Self::next_waiter(&mut inner, now).is_some() || self.others_waiting() > 0 {
-                    return self.enqueue(inner, started);
+                if behind {
+                    return self.enqueue(inner, started, line);
                 }
                 inner.take_snapshot(now)
             };
@@ -486,7 +525,7 @@ impl App {
                 // serves them first.
                 let Some(id) = id.filter(|_| Self::next_waiter(&mut inner, now).is_none()) else {
                     return if inner.list.accepting() {
-                        self.enqueue(inner, started)
+                        self.enqueue(inner, started, line)
                     } else {
                         TicketRequest::Closed
                     };
@@ -536,12 +575,21 @@ impl App {
         if !inner.list.accepting() {
             return TicketRequest::Closed;
         }
-        self.enqueue(inner, started)
+        self.enqueue(inner, started, line)
     }
 
     /// Queues a user who asked for a ticket at `since`, and wakes the loop
-    /// to serve the queue.
-    fn enqueue(&self, mut inner: MutexGuard<'_, Inner>, since: Instant) -> TicketRequest {
+    /// to serve the queue; refuses while the line holds `line` places
+    /// (0: no limit).
+    fn enqueue(
+        &self,
+        mut inner: MutexGuard<'_, Inner>,
+        since: Instant,
+        line: u32,
+    ) -> TicketRequest {
+        if line_full(&inner, line) {
+            return TicketRequest::Full;
+        }
         let (waiter, rx) = inner.enqueue(since);
         self.publish(&inner.list);
         drop(inner);
@@ -555,20 +603,23 @@ impl App {
     /// disconnect; otherwise leaving the connection leaves the queue
     /// (k8sTicket's behaviour).
     pub async fn join(self: &Arc<Self>, resume: Option<&Token>, resumable: bool) -> Join {
-        self.join_as(None, resume, resumable).await
+        self.join_as(Places::default(), resume, resumable).await
     }
 
-    /// [`join`](Self::join) for a client whose places in line are
-    /// limited: a new place is refused ([`Join::Refused`]) while the client
-    /// holds `owner.places` (coming back to an old place is not a new one).
-    /// The count is checked before the ticket is asked for, so joins of one
-    /// client running at the same moment may each pass it.
+    /// [`join`](Self::join) under `places`: a new place is refused
+    /// ([`Join::Refused`]) while the client holds `owner.places`, and
+    /// ([`Join::Full`]) while the app's line holds `places.line` on this
+    /// replica. Coming back to an old place is not a new one and is never
+    /// refused. The client's count is checked before the ticket is asked
+    /// for, so joins of one client running at the same moment may each
+    /// pass it; the line's is checked where the place is made.
     pub async fn join_as(
         self: &Arc<Self>,
-        owner: Option<Owner>,
+        places: Places,
         resume: Option<&Token>,
         resumable: bool,
     ) -> Join {
+        let owner = places.owner;
         if let Some(rid) = resume
             && let Some((waiter, rx)) = self.resume(rid)
         {
@@ -595,9 +646,13 @@ impl App {
         {
             return Join::Refused;
         }
-        match self.request_ticket().await {
+        match self.request_ticket_within(places.line).await {
             TicketRequest::Granted(grant) => Join::Granted(grant),
             TicketRequest::Closed => Join::Closed,
+            TicketRequest::Full => {
+                tracing::debug!(app = %self.name(), line = places.line, "line full: a newcomer refused");
+                Join::Full
+            }
             TicketRequest::Queued { waiter, rx } => {
                 if let Some(o) = owner {
                     self.own(waiter, o.client);
@@ -1244,7 +1299,7 @@ pub(crate) mod tests {
             match a {
                 TicketRequest::Granted(_) => grants += 1,
                 TicketRequest::Queued { .. } => queued += 1,
-                TicketRequest::Closed => panic!("the app accepts users"),
+                TicketRequest::Closed | TicketRequest::Full => panic!("the app accepts users"),
             }
         }
         assert_eq!((grants, queued), (3, 7), "every user is granted or waits");
@@ -1382,14 +1437,20 @@ pub(crate) mod tests {
     async fn places_per_client_are_limited_and_come_back() {
         let app = app(1);
         let _first = granted(app.request_ticket().await).expect("the free slot");
-        let owner = Some(Owner {
-            client: [192, 0, 2, 1].into(),
-            places: 2,
-        });
-        let other = Some(Owner {
-            client: [192, 0, 2, 2].into(),
-            places: 2,
-        });
+        let owner = Places {
+            owner: Some(Owner {
+                client: [192, 0, 2, 1].into(),
+                places: 2,
+            }),
+            line: 0,
+        };
+        let other = Places {
+            owner: Some(Owner {
+                client: [192, 0, 2, 2].into(),
+                places: 2,
+            }),
+            line: 0,
+        };
         let mut held = Vec::new();
         for _ in 0..2 {
             match app.join_as(owner, None, true).await {
@@ -1413,6 +1474,61 @@ pub(crate) mod tests {
             app.join_as(owner, None, true).await,
             Join::Queued { .. }
         ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_line_holds_only_so_many_places() {
+        let app = app(1);
+        let first = granted(app.request_ticket().await).expect("the free slot");
+        let capped = Places {
+            owner: None,
+            line: 2,
+        };
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            match app.join_as(capped, None, true).await {
+                Join::Queued { waiting, rid, .. } => held.push((waiting, rid)),
+                j => panic!("queued: {j:?}"),
+            }
+        }
+        assert!(matches!(app.join_as(capped, None, true).await, Join::Full));
+        let arrivals = || {
+            let mut inner = app.inner.lock();
+            let snap = inner.take_snapshot(Instant::now());
+            snap.arrivals_per_minute.iter().sum::<u32>()
+        };
+        let before = arrivals();
+        // One away still holds its place, and comes back to it.
+        let (away, rid) = held.pop().expect("held");
+        drop(away);
+        assert!(matches!(app.join_as(capped, None, true).await, Join::Full));
+        match app.join_as(capped, rid.as_ref(), true).await {
+            Join::Queued {
+                waiting,
+                resumed: true,
+                ..
+            } => held.push((waiting, rid)),
+            j => panic!("resumed: {j:?}"),
+        }
+        assert_eq!(
+            arrivals(),
+            before,
+            "refused newcomers are no arrivals the policy scales for"
+        );
+        // Without a limit the line grows.
+        match app.join_as(Places::default(), None, true).await {
+            Join::Queued { waiting, rid, .. } => held.push((waiting, rid)),
+            j => panic!("queued: {j:?}"),
+        }
+        // A line of users who all stepped away, and a free slot: a
+        // newcomer is served at once, past the limit.
+        drop(held);
+        app.release(&first);
+        assert!(matches!(
+            app.join_as(capped, None, true).await,
+            Join::Granted(_)
+        ));
+        assert_eq!(app.inner.lock().waiters.len(), 3, "the away keep theirs");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -483,3 +483,72 @@ async fn one_client_takes_only_so_many_free_tickets() {
     .await;
     ticket(addr, APP, LIMIT).await;
 }
+
+/// The value after `w=` in the no-JavaScript page's reload address.
+fn resume_id(page: &str) -> String {
+    let at = page.find("?w=").expect("a reload with the resume id") + "?w=".len();
+    page[at..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_addresses_together_hold_only_so_many_places_in_one_app() {
+    let pod = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mut c = one_pod(&pod, 1);
+    c.proxy.ticket_expiry_ms = 60_000;
+    // Every request here comes from 127.0.0.1: with no limit per client,
+    // it stands for many addresses.
+    c.proxy.places_per_client = 0;
+    c.proxy.places_per_app = 2;
+    let host = start(c, 1).await;
+    let addr = host.proxy_addr;
+    let _held = ticket(addr, APP, LIMIT).await;
+    let web = client();
+    // Two places (polls hold a few seconds: both at once), each away
+    // after its poll.
+    let poll = "/demo/.wicket/poll";
+    let two = tokio::join!(
+        get(&web, addr, poll, None, &[]),
+        get(&web, addr, poll, None, &[])
+    );
+    let mut rids = Vec::new();
+    for r in [two.0, two.1] {
+        assert_eq!(r.status, http::StatusCode::OK, "{}", r.body);
+        rids.push(resume_id(&r.body));
+    }
+    assert_eq!(metric(&host, "wicket_waiting_users").await, 2.0);
+    // A third: the service cannot take anyone now (not the client's doing).
+    let r = get(&web, addr, "/demo/.wicket/poll", None, &[]).await;
+    assert_eq!(
+        r.status,
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("waiting room is full"), "{}", r.body);
+    assert!(r.headers.get("retry-after").is_some());
+    let mut ws = connect_ws(addr, APP).await;
+    let s = read_ticket(&mut ws, LIMIT).await;
+    assert!(s.ticket.is_none(), "{:?}", s.messages);
+    assert!(
+        s.messages
+            .iter()
+            .any(|m| m == "msg#The waiting room is full. Please try again later."),
+        "{:?}",
+        s.messages
+    );
+    assert_eq!(metric(&host, "wicket_waiting_users").await, 2.0);
+    // Coming back to one's place is never refused.
+    let back: Vec<String> = rids.iter().map(|rid| format!("{poll}?w={rid}")).collect();
+    let two = tokio::join!(
+        get(&web, addr, &back[0], None, &[]),
+        get(&web, addr, &back[1], None, &[])
+    );
+    for (r, rid) in [two.0, two.1].iter().zip(&rids) {
+        assert_eq!(r.status, http::StatusCode::OK, "{}", r.body);
+        assert_eq!(&resume_id(&r.body), rid);
+    }
+    assert_eq!(metric(&host, "wicket_waiting_users").await, 2.0);
+}

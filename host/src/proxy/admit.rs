@@ -56,7 +56,7 @@ impl Proxy {
                 },
             );
         }
-        let owner = self.owner(client);
+        let places = self.places(client);
         // As on the ticket socket: a client holding as many tickets as it
         // may takes no new place nor ticket (its old place it may resume).
         let quota = slot.quota();
@@ -70,7 +70,7 @@ impl Proxy {
                 quota.took(t);
             }
         };
-        let (mut waiting, rid) = match app.join_as(owner, rid.as_ref(), true).await {
+        let (mut waiting, rid) = match app.join_as(places, rid.as_ref(), true).await {
             Join::Granted(grant) if over => {
                 app.release(&grant);
                 return too_many();
@@ -90,7 +90,8 @@ impl Proxy {
             Join::Closed => {
                 return pages::room_page(self.room(app, &app.display_name()), View::Closed);
             }
-            Join::Refused => return super::refused(super::fairness::Refusal::TooMany),
+            Join::Refused => return too_many(),
+            Join::Full => return super::refused(super::fairness::Refusal::LineFull),
             Join::Queued { waiting, rid, .. } => (waiting, rid),
         };
         let hold = POLL_HOLD.min(app.resume_grace() / 2);

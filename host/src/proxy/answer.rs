@@ -179,7 +179,7 @@ impl Proxy {
                 Err(bad) => return Upgrade::Answer(bad.answer()),
             };
             return match self.fairness.socket(client) {
-                Ok(slot) => Upgrade::TicketSocket(app, opening.held_by(slot, self.owner(client))),
+                Ok(slot) => Upgrade::TicketSocket(app, opening.held_by(slot, self.places(client))),
                 Err(r) => Upgrade::Answer(refused(r)),
             };
         }
@@ -228,6 +228,10 @@ pub(crate) fn refused(why: Refusal) -> Response<ProxyBody> {
         Refusal::TooMany => (
             StatusCode::TOO_MANY_REQUESTS,
             "Too many connections from your address. Close some tabs and try again.\n",
+        ),
+        Refusal::LineFull => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The waiting room is full. Please try again later.\n",
         ),
     };
     let mut r = local(status, "text/plain; charset=utf-8", text);

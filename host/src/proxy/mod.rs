@@ -40,7 +40,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::app::{App, Owner};
+use crate::app::{App, Owner, Places};
 use crate::apps::Apps;
 use answer::{CLAIM, POLL_HOLD, Upgrade, refused};
 use claims::ClaimKey;
@@ -122,10 +122,14 @@ impl Proxy {
         self.drain.run(&self.fairness, grace).await
     }
 
-    /// Who holds places in line for `client` (see [`fairness`]).
-    fn owner(&self, client: IpAddr) -> Option<Owner> {
-        let places = self.fairness.limits().places_per_client;
-        (places > 0).then_some(Owner { client, places })
+    /// The limits on new places in line `client` makes (see [`fairness`]).
+    fn places(&self, client: IpAddr) -> Places {
+        let limits = self.fairness.limits();
+        let places = limits.places_per_client;
+        Places {
+            owner: (places > 0).then_some(Owner { client, places }),
+            line: limits.places_per_app,
+        }
     }
 
     /// Is `host` (a request's `Host`) one users reach wicket by
