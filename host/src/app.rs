@@ -124,11 +124,18 @@ pub enum Join {
     Full,
 }
 
-/// The limits a new place in line is made under (see [`App::join_as`]).
+/// How a new place in line is made, and who may come back to an old one
+/// (see [`App::join_as`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Places {
     /// The client asking, if its places are counted.
     pub owner: Option<Owner>,
+    /// Who may come back to a new place by link (recorded with it).
+    pub binding: Binding,
+    /// Who comes back, when coming back must pass the place's
+    /// [`Binding`]; None: no check (the ticket socket, whose resume id
+    /// is in no address a link could carry).
+    pub back: Option<Comer>,
     /// Most places the app's line holds on this replica, connected or away
     /// (0: no limit). Per replica: with a shared store each replica counts
     /// only the places its own users hold (a count over every replica would
@@ -144,6 +151,43 @@ pub struct Owner {
     pub client: IpAddr,
     /// Most places this client may hold at once (connected or away).
     pub places: u32,
+}
+
+/// Who may come back to a place with its resume id by a link (the
+/// no-JavaScript poll's `?w=`, which is in the page's address): the
+/// browser that made it, so that a link from someone else resumes no place
+/// (and gets no ticket) in the browser that opens it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Binding {
+    /// The browser's binding cookie (`wicket-bind`): the one its request
+    /// sent, or the one the answer that made the place sets.
+    pub browser: Option<Token>,
+    /// The client's key, only for a place made without a binding cookie:
+    /// a client that keeps no cookies (a script, `curl`) comes back from
+    /// its address.
+    pub client: Option<IpAddr>,
+}
+
+/// Who comes back to a place: the request's binding cookie and client key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Comer {
+    /// The binding cookie the request sent, if any.
+    pub browser: Option<Token>,
+    /// The client's key (see `proxy::fairness::client_key`).
+    pub client: IpAddr,
+}
+
+impl Binding {
+    /// May `comer` come back to the place? With a binding cookie, only if
+    /// it is the place's own (compared in constant time); without one,
+    /// only to a place made without one, from the same client.
+    pub fn admits(&self, comer: &Comer) -> bool {
+        match (comer.browser, self.browser) {
+            (Some(sent), Some(own)) => own.matches(&sent),
+            (Some(_), None) => false,
+            (None, _) => self.client.is_some_and(|c| c == comer.client),
+        }
+    }
 }
 
 /// A connected waiting user's hold on their place. Dropping it ends the
@@ -196,6 +240,8 @@ struct Waiter {
     resume: Option<Token>,
     /// The client holding the place, if counted (see [`Owner`]).
     owner: Option<IpAddr>,
+    /// Who may come back to it by link.
+    binding: Binding,
 }
 
 struct Inner {
@@ -302,6 +348,7 @@ impl Inner {
                 since,
                 resume: None,
                 owner: None,
+                binding: Binding::default(),
             },
         );
         (waiter, rx)
@@ -621,7 +668,7 @@ impl App {
     ) -> Join {
         let owner = places.owner;
         if let Some(rid) = resume
-            && let Some((waiter, rx)) = self.resume(rid)
+            && let Some((waiter, rx)) = self.resume_as(rid, places.back.as_ref())
         {
             let waiting = Waiting {
                 app: Arc::clone(self),
@@ -654,9 +701,7 @@ impl App {
                 Join::Full
             }
             TicketRequest::Queued { waiter, rx } => {
-                if let Some(o) = owner {
-                    self.own(waiter, o.client);
-                }
+                self.own(waiter, owner.map(|o| o.client), places.binding);
                 let rid = if resumable {
                     self.make_resumable(waiter)
                 } else {
@@ -714,11 +759,16 @@ impl App {
         }
     }
 
-    /// Counts a queued user's place for `client`.
-    fn own(&self, waiter: WaiterId, client: IpAddr) {
+    /// Records who made a queued user's place: counted for `client` (if
+    /// its places are counted), and who may come back to it by link.
+    fn own(&self, waiter: WaiterId, client: Option<IpAddr>, binding: Binding) {
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
-        if let Some(w) = inner.waiters.get_mut(&waiter)
+        let Some(w) = inner.waiters.get_mut(&waiter) else {
+            return;
+        };
+        w.binding = binding;
+        if let Some(client) = client
             && w.owner.is_none()
         {
             w.owner = Some(client);
@@ -763,6 +813,16 @@ impl App {
     /// if the id is unknown, its grace period is over, or the user is
     /// connected elsewhere (e.g. a duplicated tab).
     pub fn resume(&self, rid: &Token) -> Option<(WaiterId, oneshot::Receiver<Grant>)> {
+        self.resume_as(rid, None)
+    }
+
+    /// [`resume`](Self::resume), for `comer` only if given: None (the place
+    /// untouched) when the place's [`Binding`] does not admit them.
+    fn resume_as(
+        &self,
+        rid: &Token,
+        comer: Option<&Comer>,
+    ) -> Option<(WaiterId, oneshot::Receiver<Grant>)> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         let waiter = *inner.resumable.get(rid)?;
@@ -770,6 +830,9 @@ impl App {
             return None;
         }
         let w = inner.waiters.get_mut(&waiter)?;
+        if comer.is_some_and(|c| !w.binding.admits(c)) {
+            return None;
+        }
         let (tx, rx) = oneshot::channel();
         w.tx = Some(tx);
         inner.list.set_present(waiter);
@@ -1442,14 +1505,14 @@ pub(crate) mod tests {
                 client: [192, 0, 2, 1].into(),
                 places: 2,
             }),
-            line: 0,
+            ..Places::default()
         };
         let other = Places {
             owner: Some(Owner {
                 client: [192, 0, 2, 2].into(),
                 places: 2,
             }),
-            line: 0,
+            ..Places::default()
         };
         let mut held = Vec::new();
         for _ in 0..2 {
@@ -1481,8 +1544,8 @@ pub(crate) mod tests {
         let app = app(1);
         let first = granted(app.request_ticket().await).expect("the free slot");
         let capped = Places {
-            owner: None,
             line: 2,
+            ..Places::default()
         };
         let mut held = Vec::new();
         for _ in 0..2 {
@@ -1529,6 +1592,89 @@ pub(crate) mod tests {
             Join::Granted(_)
         ));
         assert_eq!(app.inner.lock().waiters.len(), 3, "the away keep theirs");
+    }
+
+    #[test]
+    fn a_place_made_by_a_browser_is_for_that_browser_only() {
+        let (mine, theirs) = (Token::generate(), Token::generate());
+        let (here, there): (IpAddr, IpAddr) = ([192, 0, 2, 1].into(), [192, 0, 2, 2].into());
+        let comer = |browser, client| Comer { browser, client };
+        let with_cookie = Binding {
+            browser: Some(mine),
+            client: None,
+        };
+        assert!(
+            with_cookie.admits(&comer(Some(mine), there)),
+            "its browser, anywhere"
+        );
+        assert!(!with_cookie.admits(&comer(Some(theirs), here)));
+        assert!(
+            !with_cookie.admits(&comer(None, here)),
+            "no cookie: not that browser"
+        );
+        // Made without a cookie: the cookie its answer set, or (a client
+        // that keeps none) its address.
+        let without = Binding {
+            browser: Some(mine),
+            client: Some(here),
+        };
+        assert!(without.admits(&comer(Some(mine), there)));
+        assert!(without.admits(&comer(None, here)));
+        assert!(!without.admits(&comer(None, there)));
+        assert!(
+            !without.admits(&comer(Some(theirs), here)),
+            "another browser"
+        );
+        assert!(!Binding::default().admits(&comer(None, here)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_resume_id_from_someone_else_resumes_nothing() {
+        let app = app(1);
+        let _first = granted(app.request_ticket().await).expect("the free slot");
+        let (mine, theirs) = (Token::generate(), Token::generate());
+        let client: IpAddr = [192, 0, 2, 1].into();
+        let made = Places {
+            binding: Binding {
+                browser: Some(mine),
+                client: None,
+            },
+            ..Places::default()
+        };
+        let Join::Queued {
+            waiting,
+            rid: Some(rid),
+            ..
+        } = app.join_as(made, None, true).await
+        else {
+            panic!("queued");
+        };
+        drop(waiting);
+        let back = |browser| Places {
+            back: Some(Comer { browser, client }),
+            ..made
+        };
+        // Another browser with the link: a new place of its own, behind.
+        match app.join_as(back(Some(theirs)), Some(&rid), true).await {
+            Join::Queued {
+                waiting,
+                resumed: false,
+                rid: other,
+            } => {
+                assert_ne!(other, Some(rid));
+                assert_eq!(waiting.status().map(|s| s.position), Some(2));
+            }
+            j => panic!("a new place: {j:?}"),
+        }
+        // The place is untouched: its own browser comes back to it.
+        match app.join_as(back(Some(mine)), Some(&rid), true).await {
+            Join::Queued {
+                waiting,
+                resumed: true,
+                ..
+            } => assert_eq!(waiting.status().map(|s| s.position), Some(1)),
+            j => panic!("resumed: {j:?}"),
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

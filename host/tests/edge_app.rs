@@ -552,3 +552,87 @@ async fn many_addresses_together_hold_only_so_many_places_in_one_app() {
     }
     assert_eq!(metric(&host, "wicket_waiting_users").await, 2.0);
 }
+
+/// The place in line the no-JavaScript page shows.
+fn position(page: &str) -> u32 {
+    let at = page.find("id=\"position\"").expect("a place");
+    let (_, rest) = page[at..].split_once('>').expect("element");
+    rest.split('<')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_link_from_someone_else_resumes_nothing() {
+    let pod = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mut c = one_pod(&pod, 1);
+    c.proxy.ticket_expiry_ms = 60_000;
+    // A poll holds for half the grace period: 3 s here.
+    c.demo.resume_grace = Duration::from_secs(6);
+    let host = start(c, 1).await;
+    let addr = host.proxy_addr;
+    let _held = ticket(addr, APP, LIMIT).await;
+    let web = client();
+    let poll = "/demo/.wicket/poll";
+    let (alice, victim) = (
+        format!("wicket-bind={}", "a".repeat(32)),
+        format!("wicket-bind={}", "b".repeat(32)),
+    );
+    // Alice's browser (it has its binding cookie) and a client that keeps
+    // no cookies each take a place.
+    let (a, s) = tokio::join!(
+        get(&web, addr, poll, Some(&alice), &[]),
+        get(&web, addr, poll, None, &[])
+    );
+    assert_eq!(
+        (a.status, s.status),
+        (http::StatusCode::OK, http::StatusCode::OK)
+    );
+    assert!(
+        a.headers.get("set-cookie").is_none(),
+        "Alice has her binding"
+    );
+    let set = s
+        .headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("a binding for the new place");
+    assert!(
+        set.starts_with("wicket-bind=") && set.contains("HttpOnly"),
+        "{set}"
+    );
+    let given = set.split(';').next().expect("name=value").to_owned();
+    let (rid_a, rid_s) = (resume_id(&a.body), resume_id(&s.body));
+    let (link_a, link_s) = (format!("{poll}?w={rid_a}"), format!("{poll}?w={rid_s}"));
+    // Their links opened elsewhere: in another browser, and (Alice's) by
+    // a client without her cookie, even from her address. Each is a new
+    // place of its own at the back, not theirs.
+    let (v1, v2, bare) = tokio::join!(
+        get(&web, addr, &link_a, Some(&victim), &[]),
+        get(&web, addr, &link_s, Some(&victim), &[]),
+        get(&web, addr, &link_a, None, &[])
+    );
+    for r in [&v1, &v2, &bare] {
+        assert_eq!(r.status, http::StatusCode::OK, "{}", r.body);
+        let rid = resume_id(&r.body);
+        assert!(rid != rid_a && rid != rid_s, "someone else's place resumed");
+    }
+    assert_eq!(metric(&host, "wicket_waiting_users").await, 5.0);
+    // Each comes back to their own: Alice with her cookie, the client
+    // without cookies from its address, and a browser with the binding
+    // the first answer gave it.
+    let (a2, s2) = tokio::join!(
+        get(&web, addr, &link_a, Some(&alice), &[]),
+        get(&web, addr, &link_s, None, &[])
+    );
+    assert_eq!(resume_id(&a2.body), rid_a);
+    assert_eq!(resume_id(&s2.body), rid_s);
+    // Ahead of the three who came later.
+    let mut ahead = [position(&a2.body), position(&s2.body)];
+    ahead.sort_unstable();
+    assert_eq!(ahead, [1, 2]);
+    let s3 = get(&web, addr, &link_s, Some(&given), &[]).await;
+    assert_eq!(resume_id(&s3.body), rid_s);
+    assert_eq!(position(&s3.body), position(&s2.body));
+}

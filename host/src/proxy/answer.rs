@@ -173,13 +173,16 @@ impl Proxy {
             if !ticket_ws::origins_allowed(origins, host(&req), &self.ws_origins) {
                 return Upgrade::Answer(ticket_ws::foreign_origin());
             }
-            let bind = admit::bind_of(&req).map(|b| (self.claim_key, b));
+            let sent = admit::bind_of(&req);
+            let bind = sent.map(|b| (self.claim_key, b));
             let opening = match ticket_ws::opening(&req, bind) {
                 Ok(o) => o,
                 Err(bad) => return Upgrade::Answer(bad.answer()),
             };
             return match self.fairness.socket(client) {
-                Ok(slot) => Upgrade::TicketSocket(app, opening.held_by(slot, self.places(client))),
+                Ok(slot) => {
+                    Upgrade::TicketSocket(app, opening.held_by(slot, self.places(client, sent)))
+                }
                 Err(r) => Upgrade::Answer(refused(r)),
             };
         }
