@@ -85,6 +85,9 @@ pub enum TicketRequest {
     },
     /// The app is disabled or being removed.
     Closed,
+    /// No slot now, and the app's line on this replica already holds as
+    /// many places as it may (see [`Places::line`]): no place was made.
+    Full,
 }
 
 /// Where a waiting user is, as the waiting page shows it.
@@ -116,6 +119,29 @@ pub enum Join {
     /// The client already holds as many places in line as it may (see
     /// [`Owner`]).
     Refused,
+    /// The app's line on this replica holds as many places as it may (see
+    /// [`Places::line`]).
+    Full,
+}
+
+/// How a new place in line is made, and who may come back to an old one
+/// (see [`App::join_as`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Places {
+    /// The client asking, if its places are counted.
+    pub owner: Option<Owner>,
+    /// Who may come back to a new place by link (recorded with it).
+    pub binding: Binding,
+    /// Who comes back, when coming back must pass the place's
+    /// [`Binding`]; None: no check (the ticket socket, whose resume id
+    /// is in no address a link could carry).
+    pub back: Option<Comer>,
+    /// Most places the app's line holds on this replica, connected or away
+    /// (0: no limit). Per replica: with a shared store each replica counts
+    /// only the places its own users hold (a count over every replica would
+    /// cost a store round trip per join). Past it a newcomer who would have
+    /// to wait is refused; one served at once by a free slot is not.
+    pub line: u32,
 }
 
 /// Who asks for a place in line, for the limit of places per client.
@@ -125,6 +151,43 @@ pub struct Owner {
     pub client: IpAddr,
     /// Most places this client may hold at once (connected or away).
     pub places: u32,
+}
+
+/// Who may come back to a place with its resume id by a link (the
+/// no-JavaScript poll's `?w=`, which is in the page's address): the
+/// browser that made it, so that a link from someone else resumes no place
+/// (and gets no ticket) in the browser that opens it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Binding {
+    /// The browser's binding cookie (`wicket-bind`): the one its request
+    /// sent, or the one the answer that made the place sets.
+    pub browser: Option<Token>,
+    /// The client's key, only for a place made without a binding cookie:
+    /// a client that keeps no cookies (a script, `curl`) comes back from
+    /// its address.
+    pub client: Option<IpAddr>,
+}
+
+/// Who comes back to a place: the request's binding cookie and client key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Comer {
+    /// The binding cookie the request sent, if any.
+    pub browser: Option<Token>,
+    /// The client's key (see `proxy::fairness::client_key`).
+    pub client: IpAddr,
+}
+
+impl Binding {
+    /// May `comer` come back to the place? With a binding cookie, only if
+    /// it is the place's own (compared in constant time); without one,
+    /// only to a place made without one, from the same client.
+    pub fn admits(&self, comer: &Comer) -> bool {
+        match (comer.browser, self.browser) {
+            (Some(sent), Some(own)) => own.matches(&sent),
+            (Some(_), None) => false,
+            (None, _) => self.client.is_some_and(|c| c == comer.client),
+        }
+    }
 }
 
 /// A connected waiting user's hold on their place. Dropping it ends the
@@ -177,6 +240,8 @@ struct Waiter {
     resume: Option<Token>,
     /// The client holding the place, if counted (see [`Owner`]).
     owner: Option<IpAddr>,
+    /// Who may come back to it by link.
+    binding: Binding,
 }
 
 struct Inner {
@@ -195,6 +260,12 @@ struct Inner {
     zone: jiff::tz::TimeZone,
     /// Finished sessions, for `/apps/<app>/trace.csv`.
     sessions: SessionLog,
+}
+
+/// Does the line on this replica hold `line` places (0: no limit)? Away
+/// users count: each holds memory and a resume id until its grace ends.
+fn line_full(inner: &Inner, line: u32) -> bool {
+    line > 0 && inner.waiters.len() >= line as usize
 }
 
 /// The wall clock in unix seconds (0 before 1970: a broken clock, not a time).
@@ -277,6 +348,7 @@ impl Inner {
                 since,
                 resume: None,
                 owner: None,
+                binding: Binding::default(),
             },
         );
         (waiter, rx)
@@ -466,20 +538,34 @@ impl App {
     /// proxy go on meanwhile), so its answer is checked again against the
     /// state it finds when it comes back.
     pub async fn request_ticket(&self) -> TicketRequest {
-        self.request_ticket_as(None).await
+        self.request_ticket_as(None, 0).await
     }
 
     /// [`request_ticket`](Self::request_ticket) for a client whose places
-    /// are limited: its joins count as arrivals only up to its places per
-    /// minute (see [`ArrivalGate`](crate::state::ArrivalGate)), so that one client joining and
-    /// leaving in a loop does not scale arrival-based policies up.
-    async fn request_ticket_as(&self, owner: Option<Owner>) -> TicketRequest {
+    /// are limited (`owner`), in a line that holds at most `line` places on
+    /// this replica (0: no limit).
+    ///
+    /// The owner's joins count as arrivals only up to its places per minute
+    /// (see [`ArrivalGate`](crate::state::ArrivalGate)), so that one client
+    /// joining and leaving in a loop does not scale arrival-based policies
+    /// up. A user who would have to wait in a full line is refused
+    /// ([`TicketRequest::Full`]) and is no arrival either.
+    async fn request_ticket_as(&self, owner: Option<Owner>, line: u32) -> TicketRequest {
         let started = Instant::now();
         for attempt in 0..ISSUE_ATTEMPTS {
             let snap = {
                 let mut inner = self.inner.lock();
                 if !inner.list.accepting() {
                     return TicketRequest::Closed;
+                }
+                // Users away keep their places but do not hold up the others.
+                let now = Instant::now();
+                let behind =
+                    Self::next_waiter(&mut inner, now).is_some() || self.others_waiting() > 0;
+                if behind && line_full(&inner, line) {
+                    // Refused before it counts as an arrival: the policy
+                    // does not scale for users who were turned away.
+                    return TicketRequest::Full;
                 }
                 if attempt == 0 {
                     // A new user (a resumed place does not come here).
@@ -490,10 +576,8 @@ impl App {
                         None => inner.list.record_arrival(unix_now()),
                     }
                 }
-                // Users away keep their places but do not hold up the others.
-                let now = Instant::now();
-                if Self::next_waiter(&mut inner, now).is_some() || self.others_waiting() > 0 {
-                    return self.enqueue(inner, started);
+                if behind {
+                    return self.enqueue(inner, started, line);
                 }
                 inner.take_snapshot(now)
             };
@@ -506,7 +590,7 @@ impl App {
                 // serves them first.
                 let Some(id) = id.filter(|_| Self::next_waiter(&mut inner, now).is_none()) else {
                     return if inner.list.accepting() {
-                        self.enqueue(inner, started)
+                        self.enqueue(inner, started, line)
                     } else {
                         TicketRequest::Closed
                     };
@@ -556,12 +640,21 @@ impl App {
         if !inner.list.accepting() {
             return TicketRequest::Closed;
         }
-        self.enqueue(inner, started)
+        self.enqueue(inner, started, line)
     }
 
     /// Queues a user who asked for a ticket at `since`, and wakes the loop
-    /// to serve the queue.
-    fn enqueue(&self, mut inner: MutexGuard<'_, Inner>, since: Instant) -> TicketRequest {
+    /// to serve the queue; refuses while the line holds `line` places
+    /// (0: no limit).
+    fn enqueue(
+        &self,
+        mut inner: MutexGuard<'_, Inner>,
+        since: Instant,
+        line: u32,
+    ) -> TicketRequest {
+        if line_full(&inner, line) {
+            return TicketRequest::Full;
+        }
         let (waiter, rx) = inner.enqueue(since);
         self.publish(&inner.list);
         drop(inner);
@@ -575,22 +668,25 @@ impl App {
     /// disconnect; otherwise leaving the connection leaves the queue
     /// (k8sTicket's behaviour).
     pub async fn join(self: &Arc<Self>, resume: Option<&Token>, resumable: bool) -> Join {
-        self.join_as(None, resume, resumable).await
+        self.join_as(Places::default(), resume, resumable).await
     }
 
-    /// [`join`](Self::join) for a client whose places in line are
-    /// limited: a new place is refused ([`Join::Refused`]) while the client
-    /// holds `owner.places` (coming back to an old place is not a new one).
-    /// The count is checked before the ticket is asked for, so joins of one
-    /// client running at the same moment may each pass it.
+    /// [`join`](Self::join) under `places`: a new place is refused
+    /// ([`Join::Refused`]) while the client holds `owner.places`, and
+    /// ([`Join::Full`]) while the app's line holds `places.line` on this
+    /// replica. Coming back to an old place is not a new one and is never
+    /// refused. The client's count is checked before the ticket is asked
+    /// for, so joins of one client running at the same moment may each
+    /// pass it; the line's is checked where the place is made.
     pub async fn join_as(
         self: &Arc<Self>,
-        owner: Option<Owner>,
+        places: Places,
         resume: Option<&Token>,
         resumable: bool,
     ) -> Join {
+        let owner = places.owner;
         if let Some(rid) = resume
-            && let Some((waiter, rx)) = self.resume(rid)
+            && let Some((waiter, rx)) = self.resume_as(rid, places.back.as_ref())
         {
             let waiting = Waiting {
                 app: Arc::clone(self),
@@ -615,13 +711,15 @@ impl App {
         {
             return Join::Refused;
         }
-        match self.request_ticket_as(owner).await {
+        match self.request_ticket_as(owner, places.line).await {
             TicketRequest::Granted(grant) => Join::Granted(grant),
             TicketRequest::Closed => Join::Closed,
+            TicketRequest::Full => {
+                tracing::debug!(app = %self.name(), line = places.line, "line full: a newcomer refused");
+                Join::Full
+            }
             TicketRequest::Queued { waiter, rx } => {
-                if let Some(o) = owner {
-                    self.own(waiter, o.client);
-                }
+                self.own(waiter, owner.map(|o| o.client), places.binding);
                 let rid = if resumable {
                     self.make_resumable(waiter)
                 } else {
@@ -679,11 +777,16 @@ impl App {
         }
     }
 
-    /// Counts a queued user's place for `client`.
-    fn own(&self, waiter: WaiterId, client: IpAddr) {
+    /// Records who made a queued user's place: counted for `client` (if
+    /// its places are counted), and who may come back to it by link.
+    fn own(&self, waiter: WaiterId, client: Option<IpAddr>, binding: Binding) {
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
-        if let Some(w) = inner.waiters.get_mut(&waiter)
+        let Some(w) = inner.waiters.get_mut(&waiter) else {
+            return;
+        };
+        w.binding = binding;
+        if let Some(client) = client
             && w.owner.is_none()
         {
             w.owner = Some(client);
@@ -728,6 +831,16 @@ impl App {
     /// if the id is unknown, its grace period is over, or the user is
     /// connected elsewhere (e.g. a duplicated tab).
     pub fn resume(&self, rid: &Token) -> Option<(WaiterId, oneshot::Receiver<Grant>)> {
+        self.resume_as(rid, None)
+    }
+
+    /// [`resume`](Self::resume), for `comer` only if given: None (the place
+    /// untouched) when the place's [`Binding`] does not admit them.
+    fn resume_as(
+        &self,
+        rid: &Token,
+        comer: Option<&Comer>,
+    ) -> Option<(WaiterId, oneshot::Receiver<Grant>)> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         let waiter = *inner.resumable.get(rid)?;
@@ -735,6 +848,9 @@ impl App {
             return None;
         }
         let w = inner.waiters.get_mut(&waiter)?;
+        if comer.is_some_and(|c| !w.binding.admits(c)) {
+            return None;
+        }
         let (tx, rx) = oneshot::channel();
         w.tx = Some(tx);
         inner.list.set_present(waiter);
@@ -1264,7 +1380,7 @@ pub(crate) mod tests {
             match a {
                 TicketRequest::Granted(_) => grants += 1,
                 TicketRequest::Queued { .. } => queued += 1,
-                TicketRequest::Closed => panic!("the app accepts users"),
+                TicketRequest::Closed | TicketRequest::Full => panic!("the app accepts users"),
             }
         }
         assert_eq!((grants, queued), (3, 7), "every user is granted or waits");
@@ -1402,10 +1518,13 @@ pub(crate) mod tests {
     async fn one_clients_churn_is_not_arrivals_distinct_clients_are() {
         let app = app(1);
         let _first = granted(app.request_ticket().await).expect("the free slot");
-        let churner = Some(Owner {
-            client: [192, 0, 2, 1].into(),
-            places: 4,
-        });
+        let churner = Places {
+            owner: Some(Owner {
+                client: [192, 0, 2, 1].into(),
+                places: 4,
+            }),
+            ..Places::default()
+        };
         let minute = || unix_now() / 60;
         let began = minute();
         // 200 joins and leaves from one address.
@@ -1423,10 +1542,13 @@ pub(crate) mod tests {
         assert!(churned >= 4, "{per_minute:?}");
         // Ten other clients each count.
         for i in 0..10u8 {
-            let other = Some(Owner {
-                client: [198, 51, 100, i].into(),
-                places: 4,
-            });
+            let other = Places {
+                owner: Some(Owner {
+                    client: [198, 51, 100, i].into(),
+                    places: 4,
+                }),
+                ..Places::default()
+            };
             let Join::Queued { waiting, .. } = app.join_as(other, None, false).await else {
                 panic!("queued");
             };
@@ -1441,14 +1563,20 @@ pub(crate) mod tests {
     async fn places_per_client_are_limited_and_come_back() {
         let app = app(1);
         let _first = granted(app.request_ticket().await).expect("the free slot");
-        let owner = Some(Owner {
-            client: [192, 0, 2, 1].into(),
-            places: 2,
-        });
-        let other = Some(Owner {
-            client: [192, 0, 2, 2].into(),
-            places: 2,
-        });
+        let owner = Places {
+            owner: Some(Owner {
+                client: [192, 0, 2, 1].into(),
+                places: 2,
+            }),
+            ..Places::default()
+        };
+        let other = Places {
+            owner: Some(Owner {
+                client: [192, 0, 2, 2].into(),
+                places: 2,
+            }),
+            ..Places::default()
+        };
         let mut held = Vec::new();
         for _ in 0..2 {
             match app.join_as(owner, None, true).await {
@@ -1472,6 +1600,144 @@ pub(crate) mod tests {
             app.join_as(owner, None, true).await,
             Join::Queued { .. }
         ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_line_holds_only_so_many_places() {
+        let app = app(1);
+        let first = granted(app.request_ticket().await).expect("the free slot");
+        let capped = Places {
+            line: 2,
+            ..Places::default()
+        };
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            match app.join_as(capped, None, true).await {
+                Join::Queued { waiting, rid, .. } => held.push((waiting, rid)),
+                j => panic!("queued: {j:?}"),
+            }
+        }
+        assert!(matches!(app.join_as(capped, None, true).await, Join::Full));
+        let arrivals = || {
+            let mut inner = app.inner.lock();
+            let snap = inner.take_snapshot(Instant::now());
+            snap.arrivals_per_minute.iter().sum::<u32>()
+        };
+        let before = arrivals();
+        // One away still holds its place, and comes back to it.
+        let (away, rid) = held.pop().expect("held");
+        drop(away);
+        assert!(matches!(app.join_as(capped, None, true).await, Join::Full));
+        match app.join_as(capped, rid.as_ref(), true).await {
+            Join::Queued {
+                waiting,
+                resumed: true,
+                ..
+            } => held.push((waiting, rid)),
+            j => panic!("resumed: {j:?}"),
+        }
+        assert_eq!(
+            arrivals(),
+            before,
+            "refused newcomers are no arrivals the policy scales for"
+        );
+        // Without a limit the line grows.
+        match app.join_as(Places::default(), None, true).await {
+            Join::Queued { waiting, rid, .. } => held.push((waiting, rid)),
+            j => panic!("queued: {j:?}"),
+        }
+        // A line of users who all stepped away, and a free slot: a
+        // newcomer is served at once, past the limit.
+        drop(held);
+        app.release(&first);
+        assert!(matches!(
+            app.join_as(capped, None, true).await,
+            Join::Granted(_)
+        ));
+        assert_eq!(app.inner.lock().waiters.len(), 3, "the away keep theirs");
+    }
+
+    #[test]
+    fn a_place_made_by_a_browser_is_for_that_browser_only() {
+        let (mine, theirs) = (Token::generate(), Token::generate());
+        let (here, there): (IpAddr, IpAddr) = ([192, 0, 2, 1].into(), [192, 0, 2, 2].into());
+        let comer = |browser, client| Comer { browser, client };
+        let with_cookie = Binding {
+            browser: Some(mine),
+            client: None,
+        };
+        assert!(
+            with_cookie.admits(&comer(Some(mine), there)),
+            "its browser, anywhere"
+        );
+        assert!(!with_cookie.admits(&comer(Some(theirs), here)));
+        assert!(
+            !with_cookie.admits(&comer(None, here)),
+            "no cookie: not that browser"
+        );
+        // Made without a cookie: the cookie its answer set, or (a client
+        // that keeps none) its address.
+        let without = Binding {
+            browser: Some(mine),
+            client: Some(here),
+        };
+        assert!(without.admits(&comer(Some(mine), there)));
+        assert!(without.admits(&comer(None, here)));
+        assert!(!without.admits(&comer(None, there)));
+        assert!(
+            !without.admits(&comer(Some(theirs), here)),
+            "another browser"
+        );
+        assert!(!Binding::default().admits(&comer(None, here)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_resume_id_from_someone_else_resumes_nothing() {
+        let app = app(1);
+        let _first = granted(app.request_ticket().await).expect("the free slot");
+        let (mine, theirs) = (Token::generate(), Token::generate());
+        let client: IpAddr = [192, 0, 2, 1].into();
+        let made = Places {
+            binding: Binding {
+                browser: Some(mine),
+                client: None,
+            },
+            ..Places::default()
+        };
+        let Join::Queued {
+            waiting,
+            rid: Some(rid),
+            ..
+        } = app.join_as(made, None, true).await
+        else {
+            panic!("queued");
+        };
+        drop(waiting);
+        let back = |browser| Places {
+            back: Some(Comer { browser, client }),
+            ..made
+        };
+        // Another browser with the link: a new place of its own, behind.
+        match app.join_as(back(Some(theirs)), Some(&rid), true).await {
+            Join::Queued {
+                waiting,
+                resumed: false,
+                rid: other,
+            } => {
+                assert_ne!(other, Some(rid));
+                assert_eq!(waiting.status().map(|s| s.position), Some(2));
+            }
+            j => panic!("a new place: {j:?}"),
+        }
+        // The place is untouched: its own browser comes back to it.
+        match app.join_as(back(Some(mine)), Some(&rid), true).await {
+            Join::Queued {
+                waiting,
+                resumed: true,
+                ..
+            } => assert_eq!(waiting.status().map(|s| s.position), Some(1)),
+            j => panic!("resumed: {j:?}"),
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

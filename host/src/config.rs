@@ -163,6 +163,11 @@ pub struct ProxyConfig {
     /// it holds as many, a new place or ticket gets a waiting-room message
     /// (WebSocket) or 429 (poll).
     pub tickets_per_client: u32,
+    /// Places in one app's line, over all clients, per process (0: no
+    /// limit): many addresses together cannot grow it past this. A
+    /// newcomer who would wait gets a waiting-room message (WebSocket) or
+    /// 503 (poll); coming back with a resume id is never refused.
+    pub places_per_app: u32,
     /// On SIGTERM (or Ctrl-C): how long connections still open (requests
     /// in flight, WebSocket tunnels to pods) get to end before they are
     /// closed and the process exits.
@@ -194,6 +199,7 @@ impl Default for ProxyConfig {
             sockets_per_client: 32,
             places_per_client: 32,
             tickets_per_client: 32,
+            places_per_app: 10_000,
             shutdown_grace_ms: 30_000,
         }
     }
@@ -765,6 +771,7 @@ impl Config {
                 sockets_per_client: self.proxy.sockets_per_client,
                 places_per_client: self.proxy.places_per_client,
                 tickets_per_client: self.proxy.tickets_per_client,
+                places_per_app: self.proxy.places_per_app,
             },
             wire: wire::Rules {
                 trailers: if self.proxy.forward_trailers {

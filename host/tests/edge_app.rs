@@ -552,3 +552,156 @@ async fn one_clients_joins_and_leaves_are_arrivals_only_up_to_its_places() {
     assert_eq!(per_minute.iter().sum::<u32>(), churned + 10);
     assert_eq!(per_hour.iter().sum::<u32>(), churned + 10);
 }
+
+/// The value after `w=` in the no-JavaScript page's reload address.
+fn resume_id(page: &str) -> String {
+    let at = page.find("?w=").expect("a reload with the resume id") + "?w=".len();
+    page[at..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_addresses_together_hold_only_so_many_places_in_one_app() {
+    let pod = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mut c = one_pod(&pod, 1);
+    c.proxy.ticket_expiry_ms = 60_000;
+    // Every request here comes from 127.0.0.1: with no limit per client,
+    // it stands for many addresses.
+    c.proxy.places_per_client = 0;
+    c.proxy.places_per_app = 2;
+    let host = start(c, 1).await;
+    let addr = host.proxy_addr;
+    let _held = ticket(addr, APP, LIMIT).await;
+    let web = client();
+    // Two places (polls hold a few seconds: both at once), each away
+    // after its poll.
+    let poll = "/demo/.wicket/poll";
+    let two = tokio::join!(
+        get(&web, addr, poll, None, &[]),
+        get(&web, addr, poll, None, &[])
+    );
+    let mut rids = Vec::new();
+    for r in [two.0, two.1] {
+        assert_eq!(r.status, http::StatusCode::OK, "{}", r.body);
+        rids.push(resume_id(&r.body));
+    }
+    assert_eq!(metric(&host, "wicket_waiting_users").await, 2.0);
+    // A third: the service cannot take anyone now (not the client's doing).
+    let r = get(&web, addr, "/demo/.wicket/poll", None, &[]).await;
+    assert_eq!(
+        r.status,
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("waiting room is full"), "{}", r.body);
+    assert!(r.headers.get("retry-after").is_some());
+    let mut ws = connect_ws(addr, APP).await;
+    let s = read_ticket(&mut ws, LIMIT).await;
+    assert!(s.ticket.is_none(), "{:?}", s.messages);
+    assert!(
+        s.messages
+            .iter()
+            .any(|m| m == "msg#The waiting room is full. Please try again later."),
+        "{:?}",
+        s.messages
+    );
+    assert_eq!(metric(&host, "wicket_waiting_users").await, 2.0);
+    // Coming back to one's place is never refused.
+    let back: Vec<String> = rids.iter().map(|rid| format!("{poll}?w={rid}")).collect();
+    let two = tokio::join!(
+        get(&web, addr, &back[0], None, &[]),
+        get(&web, addr, &back[1], None, &[])
+    );
+    for (r, rid) in [two.0, two.1].iter().zip(&rids) {
+        assert_eq!(r.status, http::StatusCode::OK, "{}", r.body);
+        assert_eq!(&resume_id(&r.body), rid);
+    }
+    assert_eq!(metric(&host, "wicket_waiting_users").await, 2.0);
+}
+
+/// The place in line the no-JavaScript page shows.
+fn position(page: &str) -> u32 {
+    let at = page.find("id=\"position\"").expect("a place");
+    let (_, rest) = page[at..].split_once('>').expect("element");
+    rest.split('<')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_link_from_someone_else_resumes_nothing() {
+    let pod = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mut c = one_pod(&pod, 1);
+    c.proxy.ticket_expiry_ms = 60_000;
+    // A poll holds for half the grace period: 3 s here.
+    c.demo.resume_grace = Duration::from_secs(6);
+    let host = start(c, 1).await;
+    let addr = host.proxy_addr;
+    let _held = ticket(addr, APP, LIMIT).await;
+    let web = client();
+    let poll = "/demo/.wicket/poll";
+    let (alice, victim) = (
+        format!("wicket-bind={}", "a".repeat(32)),
+        format!("wicket-bind={}", "b".repeat(32)),
+    );
+    // Alice's browser (it has its binding cookie) and a client that keeps
+    // no cookies each take a place.
+    let (a, s) = tokio::join!(
+        get(&web, addr, poll, Some(&alice), &[]),
+        get(&web, addr, poll, None, &[])
+    );
+    assert_eq!(
+        (a.status, s.status),
+        (http::StatusCode::OK, http::StatusCode::OK)
+    );
+    assert!(
+        a.headers.get("set-cookie").is_none(),
+        "Alice has her binding"
+    );
+    let set = s
+        .headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("a binding for the new place");
+    assert!(
+        set.starts_with("wicket-bind=") && set.contains("HttpOnly"),
+        "{set}"
+    );
+    let given = set.split(';').next().expect("name=value").to_owned();
+    let (rid_a, rid_s) = (resume_id(&a.body), resume_id(&s.body));
+    let (link_a, link_s) = (format!("{poll}?w={rid_a}"), format!("{poll}?w={rid_s}"));
+    // Their links opened elsewhere: in another browser, and (Alice's) by
+    // a client without her cookie, even from her address. Each is a new
+    // place of its own at the back, not theirs.
+    let (v1, v2, bare) = tokio::join!(
+        get(&web, addr, &link_a, Some(&victim), &[]),
+        get(&web, addr, &link_s, Some(&victim), &[]),
+        get(&web, addr, &link_a, None, &[])
+    );
+    for r in [&v1, &v2, &bare] {
+        assert_eq!(r.status, http::StatusCode::OK, "{}", r.body);
+        let rid = resume_id(&r.body);
+        assert!(rid != rid_a && rid != rid_s, "someone else's place resumed");
+    }
+    assert_eq!(metric(&host, "wicket_waiting_users").await, 5.0);
+    // Each comes back to their own: Alice with her cookie, the client
+    // without cookies from its address, and a browser with the binding
+    // the first answer gave it.
+    let (a2, s2) = tokio::join!(
+        get(&web, addr, &link_a, Some(&alice), &[]),
+        get(&web, addr, &link_s, None, &[])
+    );
+    assert_eq!(resume_id(&a2.body), rid_a);
+    assert_eq!(resume_id(&s2.body), rid_s);
+    // Ahead of the three who came later.
+    let mut ahead = [position(&a2.body), position(&s2.body)];
+    ahead.sort_unstable();
+    assert_eq!(ahead, [1, 2]);
+    let s3 = get(&web, addr, &link_s, Some(&given), &[]).await;
+    assert_eq!(resume_id(&s3.body), rid_s);
+    assert_eq!(position(&s3.body), position(&s2.body));
+}

@@ -1425,3 +1425,25 @@ async fn a_pod_that_switches_to_another_protocol_than_allowed_gets_502() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_cannot_overwrite_or_delete_wickets_cookies() {
+    let s = Setup::new().await;
+    let (mut user, mut pod, _, _) = to_pod(&s, &s.head("GET", "cookies", "")).await;
+    // The user's ticket cookie deleted, the claim binding overwritten:
+    // dropped; the app's own cookie passes.
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nSet-Cookie: session=1; Path=/\r\nSet-Cookie: {}-{}-stoken=; Max-Age=0\r\n\
+         Set-Cookie: wicket-bind=0; Path=/demo/\r\nContent-Length: 2\r\n\r\nok",
+        s.t.pod, s.t.uid
+    );
+    pod.write_all(answer.as_bytes()).await.expect("write");
+    let mut got = Vec::new();
+    read_until(&mut user, &mut got, b"ok").await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains("Set-Cookie: session=1; Path=/\r\n"), "{text}");
+    assert!(
+        !text.contains("stoken") && !text.contains("wicket-bind"),
+        "{text}"
+    );
+}

@@ -125,7 +125,7 @@ fn the_simulation_matches_the_live_app() {
             match app.request_ticket().await {
                 TicketRequest::Granted(_) => at_once += 1,
                 TicketRequest::Queued { rx, .. } => queued.push(rx),
-                TicketRequest::Closed => panic!("the app accepts users"),
+                TicketRequest::Closed | TicketRequest::Full => panic!("the app accepts users"),
             }
         }
         let looping = tokio::spawn(Arc::clone(&app).run());

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use http::{Request, StatusCode, header};
 
-use crate::app::{App, Join};
+use crate::app::{App, Comer, Join};
 use crate::state::{Grant, Token};
 
 use super::drain::Stage;
@@ -56,7 +56,19 @@ impl Proxy {
                 },
             );
         }
-        let owner = self.owner(client);
+        // The place is bound to the browser (its binding cookie, or one
+        // set with the answer that makes the place), and coming back to a
+        // place needs the same: a poll link from someone else resumes
+        // nothing. A client that keeps no cookies comes back from its
+        // address (see `Binding`).
+        let sent = bind_of(req);
+        let fresh = sent.is_none().then(Token::generate);
+        let mut places = self.places(client, sent);
+        places.binding.browser = places.binding.browser.or(fresh);
+        places.back = Some(Comer {
+            browser: sent,
+            client,
+        });
         // As on the ticket socket: a client holding as many tickets as it
         // may takes no new place nor ticket (its old place it may resume).
         let quota = slot.quota();
@@ -70,7 +82,7 @@ impl Proxy {
                 quota.took(t);
             }
         };
-        let (mut waiting, rid) = match app.join_as(owner, rid.as_ref(), true).await {
+        let (mut waiting, rid, bound) = match app.join_as(places, rid.as_ref(), true).await {
             Join::Granted(grant) if over => {
                 app.release(&grant);
                 return too_many();
@@ -90,8 +102,13 @@ impl Proxy {
             Join::Closed => {
                 return pages::room_page(self.room(app, &app.display_name()), View::Closed);
             }
-            Join::Refused => return super::refused(super::fairness::Refusal::TooMany),
-            Join::Queued { waiting, rid, .. } => (waiting, rid),
+            Join::Refused => return too_many(),
+            Join::Full => return super::refused(super::fairness::Refusal::LineFull),
+            Join::Queued {
+                waiting,
+                rid,
+                resumed,
+            } => (waiting, rid, fresh.filter(|_| !resumed)),
         };
         let hold = POLL_HOLD.min(app.resume_grace() / 2);
         // A shutdown answers at once (the page comes back, with its resume
@@ -118,14 +135,20 @@ impl Proxy {
                 if restarting {
                     self.drain.told();
                 }
-                pages::room_page(
+                let mut page = pages::room_page(
                     self.room(app, &app.display_name()),
                     View::NoScript {
                         rid: &rid,
                         status,
                         restarting,
                     },
-                )
+                );
+                // The binding the new place was made with, for the
+                // browser's next poll.
+                if let Some(v) = bound.and_then(|b| self.binding_cookie_of(app, req, &b)) {
+                    page.headers_mut().insert(header::SET_COOKIE, v);
+                }
+                page
             }
         }
     }
@@ -206,6 +229,16 @@ impl Proxy {
         if bind_of(req).is_some() {
             return None;
         }
+        self.binding_cookie_of(app, req, &Token::generate())
+    }
+
+    /// The claim-binding cookie `bind` for a browser at `app`.
+    fn binding_cookie_of(
+        &self,
+        app: &App,
+        req: &Request<()>,
+        bind: &Token,
+    ) -> Option<http::HeaderValue> {
         let base = host(req);
         let path = format!("/{}/", app.name());
         let scope = cookies::CookieScope {
@@ -214,7 +247,7 @@ impl Proxy {
                 .then(|| cookie_domain(self.dns_domain.as_deref(), base)),
             secure: wants_https(req.headers()),
         };
-        cookies::set_named(cookies::BIND, &Token::generate().to_string(), scope)
+        cookies::set_named(cookies::BIND, &bind.to_string(), scope)
     }
 }
 

@@ -173,13 +173,16 @@ impl Proxy {
             if !ticket_ws::origins_allowed(origins, host(&req), &self.ws_origins) {
                 return Upgrade::Answer(ticket_ws::foreign_origin());
             }
-            let bind = admit::bind_of(&req).map(|b| (self.claim_key, b));
+            let sent = admit::bind_of(&req);
+            let bind = sent.map(|b| (self.claim_key, b));
             let opening = match ticket_ws::opening(&req, bind) {
                 Ok(o) => o,
                 Err(bad) => return Upgrade::Answer(bad.answer()),
             };
             return match self.fairness.socket(client) {
-                Ok(slot) => Upgrade::TicketSocket(app, opening.held_by(slot, self.owner(client))),
+                Ok(slot) => {
+                    Upgrade::TicketSocket(app, opening.held_by(slot, self.places(client, sent)))
+                }
                 Err(r) => Upgrade::Answer(refused(r)),
             };
         }
@@ -228,6 +231,10 @@ pub(crate) fn refused(why: Refusal) -> Response<ProxyBody> {
         Refusal::TooMany => (
             StatusCode::TOO_MANY_REQUESTS,
             "Too many connections from your address. Close some tabs and try again.\n",
+        ),
+        Refusal::LineFull => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The waiting room is full. Please try again later.\n",
         ),
     };
     let mut r = local(status, "text/plain; charset=utf-8", text);

@@ -87,6 +87,20 @@ fn is_wickets(name: &[u8]) -> bool {
     name.ends_with(TICKET_SUFFIX) || name == BIND.as_bytes()
 }
 
+/// Does the `Set-Cookie` field value `value` (a pod's) set one of
+/// wicket's cookies: a ticket cookie (it could overwrite or delete a
+/// user's ticket) or the claim binding? The name is what comes before the
+/// first `=` of the part before the first `;`, trimmed, as browsers read
+/// it (RFC 6265 §5.2; no `=`: an empty name, not wicket's). Such a cookie
+/// would never come back to a pod anyway: wicket removes them all from
+/// forwarded requests.
+pub fn sets_wickets(value: &[u8]) -> bool {
+    let pair = value.split(|&b| b == b';').next().unwrap_or_default();
+    pair.iter()
+        .position(|&b| b == b'=')
+        .is_some_and(|eq| is_wickets(pair[..eq].trim_ascii()))
+}
+
 /// The value of the cookie `name` among raw Cookie field values.
 pub fn find_named<'v>(values: impl Iterator<Item = &'v [u8]>, name: &str) -> Option<&'v str> {
     values
@@ -236,6 +250,29 @@ mod tests {
             strip("q-v-stoken=t; wicket-bind=b; stoken=1; x-stoken-y=2"),
             "cookie: stoken=1; x-stoken-y=2\r\n"
         );
+    }
+
+    #[test]
+    fn a_pods_set_cookie_of_wickets_names_is_recognised() {
+        for ours in [
+            "p1-u1-stoken=x",
+            " other-pod-uid-stoken = ; Max-Age=0",
+            "wicket-bind=0123; Path=/demo/",
+            "wicket-bind=",
+        ] {
+            assert!(sets_wickets(ours.as_bytes()), "{ours}");
+        }
+        for theirs in [
+            "session=abc; Path=/",
+            "wicket-bind",
+            "stoken=1",
+            "Wicket-Bind=1",
+            "a=wicket-bind=1",
+            "session=1; p1-u1-stoken=2",
+            "",
+        ] {
+            assert!(!sets_wickets(theirs.as_bytes()), "{theirs}");
+        }
     }
 
     #[test]

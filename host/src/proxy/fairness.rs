@@ -48,6 +48,10 @@ pub struct ClientLimits {
     /// Live tickets one client may hold, over all apps: a new place (or
     /// ticket) is refused while it holds as many.
     pub tickets_per_client: u32,
+    /// Places in one app's line, over all clients, per process (see
+    /// [`crate::app::Places::line`]): bounds what many addresses together
+    /// can make the line (and the policy's view of demand) grow to.
+    pub places_per_app: u32,
 }
 
 /// Why a connection or socket was refused.
@@ -59,6 +63,10 @@ pub enum Refusal {
     /// The client holds as many as it may.
     #[error("too many from one client")]
     TooMany,
+    /// The app's line holds `places_per_app`: not this client's doing, so
+    /// 503 (the service cannot take anyone now), not 429.
+    #[error("the waiting room is full")]
+    LineFull,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -311,6 +319,7 @@ mod tests {
             sockets_per_client: 1,
             places_per_client: 0,
             tickets_per_client: 0,
+            places_per_app: 0,
         });
         let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
         let a1 = f.connection(a).expect("first");

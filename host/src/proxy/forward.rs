@@ -107,6 +107,12 @@ fn rewrite_response_head(
     head_request: bool,
     close: bool,
 ) {
+    if facts.wickets_cookie {
+        tracing::debug!(
+            status = facts.status,
+            "a pod's Set-Cookie of one of wicket's cookies dropped"
+        );
+    }
     let mut slots = wire::header_slots();
     if let Ok(head) = wire::parse_response(rbuf, &mut slots, head_request) {
         wire::write_response_head(out, &rbuf[..facts.len], &head, close);

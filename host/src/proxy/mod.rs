@@ -40,8 +40,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::app::{App, Owner};
+use crate::app::{App, Binding, Owner, Places};
 use crate::apps::Apps;
+use crate::state::Token;
 use answer::{CLAIM, POLL_HOLD, Upgrade, refused};
 use claims::ClaimKey;
 pub use connection::{ClientTimeouts, serve};
@@ -122,10 +123,21 @@ impl Proxy {
         self.drain.run(&self.fairness, grace).await
     }
 
-    /// Who holds places in line for `client` (see [`fairness`]).
-    fn owner(&self, client: IpAddr) -> Option<Owner> {
-        let places = self.fairness.limits().places_per_client;
-        (places > 0).then_some(Owner { client, places })
+    /// How `client`, with the binding cookie `browser`, makes new places
+    /// in line: under the limits (see [`fairness`]), bound to the browser
+    /// or, without a binding cookie, to the client.
+    fn places(&self, client: IpAddr, browser: Option<Token>) -> Places {
+        let limits = self.fairness.limits();
+        let places = limits.places_per_client;
+        Places {
+            owner: (places > 0).then_some(Owner { client, places }),
+            line: limits.places_per_app,
+            binding: Binding {
+                browser,
+                client: browser.is_none().then_some(client),
+            },
+            back: None,
+        }
     }
 
     /// Is `host` (a request's `Host`) one users reach wicket by

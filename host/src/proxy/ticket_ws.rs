@@ -38,7 +38,7 @@ use super::drain::{Drain, Stage, Watch};
 use super::fairness::{Quota, Slot};
 use super::pages::{ProxyBody, local};
 use super::rewind::Rewind;
-use crate::app::{App, Join, ORDER_TARGET, Owner, WaitStatus};
+use crate::app::{App, Join, ORDER_TARGET, Places, WaitStatus};
 use crate::state::{Grant, Token};
 
 /// The waiting message k8sTicket repeats.
@@ -50,6 +50,8 @@ pub const STORE_DOWN_MESSAGE: &str = "New sessions are paused for a moment while
 /// Sent when the client already holds as many places as it may.
 pub const REFUSED_MESSAGE: &str =
     "Too many people are waiting from your address. Please try again later.";
+/// Sent when the app's line holds `proxy.places_per_app`.
+pub const FULL_MESSAGE: &str = "The waiting room is full. Please try again later.";
 /// Sent when the app does not accept users.
 pub const CLOSED_MESSAGE: &str =
     "This application is not available right now. Please try again later.";
@@ -108,14 +110,15 @@ pub struct Opening {
     /// a ticket is sent with `clm#<proof>` for `.wicket/claim`.
     bind: Option<(ClaimKey, Token)>,
     /// The client's count of open sockets (given back when the session
-    /// ends), and who its place in line is counted for.
-    held: Option<(Slot, Option<Owner>)>,
+    /// ends), and the limits its place in line is made under.
+    held: Option<(Slot, Places)>,
 }
 
 impl Opening {
-    /// The socket counts against `slot`, and its place in line for `owner`.
-    pub fn held_by(mut self, slot: Slot, owner: Option<Owner>) -> Self {
-        self.held = Some((slot, owner));
+    /// The socket counts against `slot`, and its place in line is made
+    /// under `places`.
+    pub fn held_by(mut self, slot: Slot, places: Places) -> Self {
+        self.held = Some((slot, places));
         self
     }
 }
@@ -343,12 +346,14 @@ pub async fn serve(
         .max_message_size(Some(64 << 10))
         .max_frame_size(Some(64 << 10));
     let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-    let (slot, owner) = opening.held.map_or((None, None), |(s, o)| (Some(s), o));
+    let (slot, places) = opening
+        .held
+        .map_or((None, Places::default()), |(s, p)| (Some(s), p));
     let joining = Session {
         timing,
         joining: opening.joining,
         bind: opening.bind,
-        owner,
+        places,
         quota: slot.as_ref().map(Slot::quota),
     };
     session(app, ws, joining, drain).await;
@@ -425,12 +430,14 @@ async fn restart(mut ws: Ws, drain: &Drain, limit: Duration) {
 }
 
 /// The client holds as many places as it may: says so and closes.
-async fn refused(mut ws: Ws, limit: Duration) {
+async fn refused(ws: Ws, limit: Duration) {
+    turned_away(ws, REFUSED_MESSAGE, limit).await;
+}
+
+/// Says why no place was made (`msg#<why>`) and closes.
+async fn turned_away(mut ws: Ws, why: &str, limit: Duration) {
     let sent = within(limit, async {
-        ws.feed(Message::text(format!("msg#{REFUSED_MESSAGE}")))
-            .await
-            .is_ok()
-            && close_sent(&mut ws).await
+        ws.feed(Message::text(format!("msg#{why}"))).await.is_ok() && close_sent(&mut ws).await
     })
     .await;
     if sent {
@@ -488,7 +495,7 @@ struct Session {
     timing: WsTiming,
     joining: Joining,
     bind: Option<(ClaimKey, Token)>,
-    owner: Option<Owner>,
+    places: Places,
     /// The client's count of live tickets.
     quota: Option<Quota>,
 }
@@ -498,7 +505,7 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
         timing,
         joining,
         bind,
-        owner,
+        places,
         quota,
     } = how;
     // A handshake that came in on a connection of a process already
@@ -525,7 +532,7 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
             q.took(t);
         }
     };
-    let (mut waiting, rid) = match app.join_as(owner, resume.as_ref(), resumable).await {
+    let (mut waiting, rid) = match app.join_as(places, resume.as_ref(), resumable).await {
         Join::Granted(grant) if over => {
             // The resume id was no place of its: a new ticket after all.
             app.release(&grant);
@@ -545,8 +552,9 @@ async fn session(app: Arc<App>, mut ws: Ws, how: Session, drain: &Drain) {
         }
         Join::Closed => return closed(ws, limit).await,
         Join::Refused => return refused(ws, limit).await,
+        Join::Full => return turned_away(ws, FULL_MESSAGE, limit).await,
         Join::Queued { waiting, rid, .. } => {
-            let client = owner.map(|o| o.client);
+            let client = places.owner.map(|o| o.client);
             tracing::debug!(
                 target: ORDER_TARGET,
                 app = app.name(), waiter = waiting.waiter(), client = ?client,

@@ -11,6 +11,7 @@ use super::framing::{
     protocols_allowed,
 };
 use super::names::{Name, classify, lists};
+use crate::proxy::cookies;
 
 /// A parsed response head; borrows the read buffer.
 #[derive(Debug)]
@@ -33,6 +34,8 @@ pub struct ResponseHead<'h, 'b> {
     connection: bool,
     /// Transfer-Encoding is present: every Content-Length is dropped.
     encoded: bool,
+    /// A Set-Cookie field sets one of wicket's cookies: it is dropped.
+    wickets_cookie: bool,
     /// The one Content-Length written in place of the pod's (`None`: the
     /// pod's are dropped, or there were none).
     length: Option<u64>,
@@ -62,12 +65,17 @@ pub fn parse_response<'h, 'b>(
     let http10 = version == 0;
     let mut framing = Framing::default();
     let mut other_hop = false;
+    let mut wickets_cookie = false;
     for h in headers.iter() {
         let name = classify(h.name);
         match name {
             Name::ContentLength => framing.length(h.value),
             Name::TransferEncoding => framing.encoding(h.value),
             Name::Connection => framing.connection(h.value),
+            // Only a Set-Cookie field's value is looked at.
+            Name::Other if is_set_cookie(h.name) => {
+                wickets_cookie |= cookies::sets_wickets(h.value);
+            }
             _ => {}
         }
         other_hop |= name.is_hop_by_hop() && name != Name::TransferEncoding;
@@ -106,7 +114,8 @@ pub fn parse_response<'h, 'b>(
     let length_as_sent = framing.length_fields == 0
         || (!encoded && framing.length_fields == 1 && framing.length_canonical);
     // A bare LF is rare: only looked for when the head is otherwise kept.
-    let verbatim = !http10 && !other_hop && length_as_sent && crlf_only(buf, len, headers);
+    let verbatim =
+        !http10 && !other_hop && !wickets_cookie && length_as_sent && crlf_only(buf, len, headers);
     Ok(ResponseHead {
         status: code,
         len,
@@ -116,6 +125,7 @@ pub fn parse_response<'h, 'b>(
         headers,
         connection: framing.connection,
         encoded,
+        wickets_cookie,
         length: framing
             .length
             .filter(|_| !encoded && !framing.conflicting_length),
@@ -136,6 +146,9 @@ pub struct ResponseFacts {
     pub keep_alive: bool,
     /// The head can go to the user as it is.
     pub verbatim: bool,
+    /// The pod tried to set one of wicket's cookies (see
+    /// [`write_response_head`]).
+    pub wickets_cookie: bool,
 }
 
 impl ResponseFacts {
@@ -154,6 +167,7 @@ impl ResponseHead<'_, '_> {
             body: self.body,
             keep_alive: self.keep_alive,
             verbatim: self.verbatim,
+            wickets_cookie: self.wickets_cookie,
         }
     }
 
@@ -178,6 +192,11 @@ impl ResponseHead<'_, '_> {
     }
 }
 
+/// Is `name` Set-Cookie?
+fn is_set_cookie(name: &str) -> bool {
+    name.len() == 10 && name.eq_ignore_ascii_case("set-cookie")
+}
+
 /// The values of the Connection fields among `headers`.
 fn connection_values<'b>(headers: &[Header<'b>]) -> impl Iterator<Item = &'b [u8]> {
     headers
@@ -191,7 +210,9 @@ fn connection_values<'b>(headers: &[Header<'b>]) -> impl Iterator<Item = &'b [u8
 /// is forwarded in the coding it came in; a 101 keeps its Upgrade), with
 /// one canonical Content-Length unless Transfer-Encoding is present, plus
 /// `Connection: close` when the proxy closes the user's connection after
-/// this response.
+/// this response. A Set-Cookie field that would set one of wicket's
+/// cookies (a user's ticket cookie or claim binding, which a pod could
+/// otherwise overwrite or delete) is dropped.
 pub fn write_response_head(
     out: &mut Vec<u8>,
     raw: &[u8],
@@ -219,6 +240,13 @@ pub fn write_response_head(
             Name::TransferEncoding => {}
             Name::Upgrade if switching => {}
             n if n.is_hop_by_hop() => continue,
+            Name::Other
+                if resp.wickets_cookie
+                    && is_set_cookie(h.name)
+                    && cookies::sets_wickets(h.value) =>
+            {
+                continue;
+            }
             Name::Other
                 if resp.connection && lists(connection_values(resp.headers), h.name.as_bytes()) =>
             {
@@ -255,6 +283,32 @@ mod tests {
         let mut out = Vec::new();
         write_response_head(&mut out, raw.as_bytes(), &r, close);
         String::from_utf8(out).expect("ascii")
+    }
+
+    #[test]
+    fn a_pod_cannot_set_wickets_cookies() {
+        let own = "HTTP/1.1 200 OK\r\nSet-Cookie: session=1; Path=/\r\nContent-Length: 0\r\n\r\n";
+        let r = resp(own, false).expect("ok");
+        assert!(
+            r.verbatim && !r.facts().wickets_cookie,
+            "the app's own cookies pass as they are"
+        );
+        let raw = "HTTP/1.1 200 OK\r\nSet-Cookie: session=1\r\nset-cookie: p1-u1-stoken=; Max-Age=0\r\n\
+                   SET-COOKIE: wicket-bind=00; Path=/demo/\r\nContent-Length: 0\r\n\r\n";
+        let r = resp(raw, false).expect("ok");
+        assert!(!r.verbatim && r.facts().wickets_cookie);
+        assert_eq!(
+            rewritten(raw, false),
+            "HTTP/1.1 200 OK\r\nSet-Cookie: session=1\r\ncontent-length: 0\r\n\r\n"
+        );
+        // On a 101 too (browsers take cookies from a WebSocket handshake).
+        let raw = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Set-Cookie: wicket-bind=1\r\n\r\n";
+        assert!(
+            !rewritten(raw, false)
+                .to_ascii_lowercase()
+                .contains("set-cookie")
+        );
     }
 
     #[test]
