@@ -51,11 +51,31 @@ pub(super) enum Bindings {
 pub struct Live {
     store: Store<HostState>,
     bindings: Bindings,
+    /// Linear memory right after instantiation, in bytes.
+    start_memory: usize,
 }
 
 impl Live {
     pub(super) fn new(store: Store<HostState>, bindings: Bindings) -> Self {
-        Self { store, bindings }
+        let start_memory = store.data().peak_memory;
+        Self {
+            store,
+            bindings,
+            start_memory,
+        }
+    }
+
+    /// Has the instance's linear memory grown past half the headroom it had
+    /// under its cap when it started? Linear memory never shrinks, and some
+    /// guests grow it a little on every call for good (a componentize-py
+    /// component: ~20 bytes a call, so 16 MiB are gone in days of service).
+    /// A policy is a pure function of its snapshot, so the runner replaces
+    /// such an instance with a fresh one before the cap turns it into a
+    /// fault.
+    pub fn worn_out(&self) -> bool {
+        let cap = self.store.data().memory_cap();
+        let headroom = cap.saturating_sub(self.start_memory);
+        self.peak_memory() > self.start_memory + headroom / 2
     }
 
     /// The contract version the instance speaks.

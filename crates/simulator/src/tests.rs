@@ -124,6 +124,19 @@ fn a_faulty_policys_bad_decisions_are_rejected_and_counted() {
 }
 
 #[test]
+fn a_policy_that_leaks_a_little_every_call_keeps_serving() {
+    // 64 KiB a call: the 16 MiB cap is reached within ~250 calls of one
+    // instance, and two hours of ticks make thousands.
+    let (engine, default) = engine();
+    let out = run(&engine, &default, &busy_scenario(5), &faulty(&engine, "leak"));
+    let s = &out.summary;
+    assert_eq!(s.policy_faults, 0, "{s:?}");
+    assert_eq!(s.fallbacks, 0, "{s:?}");
+    assert!(s.first_fault.is_none(), "{s:?}");
+    assert_eq!(s.unserved, 0);
+}
+
+#[test]
 fn impossible_settings_and_unknown_policies_are_named() {
     let (engine, default) = engine();
     let mut s = busy_scenario(1);
