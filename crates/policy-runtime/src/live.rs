@@ -15,9 +15,9 @@ pub enum CallError {
     /// Ran past its deadline.
     #[error("ran past its deadline")]
     Timeout,
-    /// Wanted more memory than allowed.
-    #[error("exceeded its memory limit")]
-    OutOfMemory,
+    /// Wanted more memory than allowed (the cap, in MiB).
+    #[error("exceeded its memory limit of {0} MiB")]
+    OutOfMemory(usize),
     /// Trapped (panic, unreachable, bad memory access, …).
     #[error("trapped: {0}")]
     Trap(String),
@@ -31,7 +31,7 @@ impl CallError {
     pub fn kind(&self) -> &'static str {
         match self {
             CallError::Timeout => "timeout",
-            CallError::OutOfMemory => "memory",
+            CallError::OutOfMemory(_) => "memory",
             CallError::Trap(_) => "trap",
             CallError::Instantiate(_) => "instantiate",
         }
@@ -102,7 +102,7 @@ impl Live {
         if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             CallError::Timeout
         } else if self.store.data().memory_denied {
-            CallError::OutOfMemory
+            CallError::OutOfMemory(self.store.data().memory_cap() >> 20)
         } else {
             CallError::Trap(format!("{e:#}"))
         }
