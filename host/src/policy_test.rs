@@ -185,6 +185,10 @@ pub fn run(file: &Path, cases_file: &Path) -> anyhow::Result<Summary> {
     };
     let engine = PolicyEngine::new(limits)?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    if let Some(note) = crate::policy::compile_notice(&file.display().to_string(), bytes.len() as u64)
+    {
+        eprintln!("{note}");
+    }
     let policy = LoadedPolicy::load(&engine, &bytes, &file.display().to_string())
         .with_context(|| format!("{} is not a usable policy", file.display()))?;
     let mut stdout = std::io::stdout().lock();
