@@ -165,7 +165,10 @@ const PYTHON: &[File] = &[
 ];
 
 const JS: &[File] = &[
-    file(".gitignore", include_str!("../../sdk/templates/js/.gitignore")),
+    file(
+        ".gitignore",
+        include_str!("../../sdk/templates/js/.gitignore"),
+    ),
     file(
         "README.md",
         include_str!("../../sdk/templates/js/README.md"),

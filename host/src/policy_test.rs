@@ -185,7 +185,8 @@ pub fn run(file: &Path, cases_file: &Path) -> anyhow::Result<Summary> {
     };
     let engine = PolicyEngine::new(limits)?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    if let Some(note) = crate::policy::compile_notice(&file.display().to_string(), bytes.len() as u64)
+    if let Some(note) =
+        crate::policy::compile_notice(&file.display().to_string(), bytes.len() as u64)
     {
         eprintln!("{note}");
     }
@@ -208,7 +209,13 @@ mod tests {
         let cases = dir.path().join("cases.toml");
         std::fs::write(&cases, "[[case]]\nname = \"x\"\nexpect_create = 0\n").expect("write");
         let err = run(&cases, &wasm).expect_err("swapped").to_string();
-        assert!(err.contains("my-policy.wasm is a WebAssembly file"), "{err}");
-        assert!(err.contains("wicket policy test POLICY.wasm CASES.toml"), "{err}");
+        assert!(
+            err.contains("my-policy.wasm is a WebAssembly file"),
+            "{err}"
+        );
+        assert!(
+            err.contains("wicket policy test POLICY.wasm CASES.toml"),
+            "{err}"
+        );
     }
 }

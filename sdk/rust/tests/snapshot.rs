@@ -54,11 +54,21 @@ fn the_builder_sets_the_clock_from_a_local_date_and_time() {
         ((1970, 1, 1, 0, 0), 0, 0),
     ] {
         let (y, mo, d, h, mi) = date;
-        let clock = Snapshot::builder().at_local(y, mo, d, h, mi, offset).build().clock();
-        assert_eq!((clock.unix_seconds, clock.utc_offset_seconds), (unix, offset), "{date:?}");
+        let clock = Snapshot::builder()
+            .at_local(y, mo, d, h, mi, offset)
+            .build()
+            .clock();
+        assert_eq!(
+            (clock.unix_seconds, clock.utc_offset_seconds),
+            (unix, offset),
+            "{date:?}"
+        );
     }
     // Before the epoch in UTC: the clock stops at 1970.
-    let early = Snapshot::builder().at_local(1970, 1, 1, 0, 30, 3600).build().clock();
+    let early = Snapshot::builder()
+        .at_local(1970, 1, 1, 0, 30, 3600)
+        .build()
+        .clock();
     assert_eq!(early.unix_seconds, 0);
 }
 
