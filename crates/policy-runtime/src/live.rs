@@ -68,7 +68,7 @@ impl Live {
     /// Has the instance's linear memory grown past half the headroom it had
     /// under its cap when it started? Linear memory never shrinks, and some
     /// guests grow it a little on every call for good (a componentize-py
-    /// component: ~20 bytes a call, so 16 MiB are gone in days of service).
+    /// component: ~25 bytes a call, measured, so 16 MiB are gone in days).
     /// A policy is a pure function of its snapshot, so the runner replaces
     /// such an instance with a fresh one before the cap turns it into a
     /// fault.
