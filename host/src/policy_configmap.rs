@@ -52,20 +52,34 @@ pub fn run(file: &Path, options: &Options) -> anyhow::Result<()> {
     std::io::stdout()
         .write_all(yaml.as_bytes())
         .context("writing the ConfigMaps")?;
-    let parts = cms.len().saturating_sub(1);
-    let digest = hex::encode(Sha256::digest(&component));
     eprintln!(
-        "{}/{key}: component {} ({} bytes), {}; apply with `kubectl apply --server-side -f -`",
-        options.name,
+        "{}",
+        summary(&component, &key, cms.len().saturating_sub(1), options)
+    );
+    Ok(())
+}
+
+/// What was made and the two steps that follow: applying it, and the
+/// annotation that makes an app use it.
+fn summary(component: &[u8], key: &str, parts: usize, o: &Options) -> String {
+    let digest = hex::encode(Sha256::digest(component));
+    let ns = o
+        .namespace
+        .as_deref()
+        .map_or_else(String::new, |n| format!("-n {n} "));
+    format!(
+        "{}/{key}: component {} ({} bytes), {}; apply with `kubectl apply --server-side -f -`, \
+         then point an app at it: `kubectl {ns}annotate deployment APP wicket.dev/policy={}/{key}`",
+        o.name,
         &digest[..12],
         component.len(),
         if parts == 0 {
             "one ConfigMap".to_owned()
         } else {
             format!("{parts} parts and the policy ConfigMap naming them")
-        }
-    );
-    Ok(())
+        },
+        o.name
+    )
 }
 
 /// A ConfigMap name (DNS subdomain).
@@ -325,6 +339,28 @@ mod tests {
             "binaryData:\n  # {{\"parts\":{},\"sha256\":\"{}\"}}\n",
             manifest.parts, manifest.sha256
         )));
+    }
+
+    #[test]
+    fn the_summary_names_the_annotation_that_selects_the_policy() {
+        let line = summary(DEFAULT_POLICY, "policy.wasm", 0, &options(4096));
+        assert!(line.contains("one ConfigMap"), "{line}");
+        assert!(
+            line.contains(
+                "kubectl -n apps annotate deployment APP wicket.dev/policy=policies/policy.wasm"
+            ),
+            "{line}"
+        );
+        let o = Options {
+            namespace: None,
+            ..options(4096)
+        };
+        let line = summary(DEFAULT_POLICY, "p.wasm", 7, &o);
+        assert!(line.contains("7 parts"), "{line}");
+        assert!(
+            line.contains("`kubectl annotate deployment APP wicket.dev/policy=policies/p.wasm`"),
+            "{line}"
+        );
     }
 
     #[test]

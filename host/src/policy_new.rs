@@ -123,6 +123,10 @@ export = []
 
 const PYTHON: &[File] = &[
     file(
+        ".gitignore",
+        include_str!("../../sdk/templates/python/.gitignore"),
+    ),
+    file(
         "README.md",
         include_str!("../../sdk/templates/python/README.md"),
     ),
@@ -161,6 +165,10 @@ const PYTHON: &[File] = &[
 ];
 
 const JS: &[File] = &[
+    file(
+        ".gitignore",
+        include_str!("../../sdk/templates/js/.gitignore"),
+    ),
     file(
         "README.md",
         include_str!("../../sdk/templates/js/README.md"),
@@ -287,6 +295,15 @@ mod tests {
                 assert!(!text.contains("__NAME__"), "{}", f.display());
                 assert!(!text.contains("__SDK_PATH__"), "{}", f.display());
             }
+            // The build's output (an 18 MB component, for Python) stays
+            // out of the author's commits.
+            let ignored = fs::read_to_string(root.join(".gitignore")).expect(".gitignore");
+            let output = if lang == Lang::Rust {
+                "/target".to_owned()
+            } else {
+                format!("/{name}.wasm")
+            };
+            assert!(ignored.lines().any(|l| l == output), "{lang:?}: {ignored}");
             let again = run(name, lang, dir.path()).expect_err("exists");
             assert!(again.to_string().contains("exists already"), "{again}");
         }

@@ -13,6 +13,9 @@ use crate::policy::cases::{self, Case};
 use crate::policy::{CallError, Limits, Live, LoadedPolicy, PolicyEngine, invariants};
 use crate::state::ScaleDecision;
 
+/// The first bytes of every WebAssembly module and component.
+const WASM_MAGIC: &[u8] = b"\0asm";
+
 /// How the cases went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
@@ -159,8 +162,17 @@ pub fn run_cases(
 /// `wicket policy test FILE CASES`: loads both, runs the cases, prints the
 /// report to stdout. Err only when the component or the file is unusable.
 pub fn run(file: &Path, cases_file: &Path) -> anyhow::Result<Summary> {
-    let text = std::fs::read_to_string(cases_file)
-        .with_context(|| format!("reading {}", cases_file.display()))?;
+    let raw =
+        std::fs::read(cases_file).with_context(|| format!("reading {}", cases_file.display()))?;
+    if raw.starts_with(WASM_MAGIC) {
+        anyhow::bail!(
+            "{} is a WebAssembly file, not a cases file: the component comes first \
+             (wicket policy test POLICY.wasm CASES.toml)",
+            cases_file.display()
+        );
+    }
+    let text = String::from_utf8(raw)
+        .with_context(|| format!("reading {}: not UTF-8 text", cases_file.display()))?;
     let cases = cases::parse(&text).with_context(|| format!("{}", cases_file.display()))?;
     // Generous limits: a test is about decisions, and a descheduled call
     // on a busy machine must not fail a case (`wicket policy check` is the
@@ -173,8 +185,37 @@ pub fn run(file: &Path, cases_file: &Path) -> anyhow::Result<Summary> {
     };
     let engine = PolicyEngine::new(limits)?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    if let Some(note) =
+        crate::policy::compile_notice(&file.display().to_string(), bytes.len() as u64)
+    {
+        eprintln!("{note}");
+    }
     let policy = LoadedPolicy::load(&engine, &bytes, &file.display().to_string())
         .with_context(|| format!("{} is not a usable policy", file.display()))?;
     let mut stdout = std::io::stdout().lock();
     run_cases(&engine, &policy, &cases, &mut stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_component_given_as_the_cases_file_names_the_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wasm = dir.path().join("my-policy.wasm");
+        // A component's preamble (magic, then version 0x0d, layer 1).
+        std::fs::write(&wasm, b"\0asm\x0d\0\x01\0").expect("write");
+        let cases = dir.path().join("cases.toml");
+        std::fs::write(&cases, "[[case]]\nname = \"x\"\nexpect_create = 0\n").expect("write");
+        let err = run(&cases, &wasm).expect_err("swapped").to_string();
+        assert!(
+            err.contains("my-policy.wasm is a WebAssembly file"),
+            "{err}"
+        );
+        assert!(
+            err.contains("wicket policy test POLICY.wasm CASES.toml"),
+            "{err}"
+        );
+    }
 }

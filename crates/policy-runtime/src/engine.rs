@@ -255,6 +255,13 @@ pub struct HostState {
     pub ticker: Arc<Ticker>,
 }
 
+impl HostState {
+    /// The most linear memory the instance may have, in bytes.
+    pub fn memory_cap(&self) -> usize {
+        self.memory_cap
+    }
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {

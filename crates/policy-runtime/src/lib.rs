@@ -20,7 +20,7 @@ pub use engine::{
     TIMEOUT_MS_MAX,
 };
 pub use live::{CallError, Live};
-pub use loaded::{LoadError, LoadedPolicy};
+pub use loaded::{LoadError, LoadedPolicy, SLOW_COMPILE_BYTES, compile_notice};
 pub use metrics::PolicyMetrics;
 pub use runner::{FaultCounts, PolicyRunner};
 pub use source::{

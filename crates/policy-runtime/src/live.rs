@@ -15,9 +15,9 @@ pub enum CallError {
     /// Ran past its deadline.
     #[error("ran past its deadline")]
     Timeout,
-    /// Wanted more memory than allowed.
-    #[error("exceeded its memory limit")]
-    OutOfMemory,
+    /// Wanted more memory than allowed (the cap, in MiB).
+    #[error("exceeded its memory limit of {0} MiB")]
+    OutOfMemory(usize),
     /// Trapped (panic, unreachable, bad memory access, …).
     #[error("trapped: {0}")]
     Trap(String),
@@ -31,7 +31,7 @@ impl CallError {
     pub fn kind(&self) -> &'static str {
         match self {
             CallError::Timeout => "timeout",
-            CallError::OutOfMemory => "memory",
+            CallError::OutOfMemory(_) => "memory",
             CallError::Trap(_) => "trap",
             CallError::Instantiate(_) => "instantiate",
         }
@@ -51,11 +51,31 @@ pub(super) enum Bindings {
 pub struct Live {
     store: Store<HostState>,
     bindings: Bindings,
+    /// Linear memory right after instantiation, in bytes.
+    start_memory: usize,
 }
 
 impl Live {
     pub(super) fn new(store: Store<HostState>, bindings: Bindings) -> Self {
-        Self { store, bindings }
+        let start_memory = store.data().peak_memory;
+        Self {
+            store,
+            bindings,
+            start_memory,
+        }
+    }
+
+    /// Has the instance's linear memory grown past half the headroom it had
+    /// under its cap when it started? Linear memory never shrinks, and some
+    /// guests grow it a little on every call for good (a componentize-py
+    /// component: ~25 bytes a call, measured, so 16 MiB are gone in days).
+    /// A policy is a pure function of its snapshot, so the runner replaces
+    /// such an instance with a fresh one before the cap turns it into a
+    /// fault.
+    pub fn worn_out(&self) -> bool {
+        let cap = self.store.data().memory_cap();
+        let headroom = cap.saturating_sub(self.start_memory);
+        self.peak_memory() > self.start_memory + headroom / 2
     }
 
     /// The contract version the instance speaks.
@@ -82,7 +102,7 @@ impl Live {
         if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             CallError::Timeout
         } else if self.store.data().memory_denied {
-            CallError::OutOfMemory
+            CallError::OutOfMemory(self.store.data().memory_cap() >> 20)
         } else {
             CallError::Trap(format!("{e:#}"))
         }

@@ -302,8 +302,16 @@ fn call_slot<T>(
     if slot.live.is_none() {
         slot.live = Some(slot.policy.instantiate(engine)?);
     }
-    match slot.live.as_mut() {
+    let result = match slot.live.as_mut() {
         Some(live) => f(live, snap),
         None => Err(CallError::Instantiate("no instance".into())),
+    };
+    if result.is_ok() && slot.live.as_ref().is_some_and(Live::worn_out) {
+        tracing::debug!(
+            policy = %slot.policy.source,
+            "the policy instance's memory grew past half its headroom; the next call gets a fresh one"
+        );
+        slot.live = None;
     }
+    result
 }

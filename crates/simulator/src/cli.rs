@@ -242,7 +242,16 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let policies = args
         .policies
         .iter()
-        .map(|spec| load_policy(&engine, &default, spec))
+        .map(|spec| {
+            let file = spec.split_once('#').map_or(spec.as_str(), |(f, _)| f);
+            let size = std::fs::metadata(file).map_or(0, |m| m.len());
+            if let Some(note) = wicket_policy_runtime::compile_notice(file, size)
+                && !args.quiet
+            {
+                eprintln!("{note}");
+            }
+            load_policy(&engine, &default, spec)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let info = ScenarioInfo::new(&scenario, traffic);
     let mut outcomes = Vec::new();

@@ -368,16 +368,11 @@ pub fn html(info: &ScenarioInfo, outcomes: &[Outcome]) -> String {
         );
     }
     out.push_str("</table>");
-    for o in outcomes {
-        if let Some(f) = &o.summary.first_fault {
-            let _ = write!(
-                out,
-                "<p><b>{}</b>: first fault: {} ({} decisions answered by the fallback)</p>",
-                esc(&o.summary.policy),
-                esc(f),
-                o.summary.fallbacks
-            );
-        }
+    for note in outcomes
+        .iter()
+        .filter_map(|o| crate::summary::fault_note(&o.summary))
+    {
+        let _ = write!(out, "<p>{}</p>", esc(&note));
     }
     // One scale per plot across policies, so the pictures compare.
     let peak = |f: fn(&Point) -> u32| {

@@ -266,16 +266,28 @@ pub fn table(summaries: &[Summary]) -> String {
     for r in &rows {
         line(&mut out, r);
     }
-    for s in summaries {
-        if let Some(f) = &s.first_fault {
-            let _ = writeln!(
-                out,
-                "{}: first fault: {f} ({} fallbacks)",
-                s.policy, s.fallbacks
-            );
-        }
+    for note in summaries.iter().filter_map(fault_note) {
+        let _ = writeln!(out, "{note}");
     }
     out
+}
+
+/// What a policy's first fault means for its figures, and for a memory
+/// fault the option that lifts the cap; None without a fault.
+pub fn fault_note(s: &Summary) -> Option<String> {
+    let f = s.first_fault.as_deref()?;
+    // As in the host, a policy that faults is retired: the default decided
+    // the rest of the run, which a bare fault count does not tell.
+    let hint = if f.contains("memory limit") {
+        " Give it more with --memory-mib."
+    } else {
+        ""
+    };
+    Some(format!(
+        "{}: first fault: {f}. It was retired then, as the host would retire it, and the default \
+         policy took every later decision: its figures are partly the default's.{hint}",
+        s.policy
+    ))
 }
 
 #[cfg(test)]

@@ -121,6 +121,48 @@ fn a_faulty_policys_bad_decisions_are_rejected_and_counted() {
     let trap = run(&engine, &default, &scenario, &faulty(&engine, "trap"));
     assert!(trap.summary.policy_faults >= 1, "{:?}", trap.summary);
     assert_eq!(trap.summary.rejected_decisions, 0);
+    let table = summary::table(std::slice::from_ref(&trap.summary));
+    assert!(table.contains("It was retired then"), "{table}");
+    assert!(!table.contains("--memory-mib"), "{table}");
+}
+
+#[test]
+fn a_memory_fault_names_the_cap_and_the_option_that_lifts_it() {
+    let (engine, default) = engine();
+    let out = run(
+        &engine,
+        &default,
+        &busy_scenario(5),
+        &faulty(&engine, "alloc"),
+    );
+    let table = summary::table(std::slice::from_ref(&out.summary));
+    assert!(
+        table.contains("exceeded its memory limit of 16 MiB"),
+        "{table}"
+    );
+    assert!(table.contains("Give it more with --memory-mib."), "{table}");
+    assert!(
+        table.contains("the default policy took every later decision"),
+        "{table}"
+    );
+}
+
+#[test]
+fn a_policy_that_leaks_a_little_every_call_keeps_serving() {
+    // 64 KiB a call: the 16 MiB cap is reached within ~250 calls of one
+    // instance, and two hours of ticks make thousands.
+    let (engine, default) = engine();
+    let out = run(
+        &engine,
+        &default,
+        &busy_scenario(5),
+        &faulty(&engine, "leak"),
+    );
+    let s = &out.summary;
+    assert_eq!(s.policy_faults, 0, "{s:?}");
+    assert_eq!(s.fallbacks, 0, "{s:?}");
+    assert!(s.first_fault.is_none(), "{s:?}");
+    assert_eq!(s.unserved, 0);
 }
 
 #[test]

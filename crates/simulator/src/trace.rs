@@ -64,7 +64,11 @@ pub enum TraceError {
         found: usize,
     },
     /// Nothing but comments.
-    #[error("the trace has no arrivals")]
+    #[error(
+        "the trace has no arrivals (a host records a session when its ticket expires, \
+         a few seconds after the user's last request: use the app, wait, then fetch \
+         /apps/APP/trace.csv again)"
+    )]
     Empty,
 }
 
@@ -258,7 +262,14 @@ mod tests {
                 "line 1, column 1 (arrival_seconds): `2026-13-04T09:00:00Z` is not an RFC 3339",
             ),
             ("0,NaN\n", "line 1, column 2 (session_seconds)"),
-            ("# nothing\n", "no arrivals"),
+            (
+                "# nothing\n",
+                "no arrivals (a host records a session when its ticket expires",
+            ),
+            (
+                "arrival_seconds,session_seconds\n",
+                "fetch /apps/APP/trace.csv again",
+            ),
         ];
         for (text, want) in cases {
             let got = parse(text).expect_err(text).to_string();

@@ -100,6 +100,39 @@ impl SnapshotBuilder {
         self
     }
 
+    /// The clock at a local date and time (proleptic Gregorian) in a zone
+    /// `utc_offset_seconds` ahead of UTC, as the Python and JavaScript
+    /// builders' `at("2026-12-07 09:00", 3600)`: sets both the unix
+    /// seconds and the offset. A time before 1970 UTC reads as 1970.
+    ///
+    /// ```
+    /// use wicket_policy_sdk::{Snapshot, Weekday};
+    ///
+    /// let s = Snapshot::builder().at_local(2026, 12, 7, 9, 30, 3600).build();
+    /// assert_eq!(s.clock().unix_seconds, 1_796_632_200); // 08:30 UTC
+    /// assert_eq!(s.clock().local_weekday(), Weekday::Monday);
+    /// assert_eq!(s.clock().local_minute_of_day(), 9 * 60 + 30);
+    /// ```
+    #[must_use]
+    pub fn at_local(
+        mut self,
+        year: i32,
+        month: u32,
+        day: u32,
+        hour: u32,
+        minute: u32,
+        utc_offset_seconds: i32,
+    ) -> Self {
+        let local = days_from_civil(year, month, day) * 86_400
+            + i64::from(hour) * 3600
+            + i64::from(minute) * 60;
+        self.clock = Clock {
+            unix_seconds: u64::try_from(local - i64::from(utc_offset_seconds)).unwrap_or(0),
+            utc_offset_seconds,
+        };
+        self
+    }
+
     /// Appends a pod (pods are sent in the order given).
     #[must_use]
     pub fn pod(mut self, pod: Pod) -> Self {
@@ -207,6 +240,19 @@ impl SnapshotBuilder {
             observed: self.observed,
         }
     }
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar
+/// (Howard Hinnant's `days_from_civil`; a date crate for one function in a
+/// guest SDK would not pay its way).
+fn days_from_civil(year: i32, month: u32, day: u32) -> i64 {
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 impl Snapshot {

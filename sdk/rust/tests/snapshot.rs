@@ -44,6 +44,35 @@ fn the_clock_gives_local_weekday_and_minutes() {
 }
 
 #[test]
+fn the_builder_sets_the_clock_from_a_local_date_and_time() {
+    // The same instants as above, given as local times (`date -d` checked).
+    for (date, offset, unix) in [
+        ((2025, 12, 4, 0, 0), 0, 1_764_806_400),
+        ((2025, 11, 30, 21, 0), -5 * 3600, 1_764_554_400),
+        ((2026, 6, 2, 0, 30), 7200, 1_780_353_000),
+        ((2024, 2, 29, 12, 0), 0, 1_709_208_000), // a leap day
+        ((1970, 1, 1, 0, 0), 0, 0),
+    ] {
+        let (y, mo, d, h, mi) = date;
+        let clock = Snapshot::builder()
+            .at_local(y, mo, d, h, mi, offset)
+            .build()
+            .clock();
+        assert_eq!(
+            (clock.unix_seconds, clock.utc_offset_seconds),
+            (unix, offset),
+            "{date:?}"
+        );
+    }
+    // Before the epoch in UTC: the clock stops at 1970.
+    let early = Snapshot::builder()
+        .at_local(1970, 1, 1, 0, 30, 3600)
+        .build()
+        .clock();
+    assert_eq!(early.unix_seconds, 0);
+}
+
+#[test]
 fn extreme_clocks_do_not_panic() {
     for (unix_seconds, utc_offset_seconds) in [(u64::MAX, i32::MAX), (0, i32::MIN), (u64::MAX, 0)] {
         let clock = Clock {

@@ -7,6 +7,9 @@
 //! - `trap`: panics, which traps (the `policy` profile aborts on panic).
 //! - `loop`: loops forever.
 //! - `alloc`: allocates until memory runs out.
+//! - `leak`: leaks 64 KiB on every call, then answers sanely (as a
+//!   componentize-py component leaks a little): a fresh instance now and
+//!   then must keep it going under any memory cap.
 //! - `log-spam`: logs 10 000 lines of 2 KB through the host, then answers
 //!   sanely.
 //! - `assign-full`, `assign` only: the id of the first full or non-ready pod,
@@ -55,6 +58,7 @@ mod component {
         Trap,
         Loop,
         Alloc,
+        Leak,
         LogSpam,
         AssignFull,
         AssignUnknown,
@@ -70,6 +74,7 @@ mod component {
                 "trap" => Self::Trap,
                 "loop" => Self::Loop,
                 "alloc" => Self::Alloc,
+                "leak" => Self::Leak,
                 "log-spam" => Self::LogSpam,
                 "assign-full" => Self::AssignFull,
                 "assign-unknown" => Self::AssignUnknown,
@@ -98,6 +103,7 @@ mod component {
                         hoard.push(black_box(vec![0xA5_u8; 1 << 20]));
                     }
                 }
+                Some(Self::Leak) => std::mem::forget(black_box(vec![0x5A_u8; 64 << 10])),
                 Some(Self::LogSpam) => {
                     let line = format!("faulty policy: log-spam {}", "spam ".repeat(400));
                     for _ in 0..10_000 {
