@@ -87,8 +87,8 @@ pub struct SimulateArgs {
     /// still faults, once, and is retired).
     #[arg(long, default_value = "1s")]
     pub deadline: String,
-    /// Memory cap of one policy instance, in MiB (the host's default is
-    /// 16; a Python component needs about 24, as on its ConfigMap).
+    /// Memory cap of one policy instance, in MiB: the host's default, which
+    /// a Python component fits (give the cap it has in the cluster).
     #[arg(long, default_value_t = 16)]
     pub memory_mib: u64,
     /// Print JSON instead of the table.
