@@ -10,7 +10,10 @@ use clap::Args;
 
 use super::dist::{DurationDist, parse_duration};
 use super::generator::{self, RateSchedule};
-use super::{Scenario, ScenarioInfo, SimSettings, load_policy, report, run_policy, summary, trace};
+use super::{
+    Scenario, ScenarioInfo, SimSettings, distinct_labels, load_policy, report, run_policy, summary,
+    trace,
+};
 use wicket_policy_runtime::{Limits, PolicyEngine, load_default};
 use wicket_state::AppSettings;
 
@@ -239,7 +242,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         ..Limits::default()
     })?;
     let default = load_default(&engine).context("loading the embedded default policy")?;
-    let policies = args
+    let mut policies = args
         .policies
         .iter()
         .map(|spec| {
@@ -253,6 +256,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             load_policy(&engine, &default, spec)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    distinct_labels(&mut policies);
     let info = ScenarioInfo::new(&scenario, traffic);
     let mut outcomes = Vec::new();
     for policy in &policies {
