@@ -229,7 +229,7 @@ fn a_policy_is_named_by_its_file_and_its_path_stays_in_the_summary() {
     .expect("runs");
     assert_eq!(out.summary.policy, "mine.wasm#ok");
     assert_eq!(out.summary.source, spec(&a, "#ok"));
-    assert!(summary::table(&[out.summary.clone()]).contains("mine.wasm#ok "));
+    assert!(summary::table(std::slice::from_ref(&out.summary)).contains("mine.wasm#ok "));
     assert!(!summary::table(&[out.summary]).contains(&a.display().to_string()));
 
     // Where file names collide, the rows keep their paths.
