@@ -114,6 +114,9 @@ enum PolicyCommand {
     /// Run a component on the cases of a TOML file and compare its
     /// decisions with the expected ones; exits non-zero if any case fails.
     /// `--example` prints the file format, every key explained.
+    #[command(
+        override_usage = "wicket policy test <FILE> <CASES>\n       wicket policy test --example"
+    )]
     Test {
         /// The component (.wasm).
         #[arg(required_unless_present = "example")]
