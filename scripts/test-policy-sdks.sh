@@ -93,7 +93,7 @@ run "template rust: build" bash -c \
 # Each load compiles the component again (~10 s for Python in release,
 # more in debug): the templates are only tested, not checked.
 run "policy check schedule" wicket policy check "$work/schedule.wasm" \
-    --config "Mon-Fri 08:45-10:30 spare=20" --memory-mib 24
+    --config "Mon-Fri 08:45-10:30 spare=20" --memory-mib 16
 run "policy check predictive" wicket policy check "$work/predictive.wasm" --memory-mib 4
 run "policy test schedule" wicket policy test "$work/schedule.wasm" examples/policies/schedule/cases.toml
 run "policy test predictive" wicket policy test "$work/predictive.wasm" examples/policies/predictive/cases.toml

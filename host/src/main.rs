@@ -111,14 +111,23 @@ enum PolicyCommand {
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60_000))]
         instantiate_timeout_ms: Option<u64>,
     },
-    /// Run a component on the cases of a TOML file (see
-    /// examples/policy-cases.toml) and compare its decisions with the
-    /// expected ones; exits non-zero if any case fails.
+    /// Run a component on the cases of a TOML file and compare its
+    /// decisions with the expected ones; exits non-zero if any case fails.
+    /// `--example` prints the file format, every key explained.
+    #[command(
+        override_usage = "wicket policy test <FILE> <CASES>\n       wicket policy test --example"
+    )]
     Test {
         /// The component (.wasm).
-        file: PathBuf,
+        #[arg(required_unless_present = "example")]
+        file: Option<PathBuf>,
         /// The cases (.toml).
-        cases: PathBuf,
+        #[arg(required_unless_present = "example")]
+        cases: Option<PathBuf>,
+        /// Print an annotated example of a cases file (every key, with what
+        /// it means and its default) instead of running anything.
+        #[arg(long, conflicts_with_all = ["file", "cases"])]
+        example: bool,
     },
     /// Print the ConfigMaps that carry a component into a cluster (YAML for
     /// `kubectl apply --server-side -f -`): gzip-compressed, and split into
@@ -313,8 +322,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             },
         ),
         Command::Policy {
-            command: PolicyCommand::Test { file, cases },
+            command:
+                PolicyCommand::Test {
+                    file,
+                    cases,
+                    example,
+                },
         } => {
+            if example {
+                print!("{}", wicket::policy_test::CASES_EXAMPLE);
+                return Ok(());
+            }
+            // clap requires both unless --example is given.
+            let (Some(file), Some(cases)) = (file, cases) else {
+                anyhow::bail!("give the component and the cases file");
+            };
             let summary = wicket::policy_test::run(&file, &cases)?;
             if summary.failed > 0 {
                 // The cases' diffs and the summary line are printed already.

@@ -47,6 +47,12 @@ pub fn run(file: &Path, options: &Options) -> anyhow::Result<()> {
             .context("the file has no name to use as the key; give --key")?
             .to_owned(),
     };
+    // A mistake is reported before, not after, the note and the seconds.
+    check_input(&component, &key, options)?;
+    // stdout is the YAML kubectl reads: the note goes to stderr.
+    if let Some(note) = compress_notice(&file.display().to_string(), component.len() as u64) {
+        eprintln!("{note}");
+    }
     let cms = configmaps(&component, &key, options)?;
     let yaml = to_yaml(&cms)?;
     std::io::stdout()
@@ -57,6 +63,18 @@ pub fn run(file: &Path, options: &Options) -> anyhow::Result<()> {
         summary(&component, &key, cms.len().saturating_sub(1), options)
     );
     Ok(())
+}
+
+/// The line printed (to stderr) before a large component is compressed:
+/// gzip at its best takes seconds on a Python one (~18 MB; ~7 s in a debug
+/// build), the same components that compile slowly. None for a small one.
+fn compress_notice(source: &str, bytes: u64) -> Option<String> {
+    (bytes >= crate::policy::SLOW_COMPILE_BYTES).then(|| {
+        format!(
+            "compressing {source} ({:.1} MB): a component this large takes several seconds…",
+            bytes as f64 / 1e6
+        )
+    })
 }
 
 /// What was made and the two steps that follow: applying it, and the
@@ -102,9 +120,9 @@ fn valid_key(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// The ConfigMaps that carry `component` under `key`: the parts (if any)
-/// first, the policy ConfigMap last.
-pub fn configmaps(component: &[u8], key: &str, o: &Options) -> anyhow::Result<Vec<ConfigMap>> {
+/// Refuses what would make a ConfigMap the API server or wicket refuses,
+/// with the reason; before the slow part (compression).
+fn check_input(component: &[u8], key: &str, o: &Options) -> anyhow::Result<()> {
     if !component.starts_with(b"\0asm") {
         bail!(
             "not a WebAssembly component (give the .wasm itself, not compressed: this command compresses it)"
@@ -127,7 +145,13 @@ pub fn configmaps(component: &[u8], key: &str, o: &Options) -> anyhow::Result<Ve
     }
     o.limits
         .validate()
-        .map_err(|(k, why)| anyhow::anyhow!("--{}: {why}", k.replace('_', "-")))?;
+        .map_err(|(k, why)| anyhow::anyhow!("--{}: {why}", k.replace('_', "-")))
+}
+
+/// The ConfigMaps that carry `component` under `key`: the parts (if any)
+/// first, the policy ConfigMap last.
+pub fn configmaps(component: &[u8], key: &str, o: &Options) -> anyhow::Result<Vec<ConfigMap>> {
+    check_input(component, key, o)?;
     let packed = gzip(component).context("compressing the component")?;
     let digest = hex::encode(Sha256::digest(component));
     let meta =
@@ -361,6 +385,20 @@ mod tests {
             line.contains("`kubectl annotate deployment APP wicket.dev/policy=policies/p.wasm`"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn a_large_component_is_announced_before_it_is_compressed() {
+        let note = compress_notice("spare-py.wasm", 18_462_599).expect("18 MB is slow");
+        assert!(
+            note.starts_with("compressing spare-py.wasm (18.5 MB)"),
+            "{note}"
+        );
+        // The same threshold as compiling: a Rust component (~100 KB) is quiet.
+        assert_eq!(compress_notice("p.wasm", 120_000), None);
+        let at = crate::policy::SLOW_COMPILE_BYTES;
+        assert!(compress_notice("p.wasm", at).is_some());
+        assert_eq!(compress_notice("p.wasm", at - 1), None);
     }
 
     #[test]

@@ -294,6 +294,13 @@ mod tests {
                 let text = fs::read_to_string(&f).expect("text");
                 assert!(!text.contains("__NAME__"), "{}", f.display());
                 assert!(!text.contains("__SDK_PATH__"), "{}", f.display());
+                // The author may have only the binary: the case format is
+                // `wicket policy test --example`, not a repository file.
+                assert!(
+                    !text.contains("policy-cases.toml"),
+                    "{}: names a file of wicket's repository",
+                    f.display()
+                );
             }
             // The build's output (an 18 MB component, for Python) stays
             // out of the author's commits.

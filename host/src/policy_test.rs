@@ -1,8 +1,8 @@
 //! `wicket policy test POLICY.wasm CASES.toml`: runs a component on cases
-//! written for people (see `policy::cases` and `examples/policy-cases.toml`)
-//! and shows, for each case that fails, what was expected and what came
-//! back, by pod name. A decision the host would refuse (it breaks an
-//! invariant) fails its case too.
+//! written for people (see `policy::cases`; `wicket policy test --example`
+//! prints `examples/policy-cases.toml`) and shows, for each case that
+//! fails, what was expected and what came back, by pod name. A decision
+//! the host would refuse (it breaks an invariant) fails its case too.
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,6 +12,10 @@ use anyhow::Context;
 use crate::policy::cases::{self, Case};
 use crate::policy::{CallError, Limits, Live, LoadedPolicy, PolicyEngine, invariants};
 use crate::state::ScaleDecision;
+
+/// The annotated example of the cases format, for `wicket policy test
+/// --example`: a user with only the binary has no copy of the repository.
+pub const CASES_EXAMPLE: &str = include_str!("../../examples/policy-cases.toml");
 
 /// The first bytes of every WebAssembly module and component.
 const WASM_MAGIC: &[u8] = b"\0asm";

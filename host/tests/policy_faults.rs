@@ -172,6 +172,39 @@ async fn garbage_is_refused() {
     assert!(err.contains("not a valid WebAssembly component"), "{err}");
 }
 
+/// A large component is announced on stderr before the seconds of
+/// compression; stdout stays the YAML that is piped to kubectl.
+#[test]
+fn policy_configmap_cli_announces_a_large_component_on_stderr_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("big.wasm");
+    // Only the magic is checked: a component-sized file of varied bytes.
+    let mut bytes = b"\0asm".to_vec();
+    bytes.extend((0..5_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    std::fs::write(&file, &bytes).expect("write");
+    let out = std::process::Command::new(exe())
+        .args(["policy", "configmap", "--name", "big"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("compressing {} (5.0 MB)", file.display())),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("compressing"));
+    for doc in stdout.split("---\n").filter(|d| !d.is_empty()) {
+        assert!(
+            doc.starts_with("apiVersion: "),
+            "not a ConfigMap: {doc:.80}"
+        );
+    }
+}
+
 #[test]
 fn policy_check_cli() {
     let ok = std::process::Command::new(exe())

@@ -66,9 +66,27 @@ fn compiled_default_policy_matches_the_table() {
 fn the_documented_example_cases_pass_on_the_default() {
     let engine = engine();
     let default = policy::load_default(&engine).expect("default");
-    let cases =
-        cases::parse(include_str!("../../examples/policy-cases.toml")).expect("the example parses");
+    let cases = cases::parse(wicket::policy_test::CASES_EXAMPLE).expect("the example parses");
     all_pass(&engine, &default, &cases);
+}
+
+/// Someone with only the binary gets the annotated format from it: `--help`
+/// names `--example`, and `--example` prints examples/policy-cases.toml.
+#[test]
+fn the_binary_prints_the_documented_example() {
+    let wicket = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wicket"))
+            .args(args)
+            .output()
+            .expect("runs wicket");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    let example = wicket(&["policy", "test", "--example"]);
+    assert_eq!(example, include_str!("../../examples/policy-cases.toml"));
+    let help = wicket(&["policy", "test", "--help"]);
+    assert!(help.contains("--example"), "{help}");
+    assert!(!help.contains("policy-cases.toml"), "{help}");
 }
 
 #[test]

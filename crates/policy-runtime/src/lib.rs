@@ -19,7 +19,7 @@ pub use engine::{
     INSTANTIATE_TIMEOUT_MS_MAX, LimitOverrides, Limits, MEMORY_MIB_MAX, PolicyEngine,
     TIMEOUT_MS_MAX,
 };
-pub use live::{CallError, Live};
+pub use live::{CallError, Live, renewal_point};
 pub use loaded::{LoadError, LoadedPolicy, SLOW_COMPILE_BYTES, compile_notice};
 pub use metrics::PolicyMetrics;
 pub use runner::{FaultCounts, PolicyRunner};

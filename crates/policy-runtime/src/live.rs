@@ -38,6 +38,13 @@ impl CallError {
     }
 }
 
+/// The linear memory (bytes) past which an instance that started with
+/// `start` bytes under a cap of `cap` bytes is replaced by a fresh one: half
+/// its headroom, so that the other half is left for the call that crosses it.
+pub fn renewal_point(start: usize, cap: usize) -> usize {
+    start + cap.saturating_sub(start) / 2
+}
+
 /// The exports of an instance, by contract version, with the snapshot
 /// buffer of that version (refilled for every call).
 pub(super) enum Bindings {
@@ -73,9 +80,12 @@ impl Live {
     /// such an instance with a fresh one before the cap turns it into a
     /// fault.
     pub fn worn_out(&self) -> bool {
-        let cap = self.store.data().memory_cap();
-        let headroom = cap.saturating_sub(self.start_memory);
-        self.peak_memory() > self.start_memory + headroom / 2
+        self.peak_memory() > renewal_point(self.start_memory, self.store.data().memory_cap())
+    }
+
+    /// Linear memory right after instantiation, in bytes.
+    pub fn start_memory(&self) -> usize {
+        self.start_memory
     }
 
     /// The contract version the instance speaks.
@@ -151,5 +161,21 @@ impl Live {
             }
         };
         r.map_err(|e| self.classify(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::renewal_point;
+
+    #[test]
+    fn an_instance_is_renewed_halfway_through_its_headroom() {
+        const MIB: usize = 1 << 20;
+        // A componentize-py component: 12.4 MiB at start of 16.
+        let start = 12 * MIB + 400 * 1024;
+        assert_eq!(renewal_point(start, 16 * MIB), start + 2 * MIB - 200 * 1024);
+        assert_eq!(renewal_point(start, 24 * MIB), start + 6 * MIB - 200 * 1024);
+        // Started at or above its cap: no headroom, renewed after any growth.
+        assert_eq!(renewal_point(20 * MIB, 16 * MIB), 20 * MIB);
     }
 }

@@ -10,7 +10,10 @@ use clap::Args;
 
 use super::dist::{DurationDist, parse_duration};
 use super::generator::{self, RateSchedule};
-use super::{Scenario, ScenarioInfo, SimSettings, load_policy, report, run_policy, summary, trace};
+use super::{
+    Scenario, ScenarioInfo, SimSettings, distinct_labels, load_policy, report, run_policy, summary,
+    trace,
+};
 use wicket_policy_runtime::{Limits, PolicyEngine, load_default};
 use wicket_state::AppSettings;
 
@@ -87,8 +90,8 @@ pub struct SimulateArgs {
     /// still faults, once, and is retired).
     #[arg(long, default_value = "1s")]
     pub deadline: String,
-    /// Memory cap of one policy instance, in MiB (the host's default is
-    /// 16; a Python component needs about 24, as on its ConfigMap).
+    /// Memory cap of one policy instance, in MiB: the host's default, which
+    /// a Python component fits (give the cap it has in the cluster).
     #[arg(long, default_value_t = 16)]
     pub memory_mib: u64,
     /// Print JSON instead of the table.
@@ -239,7 +242,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         ..Limits::default()
     })?;
     let default = load_default(&engine).context("loading the embedded default policy")?;
-    let policies = args
+    let mut policies = args
         .policies
         .iter()
         .map(|spec| {
@@ -253,6 +256,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             load_policy(&engine, &default, spec)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    distinct_labels(&mut policies);
     let info = ScenarioInfo::new(&scenario, traffic);
     let mut outcomes = Vec::new();
     for policy in &policies {

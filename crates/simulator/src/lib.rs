@@ -143,8 +143,11 @@ impl Scenario {
 /// A policy to simulate.
 #[derive(Debug, Clone)]
 pub struct PolicyUnderTest {
-    /// How it was given (`default`, a path, with `#config`).
+    /// Its name in the table and the report: `default` or the file's name,
+    /// with `#config` (see [`distinct_labels`]).
     pub label: String,
+    /// How it was given (`default`, a path, with `#config`).
+    pub spec: String,
     /// The loaded component.
     pub policy: Arc<LoadedPolicy>,
     /// Its own policy config, replacing the app's.
@@ -177,10 +180,48 @@ pub fn load_policy(
         })?
     };
     Ok(PolicyUnderTest {
-        label: spec.to_owned(),
+        label: short_label(spec),
+        spec: spec.to_owned(),
         policy,
         config,
     })
+}
+
+/// `spec` with its path cut to the file's name: a table whose first column
+/// is `/home/me/policies/build/schedule.wasm#…` wraps on any terminal.
+fn short_label(spec: &str) -> String {
+    let (source, config) = spec
+        .split_once('#')
+        .map_or((spec, None), |(s, c)| (s, Some(c)));
+    let name = Path::new(source)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(source);
+    match config {
+        Some(c) => format!("{name}#{c}"),
+        None => name.to_owned(),
+    }
+}
+
+/// Gives every policy whose short label another one shares (two files of
+/// one name in different folders) its full spec as its label instead, so
+/// that the rows can be told apart.
+pub fn distinct_labels(policies: &mut [PolicyUnderTest]) {
+    let shared: Vec<bool> = policies
+        .iter()
+        .map(|p| {
+            policies
+                .iter()
+                .filter(|q| q.label == p.label && q.spec != p.spec)
+                .count()
+                > 0
+        })
+        .collect();
+    for (p, shared) in policies.iter_mut().zip(shared) {
+        if shared {
+            p.label.clone_from(&p.spec);
+        }
+    }
 }
 
 /// Runs `scenario` under one policy with a fresh runner (the host's, with
@@ -200,12 +241,13 @@ pub fn run_policy(
     let runner = PolicyRunner::new(
         "simulate",
         Arc::clone(engine),
-        PolicySource::new(policy.label.clone(), Arc::clone(&policy.policy)),
+        PolicySource::new(policy.spec.clone(), Arc::clone(&policy.policy)),
         Arc::clone(default),
         PolicyMetrics::new()?,
     );
     let mut outcome = engine::Simulation::new(scenario, app, &runner).run(progress)?;
     outcome.summary.policy.clone_from(&policy.label);
+    outcome.summary.source.clone_from(&policy.spec);
     Ok(outcome)
 }
 

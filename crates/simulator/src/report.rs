@@ -350,7 +350,8 @@ pub fn html(info: &ScenarioInfo, outcomes: &[Outcome]) -> String {
         let s = &o.summary;
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td title=\"{}\">{}</td><td>{}</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&s.source),
             esc(&s.policy),
             s.users,
             s.waited_share * 100.0,

@@ -77,8 +77,10 @@ impl Timeline {
 /// The summary of one policy's run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
-    /// The policy as given (`default` or a file, with its config).
+    /// The policy's name (`default` or the file's name, with its config).
     pub policy: String,
+    /// The policy as given (`default` or the file's path, with its config).
+    pub source: String,
     /// Users who arrived.
     pub users: u64,
     /// Users still without a slot at the end (their wait counts up to the end).
@@ -137,7 +139,8 @@ fn quantile_s(sorted_ms: &[u64], q: f64) -> f64 {
 }
 
 impl Outcome {
-    /// Builds the summary (the policy's name is filled in by the caller).
+    /// Builds the summary (the policy's name and source are filled in by
+    /// the caller).
     #[allow(
         clippy::too_many_arguments,
         reason = "one call site, the engine's finish"
@@ -158,6 +161,7 @@ impl Outcome {
         let waited = waits_ms.iter().filter(|&&w| w > 0).count();
         let summary = Summary {
             policy: String::new(),
+            source: String::new(),
             users,
             unserved,
             waited_share: if users == 0 {

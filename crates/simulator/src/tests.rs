@@ -23,6 +23,7 @@ fn faulty(engine: &PolicyEngine, mode: &str) -> PolicyUnderTest {
     let bytes = std::fs::read(wicket_policy_runtime::built::FAULTY).expect("faulty policy built");
     PolicyUnderTest {
         label: format!("faulty#{mode}"),
+        spec: format!("faulty#{mode}"),
         policy: LoadedPolicy::load(engine, &bytes, "faulty").expect("faulty policy loads"),
         config: Some(mode.to_owned()),
     }
@@ -199,4 +200,42 @@ fn inside_an_async_runtime_it_refuses_rather_than_blocks() {
     let r =
         rt.block_on(async { run_policy(&engine, &default, &scenario, &policy, &mut |_, _| {}) });
     assert!(matches!(r, Err(SimError::InsideRuntime)), "{r:?}");
+}
+
+#[test]
+fn a_policy_is_named_by_its_file_and_its_path_stays_in_the_summary() {
+    let (engine, default) = engine();
+    // Two copies of one component: the same file name in two folders.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = std::fs::read(wicket_policy_runtime::built::FAULTY).expect("faulty policy built");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for d in [&a, &b] {
+        std::fs::create_dir(d).expect("dir");
+        std::fs::write(d.join("mine.wasm"), &bytes).expect("write");
+    }
+    let spec = |d: &std::path::Path, c: &str| format!("{}{c}", d.join("mine.wasm").display());
+    let load = |s: &str| load_policy(&engine, &default, s).expect("loads");
+    let mut policies = vec![load("default"), load(&spec(&a, "#ok"))];
+    distinct_labels(&mut policies);
+    assert_eq!(policies[0].label, "default");
+    assert_eq!(policies[1].label, "mine.wasm#ok");
+    let out = run_policy(
+        &engine,
+        &default,
+        &busy_scenario(1),
+        &policies[1],
+        &mut |_, _| {},
+    )
+    .expect("runs");
+    assert_eq!(out.summary.policy, "mine.wasm#ok");
+    assert_eq!(out.summary.source, spec(&a, "#ok"));
+    assert!(summary::table(std::slice::from_ref(&out.summary)).contains("mine.wasm#ok "));
+    assert!(!summary::table(&[out.summary]).contains(&a.display().to_string()));
+
+    // Where file names collide, the rows keep their paths.
+    let mut policies = vec![load(&spec(&a, "")), load(&spec(&b, "")), load("default")];
+    distinct_labels(&mut policies);
+    assert_eq!(policies[0].label, spec(&a, ""));
+    assert_eq!(policies[1].label, spec(&b, ""));
+    assert_eq!(policies[2].label, "default");
 }
