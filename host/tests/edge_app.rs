@@ -637,8 +637,9 @@ async fn a_poll_link_from_someone_else_resumes_nothing() {
     let pod = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let mut c = one_pod(&pod, 1);
     c.proxy.ticket_expiry_ms = 60_000;
-    // A poll holds for half the grace period: 3 s here.
-    c.demo.resume_grace = Duration::from_secs(6);
+    // A poll holds for half the grace period (5 s here): each place is
+    // away for one hold before it is resumed, 5 s inside its grace.
+    c.demo.resume_grace = Duration::from_secs(10);
     let host = start(c, 1).await;
     let addr = host.proxy_addr;
     let _held = ticket(addr, APP, LIMIT).await;
