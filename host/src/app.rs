@@ -1618,11 +1618,7 @@ pub(crate) mod tests {
             }
         }
         assert!(matches!(app.join_as(capped, None, true).await, Join::Full));
-        let arrivals = || {
-            let mut inner = app.inner.lock();
-            let snap = inner.take_snapshot(Instant::now());
-            snap.arrivals_per_minute.iter().sum::<u32>()
-        };
+        let arrivals = || app.arrivals().0.iter().sum::<u32>();
         let before = arrivals();
         // One away still holds its place, and comes back to it.
         let (away, rid) = held.pop().expect("held");

@@ -144,7 +144,9 @@ pub fn run(file: &Path, config: &str, overrides: LimitOverrides) -> anyhow::Resu
     let limits = overrides.apply(measuring_limits());
     let engine = PolicyEngine::new(limits)?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    if let Some(note) = policy::compile_notice(&file.display().to_string(), bytes.len() as u64) {
+    if let Some(note) =
+        policy::large_component_notice("compiling", &file.display().to_string(), bytes.len() as u64)
+    {
         eprintln!("{note}");
     }
     let loaded = LoadedPolicy::load_with(&engine, &bytes, &file.display().to_string(), limits)

@@ -50,7 +50,11 @@ pub fn run(file: &Path, options: &Options) -> anyhow::Result<()> {
     // A mistake is reported before, not after, the note and the seconds.
     check_input(&component, &key, options)?;
     // stdout is the YAML kubectl reads: the note goes to stderr.
-    if let Some(note) = compress_notice(&file.display().to_string(), component.len() as u64) {
+    if let Some(note) = crate::policy::large_component_notice(
+        "compressing",
+        &file.display().to_string(),
+        component.len() as u64,
+    ) {
         eprintln!("{note}");
     }
     let cms = configmaps(&component, &key, options)?;
@@ -63,18 +67,6 @@ pub fn run(file: &Path, options: &Options) -> anyhow::Result<()> {
         summary(&component, &key, cms.len().saturating_sub(1), options)
     );
     Ok(())
-}
-
-/// The line printed (to stderr) before a large component is compressed:
-/// gzip at its best takes seconds on a Python one (~18 MB; ~7 s in a debug
-/// build), the same components that compile slowly. None for a small one.
-fn compress_notice(source: &str, bytes: u64) -> Option<String> {
-    (bytes >= crate::policy::SLOW_COMPILE_BYTES).then(|| {
-        format!(
-            "compressing {source} ({:.1} MB): a component this large takes several seconds…",
-            bytes as f64 / 1e6
-        )
-    })
 }
 
 /// What was made and the two steps that follow: applying it, and the
@@ -389,16 +381,24 @@ mod tests {
 
     #[test]
     fn a_large_component_is_announced_before_it_is_compressed() {
-        let note = compress_notice("spare-py.wasm", 18_462_599).expect("18 MB is slow");
+        let note =
+            crate::policy::large_component_notice("compressing", "spare-py.wasm", 18_462_599)
+                .expect("18 MB is slow");
         assert!(
             note.starts_with("compressing spare-py.wasm (18.5 MB)"),
             "{note}"
         );
         // The same threshold as compiling: a Rust component (~100 KB) is quiet.
-        assert_eq!(compress_notice("p.wasm", 120_000), None);
-        let at = crate::policy::SLOW_COMPILE_BYTES;
-        assert!(compress_notice("p.wasm", at).is_some());
-        assert_eq!(compress_notice("p.wasm", at - 1), None);
+        assert_eq!(
+            crate::policy::large_component_notice("compressing", "p.wasm", 120_000),
+            None
+        );
+        let at = crate::policy::SLOW_COMPONENT_BYTES;
+        assert!(crate::policy::large_component_notice("compressing", "p.wasm", at).is_some());
+        assert_eq!(
+            crate::policy::large_component_notice("compressing", "p.wasm", at - 1),
+            None
+        );
     }
 
     #[test]

@@ -189,9 +189,11 @@ pub fn run(file: &Path, cases_file: &Path) -> anyhow::Result<Summary> {
     };
     let engine = PolicyEngine::new(limits)?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    if let Some(note) =
-        crate::policy::compile_notice(&file.display().to_string(), bytes.len() as u64)
-    {
+    if let Some(note) = crate::policy::large_component_notice(
+        "compiling",
+        &file.display().to_string(),
+        bytes.len() as u64,
+    ) {
         eprintln!("{note}");
     }
     let policy = LoadedPolicy::load(&engine, &bytes, &file.display().to_string())

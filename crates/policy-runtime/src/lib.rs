@@ -20,7 +20,7 @@ pub use engine::{
     TIMEOUT_MS_MAX,
 };
 pub use live::{CallError, Live, renewal_point};
-pub use loaded::{LoadError, LoadedPolicy, SLOW_COMPILE_BYTES, compile_notice};
+pub use loaded::{LoadError, LoadedPolicy, SLOW_COMPONENT_BYTES, large_component_notice};
 pub use metrics::PolicyMetrics;
 pub use runner::{FaultCounts, PolicyRunner};
 pub use source::{

@@ -227,17 +227,19 @@ fn contract_version(
     }))
 }
 
-/// Components at least this large take seconds to compile (a Python one,
-/// ~18 MB: ~5 s in a release build, more in a debug one).
-pub const SLOW_COMPILE_BYTES: u64 = 4 << 20;
+/// Components at least this large take seconds to compile or to compress
+/// (a Python one, ~18 MB: ~5 s to compile in a release build, more in a
+/// debug one; gzip at its best takes as long).
+pub const SLOW_COMPONENT_BYTES: u64 = 4 << 20;
 
-/// The line a command prints (to stderr) before it compiles a component of
-/// `bytes` from `source`, so that a silent pause of seconds is explained;
-/// None for a component that compiles in well under a second.
-pub fn compile_notice(source: &str, bytes: u64) -> Option<String> {
-    (bytes >= SLOW_COMPILE_BYTES).then(|| {
+/// The line a command prints (to stderr) before `doing` ("compiling",
+/// "compressing") a component of `bytes` from `source`, so that a silent
+/// pause of seconds is explained; None for a component that takes well
+/// under a second.
+pub fn large_component_notice(doing: &str, source: &str, bytes: u64) -> Option<String> {
+    (bytes >= SLOW_COMPONENT_BYTES).then(|| {
         format!(
-            "compiling {source} ({:.1} MB): a component this large takes several seconds…",
+            "{doing} {source} ({:.1} MB): a component this large takes several seconds…",
             bytes as f64 / 1e6
         )
     })
@@ -249,9 +251,13 @@ mod tests {
 
     #[test]
     fn large_components_are_announced_before_they_compile() {
-        let note = compile_notice("spare-py.wasm", 18_462_599).expect("18 MB is slow");
+        let note = large_component_notice("compiling", "spare-py.wasm", 18_462_599)
+            .expect("18 MB is slow");
         assert!(note.contains("spare-py.wasm (18.5 MB)"), "{note}");
-        assert_eq!(compile_notice("spare_rs.wasm", 82_018), None);
+        assert_eq!(
+            large_component_notice("compiling", "spare_rs.wasm", 82_018),
+            None
+        );
     }
     use crate::DEFAULT_POLICY;
 

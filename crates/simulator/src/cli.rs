@@ -248,7 +248,8 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         .map(|spec| {
             let file = spec.split_once('#').map_or(spec.as_str(), |(f, _)| f);
             let size = std::fs::metadata(file).map_or(0, |m| m.len());
-            if let Some(note) = wicket_policy_runtime::compile_notice(file, size)
+            if let Some(note) =
+                wicket_policy_runtime::large_component_notice("compiling", file, size)
                 && !args.quiet
             {
                 eprintln!("{note}");
